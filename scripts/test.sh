@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set everything up from scratch, then run the test suite and the linter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+VENV="${SMOOTHCERT_VENV:-.venv}"
+"$VENV/bin/ruff" check src tests benchmarks
+# Data that setup fetched must be there: tests fail instead of skipping when it is not.
+SMOOTHCERT_REQUIRE_DATA=1 "$VENV/bin/python" -m pytest -q --durations=15 "$@"

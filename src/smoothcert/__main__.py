@@ -1,0 +1,5 @@
+import sys
+
+from smoothcert.cli import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""`smoothcert <command>`: argument parsing and printing only; the work lives in the library.
+
+Each command is a module in this package that defines::
+
+    NAME: str                       # the sub-command, e.g. "certify"
+    HELP: str                       # one line for `smoothcert --help`
+    def add_arguments(parser): ...  # its flags (argparse lives only under smoothcert.cli)
+    def run(args) -> int: ...       # the exit code
+
+Commands are discovered, so adding one is adding a module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from smoothcert import __version__
+
+
+def _command_modules() -> list:
+    modules = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "NAME") and hasattr(module, "run"):
+            modules.append(module)
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smoothcert",
+        description="Certified robustness of PyTorch classifiers by randomized smoothing.",
+    )
+    parser.add_argument("--version", action="version", version=f"smoothcert {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _command_modules():
+        p = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as exc:
+        # Bad input: one line on stderr, never a traceback.
+        print(f"smoothcert {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"smoothcert {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Shared fixtures. Real-data fixtures skip when the data is absent, except under
+SMOOTHCERT_REQUIRE_DATA=1 (set by scripts/test.sh, hence CI), where absence is a failure."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+
+def _dataset_or_skip(name: str, split: str):
+    from smoothcert.data import load_dataset
+
+    try:
+        return load_dataset(name, split)
+    except FileNotFoundError as exc:
+        if os.environ.get("SMOOTHCERT_REQUIRE_DATA") == "1":
+            pytest.fail(f"required dataset missing: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def mnist_train():
+    return _dataset_or_skip("mnist", "train")
+
+
+@pytest.fixture(scope="session")
+def mnist_test():
+    return _dataset_or_skip("mnist", "test")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield

@@ -64,7 +64,9 @@ def _objective_and_grad(
     x = x.detach().requires_grad_(True)
     z = _draw((batch, num_noise, *shape), sigma, x, generator)
     noisy = x.unsqueeze(1) + z  # [B, s, ...]: one perturbation shared by the s draws
-    losses = loss_fn(model(noisy.reshape(batch * num_noise, *shape)), y.repeat_interleave(num_noise))
+    losses = loss_fn(
+        model(noisy.reshape(batch * num_noise, *shape)), y.repeat_interleave(num_noise)
+    )
     loss = losses.view(batch, num_noise).mean(1)
     dims = tuple(range(2, noisy.dim()))
     cost_noisy = (noisy - x0.unsqueeze(1)).pow(2).sum(dim=dims).mean(1)

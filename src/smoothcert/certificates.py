@@ -1,0 +1,538 @@
+"""The distributional robustness certificate of the NAL paper (Theorem 1), reading 2.
+
+Threat model (PAPER-NOTES §2): a clean input x0 ~ P0 is moved by the adversary to x (any
+deterministic or random map, independent of the defender's noise); the defender adds
+z ~ N(0, σ²I); the classifier sees x + z. The surrogate with ONE perturbation shared by the
+noise draws (what Algorithm 1 computes) is
+
+    φ̃γ(θ; x0) = sup_x E_z[ ℓ(θ; x+z) − γ‖x+z−x0‖² ] = sup_x { ℓ̂(θ; x) − γ‖x−x0‖² } − γdσ²,
+
+with ℓ̂(θ; x) = E_z ℓ(θ; x+z) the smoothed loss (Theorem 2) and d the input dimension. By weak
+duality, for every γ ≥ 0 and every adversary with E‖x+z−x0‖² ≤ ρ (Theorem 1, Eq. 3),
+
+    E ℓ(θ; x+z) ≤ γρ + E_P0 φ̃γ(θ; x0).
+
+Since E‖x+z−x0‖² = ‖x−x0‖² + dσ², the same bound in the adversary's own budget
+ρ_adv = E‖x−x0‖² = ρ − dσ² reads
+
+    certificate(ρ_adv) = inf_γ { γρ_adv + E_P0 sup_x [ ℓ̂(θ; x) − γ‖x−x0‖² ] }.
+
+With σ = 0 it is WRM's certificate of the unsmoothed loss (Sinha et al. 2018), the right-hand
+side of Theorem 3 (Eq. 7).
+
+What is estimated here, not guaranteed: ℓ̂ by Monte-Carlo draws, the sup by gradient ascent
+(a local maximizer gives a value BELOW the sup, so the certificate may be too small when the
+ascent has not converged: see the gradient-norm diagnostic), and E_P0 by a finite data set
+(standard error over examples). Nothing is clipped to [0, 1]: the theorem takes X = R^d.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surrogate_ascent
+
+__all__ = [
+    "Certificate",
+    "CertificateCurve",
+    "SurrogateResult",
+    "SurrogateTable",
+    "WorstCasePoint",
+    "certificate",
+    "certificate_curve",
+    "certificate_from_table",
+    "curve_from_table",
+    "surrogate",
+    "surrogate_table",
+    "worst_case_from_table",
+    "worst_case_loss",
+]
+
+
+# --------------------------------------------------------------------------- per example
+
+
+@dataclass
+class SurrogateResult:
+    """Per-example estimate of φ̃γ(θ; x0) at one γ (tensors of shape [B] unless noted)."""
+
+    value: torch.Tensor  # φ̃γ(θ; x0) = lagrangian − γdσ² (the ρ-with-noise form)
+    lagrangian: torch.Tensor  # sup_x { ℓ̂(θ; x) − γ‖x − x0‖² } (the ρ_adv form)
+    value_se: torch.Tensor  # Monte-Carlo standard error of value (from the fresh draws)
+    x: torch.Tensor  # [B, ...] the maximizer x* found by the ascent
+    loss: torch.Tensor  # ℓ̂(θ; x*) from the fresh draws
+    cost_with_noise: torch.Tensor  # E_z‖x* + z − x0‖² = ‖x* − x0‖² + dσ² (exact expectation)
+    cost_without_noise: torch.Tensor  # ‖x* − x0‖²
+    grad_norm: torch.Tensor  # ‖∇_x[ℓ̂(θ; x) − γ‖x − x0‖²]‖₂ at x*, fresh draws (0 at a maximizer)
+    gamma: float
+    sigma: float
+
+
+def _check_common(gamma: float, sigma: float, num_noise: int, steps: int, num_eval: int) -> None:
+    if not (isinstance(gamma, int | float) and math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
+    if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if num_noise < 1:
+        raise ValueError(f"num_noise must be >= 1, got {num_noise}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if num_eval < 1:
+        raise ValueError(f"num_eval must be >= 1, got {num_eval}")
+
+
+def _smoothed_loss_and_grad(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigma: float,
+    num_draws: int,
+    loss_fn: LossFn,
+    generator: torch.Generator | None,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-draw losses ℓ(θ; x + z_j) [B, n] and ∇_x ℓ̂ estimated by their mean (Theorem 2)."""
+    batch, shape = x.shape[0], x.shape[1:]
+    losses, grad = [], torch.zeros_like(x)
+    with torch.enable_grad():
+        for start in range(0, num_draws, chunk):
+            n = min(chunk, num_draws - start)
+            xr = x.detach().requires_grad_(True)
+            if sigma > 0:
+                z = torch.randn(
+                    (batch, n, *shape), dtype=x.dtype, device=x.device, generator=generator
+                )
+                noisy = xr.unsqueeze(1) + sigma * z
+            else:
+                noisy = xr.unsqueeze(1).expand(batch, n, *shape)
+            per_draw = loss_fn(model(noisy.reshape(batch * n, *shape)), y.repeat_interleave(n))
+            per_draw = per_draw.view(batch, n)
+            (g,) = torch.autograd.grad(per_draw.sum() / num_draws, xr)
+            grad += g
+            losses.append(per_draw.detach())
+    return torch.cat(losses, dim=1), grad
+
+
+def surrogate(
+    model: nn.Module,
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    gamma: float,
+    sigma: float,
+    *,
+    num_noise: int = 8,
+    steps: int = 30,
+    step_size: float | Callable[[int], float] | None = None,
+    num_eval: int = 64,
+    loss_fn: LossFn = cross_entropy_per_example,
+    generator: torch.Generator | None = None,
+    eval_chunk: int = 32,
+) -> SurrogateResult:
+    """Estimate φ̃γ(θ; x0) = sup_x E_z[ℓ(θ; x+z) − γ‖x+z−x0‖²] for a batch (PAPER-NOTES §2).
+
+    1. Ascent (NAL Algorithm 1, lines 3–7, via :func:`surrogate_ascent`) on
+       (1/s) Σ_j ℓ(θ; x + z_j) − γ‖x − x0‖², s = ``num_noise`` fresh draws per step. The noisy
+       cost of Algorithm 1 is replaced by its exact expectation ‖x − x0‖² + dσ² (same maximizer,
+       less gradient noise). ``step_size`` η defaults to 0.5/γ (Table 1), or a schedule k ↦ η_k.
+    2. Among the iterates x_0 … x_K the one with the largest ascent objective is kept (the
+       fixed-point iteration of η = 0.5/γ can oscillate when γ is small).
+    3. The value at x* is re-estimated with ``num_eval`` FRESH draws: the ascent's own draws
+       are biased upward by the selection. Its standard error and the gradient norm at x*
+       (the convergence diagnostic) come from the same fresh draws.
+
+    With σ = 0 this is WRM's surrogate sup_x{ℓ(θ; x) − γ‖x − x0‖²} (one draw suffices).
+    The model's train/eval mode is left as given; its parameters receive no gradient.
+    """
+    _check_common(gamma, sigma, num_noise, steps, num_eval)
+    if x0.dim() < 2 or x0.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"x0 must be a batch [B, ...] with one label per example, got x0 {tuple(x0.shape)} "
+            f"and y {tuple(y.shape)}"
+        )
+    if step_size is None:
+        step_size = 0.5 / gamma
+    elif not callable(step_size) and not (math.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"step_size must be > 0, got {step_size}")
+    if sigma == 0:
+        num_noise = num_eval = 1  # the loss is deterministic
+    sigma = float(sigma)
+    x0 = x0.detach()
+    dim = x0[0].numel()
+
+    x, best_x, best_obj = x0.clone(), x0.clone(), None
+    for k in range(steps + 1):
+        # steps=1 evaluates F at x_k with fresh draws and returns x_{k+1}; the last call only
+        # evaluates x_K.
+        r = surrogate_ascent(
+            model, x0, y, gamma=gamma, sigma=sigma, num_noise=num_noise,
+            steps=1 if k < steps else 0,
+            step_size=(lambda _i, k=k: step_size(k)) if callable(step_size) else step_size,
+            cost_with_noise=False, init=x, loss_fn=loss_fn, generator=generator,
+            diagnostics=k == steps,
+        )  # fmt: skip
+        obj = r.objective
+        better = torch.ones_like(obj, dtype=torch.bool) if best_obj is None else obj > best_obj
+        best_obj = obj if best_obj is None else torch.where(better, obj, best_obj)
+        best_x[better] = x[better]
+        x = r.x
+
+    losses, grad_loss = _smoothed_loss_and_grad(
+        model, best_x, y, sigma, num_eval, loss_fn, generator, eval_chunk
+    )
+    diff = best_x - x0
+    cost = diff.flatten(1).pow(2).sum(1)
+    loss = losses.mean(1)
+    lagrangian = loss - gamma * cost
+    se = losses.std(1) / math.sqrt(num_eval) if num_eval > 1 else torch.zeros_like(loss)
+    grad = grad_loss - 2 * gamma * diff
+    return SurrogateResult(
+        value=lagrangian - gamma * dim * sigma**2,
+        lagrangian=lagrangian,
+        value_se=se,
+        x=best_x,
+        loss=loss,
+        cost_with_noise=cost + dim * sigma**2,
+        cost_without_noise=cost,
+        grad_norm=grad.flatten(1).norm(dim=1),
+        gamma=float(gamma),
+        sigma=sigma,
+    )
+
+
+# --------------------------------------------------------------------------- over a data set
+
+
+@dataclass
+class SurrogateTable:
+    """Per-example surrogate results for a grid of γ: arrays of shape [n, G] (numpy, float64)."""
+
+    gammas: np.ndarray  # [G]
+    sigma: float
+    dim: int  # d, the input dimension
+    lagrangian: np.ndarray  # sup_x{ℓ̂ − γ‖x − x0‖²}
+    loss: np.ndarray  # ℓ̂(θ; x*)
+    cost: np.ndarray  # ‖x* − x0‖² (without noise)
+    value_se: np.ndarray  # Monte-Carlo standard error per example
+    grad_norm: np.ndarray  # convergence diagnostic per example
+    indices: np.ndarray  # [n] data-set indices of the rows
+
+    @property
+    def noise_cost(self) -> float:
+        """dσ², the transport cost of the noise alone: ρ = ρ_adv + dσ²."""
+        return self.dim * self.sigma**2
+
+
+def block_seed(seed: int, first_index: int, gamma: float, sigma: float) -> int:
+    """A seed for the draws of one block of examples at one (γ, σ): the same block gives the
+    same draws whatever else is computed, so runs resume and γ grids refine reproducibly."""
+    key = f"{seed}:{first_index}:{float(gamma)!r}:{float(sigma)!r}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
+
+
+def _batch(data, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) of ``data`` at ``indices``; ``data`` is a pair of tensors or an
+    indexable data set of (image, label) items."""
+    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return data[0][idx], torch.as_tensor(data[1])[idx]
+    items = [data[i] for i in indices]
+    return torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor(
+        [int(y) for _, y in items]
+    )
+
+
+def _data_len(data) -> int:
+    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        if len(data[0]) != len(data[1]):
+            raise ValueError(f"data: {len(data[0])} inputs but {len(data[1])} labels")
+        return len(data[0])
+    return len(data)
+
+
+def _check_gammas(gammas: Sequence[float], name: str = "gammas") -> np.ndarray:
+    g = np.asarray(list(gammas), dtype=np.float64)
+    if g.ndim != 1 or g.size == 0:
+        raise ValueError(f"{name} must be a non-empty list of numbers, got {gammas!r}")
+    if not np.all(np.isfinite(g)) or np.any(g <= 0):
+        raise ValueError(f"{name} must all be finite and > 0, got {list(g)}")
+    return g
+
+
+def surrogate_table(
+    model: nn.Module,
+    data,
+    gammas: Sequence[float],
+    sigma: float,
+    *,
+    indices: Sequence[int] | None = None,
+    batch_size: int = 50,
+    seed: int = 0,
+    progress: bool = False,
+    **surrogate_kwargs,
+) -> SurrogateTable:
+    """Run :func:`surrogate` on every example of ``data`` (or ``indices``) at every γ.
+
+    Examples are processed in fixed blocks of ``batch_size`` consecutive positions of
+    ``indices``; each (block, γ, σ) gets its own seed (:func:`block_seed`). The model is put in
+    eval mode for the computation and restored afterwards.
+    """
+    g = _check_gammas(gammas)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n_data = _data_len(data)
+    idx = list(range(n_data)) if indices is None else [int(i) for i in indices]
+    if not idx:
+        raise ValueError("data is empty: need at least one example")
+    bad = [i for i in idx if not 0 <= i < n_data]
+    if bad:
+        raise ValueError(f"indices must lie in [0, {n_data}), got {bad[:3]}")
+    rows = [
+        block_rows(model, data, idx[s : s + batch_size], g, sigma, seed=seed, **surrogate_kwargs)
+        for s in _progress(range(0, len(idx), batch_size), progress, "surrogate")
+    ]
+    x_first, _ = _batch(data, idx[:1])
+    return SurrogateTable(
+        gammas=g,
+        sigma=float(sigma),
+        dim=x_first[0].numel(),
+        indices=np.asarray(idx),
+        **{k: np.concatenate([r[k] for r in rows]) for k in rows[0]},
+    )
+
+
+def block_rows(
+    model: nn.Module,
+    data,
+    block: Sequence[int],
+    gammas: Sequence[float],
+    sigma: float,
+    *,
+    seed: int = 0,
+    **surrogate_kwargs,
+) -> dict[str, np.ndarray]:
+    """The [len(block), G] arrays of :class:`SurrogateTable` for one block of examples."""
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    x0, y = _batch(data, block)
+    x0, y = x0.to(device), y.to(device)
+    out: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("lagrangian", "loss", "cost", "value_se", "grad_norm")
+    }
+    was_training = model.training
+    model.eval()
+    try:
+        for gamma in gammas:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(block_seed(seed, block[0], gamma, sigma))
+            r = surrogate(model, x0, y, float(gamma), sigma, generator=gen, **surrogate_kwargs)
+            out["lagrangian"].append(r.lagrangian.double().cpu().numpy())
+            out["loss"].append(r.loss.double().cpu().numpy())
+            out["cost"].append(r.cost_without_noise.double().cpu().numpy())
+            out["value_se"].append(r.value_se.double().cpu().numpy())
+            out["grad_norm"].append(r.grad_norm.double().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return {k: np.stack(v, axis=1) for k, v in out.items()}
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit="batch")
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    n = values.shape[0]
+    se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return float(values.mean()), se
+
+
+@dataclass
+class Certificate:
+    """γρ + mean φ̃γ at one (γ, ρ) (Theorem 1, Eq. 3), with its standard error over examples."""
+
+    gamma: float
+    rho: float  # with the noise: E‖x + z − x0‖² ≤ ρ
+    rho_adv: float  # without the noise: E‖x − x0‖² ≤ ρ_adv = ρ − dσ²
+    value: float  # the certified bound on the worst-case expected loss (an estimate)
+    se: float  # standard error over examples (includes the Monte-Carlo error per example)
+    mean_surrogate: float  # mean φ̃γ(θ; x0)
+    n: int
+    grad_norm_median: float  # convergence diagnostic of the ascents
+    grad_norm_max: float
+
+
+def _rho_adv(rho: float, noise_cost: float, rho_with_noise: bool, name: str = "rho") -> float:
+    if not math.isfinite(rho) or rho < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {rho}")
+    if not rho_with_noise:
+        return float(rho)
+    if rho < noise_cost:
+        raise ValueError(
+            f"{name} counted with the noise must be >= dσ² = {noise_cost:.4g} (the noise alone "
+            f"moves that far), got {rho}"
+        )
+    return float(rho - noise_cost)
+
+
+def certificate_from_table(
+    table: SurrogateTable, gamma_index: int, rho: float, *, rho_with_noise: bool = False
+) -> Certificate:
+    """γρ + mean φ̃γ from precomputed per-example surrogates (column ``gamma_index``)."""
+    gamma = float(table.gammas[gamma_index])
+    rho_adv = _rho_adv(rho, table.noise_cost, rho_with_noise)
+    lag = table.lagrangian[:, gamma_index]
+    mean_lag, se = _mean_se(lag)
+    gn = table.grad_norm[:, gamma_index]
+    return Certificate(
+        gamma=gamma,
+        rho=rho_adv + table.noise_cost,
+        rho_adv=rho_adv,
+        value=gamma * rho_adv + mean_lag,
+        se=se,
+        mean_surrogate=mean_lag - gamma * table.noise_cost,
+        n=lag.shape[0],
+        grad_norm_median=float(np.median(gn)),
+        grad_norm_max=float(gn.max()),
+    )
+
+
+def certificate(
+    model: nn.Module,
+    data,
+    gamma: float,
+    rho: float,
+    sigma: float,
+    *,
+    rho_with_noise: bool = True,
+    **kwargs,
+) -> Certificate:
+    """The certificate γρ + E_P̂ φ̃γ(θ; x0) of Theorem 1 (Eq. 3) at one γ and ρ.
+
+    ``rho`` counts the noise (E‖x + z − x0‖² ≤ ρ, as in Eq. 3) unless ``rho_with_noise`` is
+    False, when it is the adversary's own budget ρ_adv = E‖x − x0‖². Keyword arguments go to
+    :func:`surrogate_table` (indices, batch_size, seed, progress) and :func:`surrogate`.
+    """
+    table = surrogate_table(model, data, [gamma], sigma, **kwargs)
+    return certificate_from_table(table, 0, rho, rho_with_noise=rho_with_noise)
+
+
+@dataclass
+class CertificateCurve:
+    """For each ρ: min over the γ grid of γρ + mean φ̃γ (Theorem 3's inf over γ, on a grid)."""
+
+    rho_adv: np.ndarray  # [R] the adversary's budget E‖x − x0‖²
+    rho: np.ndarray  # [R] the same budget counted with the noise, ρ_adv + dσ²
+    value: np.ndarray  # [R] the certified bound (an estimate)
+    se: np.ndarray  # [R] its standard error over examples, at the minimizing γ
+    gamma: np.ndarray  # [R] the minimizing γ of the grid
+    gammas: np.ndarray  # [G] the grid
+    mean_lagrangian: np.ndarray  # [G] mean sup_x{ℓ̂ − γ‖x − x0‖²}
+    grad_norm_median: np.ndarray  # [G] convergence diagnostic per γ
+    sigma: float
+    noise_cost: float  # dσ²
+    n: int
+
+
+def curve_from_table(
+    table: SurrogateTable, rhos: Sequence[float], *, rho_with_noise: bool = False
+) -> CertificateCurve:
+    """certificate(ρ_adv) = min_γ∈grid { γρ_adv + mean sup_x[ℓ̂(θ; x) − γ‖x − x0‖²] }."""
+    r = np.asarray(list(rhos), dtype=np.float64)
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError(f"rhos must be a non-empty list of numbers, got {rhos!r}")
+    rho_adv = np.array([_rho_adv(float(v), table.noise_cost, rho_with_noise, "rhos") for v in r])
+    n = table.lagrangian.shape[0]
+    mean_lag = table.lagrangian.mean(0)
+    se_lag = (
+        table.lagrangian.std(0, ddof=1) / math.sqrt(n) if n > 1 else np.full(len(mean_lag), np.nan)
+    )
+    bounds = rho_adv[:, None] * table.gammas[None, :] + mean_lag[None, :]  # [R, G]
+    best = bounds.argmin(1)
+    return CertificateCurve(
+        rho_adv=rho_adv,
+        rho=rho_adv + table.noise_cost,
+        value=bounds[np.arange(len(r)), best],
+        se=se_lag[best],
+        gamma=table.gammas[best],
+        gammas=table.gammas.copy(),
+        mean_lagrangian=mean_lag,
+        grad_norm_median=np.median(table.grad_norm, axis=0),
+        sigma=table.sigma,
+        noise_cost=table.noise_cost,
+        n=n,
+    )
+
+
+def certificate_curve(
+    model: nn.Module,
+    data,
+    gammas: Sequence[float],
+    rhos: Sequence[float],
+    sigma: float,
+    *,
+    rho_with_noise: bool = False,
+    **kwargs,
+) -> CertificateCurve:
+    """The certified bound on the worst-case expected loss as a function of ρ (Theorem 1,
+    minimized over a grid of γ as in Theorem 3). ``rhos`` are ρ_adv = E‖x − x0‖² unless
+    ``rho_with_noise``; the result reports both. Keyword arguments go to
+    :func:`surrogate_table` and :func:`surrogate`."""
+    table = surrogate_table(model, data, gammas, sigma, **kwargs)
+    return curve_from_table(table, rhos, rho_with_noise=rho_with_noise)
+
+
+@dataclass
+class WorstCasePoint:
+    """One point of the empirical worst-case curve (NAL §5.1, Figure 2(a))."""
+
+    gamma_adv: float
+    rho_test: float  # ρ̂_test = mean E_z‖x* + z − x0‖² (with the noise)
+    rho_adv_test: float  # mean ‖x* − x0‖² (without)
+    loss: float  # mean E_z ℓ(θ; x* + z) = mean ℓ̂(θ; x*)
+    se: float  # standard error over examples
+    n: int
+    grad_norm_median: float
+
+
+def worst_case_from_table(table: SurrogateTable) -> list[WorstCasePoint]:
+    """(ρ̂_test, mean ℓ̂(θ; x*)) for each γ_adv of the table, x* the ascent's maximizer."""
+    points = []
+    for j, gamma in enumerate(table.gammas):
+        loss, se = _mean_se(table.loss[:, j])
+        cost = float(table.cost[:, j].mean())
+        points.append(
+            WorstCasePoint(
+                gamma_adv=float(gamma),
+                rho_test=cost + table.noise_cost,
+                rho_adv_test=cost,
+                loss=loss,
+                se=se,
+                n=table.loss.shape[0],
+                grad_norm_median=float(np.median(table.grad_norm[:, j])),
+            )
+        )
+    return points
+
+
+def worst_case_loss(
+    model: nn.Module, data, gamma_adv: Sequence[float] | float, sigma: float, **kwargs
+) -> list[WorstCasePoint]:
+    """The empirical worst-case loss of NAL §5.1 for a sweep of γ_adv (Figure 2(a)):
+    x* = argmax_x E_z[ℓ(θ; x+z) − γ_adv‖x+z−x0‖²] per test example, ρ̂_test the mean transport
+    cost and the mean loss at x* + z with fresh draws. Keyword arguments go to
+    :func:`surrogate_table` and :func:`surrogate`."""
+    gammas = [gamma_adv] if isinstance(gamma_adv, int | float) else list(gamma_adv)
+    _check_gammas(gammas, "gamma_adv")
+    return worst_case_from_table(surrogate_table(model, data, gammas, sigma, **kwargs))

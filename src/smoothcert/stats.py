@@ -262,3 +262,18 @@ def certified_accuracy_lower_bound(
         y / m_arr - a - np.sqrt(2 * a * (1 - a) * log_term / m_arr) - log_term / (3 * m_arr)
     ) / (1 - a)
     return _out(np.maximum(bound, 0.0), num_certified_correct, m, alpha, rho)
+
+
+def predict_from_counts(counts: np.ndarray, alpha: float) -> int:
+    """PREDICT's decision from its class counts (§3.2, Appendix C.1): the top class when the
+    two-sided binomial test of nA ~ Binomial(nA + nB, ½) has p-value ≤ α, else −1 (abstain).
+    nA, nB are the largest and second-largest counts; ties go to the lower class index."""
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or counts.size < 2:
+        raise ValueError(f"counts must be a 1-D array over >= 2 classes, got shape {counts.shape}")
+    _check_alpha(alpha)
+    order = np.argsort(-counts, kind="stable")
+    n_a, n_b = int(counts[order[0]]), int(counts[order[1]])
+    if n_a + n_b == 0 or binom_pvalue(n_a, n_a + n_b, 0.5) > alpha:
+        return -1
+    return int(order[0])

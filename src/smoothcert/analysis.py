@@ -1,0 +1,353 @@
+"""Analyses of certify and predict runs (Cohen et al. §4, Appendices D and E, Figures 6 and 8).
+
+- approximate certified accuracy at radius r: the fraction of examples certified correct with
+  radius ≥ r (abstentions count as wrong), and its high-probability lower bound (Theorem 6);
+- average certified radius (ACR): mean of radius·1[correct];
+- re-analysis from the stored counts: the radius under the Lecuyer or Li bounds, under another
+  α, or projected to another n keeping the empirical proportion nA/n (Figure 8);
+- PREDICT's five outcome categories against a large-n reference run (Table 4).
+
+Everything returns plain data; formatting and plotting are separate functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smoothcert import stats
+from smoothcert.store import RunStore
+
+DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+BOUNDS = ("cohen", "li", "lecuyer")
+
+
+@dataclass
+class RunSummary:
+    """Certified accuracy of one run (or one re-analysis of it) at the requested radii."""
+
+    name: str
+    radii: list[float]
+    certified_accuracy: list[float]
+    lower_bound: list[float]  # Theorem 6 at confidence 1 − rho
+    acr: float
+    num_examples: int
+    sigma: float
+    n: int
+    alpha: float
+    bound: str = "cohen"
+    per_example: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+def certified_accuracy(
+    radius: np.ndarray, correct: np.ndarray, radii: Sequence[float]
+) -> np.ndarray:
+    """Approximate certified accuracy (Cohen et al. §4): mean of 1[correct and radius ≥ r]."""
+    radius, correct = np.asarray(radius, float), np.asarray(correct, bool)
+    if radius.size == 0:
+        return np.zeros(len(radii))
+    return np.array([np.mean(correct & (radius >= r)) for r in radii])
+
+
+def average_certified_radius(radius: np.ndarray, correct: np.ndarray) -> float:
+    """ACR: mean of radius·1[correct] over all examples (abstentions contribute 0)."""
+    radius, correct = np.asarray(radius, float), np.asarray(correct, bool)
+    return float(np.mean(np.where(correct, radius, 0.0))) if radius.size else 0.0
+
+
+def reanalyze(
+    rows: Sequence[dict[str, Any]],
+    sigma: float,
+    alpha: float,
+    *,
+    bound: str = "cohen",
+    n: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Radius and correctness of every example recomputed from its stored counts.
+
+    ĉA is the top class of the selection counts (as CERTIFY chose it); pA_lower is the
+    Clopper–Pearson bound at level ``alpha`` on nA out of n — or, with ``n`` given, on
+    round(nA/n_run · n) out of n (Figure 8, middle: same proportion, another sample size).
+    The radius follows ``bound`` with pB = 1 − pA_lower: "cohen" (Theorem 1), "li" or
+    "lecuyer" (Appendix I). pA_lower < ½ abstains, as in CERTIFY.
+    """
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
+    if not rows:
+        return np.zeros(0), np.zeros(0, bool)
+    labels = np.array([r["label"] for r in rows])
+    c_hat = np.array([int(np.argmax(r["counts_selection"])) for r in rows])
+    n_run = np.array([r["n"] for r in rows], dtype=float)
+    n_a = np.array([r["counts_estimation"][c] for r, c in zip(rows, c_hat, strict=True)], float)
+    if n is not None:
+        n_a, n_run = np.round(n_a / n_run * n), np.full_like(n_run, n)
+    p_a = np.asarray(stats.lower_confidence_bound(n_a, n_run, alpha), float)
+    certified = p_a >= 0.5
+    p_use = np.where(certified, p_a, 0.5)
+    if bound == "cohen":
+        radius = np.asarray(stats.radius_cohen(p_use, 1 - p_use, sigma), float)
+    elif bound == "li":
+        radius = np.asarray(stats.radius_li(p_use, 1 - p_use, sigma), float)
+    else:
+        radius = np.asarray(stats.radius_lecuyer(p_use, 1 - p_use, sigma), float)
+    radius = np.where(certified, radius, 0.0)
+    correct = certified & (c_hat == labels)
+    return radius, correct
+
+
+def _summary(
+    name: str,
+    radius: np.ndarray,
+    correct: np.ndarray,
+    radii: Sequence[float],
+    *,
+    sigma: float,
+    n: int,
+    alpha: float,
+    rho: float,
+    bound: str,
+) -> RunSummary:
+    acc = certified_accuracy(radius, correct, radii)
+    m = len(radius)
+    counts = np.round(acc * m).astype(int)
+    lower = (
+        np.asarray(stats.certified_accuracy_lower_bound(counts, m, alpha, rho), float)
+        if m
+        else np.zeros(len(radii))
+    )
+    return RunSummary(
+        name=name,
+        radii=list(map(float, radii)),
+        certified_accuracy=acc.tolist(),
+        lower_bound=np.atleast_1d(lower).tolist(),
+        acr=average_certified_radius(radius, correct),
+        num_examples=m,
+        sigma=sigma,
+        n=n,
+        alpha=alpha,
+        bound=bound,
+        per_example={"radius": radius, "correct": correct},
+    )
+
+
+def load_certify_run(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    with RunStore.read(path) as store:
+        if store.kind != "certify":
+            raise ValueError(f"{path} is a {store.kind!r} run, expected a certify run")
+        return store.config, store.rows()
+
+
+def analyze(
+    paths: Sequence[str | os.PathLike],
+    radii: Sequence[float] = DEFAULT_RADII,
+    *,
+    names: Sequence[str] | None = None,
+    rho: float = 0.001,
+) -> list[RunSummary]:
+    """Certified accuracy, its Theorem-6 lower bound (confidence 1 − rho) and ACR of each
+    certify run, at ``radii``. Names default to the file stems."""
+    if names is not None and len(names) != len(paths):
+        raise ValueError(f"got {len(names)} names for {len(paths)} runs")
+    if any(r < 0 for r in radii):
+        raise ValueError("radii must be >= 0")
+    out = []
+    for i, path in enumerate(paths):
+        config, rows = load_certify_run(path)
+        radius = np.array([r["radius"] for r in rows], float)
+        correct = np.array([bool(r["correct"]) and r["prediction"] >= 0 for r in rows])
+        name = names[i] if names is not None else Path(path).stem
+        out.append(
+            _summary(
+                name,
+                radius,
+                correct,
+                radii,
+                sigma=config["sigma"],
+                n=config["n"],
+                alpha=config["alpha"],
+                rho=rho,
+                bound="cohen",
+            )
+        )
+    return out
+
+
+def figure8(
+    path: str | os.PathLike,
+    radii: Sequence[float] = DEFAULT_RADII,
+    *,
+    alphas: Sequence[float] = (0.01, 0.001, 0.0001, 0.00001),
+    ns: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000, 10_000_000),
+    rho: float = 0.001,
+) -> dict[str, list[RunSummary]]:
+    """The three analyses of Figure 8 from one run's stored counts: certified accuracy under
+    each bound (left), projected to other n (middle), and at other α (right)."""
+    config, rows = load_certify_run(path)
+    sigma, n_run, alpha = config["sigma"], config["n"], config["alpha"]
+    kw = {"rho": rho}
+    by_bound = []
+    for bound in BOUNDS:
+        radius, correct = reanalyze(rows, sigma, alpha, bound=bound)
+        by_bound.append(
+            _summary(
+                bound, radius, correct, radii, sigma=sigma, n=n_run, alpha=alpha, bound=bound, **kw
+            )
+        )
+    by_n = []
+    for n in ns:
+        radius, correct = reanalyze(rows, sigma, alpha, n=n)
+        by_n.append(
+            _summary(
+                f"n = {n:,}",
+                radius,
+                correct,
+                radii,
+                sigma=sigma,
+                n=n,
+                alpha=alpha,
+                bound="cohen",
+                **kw,
+            )
+        )
+    by_alpha = []
+    for a in alphas:
+        radius, correct = reanalyze(rows, sigma, a)
+        by_alpha.append(
+            _summary(
+                f"{100 * (1 - a):g}% confidence",
+                radius,
+                correct,
+                radii,
+                sigma=sigma,
+                n=n_run,
+                alpha=a,
+                bound="cohen",
+                **kw,
+            )
+        )
+    return {"bounds": by_bound, "n": by_n, "alpha": by_alpha}
+
+
+# --------------------------------------------------------------------------- PREDICT (Table 4)
+
+PREDICT_CATEGORIES = (
+    "correct, accurate",
+    "correct, inaccurate",
+    "incorrect, accurate",
+    "incorrect, inaccurate",
+    "abstain",
+)
+
+
+def predict_categories(
+    predict_path: str | os.PathLike, reference_path: str | os.PathLike
+) -> dict[str, float]:
+    """Table 4: fractions of PREDICT outcomes. "correct" = the true label; "accurate" = g(x),
+    taken (as in the paper) to be the top class of the reference run's counts — a certify run
+    (its estimation counts) or a predict run with a larger n — on the same examples."""
+    with RunStore.read(predict_path) as store:
+        if store.kind != "predict":
+            raise ValueError(f"{predict_path} is a {store.kind!r} run, expected a predict run")
+        rows = store.rows()
+    with RunStore.read(reference_path) as ref:
+        key = {"certify": "counts_estimation", "predict": "counts"}.get(ref.kind)
+        if key is None:
+            raise ValueError(f"{reference_path} is a {ref.kind!r} run; need certify or predict")
+        reference = {r["idx"]: int(np.argmax(r[key])) for r in ref.rows()}
+    common = [r for r in rows if r["idx"] in reference]
+    if not common:
+        raise ValueError("the predict run and the reference run share no examples")
+    tally = dict.fromkeys(PREDICT_CATEGORIES, 0)
+    for r in common:
+        if r["prediction"] < 0:
+            tally["abstain"] += 1
+            continue
+        correct = "correct" if r["prediction"] == r["label"] else "incorrect"
+        accurate = "accurate" if r["prediction"] == reference[r["idx"]] else "inaccurate"
+        tally[f"{correct}, {accurate}"] += 1
+    return {k: v / len(common) for k, v in tally.items()}
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def format_table(
+    summaries: Sequence[RunSummary], fmt: str = "markdown", *, lower_bound: bool = False
+) -> str:
+    """Certified accuracy per radius, one row per summary, the best per radius marked (bold in
+    markdown and LaTeX, a trailing * in CSV), as in Tables 2–3; then ACR."""
+    if fmt not in ("markdown", "latex", "csv"):
+        raise ValueError(f"format must be markdown, latex or csv, got {fmt!r}")
+    if not summaries:
+        raise ValueError("nothing to tabulate")
+    radii = summaries[0].radii
+    values = np.array([s.lower_bound if lower_bound else s.certified_accuracy for s in summaries])
+    best = values.max(axis=0)
+    header = ["run", *(f"r = {r:g}" for r in radii), "ACR"]
+    lines = []
+
+    def mark(v: float, is_best: bool) -> str:
+        text = f"{v:.3f}"
+        if is_best and len(summaries) > 1:
+            return {"markdown": f"**{text}**", "latex": f"\\textbf{{{text}}}", "csv": f"{text}*"}[
+                fmt
+            ]
+        return text
+
+    body = [
+        [s.name, *(mark(v, v == b) for v, b in zip(values[i], best, strict=True)), f"{s.acr:.3f}"]
+        for i, s in enumerate(summaries)
+    ]
+    if fmt == "markdown":
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+    elif fmt == "latex":
+        lines.append("\\begin{tabular}{l" + "c" * (len(header) - 1) + "}")
+        lines.append(" & ".join(h.replace("_", "\\_") for h in header) + " \\\\ \\hline")
+        lines += [" & ".join(c.replace("_", "\\_") for c in row) + " \\\\" for row in body]
+        lines.append("\\end{tabular}")
+    else:
+        lines.append(",".join(header))
+        lines += [",".join(row) for row in body]
+    return "\n".join(lines)
+
+
+def plot_curves(
+    groups: dict[str, Sequence[RunSummary]], path: str | os.PathLike, *, title: str | None = None
+) -> None:
+    """Certified accuracy against radius (step curves, one line per summary, Figure 6 style);
+    one panel per group (e.g. Figure 8's three panels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
+    for ax, (group, summaries) in zip(axes[0], groups.items(), strict=True):
+        r_max = max(
+            [float(np.max(s.per_example["radius"], initial=0.0)) for s in summaries]
+            + [max(s.radii) for s in summaries]
+        )
+        grid = np.linspace(0.0, r_max * 1.05 + 1e-9, 400)
+        for s in summaries:
+            curve = certified_accuracy(s.per_example["radius"], s.per_example["correct"], grid)
+            ax.plot(grid, curve, label=s.name)
+        ax.set_xlabel("L2 radius")
+        ax.set_ylabel("certified accuracy")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.set_title(group)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

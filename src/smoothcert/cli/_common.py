@@ -1,0 +1,83 @@
+"""Flags and loading shared by the certify / predict / attack-style commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_model_and_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint", type=Path, help="model checkpoint (.safetensors) from `smoothcert train`"
+    )
+    parser.add_argument(
+        "--dataset", default=None, help="dataset name (default: the checkpoint's dataset)"
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="directory holding the dataset files (default: the cache)",
+    )
+    parser.add_argument("--split", default="test", choices=("train", "test"), help="dataset split")
+    parser.add_argument("--skip", type=int, default=1, help="use every skip-th example")
+    parser.add_argument(
+        "--max",
+        type=int,
+        default=None,
+        help="number of examples in all (a count, not an index; default: all)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same results)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="torch device, e.g. cpu or cuda:0 (default: cuda if available)",
+    )
+
+
+def positive_int(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"--{name} must be a positive integer, got {value}")
+
+
+def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """(model, checkpoint metadata, dataset), validated against each other."""
+    import torch
+
+    from smoothcert.checkpoint import load_checkpoint
+    from smoothcert.data import load_dataset
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, meta = load_checkpoint(args.checkpoint, device=device)
+    dataset_name = args.dataset or meta.get("dataset")
+    if not dataset_name:
+        raise ValueError("the checkpoint names no dataset; pass --dataset")
+    kwargs = {"root": args.data_root} if args.data_root is not None else {}
+    dataset = load_dataset(dataset_name, args.split, **kwargs)
+    shape = tuple(meta.get("input_shape") or ())
+    if shape and tuple(dataset.info.input_shape) != shape:
+        raise ValueError(
+            f"dataset {dataset_name!r} has inputs of shape {tuple(dataset.info.input_shape)} "
+            f"but the checkpoint expects {shape}"
+        )
+    if meta.get("num_classes") not in (None, dataset.info.num_classes):
+        raise ValueError(
+            f"dataset {dataset_name!r} has {dataset.info.num_classes} classes "
+            f"but the checkpoint has {meta['num_classes']}"
+        )
+    return model, meta, dataset
+
+
+def checkpoint_identity(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config entries that identify the model, provenance info) for a run."""
+    from smoothcert.runs import file_sha256
+
+    config = {"checkpoint_sha256": file_sha256(path)}
+    info = {"checkpoint": str(path.resolve()), "checkpoint_metadata": meta, "argv": sys.argv}
+    return config, info
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)

@@ -1,0 +1,108 @@
+"""`smoothcert predict`: PREDICT on every selected example, stored like certify."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from smoothcert.cli import _common
+
+NAME = "predict"
+HELP = "predict with the smoothed classifier on a dataset (Cohen et al. PREDICT)"
+DESCRIPTION = (
+    "Run PREDICT on every --skip-th example (--max in all), one committed row per example in --out "
+    "(resumable). PREDICT returns g(x) or abstains with probability at least 1 - alpha."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _common.add_model_and_data(parser)
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="noise level σ in input units (default: the checkpoint's training σ)",
+    )
+    parser.add_argument("--n", type=int, default=1000, help="Monte-Carlo samples")
+    parser.add_argument(
+        "--alpha", type=float, default=0.001, help="failure probability (binomial test level)"
+    )
+    parser.add_argument("--batch", type=int, default=1000, help="noisy copies per forward pass")
+    parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="a run with large n (certify or predict) on the same examples: "
+        "report Table 4's five categories",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from smoothcert.analysis import predict_categories
+    from smoothcert.runs import predict_dataset
+    from smoothcert.smoothing import SmoothedClassifier
+
+    for name in ("n", "batch", "skip", "max"):
+        _common.positive_int(name, getattr(args, name))
+    if not 0 < args.alpha < 1:
+        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
+    model, meta, dataset = _common.load_model_and_data(args)
+    sigma = args.sigma if args.sigma is not None else meta.get("sigma")
+    if sigma is None or not sigma > 0:
+        raise ValueError(f"--sigma must be > 0 (the checkpoint gives {meta.get('sigma')})")
+    if meta.get("sigma") not in (None, sigma):
+        _common.warn(f"predicting at σ = {sigma} with a model trained with σ = {meta['sigma']}")
+    classifier = SmoothedClassifier(
+        model,
+        meta["num_classes"],
+        sigma,
+        batch_size=args.batch,
+        input_shape=dataset.info.input_shape,
+    )
+    config, info = _common.checkpoint_identity(args.checkpoint, meta)
+    config |= {"dataset": dataset.info.name, "split": args.split}
+    bar = tqdm(disable=args.no_progress, unit="ex", dynamic_ncols=True, file=sys.stderr)
+    tally = {"done": 0, "correct": 0, "abstain": 0}
+
+    def progress(row: dict) -> None:
+        tally["done"] += 1
+        tally["correct"] += row["correct"]
+        tally["abstain"] += int(row["prediction"] < 0)
+        bar.update(1)
+        bar.set_postfix(
+            acc=f"{tally['correct'] / tally['done']:.3f}",
+            abstain=f"{tally['abstain'] / tally['done']:.3f}",
+        )
+
+    try:
+        rows = predict_dataset(
+            classifier,
+            dataset,
+            args.out,
+            n=args.n,
+            alpha=args.alpha,
+            skip=args.skip,
+            max_examples=args.max,
+            seed=args.seed,
+            config=config,
+            info=info,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+    m = len(rows)
+    accuracy = sum(r["correct"] for r in rows) / m if m else 0.0
+    abstain = sum(r["prediction"] < 0 for r in rows) / m if m else 0.0
+    print(
+        f"{m} examples: accuracy {accuracy:.3f}, abstained {abstain:.3f} "
+        f"(n = {args.n}, alpha = {args.alpha})"
+    )
+    if args.reference:
+        categories = predict_categories(args.out, args.reference)
+        print("| " + " | ".join(categories) + " |")
+        print("|" + "|".join("---" for _ in categories) + "|")
+        print("| " + " | ".join(f"{v:.3f}" for v in categories.values()) + " |")
+    return 0

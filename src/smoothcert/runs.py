@@ -1,0 +1,340 @@
+"""Resumable certify and predict runs over a dataset, stored in a run file (see store.py),
+and export to the tab-separated format of Cohen et al.'s reference code.
+
+Every example gets its own random generator seeded from (seed, idx), so results do not
+depend on the order of examples, on interruptions, or on which machine resumed the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from smoothcert import stats
+from smoothcert.smoothing import SmoothedClassifier
+from smoothcert.store import RunStore
+
+__all__ = [
+    "RunStore",
+    "CERTIFY_SCHEMA",
+    "PREDICT_SCHEMA",
+    "select_indices",
+    "example_generator",
+    "model_fingerprint",
+    "file_sha256",
+    "certify_dataset",
+    "predict_dataset",
+    "export_tsv",
+]
+
+CERTIFY_SCHEMA = {
+    "label": "INTEGER",
+    "prediction": "INTEGER",
+    "radius": "REAL",
+    "correct": "INTEGER",
+    "n_a": "INTEGER",
+    "n": "INTEGER",
+    "p_a_lower": "REAL",
+    "counts_selection": "TEXT",
+    "counts_estimation": "TEXT",
+    "seconds": "REAL",
+}
+
+PREDICT_SCHEMA = {
+    "label": "INTEGER",
+    "prediction": "INTEGER",
+    "correct": "INTEGER",
+    "n_a": "INTEGER",
+    "n_b": "INTEGER",
+    "counts": "TEXT",
+    "seconds": "REAL",
+}
+
+# Called with each row as soon as it is stored (the CLI drives its progress bar with it).
+Progress = Callable[[dict[str, Any]], None]
+
+
+def select_indices(num_examples: int, skip: int = 1, max_examples: int | None = None) -> list[int]:
+    """Every ``skip``-th example, ``max_examples`` of them in all (a count, not an index)."""
+    if not isinstance(skip, int) or skip < 1:
+        raise ValueError(f"skip must be a positive integer, got {skip!r}")
+    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
+        raise ValueError(f"max must be a positive integer, got {max_examples!r}")
+    indices = list(range(0, num_examples, skip))
+    return indices if max_examples is None else indices[:max_examples]
+
+
+def example_generator(seed: int, idx: int, device: torch.device) -> torch.Generator:
+    """The generator of example ``idx``: independent streams for distinct (seed, idx)."""
+    state = np.random.SeedSequence([seed, idx]).generate_state(2, dtype=np.uint32)
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """sha256 over the model's parameter and buffer names, shapes, dtypes and values."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_dataset(dataset: Any, classifier: SmoothedClassifier) -> None:
+    info = getattr(dataset, "info", None)
+    shape = getattr(info, "input_shape", None)
+    expected = classifier.input_shape
+    if shape is not None and expected is not None and tuple(shape) != tuple(expected):
+        raise ValueError(
+            f"the dataset's inputs have shape {tuple(shape)} but the model expects "
+            f"{tuple(classifier.input_shape)}"
+        )
+    num_classes = getattr(info, "num_classes", None)
+    if num_classes is not None and num_classes != classifier.num_classes:
+        raise ValueError(
+            f"the dataset has {num_classes} classes but the model has {classifier.num_classes}"
+        )
+
+
+@dataclass
+class _RunPlan:
+    store: RunStore
+    todo: list[int]
+    seed: int
+
+
+def _plan(
+    out: str | os.PathLike,
+    kind: str,
+    config: dict[str, Any],
+    schema: dict[str, str],
+    info: dict[str, Any] | None,
+    num_examples: int,
+    skip: int,
+    max_examples: int | None,
+    seed: int | None,
+) -> _RunPlan:
+    indices = select_indices(num_examples, skip, max_examples)
+    if seed is None:
+        # No seed given: draw one now and keep it in the run, so resuming stays consistent.
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+        config = config | {"seed": None}
+    store = RunStore.open(out, kind, config, schema, info=(info or {}) | {"seed_used": seed})
+    seed = int(store.info.get("seed_used", seed))
+    done = store.done_indices()
+    return _RunPlan(store, [i for i in indices if i not in done], seed)
+
+
+def certify_dataset(
+    model: nn.Module | SmoothedClassifier,
+    dataset: Any,
+    out: str | os.PathLike,
+    *,
+    sigma: float | None = None,
+    num_classes: int | None = None,
+    n0: int = 100,
+    n: int = 100_000,
+    alpha: float = 0.001,
+    batch_size: int = 1000,
+    skip: int = 1,
+    max_examples: int | None = None,
+    seed: int | None = 0,
+    config: dict[str, Any] | None = None,
+    info: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """CERTIFY every ``skip``-th example of ``dataset`` (``max_examples`` in all) and store one
+    committed row per example in the run file ``out``; resume it if it exists.
+
+    ``model`` is a base classifier (then ``sigma`` and ``num_classes`` are required) or a ready
+    :class:`SmoothedClassifier`. ``dataset[i]`` must give (input, label). ``config`` adds
+    entries that identify the run (e.g. the checkpoint's sha256); ``info`` adds provenance.
+    Returns all rows of the run, ordered by idx.
+    """
+    classifier = _classifier(model, sigma, num_classes, batch_size)
+    _check_dataset(dataset, classifier)
+    run_config = {
+        "command": "certify",
+        "model_sha256": model_fingerprint(classifier.base),
+        "sigma": classifier.sigma,
+        "n0": n0,
+        "n": n,
+        "alpha": alpha,
+        "batch_size": classifier.batch_size,
+        "skip": skip,
+        "max": max_examples,
+        "seed": seed,
+        **_classifier_options(classifier),
+        **(config or {}),
+    }
+    _check_positive("n0", n0)
+    _check_positive("n", n)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    plan = _plan(
+        out, "certify", run_config, CERTIFY_SCHEMA, info, len(dataset), skip, max_examples, seed
+    )
+    with plan.store as store:
+        for idx in plan.todo:
+            x, label = dataset[idx]
+            start = time.perf_counter()
+            gen = example_generator(plan.seed, idx, classifier.device)
+            cert = classifier.certify(x, n0, n, alpha, generator=gen)
+            seconds = time.perf_counter() - start
+            row = {
+                "label": int(label),
+                "prediction": cert.prediction,
+                "radius": cert.radius,
+                "correct": int(cert.prediction == int(label)),
+                "n_a": cert.n_a,
+                "n": cert.n,
+                "p_a_lower": cert.p_a_lower,
+                "counts_selection": cert.counts_selection,
+                "counts_estimation": cert.counts_estimation,
+                "seconds": seconds,
+            }
+            store.add(idx, row)
+            if progress is not None:
+                progress(row)
+        return store.rows()
+
+
+def predict_dataset(
+    model: nn.Module | SmoothedClassifier,
+    dataset: Any,
+    out: str | os.PathLike,
+    *,
+    sigma: float | None = None,
+    num_classes: int | None = None,
+    n: int = 1000,
+    alpha: float = 0.001,
+    batch_size: int = 1000,
+    skip: int = 1,
+    max_examples: int | None = None,
+    seed: int | None = 0,
+    config: dict[str, Any] | None = None,
+    info: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """PREDICT on every selected example, stored and resumable like :func:`certify_dataset`."""
+    classifier = _classifier(model, sigma, num_classes, batch_size)
+    _check_dataset(dataset, classifier)
+    _check_positive("n", n)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    run_config = {
+        "command": "predict",
+        "model_sha256": model_fingerprint(classifier.base),
+        "sigma": classifier.sigma,
+        "n": n,
+        "alpha": alpha,
+        "batch_size": classifier.batch_size,
+        "skip": skip,
+        "max": max_examples,
+        "seed": seed,
+        **_classifier_options(classifier),
+        **(config or {}),
+    }
+    plan = _plan(
+        out, "predict", run_config, PREDICT_SCHEMA, info, len(dataset), skip, max_examples, seed
+    )
+    with plan.store as store:
+        for idx in plan.todo:
+            x, label = dataset[idx]
+            start = time.perf_counter()
+            gen = example_generator(plan.seed, idx, classifier.device)
+            # PREDICT (§3.2) from its counts; the counts are kept for re-analysis.
+            counts = classifier.counts(x, n, generator=gen)
+            prediction = stats.predict_from_counts(counts, alpha)
+            seconds = time.perf_counter() - start
+            top2 = np.sort(counts)[::-1][:2]
+            row = {
+                "label": int(label),
+                "prediction": prediction,
+                "correct": int(prediction == int(label)),
+                "n_a": int(top2[0]),
+                "n_b": int(top2[1]),
+                "counts": counts,
+                "seconds": seconds,
+            }
+            store.add(idx, row)
+            if progress is not None:
+                progress(row)
+        return store.rows()
+
+
+def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
+    """Write a certify run in the reference code's format: ``idx label predict radius correct
+    time`` (tab-separated, a header line, abstentions as -1, time as H:MM:SS.ffffff).
+    Returns the number of rows written."""
+    with RunStore.read(run_path) as store:
+        if store.kind != "certify":
+            raise ValueError(f"{run_path} is a {store.kind!r} run; only certify runs export to TSV")
+        rows = store.rows()
+    tsv_path = Path(tsv_path)
+    tmp = tsv_path.with_name(tsv_path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write("idx\tlabel\tpredict\tradius\tcorrect\ttime\n")
+        for r in rows:
+            fh.write(
+                f"{r['idx']}\t{r['label']}\t{r['prediction']}\t{r['radius']:.6g}\t"
+                f"{r['correct']}\t{_elapsed(r['seconds'])}\n"
+            )
+    os.replace(tmp, tsv_path)  # never leave a half-written file behind
+    return len(rows)
+
+
+def _elapsed(seconds: float) -> str:
+    # The reference code prints datetime.timedelta values.
+    whole = int(seconds)
+    micro = int(round((seconds - whole) * 1e6))
+    if micro == 1_000_000:
+        whole, micro = whole + 1, 0
+    h, rem = divmod(whole, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}.{micro:06d}"
+
+
+def _classifier(
+    model: nn.Module | SmoothedClassifier,
+    sigma: float | None,
+    num_classes: int | None,
+    batch_size: int,
+) -> SmoothedClassifier:
+    if isinstance(model, SmoothedClassifier):
+        return model
+    if sigma is None or num_classes is None:
+        raise ValueError("sigma and num_classes are required when model is a base classifier")
+    return SmoothedClassifier(model, num_classes, sigma, batch_size=batch_size)
+
+
+def _classifier_options(classifier: SmoothedClassifier) -> dict[str, Any]:
+    """Settings of the classifier that change its results (stored in the run's config)."""
+    options = {}
+    for name in ("precision", "channels_last"):
+        value = getattr(classifier, name, None)
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def _check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

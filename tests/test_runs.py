@@ -1,0 +1,222 @@
+"""The run store, resumable certify/predict runs, TSV export and the analyses."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from smoothcert import analysis, stats
+from smoothcert.runs import RunStore, certify_dataset, export_tsv, predict_dataset
+from smoothcert.smoothing import SmoothedClassifier
+
+
+@dataclass(frozen=True)
+class Info:
+    name: str = "toy"
+    num_classes: int = 2
+    input_shape: tuple[int, ...] = (1, 2, 2)
+
+
+class ToyData:
+    """Inputs at various distances from a linear decision boundary, so radii vary."""
+
+    info = Info()
+
+    def __init__(self, m: int = 12) -> None:
+        g = torch.Generator().manual_seed(5)
+        self.x = torch.rand(m, 1, 2, 2, generator=g)
+        self.y = (self.x.flatten(1).sum(1) > 2.0).long()
+        self.y[::5] = 1 - self.y[::5]  # some wrong labels: correct must be 0 there
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.y[i])
+
+
+class LinearImage(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.flatten(1) @ self.w - 2.0
+        return torch.stack([-s, s], 1)
+
+
+def _classifier() -> SmoothedClassifier:
+    return SmoothedClassifier(LinearImage(), 2, 0.25, batch_size=300, input_shape=(1, 2, 2))
+
+
+def test_certify_run_rows_resume_and_determinism(tmp_path) -> None:
+    data = ToyData()
+    out = tmp_path / "run.db"
+    full = certify_dataset(
+        _classifier(), data, tmp_path / "full.db", n0=20, n=500, alpha=0.01, seed=3
+    )
+    assert [r["idx"] for r in full] == list(range(12))
+    # Interrupt after 5 examples (the 6th raises), then resume.
+    calls = {"k": 0}
+
+    def crash(row):
+        calls["k"] += 1
+        if calls["k"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        certify_dataset(_classifier(), data, out, n0=20, n=500, alpha=0.01, seed=3, progress=crash)
+    with RunStore.read(out) as store:
+        assert store.done_indices() == set(range(5))
+    resumed = certify_dataset(_classifier(), data, out, n0=20, n=500, alpha=0.01, seed=3)
+    assert len(resumed) == 12
+    for a, b in zip(full, resumed, strict=True):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {
+            k: v for k, v in b.items() if k != "seconds"
+        }
+    with RunStore.read(out) as store:
+        assert len(store.sessions()) == 2
+    # rows are consistent with CERTIFY
+    for r in full:
+        assert sum(r["counts_estimation"]) == 500 and sum(r["counts_selection"]) == 20
+        c_hat = int(np.argmax(r["counts_selection"]))
+        assert r["n_a"] == r["counts_estimation"][c_hat]
+        assert r["p_a_lower"] == pytest.approx(stats.lower_confidence_bound(r["n_a"], 500, 0.01))
+        assert r["correct"] == int(r["prediction"] == r["label"])
+    assert any(r["prediction"] == -1 for r in full) or any(r["correct"] == 0 for r in full)
+
+
+def test_skip_and_max_select_by_count(tmp_path) -> None:
+    rows = certify_dataset(
+        _classifier(),
+        ToyData(),
+        tmp_path / "r.db",
+        n0=10,
+        n=100,
+        alpha=0.01,
+        skip=3,
+        max_examples=3,
+    )
+    assert [r["idx"] for r in rows] == [0, 3, 6]
+
+
+def test_different_arguments_are_refused_and_file_untouched(tmp_path) -> None:
+    out = tmp_path / "run.db"
+    certify_dataset(_classifier(), ToyData(), out, n0=10, n=100, alpha=0.01, max_examples=2)
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match=r"different arguments \(n: 100 -> 200\)"):
+        certify_dataset(_classifier(), ToyData(), out, n0=10, n=200, alpha=0.01, max_examples=2)
+    with pytest.raises(ValueError, match="not a 'predict' run|holds a 'certify' run"):
+        predict_dataset(_classifier(), ToyData(), out, n=100, alpha=0.01, max_examples=2)
+    assert out.read_bytes() == before
+
+
+def test_non_store_files_are_refused_and_never_modified(tmp_path) -> None:
+    text = tmp_path / "notes.db"
+    text.write_text("my precious notes\n")
+    with pytest.raises(ValueError, match="not a smoothcert run store"):
+        certify_dataset(_classifier(), ToyData(), text, n0=10, n=100, alpha=0.01)
+    assert text.read_text() == "my precious notes\n"
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (a)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    with pytest.raises(ValueError, match="SQLite file but not a smoothcert run store"):
+        certify_dataset(_classifier(), ToyData(), other, n0=10, n=100, alpha=0.01)
+    assert other.read_bytes() == before
+    with pytest.raises(FileNotFoundError):
+        analysis.analyze([tmp_path / "missing.db"])
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="cannot create output directory"):
+        certify_dataset(
+            _classifier(), ToyData(), blocker / "sub" / "r.db", n0=10, n=100, alpha=0.01
+        )
+    assert blocker.read_text() == "x"
+    with pytest.raises(ValueError, match="is a directory"):
+        certify_dataset(_classifier(), ToyData(), tmp_path, n0=10, n=100, alpha=0.01)
+
+
+def test_export_tsv_matches_rows(tmp_path) -> None:
+    out = tmp_path / "run.db"
+    rows = certify_dataset(_classifier(), ToyData(), out, n0=10, n=200, alpha=0.01, max_examples=4)
+    tsv = tmp_path / "run.tsv"
+    assert export_tsv(out, tsv) == 4
+    lines = tsv.read_text().splitlines()
+    assert lines[0].split("\t") == ["idx", "label", "predict", "radius", "correct", "time"]
+    for line, r in zip(lines[1:], rows, strict=True):
+        idx, label, pred, radius, correct, elapsed = line.split("\t")
+        assert (int(idx), int(label), int(pred), int(correct)) == (
+            r["idx"],
+            r["label"],
+            r["prediction"],
+            r["correct"],
+        )
+        assert float(radius) == pytest.approx(r["radius"], rel=1e-5)
+        assert elapsed.startswith("0:00:")
+
+
+def test_analysis_matches_hand_computation_and_reanalysis(tmp_path) -> None:
+    out = tmp_path / "run.db"
+    rows = certify_dataset(_classifier(), ToyData(), out, n0=20, n=1000, alpha=0.001)
+    radius = np.array([r["radius"] for r in rows])
+    correct = np.array([r["correct"] == 1 for r in rows])
+    radii = [0.0, 0.1, 0.3]
+    [summary] = analysis.analyze([out], radii)
+    expected = [np.mean(correct & (radius >= r)) for r in radii]
+    assert summary.certified_accuracy == pytest.approx(expected)
+    assert summary.acr == pytest.approx(np.mean(radius * correct))
+    m = len(rows)
+    assert summary.lower_bound[0] == pytest.approx(
+        stats.certified_accuracy_lower_bound(round(expected[0] * m), m, 0.001, 0.001)
+    )
+    # Re-analysis from counts at the run's own α and n reproduces the stored radii exactly.
+    r2, c2 = analysis.reanalyze(rows, 0.25, 0.001)
+    np.testing.assert_allclose(r2, radius, rtol=1e-12)
+    np.testing.assert_array_equal(c2, correct)
+    fig8 = analysis.figure8(out, radii, alphas=(0.1, 0.001), ns=(1000, 100_000))
+    by_bound = {s.name: s for s in fig8["bounds"]}
+    assert by_bound["cohen"].acr >= by_bound["li"].acr >= by_bound["lecuyer"].acr
+    by_alpha = fig8["alpha"]
+    assert by_alpha[0].acr >= by_alpha[1].acr  # larger α, larger radii
+    by_n = fig8["n"]
+    assert by_n[1].acr >= by_n[0].acr  # more samples at the same proportion, larger radii
+    table = analysis.format_table(fig8["bounds"], "markdown")
+    assert "**" in table and table.count("\n") == 4
+    latex = analysis.format_table(fig8["bounds"], "latex")
+    assert "\\textbf" in latex and "\\begin{tabular}" in latex
+    png = tmp_path / "curve.png"
+    analysis.plot_curves({"bounds": fig8["bounds"]}, png)
+    assert png.stat().st_size > 1000
+
+
+def test_predict_run_and_table4_categories(tmp_path) -> None:
+    data = ToyData()
+    rows = predict_dataset(_classifier(), data, tmp_path / "p.db", n=200, alpha=0.001, seed=1)
+    assert len(rows) == 12
+    for r in rows:
+        assert sum(r["counts"]) == 200
+        assert r["prediction"] == stats.predict_from_counts(np.array(r["counts"]), 0.001)
+    certify_dataset(_classifier(), data, tmp_path / "ref.db", n0=10, n=20_000, alpha=0.001)
+    cats = analysis.predict_categories(tmp_path / "p.db", tmp_path / "ref.db")
+    assert sum(cats.values()) == pytest.approx(1.0)
+    accuracy = np.mean([r["correct"] for r in rows])
+    assert cats["correct, accurate"] + cats["correct, inaccurate"] == pytest.approx(accuracy)
+    assert cats["abstain"] == pytest.approx(np.mean([r["prediction"] < 0 for r in rows]))
+
+
+def test_predict_from_counts() -> None:
+    assert stats.predict_from_counts(np.array([0, 90, 10]), 0.001) == 1
+    assert stats.predict_from_counts(np.array([50, 50, 0]), 0.001) == -1
+    with pytest.raises(ValueError, match="counts must be"):
+        stats.predict_from_counts(np.array([5]), 0.01)

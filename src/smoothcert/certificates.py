@@ -128,7 +128,7 @@ def surrogate(
     sigma: float,
     *,
     num_noise: int = 8,
-    steps: int = 30,
+    steps: int = 50,
     step_size: float | Callable[[int], float] | None = None,
     num_eval: int = 64,
     loss_fn: LossFn = cross_entropy_per_example,
@@ -140,7 +140,9 @@ def surrogate(
     1. Ascent (NAL Algorithm 1, lines 3–7, via :func:`surrogate_ascent`) on
        (1/s) Σ_j ℓ(θ; x + z_j) − γ‖x − x0‖², s = ``num_noise`` fresh draws per step. The noisy
        cost of Algorithm 1 is replaced by its exact expectation ‖x − x0‖² + dσ² (same maximizer,
-       less gradient noise). ``step_size`` η defaults to 0.5/γ (Table 1), or a schedule k ↦ η_k.
+       less gradient noise). ``step_size`` η defaults to 0.25/γ, half of Table 1's 0.5/γ: with
+       0.5/γ a step is the fixed-point map x ← x0 + ∇ℓ̂(x)/(2γ), which oscillates when γ is
+       small (docs/certificates.md); a schedule k ↦ η_k is accepted too.
     2. Among the iterates x_0 … x_K the one with the largest ascent objective is kept (the
        fixed-point iteration of η = 0.5/γ can oscillate when γ is small).
     3. The value at x* is re-estimated with ``num_eval`` FRESH draws: the ascent's own draws
@@ -157,7 +159,7 @@ def surrogate(
             f"and y {tuple(y.shape)}"
         )
     if step_size is None:
-        step_size = 0.5 / gamma
+        step_size = 0.25 / gamma
     elif not callable(step_size) and not (math.isfinite(step_size) and step_size > 0):
         raise ValueError(f"step_size must be > 0, got {step_size}")
     if sigma == 0:
@@ -237,19 +239,24 @@ def block_seed(seed: int, first_index: int, gamma: float, sigma: float) -> int:
 
 
 def _batch(data, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) of ``data`` at ``indices``; ``data`` is a pair of tensors or an
-    indexable data set of (image, label) items."""
-    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+    """(inputs, labels) of ``data`` at ``indices``; ``data`` is a pair of tensors, a data set
+    with a ``batch(indices)`` method (smoothcert.data), or any indexable set of (x, y) items."""
+    if _is_pair(data):
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         return data[0][idx], torch.as_tensor(data[1])[idx]
+    if callable(getattr(data, "batch", None)):
+        return data.batch(list(indices))
     items = [data[i] for i in indices]
-    return torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor(
-        [int(y) for _, y in items]
-    )
+    xs = torch.stack([torch.as_tensor(x) for x, _ in items])
+    return xs, torch.as_tensor([int(y) for _, y in items])
+
+
+def _is_pair(data) -> bool:
+    return isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor)
 
 
 def _data_len(data) -> int:
-    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+    if _is_pair(data):
         if len(data[0]) != len(data[1]):
             raise ValueError(f"data: {len(data[0])} inputs but {len(data[1])} labels")
         return len(data[0])
@@ -415,14 +422,15 @@ def certificate(
     rho: float,
     sigma: float,
     *,
-    rho_with_noise: bool = True,
+    rho_with_noise: bool = False,
     **kwargs,
 ) -> Certificate:
     """The certificate γρ + E_P̂ φ̃γ(θ; x0) of Theorem 1 (Eq. 3) at one γ and ρ.
 
-    ``rho`` counts the noise (E‖x + z − x0‖² ≤ ρ, as in Eq. 3) unless ``rho_with_noise`` is
-    False, when it is the adversary's own budget ρ_adv = E‖x − x0‖². Keyword arguments go to
-    :func:`surrogate_table` (indices, batch_size, seed, progress) and :func:`surrogate`.
+    ``rho`` is the adversary's own budget ρ_adv = E‖x − x0‖² unless ``rho_with_noise``, when
+    it counts the noise (E‖x + z − x0‖² ≤ ρ, as printed in Eq. 3); the result reports both.
+    Keyword arguments go to :func:`surrogate_table` (indices, batch_size, seed, progress) and
+    :func:`surrogate`.
     """
     table = surrogate_table(model, data, [gamma], sigma, **kwargs)
     return certificate_from_table(table, 0, rho, rho_with_noise=rho_with_noise)

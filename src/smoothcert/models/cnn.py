@@ -1,0 +1,78 @@
+"""Small CNNs for 28×28 (and 32×32) inputs: the NAL/WRM three-layer CNN and LeNet-5."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class SamePadConv2d(nn.Conv2d):
+    """Conv with TensorFlow-style 'same' padding for any stride: output = ceil(input / stride).
+
+    The WRM reference network pads its first conv 'SAME' (28→14 at stride 2), which PyTorch's
+    ``padding='same'`` does not support for stride > 1; the pad may be asymmetric.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(
+            x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1], strict=True
+        ):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
+def _flat_size(body: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    with torch.no_grad():
+        out = body(torch.zeros(1, *input_shape))
+    if out.numel() == 0:
+        raise ValueError(f"input_shape {input_shape} is too small for this architecture")
+    return out.numel()
+
+
+class CNN3(nn.Module):
+    """conv 64@8×8 s2 'same' → conv 128@6×6 s2 → conv 128@5×5 → linear (Sinha et al. 2018 MNIST net)."""
+
+    def __init__(
+        self, num_classes: int, input_shape: tuple[int, int, int], act: type[nn.Module]
+    ) -> None:
+        super().__init__()
+        c = input_shape[0]
+        self.features = nn.Sequential(
+            SamePadConv2d(c, 64, 8, stride=2), act(),
+            nn.Conv2d(64, 128, 6, stride=2), act(),
+            nn.Conv2d(128, 128, 5), act(),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.classifier = nn.Linear(_flat_size(self.features, input_shape), num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class LeNet(nn.Module):
+    """LeNet-5 (LeCun et al. 1998) with ReLU and max-pooling: conv 6@5×5 (pad 2) → pool →
+    conv 16@5×5 → pool → 120 → 84 → classes."""
+
+    def __init__(
+        self, num_classes: int, input_shape: tuple[int, int, int], act: type[nn.Module]
+    ) -> None:
+        super().__init__()
+        c = input_shape[0]
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 6, 5, padding=2), act(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), act(), nn.MaxPool2d(2),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Linear(_flat_size(self.features, input_shape), 120), act(),
+            nn.Linear(120, 84), act(),
+            nn.Linear(84, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

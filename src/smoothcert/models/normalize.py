@@ -1,0 +1,32 @@
+"""The first layer of every model: per-channel (x − mean) / std on [0,1] inputs.
+
+Keeping normalization inside the model means noise σ and radii are in pixel units
+(Cohen et al. add noise before normalization).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean has {len(mean)} channels, std has {len(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be > 0 per channel, got {tuple(std)}")
+        # Buffers: saved in checkpoints and moved with .to(device), never trained.
+        self.register_buffer(
+            "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
+        )
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"

@@ -1,0 +1,452 @@
+"""The training loop shared by every method.
+
+Per epoch e (0-based): learning rate from the schedule; the training set in the order
+``randperm(n)`` seeded by (seed, e); for each batch the method's loss on the model in train
+mode, backward, optimizer step; then clean test accuracy and test accuracy under noise σ;
+then the checkpoints and the resume state, written atomically.
+
+Resume: ``out_dir/resume.safetensors`` holds the model, the optimizer state (flattened, no
+pickle), the method generator's state, the epoch/step counters and the metrics history. Data
+order, augmentation and evaluation noise are pure functions of (seed, epoch), and the schedule
+is a pure function of (epoch, step), so rerunning the same command after Ctrl-C or kill -9
+continues from the last completed epoch and ends with the same weights as an uninterrupted
+run (on the same device and thread count).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from smoothcert.checkpoint import (
+    atomic_write_bytes,
+    decode_tensors,
+    encode_tensors,
+    load_state,
+    save_checkpoint,
+)
+from smoothcert.data import AUGMENTATIONS, ImageDataset, augment_batch, load_dataset
+from smoothcert.models import create_model
+from smoothcert.training.evaluate import accuracy
+from smoothcert.training.method import BatchContext, Method, get_method
+from smoothcert.training.state import flatten_optimizer, unflatten_optimizer
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "step", "cosine")
+RESUME_FILE = "resume.safetensors"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+LAST_FILE = "last.safetensors"
+BEST_FILE = "best.safetensors"
+# Fields that do not change the result, so a resumed run may differ in them.
+NOT_IDENTITY = ("out_dir", "device", "eval_batch_size")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (units in the comments)."""
+
+    dataset: str = "mnist"  # a smoothcert.data.load_dataset name
+    arch: str = "cnn3"  # a smoothcert.models.list_models() name
+    method: str = "standard"  # a smoothcert.training.list_methods() name
+    method_options: dict[str, Any] = field(default_factory=dict)  # the method's hyperparameters
+    out_dir: str = "runs/train"
+    data_root: str | None = None  # load_dataset root (None: the dataset's default location)
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 128  # examples per optimizer step
+    optimizer: str = "sgd"  # "sgd" (heavy-ball momentum) | "adam"
+    lr: float = 0.1  # initial learning rate
+    momentum: float = 0.9  # SGD momentum (ignored by Adam)
+    weight_decay: float = 1e-4  # L2 penalty coefficient (coupled, as torch.optim applies it)
+    schedule: str = (
+        "step"  # "constant" | "step" (×lr_decay every step_size epochs) | "cosine" (per step, to 0)
+    )
+    step_size: int = 30  # epochs between decays of the step schedule
+    lr_decay: float = 0.1  # multiplicative decay of the step schedule
+    seed: int = 0  # model init, data order, augmentation, method noise, evaluation noise
+    subset: int | None = None  # train on the first N training examples only
+    test_subset: int | None = None  # evaluate on the first N test examples only
+    eval_sigma: float | None = None  # σ of the noisy evaluation (None: the method's σ, or none)
+    augment: str = "auto"  # "auto" (what the dataset calls for) | "none" | "crop-flip"
+    eval_batch_size: int = 500  # examples per evaluation forward pass
+    device: str | None = None  # None: CUDA when available, else CPU
+
+    def validate(self) -> None:
+        def positive_int(name: str, allow_none: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+        for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
+            positive_int(name)
+        positive_int("subset", allow_none=True)
+        positive_int("test_subset", allow_none=True)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if self.eval_sigma is not None and not (
+            self.eval_sigma >= 0 and math.isfinite(self.eval_sigma)
+        ):
+            raise ValueError(f"eval_sigma must be a finite number >= 0, got {self.eval_sigma!r}")
+        if self.augment != "auto" and self.augment not in AUGMENTATIONS:
+            raise ValueError(
+                f"augment must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
+            )
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the run it continues."""
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if k not in NOT_IDENTITY}
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model: nn.Module
+    history: list[dict[str, Any]]  # one metrics dict per completed epoch
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    resumed_from_epoch: int  # completed epochs found on disk at the start (0: fresh run)
+
+
+def derived_seed(seed: int, epoch: int, stream: int) -> int:
+    """An independent 63-bit seed per (run seed, epoch, purpose): order, augmentation, eval noise."""
+    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0]
+    return int(state) & ((1 << 63) - 1)
+
+
+STREAM_ORDER, STREAM_AUGMENT, STREAM_EVAL, STREAM_METHOD = 1, 2, 3, 4
+
+
+def learning_rate(
+    config: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: int
+) -> float:
+    """lr for the step: constant; step: lr·decay^⌊epoch/step_size⌋; cosine: ½lr(1 + cos πt), t ∈ [0,1)."""
+    if config.schedule == "constant":
+        return config.lr
+    if config.schedule == "step":
+        return config.lr * config.lr_decay ** (epoch // config.step_size)
+    t = (epoch * steps_per_epoch + step_in_epoch) / (config.epochs * steps_per_epoch)
+    return 0.5 * config.lr * (1.0 + math.cos(math.pi * t))
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be e.g. cpu, cuda, cuda:1 or auto, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
+    """Create ``out``; refuse a directory that belongs to a different run or to something else."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
+    cfg = out / CONFIG_FILE
+    if cfg.is_file():
+        try:
+            previous = json.loads(cfg.read_text())
+        except json.JSONDecodeError:
+            raise ValueError(f"{cfg} is corrupt; use a new --out directory") from None
+        diff = sorted(
+            k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k)
+        )
+        if diff:
+            shown = "; ".join(
+                f"{k}: {previous.get(k)!r} there, {identity.get(k)!r} now" for k in diff[:3]
+            )
+            raise ValueError(
+                f"{out} holds a run trained with different arguments ({shown}); "
+                "rerun with the same arguments to resume, or choose a new --out"
+            )
+        return
+    ours = {CONFIG_FILE, RESUME_FILE, METRICS_FILE, LAST_FILE, BEST_FILE}
+    foreign = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")]
+    if foreign or (out / RESUME_FILE).exists():
+        raise ValueError(
+            f"output directory {out} is not empty and holds no smoothcert training run; choose a new --out"
+        )
+    atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _model_metadata(
+    config: TrainConfig,
+    method: Method,
+    train_set: ImageDataset,
+    epoch: int,
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    info = train_set.info
+    from smoothcert import __version__
+
+    return {
+        "arch": config.arch,
+        "dataset": config.dataset,
+        "dataset_label": info.name,
+        "data_root": config.data_root,
+        "num_classes": info.num_classes,
+        "input_shape": list(info.input_shape),
+        "class_names": list(info.class_names),
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "method": method.name,
+        "hyperparameters": method.hyperparameters(),
+        "sigma": method.noise_sigma,
+        "epoch": epoch,
+        "metrics": metrics,
+        "seed": config.seed,
+        "training": config.identity(),
+        "smoothcert_version": __version__,
+    }
+
+
+def _write_resume(path: Path, model: nn.Module, optimizer, generator, meta: dict[str, Any]) -> None:
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    optim_tensors, structure = flatten_optimizer(optimizer.state_dict())
+    tensors.update(optim_tensors)
+    tensors["rng/method"] = generator.get_state()
+    atomic_write_bytes(path, encode_tensors(tensors, meta | {"optimizer": structure}))
+
+
+def _read_resume(path: Path, model: nn.Module, optimizer, generator) -> dict[str, Any]:
+    tensors, meta = decode_tensors(path)
+    model_tensors = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
+    load_state(model, model_tensors, str(path))
+    device = next(model.parameters()).device
+    optim_tensors = {k: v.to(device) for k, v in tensors.items() if k.startswith("optim/")}
+    # Adam's "step" counters stay on the CPU, as torch keeps them.
+    for k in optim_tensors:
+        if k.endswith("/step"):
+            optim_tensors[k] = tensors[k]
+    optimizer.load_state_dict(unflatten_optimizer(optim_tensors, meta["optimizer"]))
+    generator.set_state(tensors["rng/method"])
+    return meta
+
+
+def train(
+    config: TrainConfig,
+    *,
+    train_set: ImageDataset | None = None,
+    test_set: ImageDataset | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train ``config.arch`` on ``config.dataset`` with ``config.method``; resume if ``out_dir`` holds this run.
+
+    ``train_set`` / ``test_set`` override loading (``subset``/``test_subset`` still apply).
+    ``log`` receives one line per epoch (and on resume); the library itself never prints.
+    """
+    config.validate()
+    method = get_method(config.method, **config.method_options)
+    # Record every hyperparameter explicitly, so defaults changing later cannot alter a resume.
+    config = dataclasses.replace(config, method_options=method.hyperparameters())
+    device = resolve_device(config.device)
+    say = log or (lambda _msg: None)
+
+    if train_set is None:
+        train_set = load_dataset(config.dataset, "train", root=config.data_root)
+    if test_set is None:
+        try:
+            test_set = load_dataset(config.dataset, "test", root=config.data_root)
+        except FileNotFoundError:
+            test_set = None
+    if config.subset is not None:
+        train_set = train_set.subset(min(config.subset, len(train_set)))
+    if test_set is not None and config.test_subset is not None:
+        test_set = test_set.subset(min(config.test_subset, len(test_set)))
+    augmentation = train_set.info.augmentation if config.augment == "auto" else config.augment
+    eval_sigma = config.eval_sigma if config.eval_sigma is not None else method.noise_sigma
+
+    out = Path(config.out_dir).expanduser()
+    _prepare_out_dir(out, config.identity())
+
+    info = train_set.info
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # weight init, without touching the caller's global RNG
+        model = create_model(config.arch, info.num_classes, info.input_shape, info.mean, info.std)
+    model.to(device)
+    optimizer = _make_optimizer(config, model)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(derived_seed(config.seed, 0, STREAM_METHOD))
+
+    history: list[dict[str, Any]] = []
+    start_epoch, step, best_score = 0, 0, -math.inf
+    resume_path = out / RESUME_FILE
+    if resume_path.is_file():
+        meta = _read_resume(resume_path, model, optimizer, generator)
+        start_epoch, step, history = meta["epoch"], meta["step"], meta["history"]
+        best_score = meta["best_score"] if meta["best_score"] is not None else -math.inf
+        say(f"resuming {out} after epoch {start_epoch}/{config.epochs}")
+
+    n = len(train_set)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        order = torch.randperm(
+            n,
+            generator=torch.Generator().manual_seed(derived_seed(config.seed, epoch, STREAM_ORDER)),
+        )
+        aug_gen = torch.Generator(device=device)
+        aug_gen.manual_seed(derived_seed(config.seed, epoch, STREAM_AUGMENT))
+        loss_sum, correct, seen, stat_sums, stat_count = 0.0, 0, 0, {}, 0
+        t0 = time.perf_counter()
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for i in bar:
+            idx = order[i * config.batch_size : (i + 1) * config.batch_size]
+            if len(idx) < 2:
+                continue  # a batch of one breaks batch norm; it is only ever the last one
+            lr = learning_rate(config, epoch, i, steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = train_set.batch(idx)
+            x, y = x.to(device), y.to(device)
+            x = augment_batch(x, augmentation, aug_gen)
+            ctx = BatchContext(epoch=epoch, epochs=config.epochs, step=step, generator=generator)
+            output = method.loss(model, x, y, ctx)
+            optimizer.zero_grad(set_to_none=True)
+            output.loss.backward()
+            optimizer.step()
+            step += 1
+            loss_value = float(output.loss.detach())
+            if not math.isfinite(loss_value):
+                raise ValueError(
+                    f"training diverged at epoch {epoch + 1}, step {step} (loss {loss_value}); "
+                    "lower --lr (the last completed epoch is kept for resuming)"
+                )
+            with torch.no_grad():
+                correct += int((output.logits.argmax(1) == output.targets).sum())
+                seen += len(output.targets)
+            loss_sum += loss_value
+            for key, value in output.stats.items():
+                stat_sums[key] = stat_sums.get(key, 0.0) + float(value)
+            stat_count += 1
+            bar.set_postfix(
+                loss=f"{loss_sum / stat_count:.4f}", acc=f"{correct / max(seen, 1):.4f}"
+            )
+        bar.close()
+        train_seconds = time.perf_counter() - t0
+
+        metrics: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": loss_sum / max(stat_count, 1),
+            "train_acc": correct / max(seen, 1),
+        }
+        metrics.update({k: v / max(stat_count, 1) for k, v in stat_sums.items()})
+        t1 = time.perf_counter()
+        score = metrics["train_acc"]
+        if test_set is not None:
+            metrics["test_acc"] = accuracy(
+                model, test_set, batch_size=config.eval_batch_size, device=device
+            )
+            score = metrics["test_acc"]
+            if eval_sigma:
+                eval_gen = torch.Generator(device=device)
+                eval_gen.manual_seed(derived_seed(config.seed, epoch, STREAM_EVAL))
+                metrics["eval_sigma"] = eval_sigma
+                metrics["test_acc_noise"] = accuracy(
+                    model,
+                    test_set,
+                    sigma=eval_sigma,
+                    generator=eval_gen,
+                    batch_size=config.eval_batch_size,
+                    device=device,
+                )
+                score = metrics["test_acc_noise"]
+        metrics["train_seconds"] = round(train_seconds, 3)
+        metrics["eval_seconds"] = round(time.perf_counter() - t1, 3)
+        history.append(metrics)
+
+        # Commit order: best, last, then the resume state (the commit point), then the log.
+        meta = _model_metadata(config, method, train_set, epoch + 1, metrics)
+        if score > best_score:
+            best_score = score
+            save_checkpoint(out / BEST_FILE, model, meta)
+        save_checkpoint(out / LAST_FILE, model, meta)
+        _write_resume(
+            resume_path,
+            model,
+            optimizer,
+            generator,
+            {"epoch": epoch + 1, "step": step, "history": history, "best_score": best_score},
+        )
+        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
+        atomic_write_bytes(out / METRICS_FILE, lines.encode())
+        say(_epoch_line(metrics, config.epochs))
+
+    return TrainResult(
+        out_dir=out,
+        model=model.eval(),
+        history=history,
+        last_checkpoint=out / LAST_FILE,
+        best_checkpoint=(out / BEST_FILE) if (out / BEST_FILE).is_file() else None,
+        resumed_from_epoch=start_epoch,
+    )
+
+
+def _epoch_line(m: dict[str, Any], epochs: int) -> str:
+    parts = [
+        f"epoch {m['epoch']}/{epochs}",
+        f"loss {m['train_loss']:.4f}",
+        f"train acc {m['train_acc']:.4f}",
+    ]
+    if "test_acc" in m:
+        parts.append(f"test acc {m['test_acc']:.4f}")
+    if "test_acc_noise" in m:
+        parts.append(f"test acc @σ={m['eval_sigma']:g} {m['test_acc_noise']:.4f}")
+    parts.append(f"{m['train_seconds']:.1f}s train + {m['eval_seconds']:.1f}s eval")
+    return ", ".join(parts)

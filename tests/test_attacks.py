@@ -31,12 +31,28 @@ def batch(seed: int = 1, n: int = 16):
 ATTACKS = {
     "pgd_l2": lambda m, x, y, eps, **kw: pgd_l2(m, x, y, eps, steps=7, **kw),
     "smoothadv": lambda m, x, y, eps, **kw: pgd_l2_smoothed(
-        m, x, y, eps, 5, sigma=0.25, num_noise=3, objective="smoothadv",
-        generator=torch.Generator().manual_seed(0), **kw
+        m,
+        x,
+        y,
+        eps,
+        5,
+        sigma=0.25,
+        num_noise=3,
+        objective="smoothadv",
+        generator=torch.Generator().manual_seed(0),
+        **kw,
     ),
     "expected": lambda m, x, y, eps, **kw: pgd_l2_smoothed(
-        m, x, y, eps, 5, sigma=0.25, num_noise=3, objective="expected",
-        generator=torch.Generator().manual_seed(0), **kw
+        m,
+        x,
+        y,
+        eps,
+        5,
+        sigma=0.25,
+        num_noise=3,
+        objective="expected",
+        generator=torch.Generator().manual_seed(0),
+        **kw,
     ),
 }
 
@@ -195,10 +211,26 @@ def test_attack_lowers_accuracy_on_real_mnist(mnist_mlp, mnist_test):
 
 
 def test_robust_accuracy_with_test_time_noise(mnist_mlp, mnist_test):
-    result = robust_accuracy(mnist_mlp, mnist_test, [0.0, 1.5], steps=10, max_examples=100,
-                             noise_sigma=0.1, noise_samples=8, seed=3)
-    again = robust_accuracy(mnist_mlp, mnist_test, [0.0, 1.5], steps=10, max_examples=100,
-                            noise_sigma=0.1, noise_samples=8, seed=3)
+    result = robust_accuracy(
+        mnist_mlp,
+        mnist_test,
+        [0.0, 1.5],
+        steps=10,
+        max_examples=100,
+        noise_sigma=0.1,
+        noise_samples=8,
+        seed=3,
+    )
+    again = robust_accuracy(
+        mnist_mlp,
+        mnist_test,
+        [0.0, 1.5],
+        steps=10,
+        max_examples=100,
+        noise_sigma=0.1,
+        noise_samples=8,
+        seed=3,
+    )
     assert (result.predictions == again.predictions).all()  # seeded
     assert result.accuracy[0.0] > 0.8
     assert result.accuracy[1.5] < result.accuracy[0.0] - 0.2

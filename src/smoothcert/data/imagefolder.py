@@ -1,4 +1,5 @@
-"""Image folders: ``root/<split>/<class>/*.{png,jpg,jpeg}`` (the Tiny ImageNet / ImageNet layout)."""
+"""Image folders: ``root/<split>/<class>/*.{png,jpg,jpeg}``, the Tiny ImageNet / ImageNet
+layout."""
 
 from __future__ import annotations
 

@@ -35,7 +35,10 @@ def _flat_size(body: nn.Module, input_shape: tuple[int, int, int]) -> int:
 
 
 class CNN3(nn.Module):
-    """conv 64@8×8 s2 'same' → conv 128@6×6 s2 → conv 128@5×5 → linear (Sinha et al. 2018 MNIST net)."""
+    """conv 64@8×8 s2 'same' → conv 128@6×6 s2 → conv 128@5×5 → linear.
+
+    The MNIST network of Sinha et al. (2018), used by the NAL paper.
+    """
 
     def __init__(
         self, num_classes: int, input_shape: tuple[int, int, int], act: type[nn.Module]

@@ -140,7 +140,8 @@ class ResNet50(nn.Module):
     def __init__(self, num_classes: int, in_channels: int, act: type[nn.Module]) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64), act(),
+            nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64), act(),
             nn.MaxPool2d(3, stride=2, padding=1),
         )  # fmt: skip
         blocks, cin = [], 64

@@ -90,6 +90,17 @@ class TrainConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
+        from smoothcert.data import DATASETS
+        from smoothcert.models import list_models
+
+        if self.dataset not in DATASETS:
+            raise ValueError(
+                f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
+            )
+        if self.arch not in list_models():
+            raise ValueError(
+                f"unknown arch {self.arch!r}; choose one of {', '.join(list_models())}"
+            )
         for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
             positive_int(name)
         positive_int("subset", allow_none=True)
@@ -138,7 +149,7 @@ class TrainResult:
 
 
 def derived_seed(seed: int, epoch: int, stream: int) -> int:
-    """An independent 63-bit seed per (run seed, epoch, purpose): order, augmentation, eval noise."""
+    """A 63-bit seed per (run seed, epoch, purpose): data order, augmentation, eval noise."""
     state = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0]
     return int(state) & ((1 << 63) - 1)
 
@@ -149,7 +160,8 @@ STREAM_ORDER, STREAM_AUGMENT, STREAM_EVAL, STREAM_METHOD = 1, 2, 3, 4
 def learning_rate(
     config: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: int
 ) -> float:
-    """lr for the step: constant; step: lr·decay^⌊epoch/step_size⌋; cosine: ½lr(1 + cos πt), t ∈ [0,1)."""
+    """lr at a step: constant; step: lr·decay^⌊epoch/step_size⌋; cosine: ½lr(1 + cos πt),
+    t = global step / total steps."""
     if config.schedule == "constant":
         return config.lr
     if config.schedule == "step":
@@ -212,7 +224,8 @@ def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
     foreign = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")]
     if foreign or (out / RESUME_FILE).exists():
         raise ValueError(
-            f"output directory {out} is not empty and holds no smoothcert training run; choose a new --out"
+            f"output directory {out} is not empty and holds no smoothcert training run; "
+            "choose a new --out"
         )
     atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
 
@@ -279,7 +292,9 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train ``config.arch`` on ``config.dataset`` with ``config.method``; resume if ``out_dir`` holds this run.
+    """Train ``config.arch`` on ``config.dataset`` with ``config.method``.
+
+    Resumes when ``config.out_dir`` holds this run (same identity), else starts fresh.
 
     ``train_set`` / ``test_set`` override loading (``subset``/``test_subset`` still apply).
     ``log`` receives one line per epoch (and on resume); the library itself never prints.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surr
 __all__ = [
     "Certificate",
     "CertificateCurve",
+    "DcertResult",
     "SurrogateResult",
     "SurrogateTable",
     "WorstCasePoint",
@@ -49,6 +51,9 @@ __all__ = [
     "certificate_curve",
     "certificate_from_table",
     "curve_from_table",
+    "dcert_dataset",
+    "dcert_report",
+    "plot_dcert",
     "surrogate",
     "surrogate_table",
     "worst_case_from_table",
@@ -231,10 +236,11 @@ class SurrogateTable:
         return self.dim * self.sigma**2
 
 
-def block_seed(seed: int, first_index: int, gamma: float, sigma: float) -> int:
+def block_seed(seed: int, first_index: int, gamma: float, sigma: float, stream: str = "") -> int:
     """A seed for the draws of one block of examples at one (γ, σ): the same block gives the
-    same draws whatever else is computed, so runs resume and γ grids refine reproducibly."""
-    key = f"{seed}:{first_index}:{float(gamma)!r}:{float(sigma)!r}".encode()
+    same draws whatever else is computed, so runs resume and γ grids refine reproducibly.
+    ``stream`` separates independent uses (e.g. the certificate and the empirical adversary)."""
+    key = f"{seed}:{first_index}:{float(gamma)!r}:{float(sigma)!r}:{stream}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
 
 
@@ -322,6 +328,7 @@ def block_rows(
     sigma: float,
     *,
     seed: int = 0,
+    stream: str = "",
     **surrogate_kwargs,
 ) -> dict[str, np.ndarray]:
     """The [len(block), G] arrays of :class:`SurrogateTable` for one block of examples."""
@@ -336,7 +343,7 @@ def block_rows(
     try:
         for gamma in gammas:
             gen = torch.Generator(device=device)
-            gen.manual_seed(block_seed(seed, block[0], gamma, sigma))
+            gen.manual_seed(block_seed(seed, block[0], gamma, sigma, stream))
             r = surrogate(model, x0, y, float(gamma), sigma, generator=gen, **surrogate_kwargs)
             out["lagrangian"].append(r.lagrangian.double().cpu().numpy())
             out["loss"].append(r.loss.double().cpu().numpy())
@@ -544,3 +551,249 @@ def worst_case_loss(
     gammas = [gamma_adv] if isinstance(gamma_adv, int | float) else list(gamma_adv)
     _check_gammas(gammas, "gamma_adv")
     return worst_case_from_table(surrogate_table(model, data, gammas, sigma, **kwargs))
+
+
+# --------------------------------------------------------------------------- resumable runs
+
+_ROW_FIELDS = ("lagrangian", "loss", "cost", "value_se", "grad_norm")
+_PARTS = ("cert", "adv")  # the certificate's γ grid, the empirical adversary's γ_adv sweep
+_SETTINGS = ("smooth", "plain")  # σ as given, and σ = 0 (WRM, Theorem 3)
+
+
+def dcert_schema() -> dict[str, str]:
+    """Columns of a ``dcert`` run: one JSON list over the γ grid per (part, setting, field)."""
+    schema = {"label": "INTEGER", "seconds": "REAL"}
+    for part in _PARTS:
+        for setting in _SETTINGS:
+            for name in _ROW_FIELDS:
+                schema[f"{part}_{setting}_{name}"] = "TEXT"
+    return schema
+
+
+@dataclass
+class DcertResult:
+    """Everything a ``dcert`` run measured, as tables keyed by part and setting."""
+
+    sigma: float
+    gammas: np.ndarray  # the certificate's grid
+    gamma_adv: np.ndarray  # the empirical adversary's sweep
+    tables: dict[tuple[str, str], SurrogateTable]  # (part, setting) -> per-example table
+
+    def curve(self, setting: str, rhos: Sequence[float]) -> CertificateCurve:
+        return curve_from_table(self.tables["cert", setting], rhos)
+
+    def worst_case(self, setting: str) -> list[WorstCasePoint]:
+        return worst_case_from_table(self.tables["adv", setting])
+
+
+def dcert_dataset(
+    model: nn.Module,
+    dataset,
+    out,
+    *,
+    sigma: float,
+    gammas: Sequence[float],
+    gamma_adv: Sequence[float],
+    indices: Sequence[int],
+    batch_size: int = 50,
+    seed: int = 0,
+    config: dict | None = None,
+    info: dict | None = None,
+    progress: Callable[[int], None] | None = None,
+    **surrogate_kwargs,
+) -> DcertResult:
+    """Certificate curve and empirical worst-case loss, smoothed (σ) and unsmoothed (σ = 0),
+    for the examples ``indices`` of ``dataset``, stored in the run file ``out`` (one committed
+    row per example; rerunning resumes, and a larger ``indices`` list extends the run).
+
+    Examples go in fixed blocks of ``batch_size`` positions of ``indices``; a block with a
+    missing row is recomputed whole (same seeds, same numbers) and only the missing rows are
+    added. The certificate's ascents (γ grid) and the adversary's (γ_adv sweep) use
+    independent draws, so comparing them is an honest check of weak duality.
+    ``progress`` is called with the number of examples added after each block.
+    """
+    from smoothcert.runs import model_fingerprint
+    from smoothcert.store import RunStore
+
+    grid = _check_gammas(gammas)
+    adv = _check_gammas(gamma_adv, "gamma_adv")
+    _check_common(1.0, sigma, 1, 0, 1)
+    if sigma == 0:
+        raise ValueError("sigma must be > 0 for dcert (σ = 0, WRM's certificate, is always added)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    idx = [int(i) for i in indices]
+    if not idx:
+        raise ValueError("no examples selected")
+    n_data = _data_len(dataset)
+    if not all(0 <= i < n_data for i in idx):
+        raise ValueError(f"indices must lie in [0, {n_data})")
+    run_config = {
+        "command": "dcert",
+        "model_sha256": model_fingerprint(model),
+        "sigma": float(sigma),
+        "gammas": grid.tolist(),
+        "gamma_adv": adv.tolist(),
+        "batch_size": batch_size,
+        "seed": seed,
+        "surrogate": {k: v for k, v in sorted(surrogate_kwargs.items()) if not callable(v)},
+        **(config or {}),
+    }
+    sigmas = {"smooth": float(sigma), "plain": 0.0}
+    with RunStore.open(out, "dcert", run_config, dcert_schema(), info=info) as store:
+        done = store.done_indices()
+        for start in range(0, len(idx), batch_size):
+            block = idx[start : start + batch_size]
+            missing = [i for i in block if i not in done]
+            if not missing:
+                continue
+            t0 = time.perf_counter()
+            computed = {
+                (part, setting): block_rows(
+                    model, dataset, block, grid if part == "cert" else adv, sigmas[setting],
+                    seed=seed, stream=part, **surrogate_kwargs,
+                )
+                for part in _PARTS
+                for setting in _SETTINGS
+            }  # fmt: skip
+            seconds = (time.perf_counter() - t0) / len(block)
+            _, labels = _batch(dataset, block)
+            for pos, i in enumerate(block):
+                if i in done:
+                    continue
+                row = {"label": int(labels[pos]), "seconds": seconds}
+                for (part, setting), arrays in computed.items():
+                    for name in _ROW_FIELDS:
+                        row[f"{part}_{setting}_{name}"] = arrays[name][pos].tolist()
+                store.add(i, row)
+                done.add(i)
+            if progress is not None:
+                progress(len(missing))
+        rows = [r for r in store.rows() if r["idx"] in set(idx)]
+    x_first, _ = _batch(dataset, idx[:1])
+    dim = x_first[0].numel()
+    tables = {}
+    for part in _PARTS:
+        for setting in _SETTINGS:
+            tables[part, setting] = SurrogateTable(
+                gammas=grid if part == "cert" else adv,
+                sigma=sigmas[setting],
+                dim=dim,
+                indices=np.asarray([r["idx"] for r in rows]),
+                **{
+                    name: np.asarray([r[f"{part}_{setting}_{name}"] for r in rows], np.float64)
+                    for name in _ROW_FIELDS
+                },
+            )
+    return DcertResult(sigma=float(sigma), gammas=grid, gamma_adv=adv, tables=tables)
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def dcert_report(result: DcertResult, rhos: Sequence[float] | None = None) -> str:
+    """Markdown tables: (1) for each setting and γ_adv, the empirical worst-case point, the
+    certificate (min over the grid) at the same ρ_adv and the gap; (2) the smoothed and WRM
+    certificates at equal ρ_adv (Theorem 3); (3) the per-γ terms and convergence diagnostics."""
+    lines = []
+    noise = result.tables["cert", "smooth"].noise_cost
+    n = result.tables["cert", "smooth"].lagrangian.shape[0]
+    lines.append(
+        f"n = {n} examples, σ = {result.sigma:g}, dσ² = {noise:.4g}; "
+        "values are mean cross-entropy ± standard error over examples"
+    )
+    lines.append("")
+    lines.append(
+        "| setting | γ_adv | ρ̂_adv | ε = √ρ̂_adv | ρ̂ (with noise) | worst-case loss | "
+        "certificate at ρ̂_adv | argmin γ | gap | grad-norm median |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    for setting, label in (("smooth", f"smoothed σ={result.sigma:g}"), ("plain", "WRM σ=0")):
+        points = result.worst_case(setting)
+        curve = result.curve(setting, [p.rho_adv_test for p in points])
+        for p, v, s, g in zip(points, curve.value, curve.se, curve.gamma, strict=True):
+            lines.append(
+                f"| {label} | {p.gamma_adv:g} | {p.rho_adv_test:.4f} | "
+                f"{math.sqrt(p.rho_adv_test):.4f} | {p.rho_test:.4f} | {p.loss:.4f} ± {p.se:.4f} "
+                f"| {v:.4f} ± {s:.4f} | {g:g} | {v - p.loss:+.4f} | {p.grad_norm_median:.3g} |"
+            )
+    if rhos is None:
+        rhos = sorted({round(p.rho_adv_test, 4) for p in result.worst_case("smooth")})
+    smooth, plain = result.curve("smooth", rhos), result.curve("plain", rhos)
+    lines += [
+        "",
+        "| ρ_adv | ε | ρ (with noise) | certificate, smoothed | certificate, WRM σ=0 | "
+        "smoothed − WRM |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(smooth.rho_adv):
+        lines.append(
+            f"| {r:.4f} | {math.sqrt(r):.4f} | {smooth.rho[i]:.4f} | "
+            f"{smooth.value[i]:.4f} ± {smooth.se[i]:.4f} (γ={smooth.gamma[i]:g}) | "
+            f"{plain.value[i]:.4f} ± {plain.se[i]:.4f} (γ={plain.gamma[i]:g}) | "
+            f"{smooth.value[i] - plain.value[i]:+.4f} |"
+        )
+    lines += [
+        "",
+        "| γ | mean sup[ℓ̂ − γc], smoothed | mean φ̃γ (ρ-with-noise form) | "
+        "mean sup[ℓ − γc], WRM | grad-norm median smoothed / WRM | max |",
+        "|---|---|---|---|---|---|",
+    ]
+    ts, tp = result.tables["cert", "smooth"], result.tables["cert", "plain"]
+    for j, g in enumerate(result.gammas):
+        lines.append(
+            f"| {g:g} | {ts.lagrangian[:, j].mean():.4f} | "
+            f"{ts.lagrangian[:, j].mean() - g * noise:.4f} | {tp.lagrangian[:, j].mean():.4f} | "
+            f"{np.median(ts.grad_norm[:, j]):.3g} / {np.median(tp.grad_norm[:, j]):.3g} | "
+            f"{ts.grad_norm[:, j].max():.3g} / {tp.grad_norm[:, j].max():.3g} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_dcert(result: DcertResult, path, *, title: str | None = None) -> None:
+    """Two panels. Left: certificate (min over the γ grid) and empirical worst-case loss
+    against ρ_adv, smoothed and WRM (σ = 0) side by side (Theorem 3). Right: Figure 2(a) of the
+    NAL paper for the smoothed loss against ρ with the noise, with the line γρ + mean φ̃γ of
+    every γ of the grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    rho_max = 1.1 * max(p.rho_adv_test for s in _SETTINGS for p in result.worst_case(s))
+    grid = np.linspace(0, rho_max, 200)
+    styles = {"smooth": ("C1", f"smoothed σ={result.sigma:g}"), "plain": ("C0", "WRM σ=0")}
+    for setting, (color, label) in styles.items():
+        c = result.curve(setting, grid)
+        left.plot(grid, c.value, color=color, label=f"certificate, {label}")
+        pts = result.worst_case(setting)
+        left.errorbar(
+            [p.rho_adv_test for p in pts], [p.loss for p in pts], yerr=[p.se for p in pts],
+            fmt="o", color=color, mfc="none", label=f"worst case on test data, {label}",
+        )  # fmt: skip
+    left.set_xlabel("ρ_adv = E‖x − x0‖²")
+    left.set_ylabel("expected loss")
+    left.legend(fontsize=7)
+    left.set_title("certificate vs empirical worst case")
+
+    noise = result.tables["cert", "smooth"].noise_cost
+    c = result.curve("smooth", grid)
+    ts = result.tables["cert", "smooth"]
+    for j, g in enumerate(result.gammas):
+        right.plot(c.rho, g * grid + ts.lagrangian[:, j].mean(), color="0.8", lw=0.8)
+    right.plot(c.rho, c.value, color="C1", label="certificate (min over γ)")
+    pts = result.worst_case("smooth")
+    right.plot(
+        [p.rho_test for p in pts], [p.loss for p in pts], "o-", color="C3",
+        label="worst case on test data",
+    )  # fmt: skip
+    right.set_xlabel(f"ρ = E‖x + z − x0‖² (≥ dσ² = {noise:.3g})")
+    right.set_ylim(left.get_ylim())
+    right.legend(fontsize=7)
+    right.set_title("smoothed loss (grey: γρ + E φ̃γ per γ)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -251,7 +251,7 @@ def test_wrm_stats(mnist_train):
         ("stn", {"lam": -1.0}, "lam must be >= 0"),
         ("smoothadv", {"objective": "foo"}, "objective must be"),
         ("trades", {"beta": -1.0}, "beta must be >= 0"),
-        ("trades", {"step_size": 0.0}, "step_size must be > 0"),
+        ("trades", {"inner_step_size": 0.0}, "inner_step_size must be > 0"),
     ],
 )
 def test_methods_validate_hyperparameters(name, kwargs, message):

@@ -56,7 +56,7 @@ class NAL(Method):
     )
     steps: int = field(default=4, metadata={"help": "inner ascent steps K (count)"})
     num_noise: int = field(default=4, metadata={"help": "noise draws s per example (count)"})
-    step_size: float | None = field(
+    inner_step_size: float | None = field(
         default=None,
         metadata={"help": "inner step η1 (input units² per unit loss); default 0.5/gamma"},
     )
@@ -87,12 +87,12 @@ class NAL(Method):
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.num_noise < 1:
             raise ValueError(f"num_noise must be >= 1, got {self.num_noise}")
-        if self.step_size is not None and not self.step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if self.inner_step_size is not None and not self.inner_step_size > 0:
+            raise ValueError(f"inner_step_size must be > 0, got {self.inner_step_size}")
 
     @property
     def eta(self) -> float:
-        return 0.5 / self.gamma if self.step_size is None else self.step_size
+        return 0.5 / self.gamma if self.inner_step_size is None else self.inner_step_size
 
     def adversary(
         self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor, generator

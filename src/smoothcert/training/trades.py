@@ -3,7 +3,7 @@ accuracy", Eq. 5), L2 version (PAPER-NOTES §4).
 
 Per batch:  CE(f(x), y) + β · KL( softmax f(x) ‖ softmax f(x') ),
 x' ≈ argmax_{‖x'−x‖₂ ≤ ε, x' ∈ [0,1]} KL( f(x) ‖ f(x') ), found by ``steps`` normalized-gradient
-steps of size ``step_size`` (default 2ε/steps) from x + 0.001·N(0, I), each clamped to [0,1]
+steps of size ``inner_step_size`` (default 2ε/steps) from x + 0.001·N(0, I), each clamped to [0,1]
 and projected onto the ball. The inner maximization runs with the model in eval mode and the
 clean prediction fixed (detached), as in the authors' code; the outer loss in train mode.
 """
@@ -58,7 +58,7 @@ class TRADES(Method):
         default=0.5, metadata={"help": "L2 radius of the inner maximization (input units)"}
     )
     steps: int = field(default=10, metadata={"help": "steps of the inner maximization (count)"})
-    step_size: float | None = field(
+    inner_step_size: float | None = field(
         default=None, metadata={"help": "inner step length (input units); default 2*eps/steps"}
     )
     beta: float = field(
@@ -74,15 +74,17 @@ class TRADES(Method):
             raise ValueError(f"eps must be >= 0, got {self.eps}")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.step_size is not None and not self.step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if self.inner_step_size is not None and not self.inner_step_size > 0:
+            raise ValueError(f"inner_step_size must be > 0, got {self.inner_step_size}")
         if not self.beta >= 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext
     ) -> MethodOutput:
-        x_adv = trades_adversary(model, x, self.eps, self.steps, self.step_size, ctx.generator)
+        x_adv = trades_adversary(
+            model, x, self.eps, self.steps, self.inner_step_size, ctx.generator
+        )
         logits = model(torch.cat([x, x_adv]))
         clean, adv = logits[: len(x)], logits[len(x) :]
         ce = F.cross_entropy(clean, y)

@@ -5,7 +5,7 @@ Per batch: for each x0, approximately solve  x' = argmax_x  ℓ(θ; x) − γ �
 ascent (:func:`smoothcert.attacks.surrogate_ascent` with σ = 0, s = 1; no clipping), then
 minimize ℓ(θ; x') on the adversarial points only. The default schedule is the authors'
 public one, rewritten for F(x) = ℓ − γ‖x − x0‖²: start at x0 + (0.5/γ)∇ℓ(x0) and take
-``steps`` steps x ← x + (0.5/γ)/√(k+2) · ∇F(x); a number ``step_size`` gives constant steps
+``steps`` steps x ← x + (0.5/γ)/√(k+2) · ∇F(x); a number ``inner_step_size`` gives constant steps
 instead. Meant for smooth networks (the ``-elu`` architectures): the inner problem is strongly
 concave only when ∇ℓ is Lipschitz with constant below 2γ.
 
@@ -60,7 +60,7 @@ class WRM(Method):
         },
     )
     steps: int = field(default=15, metadata={"help": "ascent steps of the inner problem (count)"})
-    step_size: float | None = field(
+    inner_step_size: float | None = field(
         default=None,
         metadata={
             "help": "constant ascent step on F (input units² per unit loss); default: "
@@ -73,15 +73,15 @@ class WRM(Method):
             raise ValueError(f"gamma must be > 0, got {self.gamma}")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.step_size is not None and not self.step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if self.inner_step_size is not None and not self.inner_step_size > 0:
+            raise ValueError(f"inner_step_size must be > 0, got {self.inner_step_size}")
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext
     ) -> MethodOutput:
         # The adversary attacks the model as deployed: eval mode, restored for the outer step.
         with eval_mode(model):
-            x_adv = wrm_adversary(model, x, y, self.gamma, self.steps, self.step_size)
+            x_adv = wrm_adversary(model, x, y, self.gamma, self.steps, self.inner_step_size)
         logits = model(x_adv)
         cost = (x_adv - x).flatten(1).pow(2).sum(1).mean().item()
         return MethodOutput(

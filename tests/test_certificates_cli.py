@@ -1,0 +1,108 @@
+"""`smoothcert dcert` end to end on real MNIST examples: table, plot, run store, resume."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from smoothcert.certificates import dcert_dataset
+from smoothcert.checkpoint import save_checkpoint
+from smoothcert.cli import main
+from smoothcert.models import create_model
+from smoothcert.store import RunStore
+
+FAST = ["--steps", "2", "--num-noise", "2", "--num-eval", "4", "--batch", "2", "--no-progress"]
+GRID = ["--gammas", "1", "3", "--gamma-adv", "2"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, mnist_test):
+    torch.manual_seed(0)
+    info = mnist_test.info
+    model = create_model("cnn3", info.num_classes, info.input_shape, info.mean, info.std)
+    path = tmp_path_factory.mktemp("ck") / "model.safetensors"
+    save_checkpoint(
+        path,
+        model,
+        {
+            "arch": "cnn3",
+            "dataset": "mnist",
+            "num_classes": info.num_classes,
+            "input_shape": list(info.input_shape),
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "sigma": 0.05,
+        },
+    )
+    return path
+
+
+def _rows(db) -> list[dict]:
+    with RunStore.read(db) as store:
+        return store.rows()
+
+
+def test_dcert_cli_writes_table_plot_and_resumes(checkpoint, tmp_path, capsys, mnist_test):
+    db, png = tmp_path / "d.db", tmp_path / "d.png"
+    args = ["dcert", str(checkpoint), *GRID, *FAST, "--out", str(db)]
+    assert main([*args, "--max", "2"]) == 0
+    assert len(_rows(db)) == 2
+    # a larger --max extends the run and does not recompute the stored examples
+    assert main([*args, "--max", "4", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "certificate at ρ̂_adv" in out and "WRM σ=0" in out and "4 examples" in out
+    assert png.stat().st_size > 10_000
+    rows = _rows(db)
+    assert [r["idx"] for r in rows] == [0, 1, 2, 3]
+    assert all(
+        len(r["cert_smooth_lagrangian"]) == 2 and len(r["adv_plain_loss"]) == 1 for r in rows
+    )
+    assert [r["label"] for r in rows] == [int(mnist_test[i][1]) for i in range(4)]
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 2
+    # the same run in one go gives the same numbers (fixed blocks, seeded per block and γ)
+    fresh = tmp_path / "fresh.db"
+    assert main(["dcert", str(checkpoint), *GRID, *FAST, "--out", str(fresh), "--max", "4"]) == 0
+    a, b = _rows(db), _rows(fresh)
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("cert_smooth_lagrangian", "adv_smooth_loss", "cert_plain_cost"):
+            np.testing.assert_allclose(ra[key], rb[key], rtol=1e-6)
+
+
+def test_dcert_cli_bad_input_is_one_line_error(checkpoint, tmp_path, capsys):
+    db = tmp_path / "d.db"
+    base = ["dcert", str(checkpoint), *FAST, "--out", str(db), "--max", "2"]
+    cases = [
+        (["--gammas", "0", "1"], "--gammas"),
+        (["--gamma-adv", "-1"], "--gamma-adv"),
+        (["--sigma", "0"], "--sigma"),
+        (["--num-eval", "0"], "--num-eval"),
+        (["--step-size", "-0.1"], "--step-size"),
+    ]
+    for extra, needle in cases:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not db.exists()  # nothing written for bad input
+    missing = ["dcert", str(tmp_path / "nope.safetensors"), *FAST, "--out", str(db)]
+    assert main(missing) == 2
+    # resuming with different arguments is refused and leaves the run intact
+    assert main([*base, *GRID]) == 0
+    before = _rows(db)
+    assert main([*base, "--gammas", "1", "2", "--gamma-adv", "2"]) == 2
+    assert "different arguments" in capsys.readouterr().err
+    assert _rows(db) == before
+
+
+def test_dcert_dataset_rejects_bad_arguments(checkpoint, mnist_test, tmp_path):
+    model = create_model("cnn3", 10, (1, 28, 28), (0.1307,), (0.3081,))
+    kw = {"sigma": 0.05, "gammas": [1.0], "gamma_adv": [2.0], "indices": [0]}
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        dcert_dataset(model, mnist_test, tmp_path / "a.db", **(kw | {"sigma": 0.0}))
+    with pytest.raises(ValueError, match="no examples"):
+        dcert_dataset(model, mnist_test, tmp_path / "a.db", **(kw | {"indices": []}))
+    with pytest.raises(ValueError, match="indices"):
+        dcert_dataset(model, mnist_test, tmp_path / "a.db", **(kw | {"indices": [10**6]}))

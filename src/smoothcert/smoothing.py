@@ -262,7 +262,7 @@ class SmoothedClassifier:
             with self._autocast():
                 self.base(batch)  # warm-up (allocator, kernel selection)
                 reps, t0 = 0, time.perf_counter()
-                while reps < 2 or time.perf_counter() - t0 < 0.2:
+                while reps < 2 or time.perf_counter() - t0 < 0.1:
                     self.base(batch)
                     reps += 1
                     _sync(self.device)

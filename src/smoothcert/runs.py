@@ -61,6 +61,8 @@ PREDICT_SCHEMA = {
 
 # Called with each row as soon as it is stored (the CLI drives its progress bar with it).
 Progress = Callable[[dict[str, Any]], None]
+# Called once the run is open, with (examples already done, examples to do now).
+OnStart = Callable[[int, int], None]
 
 
 def select_indices(num_examples: int, skip: int = 1, max_examples: int | None = None) -> list[int]:
@@ -117,6 +119,7 @@ def _check_dataset(dataset: Any, classifier: SmoothedClassifier) -> None:
 class _RunPlan:
     store: RunStore
     todo: list[int]
+    done: int  # selected examples already in the run
     seed: int
 
 
@@ -139,7 +142,8 @@ def _plan(
     store = RunStore.open(out, kind, config, schema, info=(info or {}) | {"seed_used": seed})
     seed = int(store.info.get("seed_used", seed))
     done = store.done_indices()
-    return _RunPlan(store, [i for i in indices if i not in done], seed)
+    todo = [i for i in indices if i not in done]
+    return _RunPlan(store, todo, len(indices) - len(todo), seed)
 
 
 def certify_dataset(
@@ -159,6 +163,7 @@ def certify_dataset(
     config: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> list[dict[str, Any]]:
     """CERTIFY every ``skip``-th example of ``dataset`` (``max_examples`` in all) and store one
     committed row per example in the run file ``out``; resume it if it exists.
@@ -191,6 +196,8 @@ def certify_dataset(
     plan = _plan(
         out, "certify", run_config, CERTIFY_SCHEMA, info, len(dataset), skip, max_examples, seed
     )
+    if on_start is not None:
+        on_start(plan.done, len(plan.todo))
     with plan.store as store:
         for idx in plan.todo:
             x, label = dataset[idx]
@@ -232,6 +239,7 @@ def predict_dataset(
     config: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> list[dict[str, Any]]:
     """PREDICT on every selected example, stored and resumable like :func:`certify_dataset`."""
     classifier = _classifier(model, sigma, num_classes, batch_size)
@@ -255,6 +263,8 @@ def predict_dataset(
     plan = _plan(
         out, "predict", run_config, PREDICT_SCHEMA, info, len(dataset), skip, max_examples, seed
     )
+    if on_start is not None:
+        on_start(plan.done, len(plan.todo))
     with plan.store as store:
         for idx in plan.todo:
             x, label = dataset[idx]

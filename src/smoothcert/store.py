@@ -127,6 +127,8 @@ class RunStore:
         if bad or "idx" in schema:
             raise ValueError(f"invalid run schema {bad or schema}: columns need types {_TYPES}")
         config_json = canonical_json(config)
+        if path.is_file() and path.stat().st_size == 0:
+            path.unlink()  # an empty file (e.g. from `touch`) holds nothing to protect
         if path.exists():
             if path.is_dir():
                 raise ValueError(f"output {path} is a directory, expected a run file (.db)")

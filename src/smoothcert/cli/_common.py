@@ -81,3 +81,34 @@ def checkpoint_identity(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+class RowProgress:
+    """A tqdm bar over a run's examples, opened only once the run is (re)opened, so a refused
+    run prints nothing but its error. ``postfix(tally, row)`` updates the running figures."""
+
+    def __init__(self, disable: bool, postfix) -> None:
+        self.disable, self.postfix = disable, postfix
+        self.bar = None
+        self.tally: dict[str, float] = {"done": 0}
+
+    def start(self, done: int, todo: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=done + todo,
+            initial=done,
+            disable=self.disable,
+            unit="ex",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+
+    def __call__(self, row: dict) -> None:
+        self.tally["done"] += 1
+        self.bar.update(1)
+        self.bar.set_postfix(self.postfix(self.tally, row))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from smoothcert.cli import _common
 
@@ -39,8 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from smoothcert.analysis import analyze, format_table
     from smoothcert.runs import certify_dataset, export_tsv
     from smoothcert.smoothing import SmoothedClassifier
@@ -69,23 +66,18 @@ def run(args: argparse.Namespace) -> int:
     )
     config, info = _common.checkpoint_identity(args.checkpoint, meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
-    total = len(range(0, len(dataset), args.skip))
-    total = min(total, args.max) if args.max else total
-    bar = tqdm(
-        total=total, disable=args.no_progress, unit="ex", dynamic_ncols=True, file=sys.stderr
-    )
-    tally = {"done": 0, "certified": 0, "seconds": 0.0}
 
-    def progress(row: dict) -> None:
-        tally["done"] += 1
-        tally["certified"] += int(row["correct"] and row["prediction"] >= 0)
-        tally["seconds"] += row["seconds"]
-        bar.update(1)
-        bar.set_postfix(
-            cert_acc=f"{tally['certified'] / tally['done']:.3f}",
-            s_per_ex=f"{tally['seconds'] / tally['done']:.2f}",
+    def postfix(tally: dict, row: dict) -> dict:
+        tally["certified"] = tally.get("certified", 0) + int(
+            row["correct"] and row["prediction"] >= 0
         )
+        tally["seconds"] = tally.get("seconds", 0.0) + row["seconds"]
+        return {
+            "cert_acc": f"{tally['certified'] / tally['done']:.3f}",
+            "s_per_ex": f"{tally['seconds'] / tally['done']:.2f}",
+        }
 
+    bar = _common.RowProgress(args.no_progress, postfix)
     try:
         rows = certify_dataset(
             classifier,
@@ -99,11 +91,11 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             config=config,
             info=info,
-            progress=progress,
+            progress=bar,
+            on_start=bar.start,
         )
     finally:
         bar.close()
-    bar.n = len(rows)
     summary = analyze([args.out])
     print(format_table(summary, "markdown"))
     print(f"{len(rows)} examples in {args.out}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from smoothcert.cli import _common
 
@@ -39,8 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from smoothcert.analysis import predict_categories
     from smoothcert.runs import predict_dataset
     from smoothcert.smoothing import SmoothedClassifier
@@ -64,19 +61,16 @@ def run(args: argparse.Namespace) -> int:
     )
     config, info = _common.checkpoint_identity(args.checkpoint, meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
-    bar = tqdm(disable=args.no_progress, unit="ex", dynamic_ncols=True, file=sys.stderr)
-    tally = {"done": 0, "correct": 0, "abstain": 0}
 
-    def progress(row: dict) -> None:
-        tally["done"] += 1
-        tally["correct"] += row["correct"]
-        tally["abstain"] += int(row["prediction"] < 0)
-        bar.update(1)
-        bar.set_postfix(
-            acc=f"{tally['correct'] / tally['done']:.3f}",
-            abstain=f"{tally['abstain'] / tally['done']:.3f}",
-        )
+    def postfix(tally: dict, row: dict) -> dict:
+        tally["correct"] = tally.get("correct", 0) + row["correct"]
+        tally["abstain"] = tally.get("abstain", 0) + int(row["prediction"] < 0)
+        return {
+            "acc": f"{tally['correct'] / tally['done']:.3f}",
+            "abstain": f"{tally['abstain'] / tally['done']:.3f}",
+        }
 
+    bar = _common.RowProgress(args.no_progress, postfix)
     try:
         rows = predict_dataset(
             classifier,
@@ -89,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             config=config,
             info=info,
-            progress=progress,
+            progress=bar,
+            on_start=bar.start,
         )
     finally:
         bar.close()

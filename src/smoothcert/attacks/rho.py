@@ -22,7 +22,7 @@ from torch import nn
 
 from smoothcert.attacks.pgd import eval_mode
 from smoothcert.attacks.robust import as_tensors
-from smoothcert.attacks.surrogate import surrogate_ascent
+from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surrogate_ascent
 
 
 @dataclass
@@ -53,6 +53,7 @@ def transport_cost(
     steps: int = 15,
     step_size: float | None = None,
     cost_with_noise: bool = True,
+    loss_fn: LossFn = cross_entropy_per_example,
     batch_size: int = 128,
     max_examples: int | None = None,
     seed: int = 0,
@@ -96,6 +97,7 @@ def transport_cost(
                 step_size=eta,
                 cost_with_noise=cost_with_noise,
                 generator=gen,
+                loss_fn=loss_fn,
             )
             parts["rho"].append(r.cost_with_noise.cpu())
             parts["adv"].append(r.cost_without_noise.cpu())

@@ -1,0 +1,154 @@
+"""`smoothcert attack` and resumable attack runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from smoothcert.attacks import robust_accuracy
+from smoothcert.attacks.run import attack_dataset
+from smoothcert.cli import main
+from smoothcert.store import RunStore
+
+
+@pytest.fixture(scope="module")
+def lenet(tmp_path_factory, mnist_train):
+    """A LeNet trained for a few steps on real MNIST, saved as a checkpoint."""
+    from torch.nn import functional as F
+
+    from smoothcert.checkpoint import save_checkpoint
+    from smoothcert.models import create_model
+
+    info = mnist_train.info
+    torch.manual_seed(0)
+    model = create_model("lenet", info.num_classes, info.input_shape, info.mean, info.std)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = mnist_train.batch(range(1000))
+    for _ in range(2):
+        for i in range(0, 1000, 50):
+            opt.zero_grad()
+            F.cross_entropy(model(x[i : i + 50]), y[i : i + 50]).backward()
+            opt.step()
+    model.eval()
+    meta = {
+        "arch": "lenet",
+        "dataset": "mnist",
+        "num_classes": info.num_classes,
+        "input_shape": list(info.input_shape),
+        "mean": list(info.mean),
+        "std": list(info.std),
+    }
+    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "lenet.safetensors", model, meta)
+    return model, path
+
+
+def test_attack_run_resumes_without_duplicates_or_gaps(lenet, mnist_test, tmp_path):
+    model, _ = lenet
+    out = tmp_path / "attack.db"
+    indices = list(range(10))
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first_batch(done_now, total):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        attack_dataset(
+            model,
+            mnist_test,
+            out,
+            [0.0, 1.0],
+            5,
+            batch_size=4,
+            indices=indices,
+            progress=stop_after_first_batch,
+        )
+    with RunStore.read(out) as store:
+        assert store.done_indices() == {0, 1, 2, 3}  # the first batch was committed
+    result = attack_dataset(model, mnist_test, out, [0.0, 1.0], 5, batch_size=4, indices=indices)
+    with RunStore.read(out) as store:
+        rows = store.rows()
+    assert [r["idx"] for r in rows] == indices
+    # the same as one uninterrupted pass (PGD on the base classifier is deterministic)
+    direct = robust_accuracy(model, mnist_test.batch(indices), [0.0, 1.0], steps=5)
+    assert [r["predictions"] for r in rows] == direct.predictions.tolist()
+    assert result["accuracy"] == direct.accuracy
+    assert result["accuracy"][0.0] > result["accuracy"][1.0] or result["accuracy"][0.0] == 0
+
+
+def test_attack_cli_table_resume_and_config_mismatch(lenet, tmp_path, capsys):
+    _, ckpt = lenet
+    out = tmp_path / "a.db"
+    args = [
+        "attack",
+        str(ckpt),
+        "--dataset",
+        "mnist",
+        "--eps",
+        "0",
+        "1.5",
+        "--steps",
+        "10",
+        "--max",
+        "40",
+        "--batch",
+        "20",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "| L2 radius | 0 | 1.5 |" in first
+    acc = [float(v) for v in first.strip().splitlines()[-1].strip("| ").split(" | ")[1:]]
+    assert acc[0] > 0.7 and acc[1] < acc[0] - 0.2
+    assert main(args) == 0  # rerun: nothing to do, same table
+    assert capsys.readouterr().out == first
+    with RunStore.read(out) as store:
+        assert len(store.rows()) == 40
+    bad = args[:]
+    bad[bad.index("1.5")] = "2.0"
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert "different arguments" in err and "eps" in err and err.count("\n") == 1
+
+
+def test_attack_cli_with_test_time_noise(lenet, tmp_path, capsys):
+    _, ckpt = lenet
+    out = tmp_path / "n.db"
+    assert (
+        main(
+            [
+                "attack",
+                str(ckpt),
+                "--dataset",
+                "mnist",
+                "--eps",
+                "0",
+                "1",
+                "--steps",
+                "4",
+                "--noise-sigma",
+                "0.1",
+                "--noise-samples",
+                "4",
+                "--max",
+                "12",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "noise σ = 0.1 at test time, 4 draws" in capsys.readouterr().out
+
+
+def test_attack_cli_rejects_negative_radius(lenet, tmp_path, capsys):
+    _, ckpt = lenet
+    code = main(
+        ["attack", str(ckpt), "--eps", "-1", "--out", str(tmp_path / "x.db"), "--no-progress"]
+    )
+    assert code == 2
+    assert "--eps must be radii >= 0" in capsys.readouterr().err

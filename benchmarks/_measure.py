@@ -78,6 +78,12 @@ def noisy_batches(
     ]
 
 
+def set_layout(model: nn.Module, channels_last: bool) -> None:
+    """Put the model's 4-D parameters in the layout a configuration expects (counts() with
+    channels_last converts them in place, so reset before every measurement)."""
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 def interleaved(
     model: nn.Module,
     x: torch.Tensor,
@@ -85,40 +91,65 @@ def interleaved(
     num_classes: int = 10,
     sigma: float = 0.25,
     batch_size: int = 1000,
-    precision: str = "fp32",
-    channels_last: bool = False,
+    configs: tuple[tuple[str, bool], ...] = (("fp32", False),),
     rounds: int = 5,
     batches_per_round: int = 4,
+    baseline: bool = False,
 ) -> dict:
-    """Alternate forward-only and counts() measurements for ``rounds`` rounds at the same batch
-    size and settings; report the medians and the median of the per-round ratios."""
-    g = SmoothedClassifier(
-        model,
-        num_classes,
-        sigma,
-        batch_size=batch_size,
-        precision=precision,
-        channels_last=channels_last,
-        input_shape=tuple(x.shape),
-    )
+    """For each (precision, channels_last) config, alternate forward-only and counts()
+    measurements round-robin for ``rounds`` rounds at the same batch size, so every config sees
+    the same machine load; report medians and the median of per-round ratios. With
+    ``baseline``, the plain pseudocode of benchmarks/baseline.py joins each round too."""
+    from baseline import plain_counts
+
     batches = noisy_batches(x, sigma, batch_size, batches_per_round)
     n = batch_size * batches_per_round
-    counts_rate(g, x, batch_size)  # warm-up
-    fwd, cnt = [], []
-    for r in range(rounds):
-        fwd.append(
-            forward_rate(
-                model, batches, precision=precision, channels_last=channels_last, min_seconds=0
-            )
+    shape = tuple(x.shape)
+    gs = {
+        cfg: SmoothedClassifier(
+            model,
+            num_classes,
+            sigma,
+            batch_size=batch_size,
+            precision=cfg[0],
+            channels_last=cfg[1],
+            input_shape=shape,
         )
-        cnt.append(counts_rate(g, x, n, generator_seed=r))
-    return {
-        "batch_size": batch_size,
-        "precision": precision,
-        "channels_last": channels_last,
-        "forward_samples_per_s": statistics.median(fwd),
-        "counts_samples_per_s": statistics.median(cnt),
-        "ratio": statistics.median(c / f for c, f in zip(cnt, fwd, strict=True)),
-        "rounds": rounds,
-        "samples_per_round": n,
+        for cfg in configs
     }
+    fwd: dict = {cfg: [] for cfg in configs}
+    cnt: dict = {cfg: [] for cfg in configs}
+    base: list[float] = []
+    for cfg, g in gs.items():  # warm-up
+        set_layout(model, cfg[1])
+        counts_rate(g, x, batch_size)
+    for r in range(rounds):
+        for cfg, g in gs.items():
+            set_layout(model, cfg[1])
+            fwd[cfg].append(
+                forward_rate(model, batches, precision=cfg[0], channels_last=cfg[1], min_seconds=0)
+            )
+            set_layout(model, cfg[1])
+            cnt[cfg].append(counts_rate(g, x, n, generator_seed=r))
+        if baseline:
+            set_layout(model, False)
+            t0 = time.perf_counter()
+            plain_counts(model, x, num_classes, sigma, n, batch_size)
+            base.append(n / (time.perf_counter() - t0))
+    set_layout(model, False)
+    out: dict = {"batch_size": batch_size, "rounds": rounds, "samples_per_round": n, "configs": {}}
+    for cfg in configs:
+        out["configs"][f"{cfg[0]}{'+channels_last' if cfg[1] else ''}"] = {
+            "precision": cfg[0],
+            "channels_last": cfg[1],
+            "forward_samples_per_s": statistics.median(fwd[cfg]),
+            "counts_samples_per_s": statistics.median(cnt[cfg]),
+            "ratio": statistics.median(c / f for c, f in zip(cnt[cfg], fwd[cfg], strict=True)),
+        }
+    if baseline:
+        out["baseline_samples_per_s"] = statistics.median(base)
+        out["baseline_rates"] = base
+        out["counts_rates"] = {
+            f"{c[0]}{'+channels_last' if c[1] else ''}": v for c, v in cnt.items()
+        }
+    return out

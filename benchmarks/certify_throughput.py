@@ -35,16 +35,16 @@ def main(argv: list[str] | None = None) -> int:
 
     model, source = build(args.arch)
     x = torch.rand(INPUT_SHAPES[args.arch], generator=torch.Generator().manual_seed(0))
-    result = interleaved(
+    measured = interleaved(
         model,
         x,
         sigma=args.sigma,
         batch_size=args.batch_size,
-        precision=args.precision,
-        channels_last=args.channels_last,
+        configs=((args.precision, args.channels_last),),
         rounds=args.rounds,
         batches_per_round=args.batches_per_round,
     )
+    result = {**measured, **next(iter(measured.pop("configs").values()))}
     record = {"machine": machine(), "arch": args.arch, "model_source": source, **result}
     if args.json:
         print(json.dumps(record, indent=2))

@@ -1,0 +1,211 @@
+"""Issue 7's benchmark: one JSON record and a short table.
+
+For each model (cnn3 on 1x28x28, resnet20 on 3x32x32), measured round-robin in one run so that
+all figures see the same load of this shared machine (absolute samples/s are noisy; ratios are
+the result):
+- forward-only samples/s over pre-generated inputs and counts() samples/s, and their ratio,
+  for fp32, fp32 + channels-last, bf16 autocast, bf16 + channels-last;
+- the fastest path's speedup over plain fp32 counts(), and over the plain pseudocode baseline
+  (benchmarks/baseline.py: one example at a time, repeat + randn_like, Python counting);
+- the automatically chosen batch size (and the throughput it measured per size);
+- how often the bf16 and fp32 base classifiers disagree on noisy real test images;
+- peak RSS of counts() at two n, each in a fresh process (benchmarks/peak_rss.py);
+- the adaptive mode's summary, read from benchmarks/adaptive_vs_fixed.py's output if given.
+
+    python benchmarks/run.py --out benchmarks/results/run.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _archs import INPUT_SHAPES, build  # noqa: E402
+from _measure import interleaved, machine  # noqa: E402
+
+from smoothcert import SmoothedClassifier  # noqa: E402
+
+CONFIGS = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
+DATASETS = {"cnn3": "mnist", "resnet20": "cifar10"}
+
+
+def load_model(arch: str, checkpoint: str | None) -> tuple[torch.nn.Module, str]:
+    if checkpoint:
+        from smoothcert.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(checkpoint)
+        return model.eval(), f"checkpoint {checkpoint}"
+    return build(arch)
+
+
+def disagreement(model: torch.nn.Module, arch: str, images: int, draws: int, sigma: float) -> dict:
+    """Fraction of noisy real test inputs x + ε (first ``images`` test images, ``draws`` noise
+    draws each) on which the bf16 + channels-last and the fp32 base classifiers disagree."""
+    from smoothcert.data import load_dataset
+
+    ds = load_dataset(DATASETS[arch], "test")
+    gen = torch.Generator().manual_seed(0)
+    differ = total = 0
+    with torch.inference_mode():
+        for i in range(images):
+            x, _ = ds[i]
+            batch = x.unsqueeze(0) + sigma * torch.randn((draws, *x.shape), generator=gen)
+            model.to(memory_format=torch.contiguous_format)
+            fp32 = model(batch).argmax(1)
+            model.to(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                bf16 = model(batch.contiguous(memory_format=torch.channels_last)).argmax(1)
+            differ += int((fp32 != bf16).sum())
+            total += draws
+    model.to(memory_format=torch.contiguous_format)
+    return {
+        "dataset": DATASETS[arch],
+        "images": images,
+        "draws_per_image": draws,
+        "sigma": sigma,
+        "disagreements": differ,
+        "rate": differ / total,
+    }
+
+
+def peak_rss(arch: str, n: int, precision: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(HERE / "peak_rss.py"), "--arch", arch, "--n", str(n),
+         "--precision", precision],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def bench_model(arch: str, args: argparse.Namespace) -> dict:
+    model, source = load_model(arch, getattr(args, f"{arch}_checkpoint"))
+    x = torch.rand(INPUT_SHAPES[arch], generator=torch.Generator().manual_seed(0))
+    m = interleaved(
+        model,
+        x,
+        sigma=args.sigma,
+        batch_size=args.batch_size,
+        configs=CONFIGS,
+        rounds=args.rounds,
+        batches_per_round=args.batches_per_round,
+        baseline=True,
+    )
+    rates, base = m.pop("counts_rates"), m.pop("baseline_rates")
+    fastest = max(m["configs"], key=lambda k: m["configs"][k]["counts_samples_per_s"])
+
+    def per_round(a: list[float], b: list[float]) -> float:
+        return statistics.median(p / q for p, q in zip(a, b, strict=True))
+
+    record = {
+        "arch": arch,
+        "input_shape": INPUT_SHAPES[arch],
+        "model": source,
+        **m,
+        "fastest": fastest,
+        "fastest_over_fp32": per_round(rates[fastest], rates["fp32"]),
+        "bf16_channels_last_over_fp32": per_round(rates["bf16+channels_last"], rates["fp32"]),
+        "speedup_over_baseline": per_round(rates[fastest], base),
+        "fp32_speedup_over_baseline": per_round(rates["fp32"], base),
+    }
+    auto = SmoothedClassifier(
+        model, 10, args.sigma, batch_size=None, precision="bf16", input_shape=INPUT_SHAPES[arch]
+    )
+    record["auto_batch_size"] = {
+        "precision": "bf16",
+        "channels_last": auto.channels_last,
+        "chosen": auto.resolve_batch_size(x),
+        "samples_per_s": {str(k): round(v) for k, v in auto.batch_size_timings.items()},
+    }
+    model.to(memory_format=torch.contiguous_format)
+    if args.disagreement_images > 0:
+        try:
+            record["bf16_fp32_disagreement"] = disagreement(
+                model, arch, args.disagreement_images, args.disagreement_draws, args.sigma
+            )
+        except FileNotFoundError as exc:
+            record["bf16_fp32_disagreement"] = {"error": str(exc)}
+    rss_n = args.rss_n if arch == "cnn3" else args.rss_n_resnet20
+    if rss_n:
+        record["peak_rss"] = [peak_rss(arch, n, "bf16") for n in rss_n]
+    return record
+
+
+def table(record: dict) -> str:
+    mach = record["machine"]
+    lines = [
+        f"machine: {mach['cores']} cores, {mach['torch_threads']} torch threads, "
+        f"torch {mach['torch']} ({mach['cpu_capability']})",
+        f"{'model':9} {'path':20} {'forward/s':>10} {'counts/s':>10} {'ratio':>6}",
+    ]
+    for r in record["models"]:
+        for name, c in r["configs"].items():
+            lines.append(
+                f"{r['arch']:9} {name:20} {c['forward_samples_per_s']:10.0f} "
+                f"{c['counts_samples_per_s']:10.0f} {c['ratio']:6.3f}"
+            )
+        lines.append(
+            f"{r['arch']:9} fastest={r['fastest']}: {r['fastest_over_fp32']:.2f}x plain fp32 "
+            f"counts, {r['speedup_over_baseline']:.1f}x the pseudocode baseline "
+            f"({r['baseline_samples_per_s']:.0f}/s; "
+            f"fp32 alone {r['fp32_speedup_over_baseline']:.1f}x)"
+        )
+        lines.append(f"{r['arch']:9} auto batch size (bf16): {r['auto_batch_size']['chosen']}")
+        d = r.get("bf16_fp32_disagreement")
+        if d and "rate" in d:
+            lines.append(
+                f"{r['arch']:9} bf16 vs fp32 disagree on {d['disagreements']}/"
+                f"{d['images'] * d['draws_per_image']} noisy {d['dataset']} inputs "
+                f"({100 * d['rate']:.3f}%)"
+            )
+        for p in r.get("peak_rss", []):
+            lines.append(
+                f"{r['arch']:9} peak RSS n={p['n']:>8}: {p['peak_rss_mib']:.0f} MiB "
+                f"({p['seconds']:.0f} s)"
+            )
+    if "adaptive" in record:
+        a = record["adaptive"]
+        lines.append(f"adaptive: {json.dumps(a)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--models", nargs="+", choices=sorted(INPUT_SHAPES), default=["cnn3", "resnet20"]
+    )
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--sigma", type=float, default=0.25)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batches-per-round", type=int, default=2)
+    p.add_argument("--cnn3-checkpoint", default=None)
+    p.add_argument("--resnet20-checkpoint", default=None)
+    p.add_argument("--disagreement-images", type=int, default=100)
+    p.add_argument("--disagreement-draws", type=int, default=100)
+    p.add_argument("--rss-n", type=int, nargs="*", default=[10_000, 1_000_000])
+    p.add_argument("--rss-n-resnet20", type=int, nargs="*", default=[10_000, 100_000])
+    p.add_argument("--adaptive-summary", default=None, help="JSON from adaptive_vs_fixed.py")
+    p.add_argument("--out", default=None, help="also write the JSON record here")
+    args = p.parse_args(argv)
+
+    record: dict = {"machine": machine(), "models": [bench_model(a, args) for a in args.models]}
+    if args.adaptive_summary:
+        record["adaptive"] = json.loads(Path(args.adaptive_summary).read_text())["summary"]
+    text = json.dumps(record, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    print(table(record))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

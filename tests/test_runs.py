@@ -220,3 +220,25 @@ def test_predict_from_counts() -> None:
     assert stats.predict_from_counts(np.array([50, 50, 0]), 0.001) == -1
     with pytest.raises(ValueError, match="counts must be"):
         stats.predict_from_counts(np.array([5]), 0.01)
+
+
+def test_adaptive_run_uses_fewer_samples_and_records_them(tmp_path) -> None:
+    out = tmp_path / "adaptive.db"
+    rows = certify_dataset(
+        _classifier(),
+        ToyData(),
+        out,
+        n0=20,
+        n=20_000,
+        alpha=0.001,
+        seed=2,
+        adaptive_radii=[0.1, 0.25],
+        adaptive_options={"n_first": 100, "growth": 2.0},
+    )
+    assert len(rows) == 12
+    assert all(sum(r["counts_estimation"]) == r["n"] <= 20_000 for r in rows)
+    assert min(r["n"] for r in rows) < 20_000  # some example stopped early
+    with RunStore.read(out) as store:
+        assert store.config["adaptive_radii"] == [0.1, 0.25]
+    with pytest.raises(ValueError, match="adaptive run"):
+        analysis.figure8(out)

@@ -188,6 +188,9 @@ def figure8(
     """The three analyses of Figure 8 from one run's stored counts: certified accuracy under
     each bound (left), projected to other n (middle), and at other α (right)."""
     config, rows = load_certify_run(path)
+    if config.get("adaptive_radii") is not None:
+        # Its bounds were taken at α/J over several looks: a fixed-n re-analysis would be wrong.
+        raise ValueError(f"{path} is an adaptive run; Figure 8's re-analysis needs a fixed-n run")
     sigma, n_run, alpha = config["sigma"], config["n"], config["alpha"]
     kw = {"rho": rho}
     by_bound = []

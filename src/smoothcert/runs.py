@@ -164,6 +164,8 @@ def certify_dataset(
     info: dict[str, Any] | None = None,
     progress: Progress | None = None,
     on_start: OnStart | None = None,
+    adaptive_radii: list[float] | None = None,
+    adaptive_options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """CERTIFY every ``skip``-th example of ``dataset`` (``max_examples`` in all) and store one
     committed row per example in the run file ``out``; resume it if it exists.
@@ -171,9 +173,14 @@ def certify_dataset(
     ``model`` is a base classifier (then ``sigma`` and ``num_classes`` are required) or a ready
     :class:`SmoothedClassifier`. ``dataset[i]`` must give (input, label). ``config`` adds
     entries that identify the run (e.g. the checkpoint's sha256); ``info`` adds provenance.
+    With ``adaptive_radii``, each example is certified by the sequential procedure of
+    :func:`smoothcert.adaptive.certify_adaptive` (``n`` is then its largest sample size, and
+    ``adaptive_options`` its n_first / growth / futility); the row's ``n`` is the number of
+    estimation draws actually used.
     Returns all rows of the run, ordered by idx.
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
+    certify_one = _certify_fn(classifier, n0, n, alpha, adaptive_radii, adaptive_options)
     _check_dataset(dataset, classifier)
     run_config = {
         "command": "certify",
@@ -182,11 +189,15 @@ def certify_dataset(
         "n0": n0,
         "n": n,
         "alpha": alpha,
-        "batch_size": classifier.batch_size,
         "skip": skip,
         "max": max_examples,
         "seed": seed,
         **_classifier_options(classifier),
+        **(
+            {"adaptive_radii": list(adaptive_radii), "adaptive_options": adaptive_options or {}}
+            if adaptive_radii is not None
+            else {}
+        ),
         **(config or {}),
     }
     _check_positive("n0", n0)
@@ -203,7 +214,7 @@ def certify_dataset(
             x, label = dataset[idx]
             start = time.perf_counter()
             gen = example_generator(plan.seed, idx, classifier.device)
-            cert = classifier.certify(x, n0, n, alpha, generator=gen)
+            cert = certify_one(x, gen)
             seconds = time.perf_counter() - start
             row = {
                 "label": int(label),
@@ -253,7 +264,6 @@ def predict_dataset(
         "sigma": classifier.sigma,
         "n": n,
         "alpha": alpha,
-        "batch_size": classifier.batch_size,
         "skip": skip,
         "max": max_examples,
         "seed": seed,
@@ -320,6 +330,25 @@ def _elapsed(seconds: float) -> str:
     h, rem = divmod(whole, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}.{micro:06d}"
+
+
+def _certify_fn(
+    classifier: SmoothedClassifier,
+    n0: int,
+    n: int,
+    alpha: float,
+    radii: list[float] | None,
+    options: dict[str, Any] | None,
+) -> Callable[[Any, torch.Generator], Any]:
+    """CERTIFY with fixed n, or the adaptive procedure when target radii are given."""
+    if radii is None:
+        return lambda x, gen: classifier.certify(x, n0, n, alpha, generator=gen)
+    from smoothcert.adaptive import certify_adaptive
+
+    opts = dict(options or {})
+    return lambda x, gen: certify_adaptive(
+        classifier, x, radii, alpha, n0=n0, n_max=n, generator=gen, **opts
+    )
 
 
 def _classifier(

@@ -112,3 +112,51 @@ class RowProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def add_classifier_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch",
+        default="1000",
+        help="noisy copies per forward pass, or 'auto' (the throughput plateau; results do not "
+        "depend on it)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16"),
+        help="base-model arithmetic; with bf16 the certificate is for the bf16 base classifier",
+    )
+    parser.add_argument(
+        "--channels-last",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="channels-last memory layout for conv nets (auto: on CPU or with bf16)",
+    )
+
+
+def smoothed_classifier(
+    args: argparse.Namespace, model: Any, meta: dict, dataset: Any, sigma: float
+):
+    from smoothcert.smoothing import SmoothedClassifier
+
+    if args.batch == "auto":
+        batch = None
+    else:
+        try:
+            batch = int(args.batch)
+        except ValueError:
+            raise ValueError(
+                f"--batch must be a positive integer or 'auto', got {args.batch!r}"
+            ) from None
+        positive_int("batch", batch)
+    channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
+    return SmoothedClassifier(
+        model,
+        meta["num_classes"],
+        sigma,
+        batch_size=batch,
+        input_shape=dataset.info.input_shape,
+        precision=args.precision,
+        channels_last=channels_last,
+    )

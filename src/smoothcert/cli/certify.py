@@ -29,7 +29,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--alpha", type=float, default=0.001, help="failure probability per example"
     )
-    parser.add_argument("--batch", type=int, default=1000, help="noisy copies per forward pass")
+    _common.add_classifier_options(parser)
+    parser.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="sequential CERTIFY: sample in rounds up to --n and stop once every --radii target "
+        "is decided (same failure probability alpha; docs/adaptive.md)",
+    )
+    parser.add_argument(
+        "--radii",
+        type=float,
+        nargs="+",
+        default=None,
+        help="target L2 radii for --adaptive (input units)",
+    )
+    parser.add_argument(
+        "--n-first", type=int, default=100, help="--adaptive: the first look's sample size"
+    )
+    parser.add_argument(
+        "--growth", type=float, default=1.5, help="--adaptive: geometric growth of the looks"
+    )
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument(
         "--tsv", default=None, help="also write the reference code's TSV format here"
@@ -40,9 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from smoothcert.analysis import analyze, format_table
     from smoothcert.runs import certify_dataset, export_tsv
-    from smoothcert.smoothing import SmoothedClassifier
 
-    for name in ("n0", "n", "batch", "skip", "max"):
+    for name in ("n0", "n", "skip", "max", "n_first"):
         _common.positive_int(name, getattr(args, name))
     if not 0 < args.alpha < 1:
         raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
@@ -57,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
             f"certifying at σ = {sigma} a model trained with σ = {meta['sigma']} "
             "(allowed, as in the paper's Appendix H.3, but usually worse)"
         )
-    classifier = SmoothedClassifier(
-        model,
-        meta["num_classes"],
-        sigma,
-        batch_size=args.batch,
-        input_shape=dataset.info.input_shape,
-    )
+    if args.adaptive != (args.radii is not None):
+        raise ValueError("--adaptive and --radii go together: give both or neither")
+    if args.radii is not None and any(r < 0 for r in args.radii):
+        raise ValueError("--radii must be >= 0")
+    if not args.growth > 1:
+        raise ValueError(f"--growth must be > 1, got {args.growth}")
+    classifier = _common.smoothed_classifier(args, model, meta, dataset, sigma)
     config, info = _common.checkpoint_identity(args.checkpoint, meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
 
@@ -93,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
             info=info,
             progress=bar,
             on_start=bar.start,
+            adaptive_radii=args.radii,
+            adaptive_options=(
+                {"n_first": args.n_first, "growth": args.growth} if args.radii else None
+            ),
         )
     finally:
         bar.close()

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--alpha", type=float, default=0.001, help="failure probability (binomial test level)"
     )
-    parser.add_argument("--batch", type=int, default=1000, help="noisy copies per forward pass")
+    _common.add_classifier_options(parser)
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument(
         "--reference",
@@ -40,9 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from smoothcert.analysis import predict_categories
     from smoothcert.runs import predict_dataset
-    from smoothcert.smoothing import SmoothedClassifier
 
-    for name in ("n", "batch", "skip", "max"):
+    for name in ("n", "skip", "max"):
         _common.positive_int(name, getattr(args, name))
     if not 0 < args.alpha < 1:
         raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
@@ -52,13 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--sigma must be > 0 (the checkpoint gives {meta.get('sigma')})")
     if meta.get("sigma") not in (None, sigma):
         _common.warn(f"predicting at σ = {sigma} with a model trained with σ = {meta['sigma']}")
-    classifier = SmoothedClassifier(
-        model,
-        meta["num_classes"],
-        sigma,
-        batch_size=args.batch,
-        input_shape=dataset.info.input_shape,
-    )
+    classifier = _common.smoothed_classifier(args, model, meta, dataset, sigma)
     config, info = _common.checkpoint_identity(args.checkpoint, meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
 

@@ -242,3 +242,15 @@ def test_adaptive_run_uses_fewer_samples_and_records_them(tmp_path) -> None:
         assert store.config["adaptive_radii"] == [0.1, 0.25]
     with pytest.raises(ValueError, match="adaptive run"):
         analysis.figure8(out)
+
+
+def test_dataset_that_does_not_fit_the_model_is_refused(tmp_path) -> None:
+    @dataclass(frozen=True)
+    class ColorInfo(Info):
+        input_shape: tuple[int, ...] = (3, 2, 2)
+
+    data = ToyData()
+    data.info = ColorInfo()
+    with pytest.raises(ValueError, match=r"shape \(3, 2, 2\) but the model expects \(1, 2, 2\)"):
+        certify_dataset(_classifier(), data, tmp_path / "r.db", n0=10, n=100, alpha=0.01)
+    assert not (tmp_path / "r.db").exists()

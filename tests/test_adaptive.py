@@ -13,7 +13,7 @@ from scipy.stats import norm
 from torch import nn
 
 from smoothcert import ABSTAIN, SmoothedClassifier
-from smoothcert.adaptive import certify_adaptive, look_schedule
+from smoothcert.adaptive import certify_adaptive, look_levels, look_schedule
 
 
 class Linear2(nn.Module):
@@ -57,7 +57,7 @@ class Thirds(nn.Module):
         return nn.functional.one_hot(label, 3).float()
 
 
-def _failure_rate(alpha: float, trials: int, seed: int) -> float:
+def _failure_rate(alpha: float, trials: int, seed: int, final_share: float = 0.5) -> float:
     """Fraction of trials whose certificate is wrong: a non-abstaining answer that is not the
     true class or claims a radius beyond the true robust radius |wᵀx + b|/‖w‖ (Appendix B).
     The target radius is the true radius itself, so no look can certify it without failing
@@ -70,7 +70,16 @@ def _failure_rate(alpha: float, trials: int, seed: int) -> float:
         x = torch.tensor([0.15 + 0.01 * (t % 5), 0.0])  # true radius 0.09–0.13, pA ≈ 0.54–0.55
         true_radius = abs(float(w @ x))
         cert = certify_adaptive(
-            g, x, [true_radius], alpha, n0=10, n_max=3200, n_first=100, growth=2.0, generator=gen
+            g,
+            x,
+            [true_radius],
+            alpha,
+            n0=10,
+            n_max=3200,
+            n_first=100,
+            growth=2.0,
+            final_share=final_share,
+            generator=gen,
         )
         if cert.prediction != ABSTAIN and (cert.prediction != 1 or cert.radius > true_radius):
             failures += 1
@@ -86,13 +95,13 @@ def test_adaptive_failure_rate_at_most_alpha() -> None:
     # The same test rejects the uncorrected procedure (level α at each of the J = 6 looks,
     # i.e. alpha·J overall): repeated looks without the union bound inflate the failure rate.
     looks = len(look_schedule(3200, 100, 2.0))
-    assert looks == 6
-    naive = _failure_rate(alpha * looks, trials, seed=2024)
+    assert looks == 6 and look_levels(alpha * looks, looks, 1 / looks) == pytest.approx([alpha] * 6)
+    naive = _failure_rate(alpha * looks, trials, seed=2024, final_share=1 / looks)
     assert naive > alpha + 3 * se, naive
 
 
 def test_constant_model_stops_at_the_first_look_that_certifies_every_radius() -> None:
-    """pA = 1: at look n_j the bound is exactly (α/J)^(1/n_j) (Clopper–Pearson with k = n), so
+    """pA = 1: at look n_j the bound is exactly α_j^(1/n_j) (Clopper–Pearson with k = n), so
     the stopping look and the radius are known in closed form."""
     sigma, alpha, radii = 0.25, 0.001, [0.25, 0.5, 0.75, 1.0]
     model = Constant(3)
@@ -101,10 +110,12 @@ def test_constant_model_stops_at_the_first_look_that_certifies_every_radius() ->
         g, torch.rand(1, 4, 4), radii, alpha, generator=torch.Generator().manual_seed(0)
     )
     schedule = look_schedule(100_000, 100, 1.5)
-    level = alpha / len(schedule)
-    # radius 1.0 = 4σ needs pA_lower ≥ Φ(4), beyond level^(1/n_max): out of reach from the
+    levels = look_levels(alpha, len(schedule), 0.5)
+    assert sum(levels) == pytest.approx(alpha) and levels[-1] == alpha / 2
+    level = levels[0]  # every look but the last
+    # radius 1.0 = 4σ needs pA_lower ≥ Φ(4), beyond (α/2)^(1/n_max): out of reach from the
     # start; 0.75 = 3σ decides the stop: the first look with level^(1/n) ≥ Φ(3).
-    assert level ** (1 / 100_000) < norm.cdf(4.0)
+    assert (alpha / 2) ** (1 / 100_000) < norm.cdf(4.0)
     stop = next(n for n in schedule if level ** (1 / n) >= norm.cdf(3.0))
     assert cert.n == stop and cert.looks == schedule.index(stop) + 1
     assert cert.prediction == 3 and cert.n_a == stop
@@ -153,6 +164,12 @@ def test_same_seed_same_certificate() -> None:
     np.testing.assert_array_equal(a.counts_selection, b.counts_selection)
 
 
+def test_look_levels_spend_exactly_alpha() -> None:
+    assert look_levels(0.01, 1) == [0.01]
+    assert look_levels(0.01, 5, 0.5) == pytest.approx([0.00125] * 4 + [0.005])
+    assert sum(look_levels(0.001, 19, 0.3)) == pytest.approx(0.001)
+
+
 def test_look_schedule() -> None:
     assert look_schedule(1000, 100, 2.0) == [100, 200, 400, 800, 1000]
     assert look_schedule(100, 100) == [100]
@@ -172,6 +189,8 @@ def test_look_schedule() -> None:
         ({"n0": 0}, "n0 must be"),
         ({"n_max": 50}, "n_first must be at most"),
         ({"growth": 1.0}, "growth must be"),
+        ({"final_share": 0.0}, "final_share must be in"),
+        ({"final_share": 1.0}, "final_share must be < 1"),
     ],
 )
 def test_bad_arguments(kwargs, message: str) -> None:

@@ -6,26 +6,31 @@ The procedure, for target radii r_1 < … < r_K, noise level σ, level α:
 
 1. Selection (as CERTIFY): n0 draws, ĉA = their most frequent class.
 2. A look schedule fixed in advance, n_1 < n_2 < … < n_J = n_max (geometric:
-   n_j = ⌈n_first·growth^(j−1)⌉, capped at n_max). At look j the estimation draws so far
-   (fresh, independent of the selection) give k_j = #{f(x+ε_i) = ĉA, i ≤ n_j} and the one-sided
-   Clopper–Pearson lower bound L_j at level α/J (Bonferroni over the J looks).
+   n_j = ⌈n_first·growth^(j−1)⌉, capped at n_max), and levels α_j with Σ_j α_j = α: the share
+   s (``final_share``, default ½) of α at the last look, so that at n_max the procedure is
+   nearly as strong as fixed-n CERTIFY, and α(1 − s)/(J − 1) at each earlier look. At look j
+   the estimation draws so far (fresh, independent of the selection) give
+   k_j = #{f(x+ε_i) = ĉA, i ≤ n_j} and the one-sided Clopper–Pearson lower bound L_j at level
+   α_j.
 3. Radius r_i is *certified* once max_{l≤j} L_l ≥ Φ(r_i/σ); radius 0 (a non-abstaining
-   prediction) once it reaches ½. Radius r_i is *out of reach* when even the bound n_max draws
-   would give if pA were as large as its upper confidence bound U_j (level β/J, β = the
-   futility level, default α) stays below Φ(r_i/σ). Stop at the first look where every target
-   (and ½) is certified or out of reach, or at n_max.
+   prediction) once it reaches ½. Radius r_i is *out of reach* when even the bound the last
+   look would give if the observed rate there were U_j — the upper confidence bound on pA at
+   level β/J (β = ``futility``, default 0.01) — stays below Φ(r_i/σ). Stop at the first look
+   where every target (and ½) is certified or out of reach, or at n_max.
 4. Output: p_a_lower = max_j L_j over the looks taken; ABSTAIN if it is < ½, else ĉA with radius
    σ·Φ⁻¹(p_a_lower) — the largest radius the bound supports, at least the largest certified
    target radius.
 
 Validity: the schedule does not depend on the data, and each k_j ~ Binomial(n_j, pA) with
-pA = P(f(x+ε) = ĉA) given the selection, so P(L_j > pA) ≤ α/J for each j and, by the union
-bound, P(∃ j ≤ J: L_j > pA) ≤ α. Outside that event every bound taken is ≤ pA, so the returned
-radius σ·Φ⁻¹(p_a_lower) ≤ σ·Φ⁻¹(pA), which Theorem 1 (with pB ≤ 1 − pA) certifies; stopping
-early only removes looks from the union. The futility rule only ever *stops certifying*, so it
-affects how many radii are certified (power), never validity. This is a group-sequential test
-with Bonferroni-adjusted nominal levels (a conservative relative of Pocock's 1977 constant
-boundaries).
+pA = P(f(x+ε) = ĉA) given the selection, so P(L_j > pA) ≤ α_j for each j and, by the union
+bound (Bonferroni), P(∃ j ≤ J: L_j > pA) ≤ Σ_j α_j = α. Outside that event every bound taken
+is ≤ pA, so the returned radius σ·Φ⁻¹(p_a_lower) ≤ σ·Φ⁻¹(pA), which Theorem 1 (with
+pB ≤ 1 − pA) certifies; stopping early only removes looks from the union. The futility rule
+only ever *stops certifying*, so it affects how many radii are certified (power), never
+validity; by the same union bound, a radius that the last look would certify at the rate pA
+itself is given up with probability at most β. This is a group-sequential design with α spent
+over pre-planned looks (in the spirit of Lan & DeMets 1983), using the union bound instead of
+the joint distribution of the looks, which makes it conservative but exact for any schedule.
 """
 
 from __future__ import annotations
@@ -77,6 +82,17 @@ def look_schedule(n_max: int, n_first: int = 100, growth: float = 1.5) -> list[i
         j += 1
 
 
+def look_levels(alpha: float, looks: int, final_share: float = 0.5) -> list[float]:
+    """The Bonferroni split of α over the looks: α·final_share at the last look and
+    α(1 − final_share)/(looks − 1) at each earlier one (all of α with a single look)."""
+    if looks == 1:
+        return [alpha]
+    if final_share >= 1:
+        raise ValueError("final_share must be < 1 when there is more than one look")
+    early = alpha * (1 - final_share) / (looks - 1)
+    return [early] * (looks - 1) + [alpha * final_share]
+
+
 def certify_adaptive(
     classifier: SmoothedClassifier,
     x: torch.Tensor | np.ndarray,
@@ -87,19 +103,22 @@ def certify_adaptive(
     n_max: int = 100_000,
     n_first: int = 100,
     growth: float = 1.5,
-    futility: float | None = None,
+    futility: float = 0.01,
+    final_share: float = 0.5,
     generator: torch.Generator | None = None,
 ) -> AdaptiveCertificate:
     """Sequential CERTIFY (module docstring, steps 1–4): with probability at least 1 − α, if the
     prediction is not ABSTAIN then g(x + δ) = prediction for all ‖δ‖₂ < radius.
 
     radii: target radii (≥ 0, in input units); the procedure stops once each is decided.
-    alpha: overall failure probability, spent as α/J at each of the J scheduled looks.
+    alpha: overall failure probability: α·final_share at the last look, the rest split evenly
+        over the earlier looks.
     n0: selection draws; n_max: the most estimation draws (the last look).
     n_first, growth: the look schedule (see :func:`look_schedule`).
-    futility: β in (0, 1), the level of the upper bound that declares a radius out of reach
-        (default α); a larger β stops sooner on hopeless radii, at a small risk (≤ β) of giving
-        up on a radius fixed-n CERTIFY at n_max would have certified. It never affects validity.
+    futility: β in (0, 1), the level of the upper bound that declares a radius out of reach;
+        a larger β stops sooner on hopeless radii at a larger risk (≤ β) of giving up a radius
+        the last look would have certified. It never affects validity.
+    final_share: the share of α spent at the last look, in (0, 1] (1 only with one look).
     """
     if not isinstance(classifier, SmoothedClassifier):
         raise ValueError(
@@ -107,14 +126,16 @@ def certify_adaptive(
         )
     if not (isinstance(alpha, int | float) and 0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    beta = alpha if futility is None else futility
-    if not (isinstance(beta, int | float) and 0 < beta < 1):
+    if not (isinstance(futility, int | float) and 0 < futility < 1):
         raise ValueError(f"futility must be in (0, 1), got {futility!r}")
+    if not (isinstance(final_share, int | float) and 0 < final_share <= 1):
+        raise ValueError(f"final_share must be in (0, 1], got {final_share!r}")
     targets = _check_radii(radii)
     if not isinstance(n0, int | np.integer) or isinstance(n0, bool) or n0 < 1:
         raise ValueError(f"n0 must be a positive integer, got {n0!r}")
     schedule = look_schedule(n_max, n_first, growth)
-    level, futility_level = alpha / len(schedule), beta / len(schedule)
+    levels = look_levels(alpha, len(schedule), final_share)
+    futility_level = futility / len(schedule)
     sigma = classifier.sigma
     # Thresholds on pA: ½ for a non-abstaining prediction, Φ(r/σ) for radius r.
     thresholds = np.concatenate([[0.5], norm.cdf(np.asarray(targets) / sigma)])
@@ -123,14 +144,14 @@ def certify_adaptive(
     c_hat = int(np.argmax(counts_selection))
     counts_estimation = np.zeros_like(counts_selection)
     drawn, p_a_lower, looks = 0, 0.0, 0
-    for n_j in schedule:
+    for n_j, level in zip(schedule, levels, strict=True):
         counts_estimation += classifier.counts(x, n_j - drawn, generator=generator)
         drawn, looks = n_j, looks + 1
         k = int(counts_estimation[c_hat])
         p_a_lower = max(p_a_lower, float(stats.lower_confidence_bound(k, n_j, level)))
         if n_j == n_max:
             break
-        if _all_decided(thresholds, p_a_lower, k, n_j, n_max, level, futility_level):
+        if _all_decided(thresholds, p_a_lower, k, n_j, n_max, levels[-1], futility_level):
             break
 
     n_a = int(counts_estimation[c_hat])
@@ -160,13 +181,14 @@ def _all_decided(
     k: int,
     n: int,
     n_max: int,
-    level: float,
+    final_level: float,
     futility_level: float,
 ) -> bool:
-    """Every threshold is already cleared by p_a_lower, or out of reach: below the lower bound
-    that n_max draws would give at the observed rate if pA were its upper bound U."""
+    """Every threshold is already cleared by p_a_lower, or out of reach: above the bound the
+    last look (n_max draws, level final_level) would give at a rate equal to the upper bound U
+    on pA."""
     upper = float(stats.upper_confidence_bound(k, n, futility_level))
-    reach = float(stats.lower_confidence_bound(math.floor(upper * n_max), n_max, level))
+    reach = float(stats.lower_confidence_bound(math.floor(upper * n_max), n_max, final_level))
     return bool(np.all((thresholds <= p_a_lower) | (thresholds > reach)))
 
 

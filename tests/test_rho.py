@@ -43,8 +43,8 @@ def test_rho_matches_closed_form_of_linear_model():
         (x0, y),
         gamma,
         sigma=0.3,
-        num_noise=4000,
-        steps=40,
+        num_noise=500,
+        steps=20,
         loss_fn=squared_loss,
         batch_size=16,
     )

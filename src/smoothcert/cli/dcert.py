@@ -71,16 +71,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=50, help="examples per block")
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument("--plot", default=None, help="write the figure here (.png, .pdf)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice; 1 is much faster on a shared CPU)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
     from smoothcert.certificates import dcert_dataset, dcert_report, plot_dcert
     from smoothcert.runs import select_indices
 
-    for name in ("steps", "num_noise", "num_eval", "batch", "skip", "max"):
+    for name in ("steps", "num_noise", "num_eval", "batch", "skip", "max", "threads"):
         if name == "steps" and args.steps == 0:
             continue
         _common.positive_int(name.replace("_", "-"), getattr(args, name))
@@ -91,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{flag} must all be > 0, got {values}")
     if args.rhos is not None and any(not r >= 0 for r in args.rhos):
         raise ValueError(f"--rhos must all be >= 0, got {args.rhos}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     model, meta, dataset = _common.load_model_and_data(args)
     sigma = args.sigma if args.sigma is not None else meta.get("sigma")
     if sigma is None:

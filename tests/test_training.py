@@ -1,0 +1,164 @@
+"""Training loop and methods on real MNIST subsets: learning, determinism, resume, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.nn import functional as F
+
+from smoothcert.checkpoint import load_checkpoint
+from smoothcert.training import BatchContext, TrainConfig, get_method, train
+from smoothcert.training.loop import derived_seed, learning_rate
+
+FAST = dict(
+    dataset="mnist",
+    arch="lenet",
+    optimizer="adam",
+    lr=3e-3,
+    weight_decay=0.0,
+    schedule="constant",
+    batch_size=32,
+    eval_batch_size=500,
+)
+
+
+def test_tiny_model_learns_on_real_mnist(tmp_path, mnist_train, mnist_test):
+    config = TrainConfig(
+        **FAST, epochs=3, subset=512, test_subset=500, out_dir=str(tmp_path / "run")
+    )
+    result = train(config, train_set=mnist_train, test_set=mnist_test, progress=False)
+    losses = [m["train_loss"] for m in result.history]
+    assert losses[0] > losses[-1] and losses[-1] < 0.6 * losses[0]
+    assert result.history[-1]["test_acc"] > 0.75  # chance is 0.10
+    assert "test_acc_noise" not in result.history[-1]  # standard training has no σ
+    model, meta = load_checkpoint(result.last_checkpoint)
+    assert (meta["arch"], meta["dataset"], meta["method"], meta["epoch"]) == (
+        "lenet",
+        "mnist",
+        "standard",
+        3,
+    )
+    assert meta["metrics"]["test_acc"] == result.history[-1]["test_acc"]
+    assert meta["sigma"] is None and meta["seed"] == 0 and meta["hyperparameters"] == {}
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+
+
+def test_gaussian_loss_is_ce_on_x_plus_sigma_times_the_generator_draw():
+    method = get_method("gaussian", sigma=0.3)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = torch.rand(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    out = method.loss(model, x, y, BatchContext(0, 1, 0, torch.Generator().manual_seed(7)))
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(out.loss, F.cross_entropy(model(x + 0.3 * noise), y))
+    zero = get_method("gaussian", sigma=0.0).loss(
+        model, x, y, BatchContext(0, 1, 0, torch.Generator())
+    )
+    std = get_method("standard").loss(model, x, y, BatchContext(0, 1, 0, torch.Generator()))
+    assert torch.equal(zero.loss, std.loss)
+    with pytest.raises(ValueError, match="sigma must be"):
+        get_method("gaussian", sigma=-0.1)
+    with pytest.raises(ValueError, match="no hyperparameter"):
+        get_method("standard", sigma=0.1)
+
+
+def test_learning_rate_schedules():
+    c = TrainConfig(lr=0.1, epochs=4, schedule="step", step_size=2, lr_decay=0.1)
+    assert [learning_rate(c, e, 0, 10) for e in range(4)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+    c = dataclasses.replace(c, schedule="cosine")
+    assert learning_rate(c, 0, 0, 10) == pytest.approx(0.1)
+    assert learning_rate(c, 2, 0, 10) == pytest.approx(0.05)  # halfway: ½·0.1·(1 + cos π/2)
+    assert learning_rate(c, 3, 9, 10) == pytest.approx(0.05 * (1 + math.cos(math.pi * 39 / 40)))
+    assert derived_seed(0, 1, 1) != derived_seed(0, 2, 1) != derived_seed(1, 1, 1)
+
+
+def _weights(path):
+    return load_file(str(path))
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, mnist_train, mnist_test):
+    """Ctrl-C after epoch 1 (raised from the log callback, i.e. after the commit), then rerun."""
+    base = dict(
+        **FAST,
+        epochs=2,
+        subset=128,
+        test_subset=100,
+        method="gaussian",
+        method_options={"sigma": 0.5},
+    )
+    full = train(
+        TrainConfig(**base, out_dir=str(tmp_path / "a")),
+        train_set=mnist_train,
+        test_set=mnist_test,
+        progress=False,
+    )
+
+    def interrupt(line: str) -> None:
+        if line.startswith("epoch 1/"):
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(**base, out_dir=str(tmp_path / "b"))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, train_set=mnist_train, test_set=mnist_test, progress=False, log=interrupt)
+    messages = []
+    resumed = train(
+        cfg, train_set=mnist_train, test_set=mnist_test, progress=False, log=messages.append
+    )
+    assert resumed.resumed_from_epoch == 1 and messages[0].startswith("resuming")
+    a, b = _weights(full.last_checkpoint), _weights(resumed.last_checkpoint)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history == [
+        {**h, "train_seconds": r["train_seconds"], "eval_seconds": r["eval_seconds"]}
+        for h, r in zip(full.history, resumed.history, strict=True)
+    ]
+    last = resumed.history[-1]
+    assert last["eval_sigma"] == 0.5 and 0.0 < last["test_acc_noise"] <= 1.0
+    _, meta = load_checkpoint(resumed.best_checkpoint)
+    assert (meta["method"], meta["sigma"], meta["hyperparameters"]) == (
+        "gaussian",
+        0.5,
+        {"sigma": 0.5},
+    )
+    # A finished run is not trained again.
+    again = train(cfg, train_set=mnist_train, test_set=mnist_test, progress=False)
+    assert again.resumed_from_epoch == 2 and len(again.history) == 2
+
+
+def test_resume_refuses_different_arguments_and_foreign_dirs(tmp_path, mnist_train):
+    cfg = TrainConfig(**FAST, epochs=1, subset=64, test_subset=50, out_dir=str(tmp_path / "r"))
+    train(cfg, train_set=mnist_train, test_set=None, progress=False)
+    with pytest.raises(ValueError, match="different arguments.*lr"):
+        train(dataclasses.replace(cfg, lr=1e-4), train_set=mnist_train, progress=False)
+    # Device is not part of a run's identity.
+    train(dataclasses.replace(cfg, device="cpu"), train_set=mnist_train, progress=False)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not empty"):
+        train(dataclasses.replace(cfg, out_dir=str(foreign)), train_set=mnist_train, progress=False)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"lr": 0.0}, "lr must be"),
+        ({"optimizer": "rmsprop"}, "optimizer must be"),
+        ({"schedule": "linear"}, "schedule must be"),
+        ({"eval_sigma": -1.0}, "eval_sigma"),
+        ({"arch": "resnet19"}, "unknown arch"),
+        ({"dataset": "svhn"}, "unknown dataset"),
+        ({"method": "nope"}, "unknown training method"),
+    ],
+)
+def test_config_validation(tmp_path, change, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        train(TrainConfig(**(FAST | change), out_dir=str(tmp_path / "x")), progress=False)
+    assert not (tmp_path / "x").exists()

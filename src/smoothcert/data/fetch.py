@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -127,7 +128,17 @@ def fetch_samples(wheel: str | Path | None = None) -> FetchResult:
         tmpdir = Path(tmp)
         if wheel is None:
             _run(
-                ["pip", "download", FOOLBOX_PIP, "--no-deps", "-q", "-d", str(tmpdir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    FOOLBOX_PIP,
+                    "--no-deps",
+                    "-q",
+                    "-d",
+                    str(tmpdir),
+                ],
                 tmpdir,
                 "samples",
             )

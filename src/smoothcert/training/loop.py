@@ -317,6 +317,8 @@ def train(
         train_set = train_set.subset(min(config.subset, len(train_set)))
     if test_set is not None and config.test_subset is not None:
         test_set = test_set.subset(min(config.test_subset, len(test_set)))
+    if len(train_set) < 2:
+        raise ValueError(f"the training set needs at least 2 examples, got {len(train_set)}")
     augmentation = train_set.info.augmentation if config.augment == "auto" else config.augment
     eval_sigma = config.eval_sigma if config.eval_sigma is not None else method.noise_sigma
 
@@ -352,6 +354,7 @@ def train(
         aug_gen = torch.Generator(device=device)
         aug_gen.manual_seed(derived_seed(config.seed, epoch, STREAM_AUGMENT))
         loss_sum, correct, seen, stat_sums, stat_count = 0.0, 0, 0, {}, 0
+        lr = learning_rate(config, epoch, 0, steps_per_epoch)
         t0 = time.perf_counter()
         bar = tqdm(
             range(steps_per_epoch),

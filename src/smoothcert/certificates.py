@@ -54,6 +54,7 @@ __all__ = [
     "dcert_dataset",
     "dcert_report",
     "plot_dcert",
+    "read_dcert",
     "surrogate",
     "surrogate_table",
     "worst_case_from_table",
@@ -639,7 +640,10 @@ def dcert_dataset(
         "surrogate": {k: v for k, v in sorted(surrogate_kwargs.items()) if not callable(v)},
         **(config or {}),
     }
+    x_first, _ = _batch(dataset, idx[:1])
+    dim = x_first[0].numel()
     sigmas = {"smooth": float(sigma), "plain": 0.0}
+    info = (info or {}) | {"input_dim": dim}
     with RunStore.open(out, "dcert", run_config, dcert_schema(), info=info) as store:
         done = store.done_indices()
         for start in range(0, len(idx), batch_size):
@@ -669,9 +673,15 @@ def dcert_dataset(
                 done.add(i)
             if progress is not None:
                 progress(len(missing))
-        rows = [r for r in store.rows() if r["idx"] in set(idx)]
-    x_first, _ = _batch(dataset, idx[:1])
-    dim = x_first[0].numel()
+        wanted = set(idx)
+        rows = [r for r in store.rows() if r["idx"] in wanted]
+    return _result_from_rows(rows, float(sigma), grid, adv, dim)
+
+
+def _result_from_rows(
+    rows: list[dict], sigma: float, grid: np.ndarray, adv: np.ndarray, dim: int
+) -> DcertResult:
+    sigmas = {"smooth": sigma, "plain": 0.0}
     tables = {}
     for part in _PARTS:
         for setting in _SETTINGS:
@@ -685,7 +695,22 @@ def dcert_dataset(
                     for name in _ROW_FIELDS
                 },
             )
-    return DcertResult(sigma=float(sigma), gammas=grid, gamma_adv=adv, tables=tables)
+    return DcertResult(sigma=sigma, gammas=grid, gamma_adv=adv, tables=tables)
+
+
+def read_dcert(path) -> DcertResult:
+    """The results of a ``dcert`` run file (all its rows), without the model or the data."""
+    from smoothcert.store import RunStore
+
+    with RunStore.read(path) as store:
+        if store.kind != "dcert":
+            raise ValueError(f"{path} holds a {store.kind!r} run, not a 'dcert' run")
+        config, info, rows = store.config, store.info, store.rows()
+    if not rows:
+        raise ValueError(f"{path} holds no results yet")
+    grid = np.asarray(config["gammas"], np.float64)
+    adv = np.asarray(config["gamma_adv"], np.float64)
+    return _result_from_rows(rows, float(config["sigma"]), grid, adv, int(info["input_dim"]))
 
 
 # --------------------------------------------------------------------------- reports

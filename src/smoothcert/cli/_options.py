@@ -1,7 +1,7 @@
 """Flags generated from the dataclass fields of every registered training method.
 
-A field ``num_noise: int`` with ``metadata={"help": ...}`` becomes ``--num-noise N`` with
-default None ("the method's default"); methods sharing a field name share the flag. A flag
+A field ``num_noise: int`` with ``metadata={"help": ...}`` becomes ``--num-noise N``; left
+out, the method's own default applies; methods sharing a field name share the flag. A flag
 given for a method that lacks the field is an error (see :func:`method_options_from_args`).
 """
 
@@ -64,7 +64,7 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
             flag,
             dest=_DEST_PREFIX + fname,
             type=_parse_bool if ftype is bool else ftype,
-            default=None,
+            default=argparse.SUPPRESS,  # absent: the method's own default
             metavar=ftype.__name__.upper() if ftype is not bool else "BOOL",
             help=f"{help_text} [defaults: {'; '.join(parts)}]",
         )

@@ -11,7 +11,6 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,35 +114,54 @@ def _check_dataset(dataset: Any, classifier: SmoothedClassifier) -> None:
         )
 
 
-@dataclass
-class _RunPlan:
-    store: RunStore
-    todo: list[int]
-    done: int  # selected examples already in the run
-    seed: int
-
-
-def _plan(
+def _run_examples(
+    classifier: SmoothedClassifier,
+    dataset: Any,
     out: str | os.PathLike,
     kind: str,
-    config: dict[str, Any],
     schema: dict[str, str],
+    config: dict[str, Any],
     info: dict[str, Any] | None,
-    num_examples: int,
-    skip: int,
-    max_examples: int | None,
-    seed: int | None,
-) -> _RunPlan:
-    indices = select_indices(num_examples, skip, max_examples)
+    selection: tuple[int, int | None, int | None],
+    evaluate: Callable[[Any, torch.Generator], dict[str, Any]],
+    progress: Progress | None,
+    on_start: OnStart | None,
+) -> list[dict[str, Any]]:
+    """The resumable loop shared by every per-example run: open (or resume) the run, then for
+    each selected example not yet stored, evaluate it with its own generator, commit its row,
+    report progress. ``evaluate(x, generator)`` returns the row without label and seconds."""
+    skip, max_examples, seed = selection
+    indices = select_indices(len(dataset), skip, max_examples)
+    config = {
+        "model_sha256": model_fingerprint(classifier.base),
+        "sigma": classifier.sigma,
+        "skip": skip,
+        "max": max_examples,
+        "seed": seed,
+        **_classifier_options(classifier),
+        **config,
+    }
     if seed is None:
         # No seed given: draw one now and keep it in the run, so resuming stays consistent.
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-        config = config | {"seed": None}
     store = RunStore.open(out, kind, config, schema, info=(info or {}) | {"seed_used": seed})
     seed = int(store.info.get("seed_used", seed))
     done = store.done_indices()
     todo = [i for i in indices if i not in done]
-    return _RunPlan(store, todo, len(indices) - len(todo), seed)
+    if on_start is not None:
+        on_start(len(indices) - len(todo), len(todo))
+    with store:
+        for idx in todo:
+            x, label = dataset[idx]
+            start = time.perf_counter()
+            row = evaluate(x, example_generator(seed, idx, classifier.device))
+            seconds = time.perf_counter() - start
+            row = {"label": int(label), **row, "correct": int(row["prediction"] == int(label))}
+            row["seconds"] = seconds
+            store.add(idx, row)
+            if progress is not None:
+                progress(row)
+        return store.rows()
 
 
 def certify_dataset(
@@ -180,58 +198,43 @@ def certify_dataset(
     Returns all rows of the run, ordered by idx.
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
-    certify_one = _certify_fn(classifier, n0, n, alpha, adaptive_radii, adaptive_options)
     _check_dataset(dataset, classifier)
-    run_config = {
-        "command": "certify",
-        "model_sha256": model_fingerprint(classifier.base),
-        "sigma": classifier.sigma,
-        "n0": n0,
-        "n": n,
-        "alpha": alpha,
-        "skip": skip,
-        "max": max_examples,
-        "seed": seed,
-        **_classifier_options(classifier),
-        **(
-            {"adaptive_radii": list(adaptive_radii), "adaptive_options": adaptive_options or {}}
-            if adaptive_radii is not None
-            else {}
-        ),
-        **(config or {}),
-    }
     _check_positive("n0", n0)
     _check_positive("n", n)
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    plan = _plan(
-        out, "certify", run_config, CERTIFY_SCHEMA, info, len(dataset), skip, max_examples, seed
+    _check_alpha(alpha)
+    certify_one = _certify_fn(classifier, n0, n, alpha, adaptive_radii, adaptive_options)
+    run_config: dict[str, Any] = {"command": "certify", "n0": n0, "n": n, "alpha": alpha}
+    if adaptive_radii is not None:
+        run_config |= {
+            "adaptive_radii": list(adaptive_radii),
+            "adaptive_options": adaptive_options or {},
+        }
+
+    def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
+        cert = certify_one(x, gen)
+        return {
+            "prediction": cert.prediction,
+            "radius": cert.radius,
+            "n_a": cert.n_a,
+            "n": cert.n,
+            "p_a_lower": cert.p_a_lower,
+            "counts_selection": cert.counts_selection,
+            "counts_estimation": cert.counts_estimation,
+        }
+
+    return _run_examples(
+        classifier,
+        dataset,
+        out,
+        "certify",
+        CERTIFY_SCHEMA,
+        run_config | (config or {}),
+        info,
+        (skip, max_examples, seed),
+        evaluate,
+        progress,
+        on_start,
     )
-    if on_start is not None:
-        on_start(plan.done, len(plan.todo))
-    with plan.store as store:
-        for idx in plan.todo:
-            x, label = dataset[idx]
-            start = time.perf_counter()
-            gen = example_generator(plan.seed, idx, classifier.device)
-            cert = certify_one(x, gen)
-            seconds = time.perf_counter() - start
-            row = {
-                "label": int(label),
-                "prediction": cert.prediction,
-                "radius": cert.radius,
-                "correct": int(cert.prediction == int(label)),
-                "n_a": cert.n_a,
-                "n": cert.n,
-                "p_a_lower": cert.p_a_lower,
-                "counts_selection": cert.counts_selection,
-                "counts_estimation": cert.counts_estimation,
-                "seconds": seconds,
-            }
-            store.add(idx, row)
-            if progress is not None:
-                progress(row)
-        return store.rows()
 
 
 def predict_dataset(
@@ -256,48 +259,33 @@ def predict_dataset(
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
     _check_positive("n", n)
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    run_config = {
-        "command": "predict",
-        "model_sha256": model_fingerprint(classifier.base),
-        "sigma": classifier.sigma,
-        "n": n,
-        "alpha": alpha,
-        "skip": skip,
-        "max": max_examples,
-        "seed": seed,
-        **_classifier_options(classifier),
-        **(config or {}),
-    }
-    plan = _plan(
-        out, "predict", run_config, PREDICT_SCHEMA, info, len(dataset), skip, max_examples, seed
+    _check_alpha(alpha)
+
+    def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
+        # PREDICT (§3.2) from its counts; the counts are kept for re-analysis.
+        counts = classifier.counts(x, n, generator=gen)
+        top2 = np.sort(counts)[::-1][:2]
+        return {
+            "prediction": stats.predict_from_counts(counts, alpha),
+            "n_a": int(top2[0]),
+            "n_b": int(top2[1]),
+            "counts": counts,
+        }
+
+    run_config = {"command": "predict", "n": n, "alpha": alpha} | (config or {})
+    return _run_examples(
+        classifier,
+        dataset,
+        out,
+        "predict",
+        PREDICT_SCHEMA,
+        run_config,
+        info,
+        (skip, max_examples, seed),
+        evaluate,
+        progress,
+        on_start,
     )
-    if on_start is not None:
-        on_start(plan.done, len(plan.todo))
-    with plan.store as store:
-        for idx in plan.todo:
-            x, label = dataset[idx]
-            start = time.perf_counter()
-            gen = example_generator(plan.seed, idx, classifier.device)
-            # PREDICT (§3.2) from its counts; the counts are kept for re-analysis.
-            counts = classifier.counts(x, n, generator=gen)
-            prediction = stats.predict_from_counts(counts, alpha)
-            seconds = time.perf_counter() - start
-            top2 = np.sort(counts)[::-1][:2]
-            row = {
-                "label": int(label),
-                "prediction": prediction,
-                "correct": int(prediction == int(label)),
-                "n_a": int(top2[0]),
-                "n_b": int(top2[1]),
-                "counts": counts,
-                "seconds": seconds,
-            }
-            store.add(idx, row)
-            if progress is not None:
-                progress(row)
-        return store.rows()
 
 
 def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
@@ -372,6 +360,11 @@ def _classifier_options(classifier: SmoothedClassifier) -> dict[str, Any]:
         if value is not None:
             options[name] = value
     return options
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
 
 
 def _check_positive(name: str, value: int) -> None:

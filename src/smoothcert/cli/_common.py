@@ -160,3 +160,29 @@ def smoothed_classifier(
         precision=args.precision,
         channels_last=channels_last,
     )
+
+
+def prepare_smoothed_run(args: argparse.Namespace, counts: tuple[str, ...], verb: str):
+    """Validate the shared flags, load model and data, resolve σ (warning when it differs from
+    the training σ), build the smoothed classifier; returns (classifier, dataset, config, info)."""
+    for name in counts:
+        positive_int(name, getattr(args, name))
+    if not 0 < args.alpha < 1:
+        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
+    if args.sigma is not None and not args.sigma > 0:
+        raise ValueError(f"--sigma must be > 0, got {args.sigma}")
+    model, meta, dataset = load_model_and_data(args)
+    sigma = args.sigma if args.sigma is not None else meta.get("sigma")
+    if sigma is None or not sigma > 0:
+        raise ValueError(
+            f"the checkpoint gives no usable training σ ({meta.get('sigma')}); pass --sigma"
+        )
+    if meta.get("sigma") not in (None, sigma):
+        warn(
+            f"{verb} at σ = {sigma} a model trained with σ = {meta['sigma']} "
+            "(allowed, as in Cohen et al.'s Appendix H.3, but usually worse)"
+        )
+    classifier = smoothed_classifier(args, model, meta, dataset, sigma)
+    config, info = checkpoint_identity(args.checkpoint, meta)
+    config |= {"dataset": dataset.info.name, "split": args.split}
+    return classifier, dataset, config, info

@@ -60,30 +60,15 @@ def run(args: argparse.Namespace) -> int:
     from smoothcert.analysis import analyze, format_table
     from smoothcert.runs import certify_dataset, export_tsv
 
-    for name in ("n0", "n", "skip", "max", "n_first"):
-        _common.positive_int(name, getattr(args, name))
-    if not 0 < args.alpha < 1:
-        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
-    model, meta, dataset = _common.load_model_and_data(args)
-    sigma = args.sigma if args.sigma is not None else meta.get("sigma")
-    if sigma is None:
-        raise ValueError("the checkpoint has no training σ; pass --sigma")
-    if not sigma > 0:
-        raise ValueError(f"--sigma must be > 0, got {sigma}")
-    if meta.get("sigma") not in (None, sigma):
-        _common.warn(
-            f"certifying at σ = {sigma} a model trained with σ = {meta['sigma']} "
-            "(allowed, as in the paper's Appendix H.3, but usually worse)"
-        )
     if args.adaptive != (args.radii is not None):
         raise ValueError("--adaptive and --radii go together: give both or neither")
     if args.radii is not None and any(r < 0 for r in args.radii):
         raise ValueError("--radii must be >= 0")
     if not args.growth > 1:
         raise ValueError(f"--growth must be > 1, got {args.growth}")
-    classifier = _common.smoothed_classifier(args, model, meta, dataset, sigma)
-    config, info = _common.checkpoint_identity(args.checkpoint, meta)
-    config |= {"dataset": dataset.info.name, "split": args.split}
+    classifier, dataset, config, info = _common.prepare_smoothed_run(
+        args, ("n0", "n", "skip", "max", "n_first"), "certifying"
+    )
 
     def postfix(tally: dict, row: dict) -> dict:
         tally["certified"] = tally.get("certified", 0) + int(

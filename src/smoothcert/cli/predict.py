@@ -41,19 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from smoothcert.analysis import predict_categories
     from smoothcert.runs import predict_dataset
 
-    for name in ("n", "skip", "max"):
-        _common.positive_int(name, getattr(args, name))
-    if not 0 < args.alpha < 1:
-        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
-    model, meta, dataset = _common.load_model_and_data(args)
-    sigma = args.sigma if args.sigma is not None else meta.get("sigma")
-    if sigma is None or not sigma > 0:
-        raise ValueError(f"--sigma must be > 0 (the checkpoint gives {meta.get('sigma')})")
-    if meta.get("sigma") not in (None, sigma):
-        _common.warn(f"predicting at σ = {sigma} with a model trained with σ = {meta['sigma']}")
-    classifier = _common.smoothed_classifier(args, model, meta, dataset, sigma)
-    config, info = _common.checkpoint_identity(args.checkpoint, meta)
-    config |= {"dataset": dataset.info.name, "split": args.split}
+    classifier, dataset, config, info = _common.prepare_smoothed_run(
+        args, ("n", "skip", "max"), "predicting"
+    )
 
     def postfix(tally: dict, row: dict) -> dict:
         tally["correct"] = tally.get("correct", 0) + row["correct"]

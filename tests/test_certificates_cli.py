@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from smoothcert.certificates import dcert_dataset
+from smoothcert.certificates import dcert_dataset, dcert_report, read_dcert
 from smoothcert.checkpoint import save_checkpoint
 from smoothcert.cli import main
 from smoothcert.models import create_model
@@ -66,6 +66,11 @@ def test_dcert_cli_writes_table_plot_and_resumes(checkpoint, tmp_path, capsys, m
     # the same run in one go gives the same numbers (fixed blocks, seeded per block and γ)
     fresh = tmp_path / "fresh.db"
     assert main(["dcert", str(checkpoint), *GRID, *FAST, "--out", str(fresh), "--max", "4"]) == 0
+    # the stored results are complete: read back without the model, report and curve agree
+    res = read_dcert(db)
+    assert res.tables["cert", "smooth"].lagrangian.shape == (4, 2)
+    assert res.tables["adv", "plain"].dim == 784 and res.tables["adv", "plain"].sigma == 0.0
+    assert dcert_report(res) in out
     a, b = _rows(db), _rows(fresh)
     for ra, rb in zip(a, b, strict=True):
         for key in ("cert_smooth_lagrangian", "adv_smooth_loss", "cert_plain_cost"):

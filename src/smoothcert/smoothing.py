@@ -53,8 +53,8 @@ class Certificate:
 PRECISIONS = ("fp32", "bf16")
 """Accepted values of ``precision``: fp32, or bf16 autocast on the model's device."""
 
-_NOISE_CHUNK_ELEMENTS = 1 << 16  # aim for randn calls of ~65k values: call overhead < 2%
-_MAX_NOISE_CHUNK = 1024  # samples; bounds the draws wasted at the end of a counts() call
+_NOISE_CHUNK_ELEMENTS = 1 << 20  # randn calls of up to ~1M values: few ops per batch
+_MAX_NOISE_CHUNK = 1000  # samples: the default batch size draws its noise in one call
 _AUTO_BATCH_CANDIDATES = tuple(2**k for k in range(4, 14))  # 16 .. 8192
 _AUTO_BATCH_MAX_BYTES = 256 << 20  # noisy-input buffer cap while tuning
 _AUTO_BATCH_BUDGET_S = 8.0  # stop tuning after this much wall time

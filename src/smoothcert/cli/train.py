@@ -41,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"architecture: {', '.join(list_models())}",
     )
     g.add_argument(
+        "--resize",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="imagefolder only: resize the short side to PIXELS and centre-crop a square",
+    )
+    g.add_argument(
         "--subset",
         type=int,
         default=None,
@@ -145,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         method_options=options,
         out_dir=args.out,
         data_root=args.data_root,
+        data_options={"resize": args.resize} if args.resize is not None else {},
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=args.optimizer,

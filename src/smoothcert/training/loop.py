@@ -63,6 +63,7 @@ class TrainConfig:
     method_options: dict[str, Any] = field(default_factory=dict)  # the method's hyperparameters
     out_dir: str = "runs/train"
     data_root: str | None = None  # load_dataset root (None: the dataset's default location)
+    data_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"resize": 64} (imagefolder)
     epochs: int = 10  # passes over the training set
     batch_size: int = 128  # examples per optimizer step
     optimizer: str = "sgd"  # "sgd" (heavy-ball momentum) | "adam"
@@ -245,6 +246,7 @@ def _model_metadata(
         "dataset": config.dataset,
         "dataset_label": info.name,
         "data_root": config.data_root,
+        "data_options": config.data_options,
         "num_classes": info.num_classes,
         "input_shape": list(info.input_shape),
         "class_names": list(info.class_names),
@@ -307,10 +309,14 @@ def train(
     say = log or (lambda _msg: None)
 
     if train_set is None:
-        train_set = load_dataset(config.dataset, "train", root=config.data_root)
+        train_set = load_dataset(
+            config.dataset, "train", root=config.data_root, **config.data_options
+        )
     if test_set is None:
         try:
-            test_set = load_dataset(config.dataset, "test", root=config.data_root)
+            test_set = load_dataset(
+                config.dataset, "test", root=config.data_root, **config.data_options
+            )
         except FileNotFoundError:
             test_set = None
     if config.subset is not None:

@@ -276,3 +276,26 @@ def test_bad_files_one_line_error(checkpoint: Path, tmp_path: Path) -> None:
             proc.stderr
         )
     assert notes.read_text() == "keep me"
+
+
+def test_sharded_certify_merges_to_the_single_process_run(checkpoint: Path, tmp_path: Path) -> None:
+    base = [
+        str(checkpoint),
+        "--dataset",
+        "mnist",
+        "--sigma",
+        "0.25",
+        "--n0",
+        "20",
+        "--n",
+        "300",
+        "--max",
+        "6",
+        "--no-progress",
+    ]
+    smoothcert("certify", *base, "--out", str(tmp_path / "one.db"))
+    for rank in (0, 1):
+        smoothcert("certify", *base, "--shard", f"{rank}/2", "--out", str(tmp_path / "r.db"))
+    shards = [str(tmp_path / f"r.shard{rank}-of-2.db") for rank in (0, 1)]
+    smoothcert("merge", str(tmp_path / "r.db"), *shards)
+    assert _rows(tmp_path / "r.db") == _rows(tmp_path / "one.db")

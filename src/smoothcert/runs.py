@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from smoothcert import stats
+from smoothcert.distributed import check_shard, shard_of
 from smoothcert.smoothing import SmoothedClassifier
 from smoothcert.store import RunStore
 
@@ -123,6 +124,7 @@ def _run_examples(
     config: dict[str, Any],
     info: dict[str, Any] | None,
     selection: tuple[int, int | None, int | None],
+    shard: tuple[int, int],
     evaluate: Callable[[Any, torch.Generator], dict[str, Any]],
     progress: Progress | None,
     on_start: OnStart | None,
@@ -132,6 +134,12 @@ def _run_examples(
     report progress. ``evaluate(x, generator)`` returns the row without label and seconds."""
     skip, max_examples, seed = selection
     indices = select_indices(len(dataset), skip, max_examples)
+    rank, world = check_shard(*shard)
+    if world > 1:
+        if seed is None:
+            raise ValueError("a sharded run needs a seed (every shard must draw the same noise)")
+        config = config | {"shard": [rank, world]}
+        indices = shard_of(indices, rank, world)
     config = {
         "model_sha256": model_fingerprint(classifier.base),
         "sigma": classifier.sigma,
@@ -184,6 +192,7 @@ def certify_dataset(
     on_start: OnStart | None = None,
     adaptive_radii: list[float] | None = None,
     adaptive_options: dict[str, Any] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, Any]]:
     """CERTIFY every ``skip``-th example of ``dataset`` (``max_examples`` in all) and store one
     committed row per example in the run file ``out``; resume it if it exists.
@@ -195,6 +204,8 @@ def certify_dataset(
     :func:`smoothcert.adaptive.certify_adaptive` (``n`` is then its largest sample size, and
     ``adaptive_options`` its n_first / growth / futility); the row's ``n`` is the number of
     estimation draws actually used.
+    ``shard=(rank, world)`` certifies only every world-th selected example, from position rank
+    (see :mod:`smoothcert.distributed`; shards merge into the unsharded run).
     Returns all rows of the run, ordered by idx.
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
@@ -231,6 +242,7 @@ def certify_dataset(
         run_config | (config or {}),
         info,
         (skip, max_examples, seed),
+        shard,
         evaluate,
         progress,
         on_start,
@@ -254,6 +266,7 @@ def predict_dataset(
     info: dict[str, Any] | None = None,
     progress: Progress | None = None,
     on_start: OnStart | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, Any]]:
     """PREDICT on every selected example, stored and resumable like :func:`certify_dataset`."""
     classifier = _classifier(model, sigma, num_classes, batch_size)
@@ -282,6 +295,7 @@ def predict_dataset(
         run_config,
         info,
         (skip, max_examples, seed),
+        shard,
         evaluate,
         progress,
         on_start,

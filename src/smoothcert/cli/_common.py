@@ -39,7 +39,7 @@ def add_model_and_data(parser: argparse.ArgumentParser) -> None:
 
 def positive_int(name: str, value: int | None) -> None:
     if value is not None and value < 1:
-        raise ValueError(f"--{name} must be a positive integer, got {value}")
+        raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
 def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
@@ -128,6 +128,12 @@ def add_classifier_options(parser: argparse.ArgumentParser) -> None:
         help="base-model arithmetic; with bf16 the certificate is for the bf16 base classifier",
     )
     parser.add_argument(
+        "--shard",
+        default="auto",
+        help="RANK/WORLD: handle every WORLD-th example into OUT.shardRANK-of-WORLD.db (merge "
+        "with `smoothcert merge`); auto = from torchrun's RANK/WORLD_SIZE, else no sharding",
+    )
+    parser.add_argument(
         "--channels-last",
         default="auto",
         choices=("auto", "on", "off"),
@@ -167,6 +173,16 @@ def prepare_smoothed_run(args: argparse.Namespace, counts: tuple[str, ...], verb
     the training σ), build the smoothed classifier; returns (classifier, dataset, config, info)."""
     for name in counts:
         positive_int(name, getattr(args, name))
+    from smoothcert import distributed
+
+    args.shard = (
+        distributed.shard_from_env()
+        if args.shard == "auto"
+        else distributed.parse_shard(args.shard)
+    )
+    args.out = str(distributed.shard_path(args.out, *args.shard))
+    if args.device is None:
+        args.device = distributed.local_device()
     if not 0 < args.alpha < 1:
         raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
     if args.sigma is not None and not args.sigma > 0:

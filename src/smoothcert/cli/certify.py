@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             info=info,
             progress=bar,
             on_start=bar.start,
+            shard=args.shard,
             adaptive_radii=args.radii,
             adaptive_options=(
                 {"n_first": args.n_first, "growth": args.growth} if args.radii else None

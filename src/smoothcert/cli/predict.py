@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             info=info,
             progress=bar,
             on_start=bar.start,
+            shard=args.shard,
         )
     finally:
         bar.close()

@@ -1,0 +1,21 @@
+"""`smoothcert merge`: join the shard files of a sharded run (see smoothcert.distributed)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "merge"
+HELP = "merge the shard files of a sharded certify/predict run into one run file"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="the merged run file to create (must not exist)")
+    parser.add_argument("shards", nargs="+", help="all shard files, e.g. r.shard*-of-4.db")
+
+
+def run(args: argparse.Namespace) -> int:
+    from smoothcert.distributed import merge_runs
+
+    count = merge_runs(args.out, args.shards)
+    print(f"merged {len(args.shards)} shards, {count} examples, into {args.out}")
+    return 0

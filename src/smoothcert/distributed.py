@@ -1,0 +1,118 @@
+"""Scaling certification out over processes and machines (e.g. with PyTorch's ``torchrun``).
+
+Per-example work is embarrassingly parallel and every example draws its noise from a generator
+seeded by (seed, idx), so sharding needs no communication: worker ``rank`` of ``world``
+handles every world-th selected example into its own run file, and :func:`merge_runs` joins the
+shard files into one run that is identical to the run a single process would have produced.
+
+``torchrun --nproc-per-node 4 -m smoothcert certify CKPT ... --out r.db`` starts four workers;
+each reads RANK / WORLD_SIZE / LOCAL_RANK from the environment torchrun sets, writes
+``r.shard0-of-4.db`` ... ``r.shard3-of-4.db`` (on ``cuda:LOCAL_RANK`` when CUDA is present), and
+``smoothcert merge r.db r.shard*-of-4.db`` gives the complete run. On several machines, run the
+same command on each with the usual ``--nnodes/--node-rank`` and copy the shard files together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from smoothcert.store import RunStore
+
+
+def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(rank, world size) from torchrun's RANK and WORLD_SIZE; (0, 1) when not under torchrun."""
+    env = os.environ if env is None else env
+    try:
+        world = int(env.get("WORLD_SIZE", "1"))
+        rank = int(env.get("RANK", "0"))
+    except ValueError:
+        raise ValueError("RANK and WORLD_SIZE must be integers") from None
+    return check_shard(rank, world)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'R/W' (0-based rank R of W workers) -> (R, W)."""
+    try:
+        rank, world = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like RANK/WORLD, e.g. 0/4, got {text!r}") from None
+    return check_shard(rank, world)
+
+
+def check_shard(rank: int, world: int) -> tuple[int, int]:
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(
+            f"shard rank must be in [0, {world}) with world size >= 1, got {rank}/{world}"
+        )
+    return rank, world
+
+
+def local_device(env: Mapping[str, str] | None = None) -> str | None:
+    """``cuda:LOCAL_RANK`` under torchrun with CUDA available, else None (the default device)."""
+    import torch
+
+    env = os.environ if env is None else env
+    if "LOCAL_RANK" in env and torch.cuda.is_available():
+        return f"cuda:{int(env['LOCAL_RANK']) % torch.cuda.device_count()}"
+    return None
+
+
+def shard_path(out: str | os.PathLike, rank: int, world: int) -> Path:
+    """``r.db`` -> ``r.shard2-of-4.db`` (unchanged when world == 1)."""
+    out = Path(out)
+    if world == 1:
+        return out
+    return out.with_name(f"{out.stem}.shard{rank}-of-{world}{out.suffix}")
+
+
+def shard_of(indices: Sequence[int], rank: int, world: int) -> list[int]:
+    """The examples worker ``rank`` handles: every world-th of the selection, from position rank."""
+    return list(indices[rank::world])
+
+
+def merge_runs(out: str | os.PathLike, shards: Sequence[str | os.PathLike]) -> int:
+    """Join the shard files of one sharded run into the run file ``out``; returns its row count.
+
+    The shards must hold the same kind of run with the same config apart from the shard
+    itself, and together all shards 0..W−1. ``out`` must not exist (nothing is overwritten).
+    """
+    if not shards:
+        raise ValueError("no shard files to merge")
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"{out} exists; merge writes a new run file")
+    stores = [RunStore.read(path) for path in shards]
+    try:
+        first = stores[0]
+        base = {k: v for k, v in first.config.items() if k != "shard"}
+        seen: dict[int, Path] = {}
+        world = None
+        for store in stores:
+            config = {k: v for k, v in store.config.items() if k != "shard"}
+            if store.kind != first.kind or config != base:
+                raise ValueError(f"{store.path} is not a shard of the same run as {first.path}")
+            shard = store.config.get("shard")
+            if shard is None:
+                raise ValueError(f"{store.path} is not a shard (it has no shard in its config)")
+            world = world or shard[1]
+            if shard[1] != world or shard[0] in seen:
+                raise ValueError(
+                    f"{store.path}: shard {shard[0]}/{shard[1]} repeated or mismatched"
+                )
+            seen[shard[0]] = store.path
+        missing = sorted(set(range(world)) - set(seen))
+        if missing:
+            raise ValueError(f"shards {missing} of {world} are missing")
+        info = dict(first.info) | {"merged_from": [str(s.path) for s in stores]}
+        merged = RunStore.open(out, first.kind, base, first.schema, info=info)
+        with merged:
+            for store in stores:
+                for row in store.rows():
+                    idx = row.pop("idx")
+                    merged.add(idx, row)
+            return len(merged.done_indices())
+    finally:
+        for store in stores:
+            store.close()

@@ -209,6 +209,8 @@ def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
             previous = json.loads(cfg.read_text())
         except json.JSONDecodeError:
             raise ValueError(f"{cfg} is corrupt; use a new --out directory") from None
+        # A field added to TrainConfig after that run started counts as its default there.
+        previous = TrainConfig().identity() | previous
         diff = sorted(
             k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k)
         )

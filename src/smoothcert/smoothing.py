@@ -57,7 +57,8 @@ _NOISE_CHUNK_ELEMENTS = 1 << 20  # randn calls of up to ~1M values: few ops per 
 _MAX_NOISE_CHUNK = 1000  # samples: the default batch size draws its noise in one call
 _AUTO_BATCH_CANDIDATES = tuple(2**k for k in range(4, 14))  # 16 .. 8192
 _AUTO_BATCH_MAX_BYTES = 256 << 20  # noisy-input buffer cap while tuning
-_AUTO_BATCH_BUDGET_S = 8.0  # stop tuning after this much wall time
+_AUTO_BATCH_BUDGET_S = 8.0  # stop tuning when the next size would exceed this wall time ...
+_AUTO_BATCH_MIN = 256  # ... but always try sizes up to here: small batches waste throughput
 
 
 def noise_chunk(sample_numel: int) -> int:
@@ -245,7 +246,9 @@ class SmoothedClassifier:
 
     def _tune_batch_size(self, x: torch.Tensor) -> int:
         """Time the base model on noisy copies of x at doubling batch sizes; stop at the plateau
-        (two sizes without a 5% gain) and return the smallest size within 5% of the best."""
+        (two sizes without a 5% gain) or when the next size would exceed the time budget, and
+        return the smallest size within 5% of the best. Only speed depends on the choice: the
+        noise, hence the counts, do not depend on the batch size."""
         bytes_per_sample = x[0].numel() * x.element_size()
         generator = torch.Generator(device=self.device).manual_seed(0)  # never the caller's
         rates: dict[int, float] = {}
@@ -269,7 +272,10 @@ class SmoothedClassifier:
                 rates[b] = reps * b / (time.perf_counter() - t0)
             stale = 0 if rates[b] > 1.05 * best else stale + 1
             best = max(best, rates[b])
-            if stale >= 2 or time.perf_counter() - started > _AUTO_BATCH_BUDGET_S:
+            # the next size costs about 3 passes (warm-up + 2) of 2b samples at this rate
+            next_cost = 3 * 2 * b / rates[b]
+            over_budget = time.perf_counter() - started + next_cost > _AUTO_BATCH_BUDGET_S
+            if stale >= 2 or (over_budget and b >= _AUTO_BATCH_MIN):
                 break
         self.batch_size_timings = rates
         return min(b for b, r in rates.items() if r >= 0.95 * best)

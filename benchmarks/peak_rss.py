@@ -23,13 +23,24 @@ from smoothcert import SmoothedClassifier  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--arch", choices=sorted(INPUT_SHAPES), default="cnn3")
+    p.add_argument(
+        "--arch",
+        choices=[*sorted(INPUT_SHAPES), "linear"],
+        default="cnn3",
+        help="linear: a 784->10 linear layer on 1x28x28, to isolate counts()' own memory",
+    )
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     args = p.parse_args(argv)
-    model, _ = build(args.arch)
-    shape = INPUT_SHAPES[args.arch]
+    if args.arch == "linear":
+        model, shape = (
+            torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)),
+            (1, 28, 28),
+        )
+    else:
+        model, _ = build(args.arch)
+        shape = INPUT_SHAPES[args.arch]
     g = SmoothedClassifier(
         model, 10, 0.25, batch_size=args.batch_size, precision=args.precision, input_shape=shape
     )

@@ -18,6 +18,16 @@ from smoothcert.certificates import (
     worst_case_loss,
 )
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small batches: one torch thread is faster, and far faster on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- closed form
 
 
@@ -137,8 +147,9 @@ def test_certificate_curve_lies_above_empirical_worst_case_loss(trained, sigma):
     """Weak duality (Theorem 1): at ρ_adv = ρ̂_test(γ_adv), the certified bound is at least the
     loss the γ_adv-adversary reaches, on the same data (independent draws; γ_adv off the grid)."""
     model, data = trained
-    table = surrogate_table(model, data, [0.5, 1.0, 2.0, 4.0], sigma, seed=1)
-    points = worst_case_loss(model, data, [0.75, 1.5, 3.0], sigma, seed=2)
+    fast = {"steps": 30, "num_noise": 4, "num_eval": 32}
+    table = surrogate_table(model, data, [0.5, 1.0, 2.0, 4.0], sigma, seed=1, **fast)
+    points = worst_case_loss(model, data, [0.75, 1.5, 3.0], sigma, seed=2, **fast)
     curve = curve_from_table(table, [p.rho_adv_test for p in points])
     mc = math.sqrt((table.value_se**2).mean() / len(data[0]))  # Monte-Carlo error of a mean
     for p, bound in zip(points, curve.value, strict=True):
@@ -152,19 +163,26 @@ def test_certificate_curve_lies_above_empirical_worst_case_loss(trained, sigma):
 
 
 def test_refining_the_gamma_grid_never_raises_the_certificate(trained):
-    model, data = trained
+    model, (x, y) = trained
+    data = (x[:20], y[:20])
+    kw = {
+        "seed": 5,
+        "steps": 15,
+        "num_noise": 2,
+        "num_eval": 8,
+    }  # exact checks: no need to converge
     rhos = [0.1, 0.5, 1.0, 3.0, 10.0]
-    coarse = certificate_curve(model, data, [1.0, 4.0], rhos, 0.05, seed=5)
-    fine = certificate_curve(model, data, [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], rhos, 0.05, seed=5)
+    coarse = certificate_curve(model, data, [1.0, 4.0], rhos, 0.05, **kw)
+    fine = certificate_curve(model, data, [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], rhos, 0.05, **kw)
     # the draws are keyed by (block, γ, σ): shared γ give identical surrogates
     np.testing.assert_array_equal(coarse.mean_lagrangian, fine.mean_lagrangian[[1, 5]])
     assert np.all(fine.value <= coarse.value)
     assert np.any(fine.value < coarse.value - 0.05)  # the refinement helps somewhere
     assert np.all(np.diff(fine.value) > 0)  # the bound grows with the budget
     # a single certificate is the same number as the curve's term at that γ
-    one = certificate(model, data, 4.0, 0.5, 0.05, seed=5)
+    one = certificate(model, data, 4.0, 0.5, 0.05, **kw)
     assert one.value == pytest.approx(4.0 * 0.5 + coarse.mean_lagrangian[1])
-    noisy = certificate(model, data, 4.0, 0.5 + 784 * 0.05**2, 0.05, seed=5, rho_with_noise=True)
+    noisy = certificate(model, data, 4.0, 0.5 + 784 * 0.05**2, 0.05, rho_with_noise=True, **kw)
     assert noisy.value == pytest.approx(one.value) and noisy.rho_adv == pytest.approx(0.5)
     assert one.mean_surrogate == pytest.approx(coarse.mean_lagrangian[1] - 4.0 * 784 * 0.05**2)
 
@@ -176,7 +194,7 @@ def test_theorem3_smoothed_surrogate_is_at_most_unsmoothed_wrm_surrogate(trained
     model, (x, y) = trained
     for gamma in (0.5, 1.0, 2.0):
         gen = torch.Generator().manual_seed(7)
-        smooth = surrogate(model, x, y, gamma, 0.05, generator=gen)
+        smooth = surrogate(model, x, y, gamma, 0.05, num_noise=4, num_eval=32, generator=gen)
         wrm = surrogate(model, x, y, gamma, 0.0, generator=gen)
         converged = (smooth.grad_norm < 0.1) & (wrm.grad_norm < 0.1)
         assert converged.float().mean() >= 0.75

@@ -106,7 +106,9 @@ def _load_jpeg(root: Path, split: str, pinned: bool) -> tuple[list[Path], callab
     def decode():
         if pinned and sha256_file(tar_path) != JPEG_SHA256[tar_path.name]:
             raise ValueError(f"{tar_path} does not match its pinned sha256")
-        # Images in the archive are <split>/<class>/NNNN.jpg; order: class, then file number.
+        # Images in the archive are <split>/<class>/NNNN.jpg, NNNN in CIFAR-10's order within
+        # the class. The global order is lost, so interleave the classes (image k of class 0,
+        # of class 1, ..., then image k+1): the first n examples (--subset) are balanced.
         found: list[tuple[int, str, np.ndarray]] = []
         with tarfile.open(tar_path, "r:gz") as tar:
             for member in tar:
@@ -124,6 +126,11 @@ def _load_jpeg(root: Path, split: str, pinned: bool) -> tuple[list[Path], callab
         if not found:
             raise ValueError(f"{tar_path}: no images found")
         found.sort(key=lambda t: (t[0], t[1]))
+        rank = np.zeros(len(found), dtype=np.int64)
+        for i in range(1, len(found)):
+            rank[i] = rank[i - 1] + 1 if found[i][0] == found[i - 1][0] else 0
+        order = sorted(range(len(found)), key=lambda i: (rank[i], found[i][0]))
+        found = [found[i] for i in order]
         return np.stack([t[2] for t in found]), np.array([t[0] for t in found], dtype=np.int64)
 
     return [tar_path], decode
@@ -142,7 +149,7 @@ def load_cifar10(split: str, root: str | Path | None = None) -> ImageDataset:
         name = "CIFAR-10 (JPEG)"
     else:
         raise FileNotFoundError(f"no CIFAR-10 data in {folder}: {HOW_TO_GET}")
-    key = f"cifar10-{split}-" + fingerprint(paths, extra=name)
+    key = f"cifar10-{split}-" + fingerprint(paths, extra=f"{name}|interleaved")
     images, labels = cached_arrays(key, decode)
     info = DatasetInfo(
         name=name,

@@ -11,6 +11,15 @@ from smoothcert.cli import main
 from smoothcert.store import RunStore
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: torch's thread pool only adds contention on a shared CPU (10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def lenet(tmp_path_factory, mnist_train):
     """A LeNet trained for a few steps on real MNIST, saved as a checkpoint."""

@@ -13,6 +13,15 @@ from smoothcert.attacks.rho import transport_cost
 from smoothcert.cli import main
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: torch's thread pool only adds contention on a shared CPU (10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def squared_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (out[:, 0] - y) ** 2
 

@@ -17,6 +17,12 @@ from smoothcert.data import load_dataset, random_crop_flip
 from smoothcert.data.idx import parse_idx
 
 
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """Decoded arrays of throw-away test data go to a temporary cache, not the user's."""
+    monkeypatch.setenv("SMOOTHCERT_CACHE", str(tmp_path / "cache"))
+
+
 def _idx_bytes(arr: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
     return header + arr.astype(np.uint8).tobytes()
@@ -64,7 +70,7 @@ def test_second_load_is_fast(mnist_train):
     assert np.array_equal(again.labels, mnist_train.labels)
 
 
-def test_user_root_gz_and_raw_round_trip(tmp_path, mnist_test):
+def test_user_root_gz_and_raw_round_trip(tmp_path, private_cache, mnist_test):
     images = mnist_test.images[:50, 0]
     labels = mnist_test.labels[:50]
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(images)))
@@ -102,7 +108,7 @@ def _write_cifar_batch(path, data: np.ndarray, labels: list[int]) -> None:
         pickle.dump({b"batch_label": b"x", b"labels": labels, b"data": data}, f)
 
 
-def test_cifar_python_batches(tmp_path):
+def test_cifar_python_batches(tmp_path, private_cache):
     root = tmp_path / "cifar-10-batches-py"
     root.mkdir()
     rng = np.random.default_rng(0)
@@ -120,7 +126,7 @@ class _Evil:
         return (os.system, ("echo pwned",))
 
 
-def test_cifar_batches_refuse_arbitrary_globals(tmp_path):
+def test_cifar_batches_refuse_arbitrary_globals(tmp_path, private_cache):
     root = tmp_path / "cifar-10-batches-py"
     root.mkdir()
     with open(root / "test_batch", "wb") as f:
@@ -129,7 +135,7 @@ def test_cifar_batches_refuse_arbitrary_globals(tmp_path):
         load_dataset("cifar10", "test", root=tmp_path)
 
 
-def test_imagefolder_with_resize(tmp_path):
+def test_imagefolder_with_resize(tmp_path, private_cache):
     for cls, color, size in (("cat", (255, 0, 0), (40, 30)), ("dog", (0, 0, 255), (20, 20))):
         d = tmp_path / "train" / cls
         d.mkdir(parents=True)

@@ -54,7 +54,11 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], 
     dataset_name = args.dataset or meta.get("dataset")
     if not dataset_name:
         raise ValueError("the checkpoint names no dataset; pass --dataset")
-    kwargs = {"root": args.data_root} if args.data_root is not None else {}
+    # Data options the model was trained with (e.g. an image folder's resize) apply when the
+    # dataset is the checkpoint's own.
+    kwargs = dict(meta.get("data_options") or {}) if dataset_name == meta.get("dataset") else {}
+    if args.data_root is not None:
+        kwargs["root"] = args.data_root
     dataset = load_dataset(dataset_name, args.split, **kwargs)
     shape = tuple(meta.get("input_shape") or ())
     if shape and tuple(dataset.info.input_shape) != shape:

@@ -374,12 +374,7 @@ class SmoothedClassifier:
         test of nA ~ Binomial(nA + nB, ½) rejects at level α, else ABSTAIN. With probability at
         least 1 − α the answer is g(x) or ABSTAIN."""
         _check_alpha(alpha)
-        counts = self.counts(x, n, generator=generator)
-        top2 = np.argsort(counts, kind="stable")[::-1][:2]
-        n_a, n_b = int(counts[top2[0]]), int(counts[top2[1]])
-        if stats.binom_pvalue(n_a, n_a + n_b, 0.5) > alpha:
-            return ABSTAIN
-        return int(top2[0])
+        return stats.predict_from_counts(self.counts(x, n, generator=generator), alpha)
 
     def certify(
         self,

@@ -155,10 +155,7 @@ def certify_adaptive(
             break
 
     n_a = int(counts_estimation[c_hat])
-    if p_a_lower < 0.5:
-        prediction, radius = ABSTAIN, 0.0
-    else:
-        prediction, radius = c_hat, float(sigma * norm.ppf(p_a_lower))
+    prediction, radius = stats.certify_decision(c_hat, p_a_lower, sigma)
     certified = tuple(bool(prediction != ABSTAIN and t <= p_a_lower) for t in thresholds[1:])
     return AdaptiveCertificate(
         prediction=prediction,

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.stats import norm
 from torch import nn
 
 from smoothcert import stats
@@ -396,10 +395,7 @@ class SmoothedClassifier:
         counts_estimation = self.counts(x, n, generator=generator)
         n_a = int(counts_estimation[c_hat])
         p_a_lower = float(stats.lower_confidence_bound(n_a, n, alpha))
-        if p_a_lower < 0.5:
-            prediction, radius = ABSTAIN, 0.0
-        else:
-            prediction, radius = c_hat, float(self.sigma * norm.ppf(p_a_lower))
+        prediction, radius = stats.certify_decision(c_hat, p_a_lower, self.sigma)
         return Certificate(
             prediction=prediction,
             radius=radius,

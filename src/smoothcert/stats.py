@@ -264,6 +264,14 @@ def certified_accuracy_lower_bound(
     return _out(np.maximum(bound, 0.0), num_certified_correct, m, alpha, rho)
 
 
+def certify_decision(c_hat: int, p_a_lower: float, sigma: float) -> tuple[int, float]:
+    """CERTIFY's last line (§3.2): abstain (−1, radius 0) when pA_lower < ½, else return ĉA
+    with radius σ·Φ⁻¹(pA_lower) (Theorem 1 with pB = 1 − pA_lower)."""
+    if p_a_lower < 0.5:
+        return -1, 0.0
+    return int(c_hat), float(sigma * sps.norm.ppf(p_a_lower))
+
+
 def predict_from_counts(counts: np.ndarray, alpha: float) -> int:
     """PREDICT's decision from its class counts (§3.2, Appendix C.1): the top class when the
     two-sided binomial test of nA ~ Binomial(nA + nB, ½) has p-value ≤ α, else −1 (abstain).

@@ -105,6 +105,34 @@ def as_tensors(data, max_examples: int | None = None) -> tuple[torch.Tensor, tor
     return x.float(), y.long()
 
 
+def attack_seeded_batch(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps_list: list[float],
+    steps: int,
+    noise_sigma: float | None,
+    noise_samples: int,
+    objective: str,
+    seed: int,
+    first_index: int,
+) -> torch.Tensor:
+    """:func:`attack_batch` with the batch's generator seeded by (seed, its first index), on
+    the host: the seeding shared by :func:`robust_accuracy` and the resumable attack runs."""
+    gen = torch.Generator(device=x.device).manual_seed(seed * 1_000_003 + first_index)
+    return attack_batch(
+        model,
+        x,
+        y,
+        eps_list,
+        steps,
+        noise_sigma=noise_sigma,
+        noise_samples=noise_samples,
+        objective=objective,
+        generator=gen,
+    ).cpu()
+
+
 def robust_accuracy(
     model: nn.Module,
     data,
@@ -147,19 +175,10 @@ def robust_accuracy(
     for start in starts:
         x = x_all[start : start + batch_size].to(device)
         y = y_all[start : start + batch_size].to(device)
-        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
         predictions.append(
-            attack_batch(
-                model,
-                x,
-                y,
-                eps_list,
-                steps,
-                noise_sigma=noise_sigma,
-                noise_samples=noise_samples,
-                objective=objective,
-                generator=gen,
-            ).cpu()
+            attack_seeded_batch(
+                model, x, y, eps_list, steps, noise_sigma, noise_samples, objective, seed, start
+            )
         )
     pred = torch.cat(predictions).numpy() if predictions else np.zeros((0, len(eps_list)), int)
     labels = y_all.numpy()

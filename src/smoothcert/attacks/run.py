@@ -13,11 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from smoothcert.attacks.pgd import OBJECTIVES
-from smoothcert.attacks.robust import attack_batch
+from smoothcert.attacks.robust import attack_seeded_batch
 from smoothcert.store import RunStore
 
 ATTACK_SCHEMA = {
@@ -86,19 +85,10 @@ def attack_dataset(
             chunk = todo[start : start + batch_size]
             x, y = dataset.batch(chunk)
             x, y = x.to(device), y.to(device)
-            gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + chunk[0])
             t0 = time.perf_counter()
-            pred = attack_batch(
-                model,
-                x,
-                y,
-                eps_list,
-                steps,
-                noise_sigma=noise_sigma,
-                noise_samples=noise_samples,
-                objective=objective,
-                generator=gen,
-            ).cpu()
+            pred = attack_seeded_batch(
+                model, x, y, eps_list, steps, noise_sigma, noise_samples, objective, seed, chunk[0]
+            )
             seconds = (time.perf_counter() - t0) / len(chunk)
             for k, idx in enumerate(chunk):
                 p = pred[k].tolist()
@@ -113,7 +103,8 @@ def attack_dataset(
                 )
             if progress is not None:
                 progress(len(chunk), len(todo))
-        rows = [r for r in store.rows() if r["idx"] in set(indices)]
+        wanted = set(indices)
+        rows = [r for r in store.rows() if r["idx"] in wanted]
     correct = np.array([r["correct"] for r in rows], dtype=float).reshape(len(rows), -1)
     accuracy = {
         e: float(correct[:, k].mean()) if len(rows) else float("nan")

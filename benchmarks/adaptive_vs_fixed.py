@@ -1,10 +1,12 @@
 """Adaptive vs fixed-n CERTIFY on the SAME test images: certified accuracy at each radius and
-base-classifier evaluations per image. One JSON line per (image, mode) is appended to --out as
-it is done (rerunning resumes), and a summary over the images done in both modes is written to
---summary (benchmarks/run.py --adaptive-summary reads it).
+base-classifier evaluations per image. One JSON line per image is appended to --fixed-out or
+--adaptive-out as it is done (rerunning resumes; --modes runs one mode alone, e.g. in two
+processes), and a summary over the images done in both modes is written to --summary
+(benchmarks/run.py --adaptive-summary reads it).
 
     python benchmarks/adaptive_vs_fixed.py --checkpoint /work/artifacts/mnist-cnn3-g025 \\
-        --images 100 --precision bf16 --out benchmarks/results/adaptive_mnist.jsonl \\
+        --images 100 --precision bf16 --fixed-out benchmarks/results/fixed_mnist.jsonl \\
+        --adaptive-out benchmarks/results/adaptive_mnist.jsonl \\
         --summary benchmarks/results/adaptive_mnist_summary.json
 """
 
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from smoothcert import ABSTAIN, SmoothedClassifier
-from smoothcert.adaptive import certify_adaptive
+from smoothcert.adaptive import FINAL_SHARE, FUTILITY, GROWTH, N_FIRST, certify_adaptive
 
 
 def summarize(rows: list[dict], radii: list[float]) -> dict:
@@ -68,17 +70,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="default: an untrained cnn3 (dry run)")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--images", type=int, default=100, help="the first N test images")
+    p.add_argument("--start", type=int, default=0, help="skip the images before this index")
     p.add_argument("--sigma", type=float, default=0.25)
     p.add_argument("--n0", type=int, default=100)
     p.add_argument("--n", type=int, default=100_000, help="fixed n, and n_max of adaptive")
     p.add_argument("--alpha", type=float, default=0.001)
     p.add_argument("--radii", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
-    p.add_argument("--n-first", type=int, default=100)
-    p.add_argument("--growth", type=float, default=1.5)
+    p.add_argument("--n-first", type=int, default=N_FIRST)
+    p.add_argument("--growth", type=float, default=GROWTH)
+    p.add_argument("--futility", type=float, default=FUTILITY)
+    p.add_argument("--final-share", type=float, default=FINAL_SHARE)
+    p.add_argument("--no-align", action="store_true", help="geometric looks only")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="JSON lines, appended (resumable)")
+    p.add_argument(
+        "--modes", nargs="+", choices=("fixed", "adaptive"), default=["fixed", "adaptive"]
+    )
+    p.add_argument("--fixed-out", required=True, help="JSON lines, appended (resumable)")
+    p.add_argument("--adaptive-out", required=True, help="JSON lines, appended (resumable)")
     p.add_argument("--summary", default=None)
     args = p.parse_args(argv)
 
@@ -98,47 +108,55 @@ def main(argv: list[str] | None = None) -> int:
     g = SmoothedClassifier(
         model.eval(), 10, args.sigma, batch_size=args.batch_size, precision=args.precision
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    files = {"fixed": Path(args.fixed_out), "adaptive": Path(args.adaptive_out)}
+    rows = []
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            rows += [json.loads(line) for line in path.read_text().splitlines()]
     done = {(r["index"], r["mode"]) for r in rows}
-    with out.open("a") as f:
-        for i in range(args.images):
-            x, label = ds[i]
-            for mode in ("fixed", "adaptive"):
-                if (i, mode) in done:
-                    continue
-                gen = torch.Generator().manual_seed(args.seed * 1_000_003 + i)
-                t0 = time.perf_counter()
-                if mode == "fixed":
-                    cert = g.certify(x, args.n0, args.n, args.alpha, generator=gen)
-                    certified = None
-                else:
-                    cert = certify_adaptive(
-                        g, x, args.radii, args.alpha, n0=args.n0, n_max=args.n,
-                        n_first=args.n_first, growth=args.growth, generator=gen,
-                    )  # fmt: skip
-                    certified = list(cert.certified)
-                row = {
-                    "index": i,
-                    "label": int(label),
-                    "mode": mode,
-                    "prediction": cert.prediction,
-                    "correct": cert.prediction == int(label) and cert.prediction != ABSTAIN,
-                    "radius": cert.radius,
-                    "p_a_lower": cert.p_a_lower,
-                    "n0": int(cert.counts_selection.sum()),
-                    "n": cert.n,
-                    "certified": certified,
-                    "seconds": time.perf_counter() - t0,
-                    "precision": g.precision,
-                    "batch_size": g.batch_size,
-                }
+    for i in range(args.start, args.images):
+        x, label = ds[i]
+        for mode in args.modes:
+            if (i, mode) in done:
+                continue
+            gen = torch.Generator().manual_seed(args.seed * 1_000_003 + i)
+            t0 = time.perf_counter()
+            if mode == "fixed":
+                cert = g.certify(x, args.n0, args.n, args.alpha, generator=gen)
+                certified = None
+            else:
+                cert = certify_adaptive(
+                    g, x, args.radii, args.alpha, n0=args.n0, n_max=args.n,
+                    n_first=args.n_first, growth=args.growth, futility=args.futility,
+                    final_share=args.final_share, align=not args.no_align, generator=gen,
+                )  # fmt: skip
+                certified = list(cert.certified)
+            row = {
+                "index": i,
+                "label": int(label),
+                "mode": mode,
+                "prediction": cert.prediction,
+                "correct": cert.prediction == int(label) and cert.prediction != ABSTAIN,
+                "radius": cert.radius,
+                "p_a_lower": cert.p_a_lower,
+                "n0": int(cert.counts_selection.sum()),
+                "n": cert.n,
+                "n_a": cert.n_a,
+                "certified": certified,
+                "seconds": time.perf_counter() - t0,
+                "precision": g.precision,
+                "batch_size": g.batch_size,
+            }
+            with files[mode].open("a") as f:
                 f.write(json.dumps(row) + "\n")
-                f.flush()
-                rows.append(row)
+            rows.append(row)
     summary = {
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "summary")},
+        "settings": {
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("fixed_out", "adaptive_out", "summary", "modes")
+        },
         "summary": summarize(rows, sorted(args.radii)),
     }
     text = json.dumps(summary, indent=2)

@@ -5,38 +5,39 @@ fixed-n CERTIFY (Cohen et al. 2019, §3.2, Proposition 2). See docs/adaptive.md.
 The procedure, for target radii r_1 < … < r_K, noise level σ, level α:
 
 1. Selection (as CERTIFY): n0 draws, ĉA = their most frequent class.
-2. A look schedule fixed in advance, n_1 < n_2 < … < n_J = n_max (geometric:
-   n_j = ⌈n_first·growth^(j−1)⌉, capped at n_max), and levels α_j with Σ_j α_j = α: the share
-   s (``final_share``, default ½) of α at the last look, so that at n_max the procedure is
-   nearly as strong as fixed-n CERTIFY, and α(1 − s)/(J − 1) at each earlier look. At look j
-   the estimation draws so far (fresh, independent of the selection) give
+2. A plan fixed in advance (:func:`plan_looks`): looks n_1 < … < n_J = n_max and levels α_j
+   with Σ_j α_j ≤ α. The share s (``final_share``) of α goes to the last look, so that at
+   n_max the procedure is nearly as strong as fixed-n CERTIFY; every earlier look gets
+   a = α(1 − s)/(J − 1). The looks are a geometric grid n_first·growth^(j−1) plus, for each
+   target r_i, the *aligned* look n*(r_i) = ⌈ln a / ln Φ(r_i/σ)⌉: the smallest sample size at
+   which an input whose every draw is ĉA clears Φ(r_i/σ) (with k = n the Clopper–Pearson bound
+   is exactly a^(1/n)). Inputs with pA ≈ 1, most of a well-trained model's, then stop exactly
+   where their largest reachable target is decided instead of at the next grid point.
+3. At look j the estimation draws so far (fresh, independent of the selection) give
    k_j = #{f(x+ε_i) = ĉA, i ≤ n_j} and the one-sided Clopper–Pearson lower bound L_j at level
-   α_j.
-3. Radius r_i is *certified* once max_{l≤j} L_l ≥ Φ(r_i/σ); radius 0 (a non-abstaining
-   prediction) once it reaches ½. Radius r_i is *out of reach* when even the bound the last
-   look would give if the observed rate there were U_j — the upper confidence bound on pA at
-   level β/J (β = ``futility``, default 0.01) — stays below Φ(r_i/σ). Stop at the first look
-   where every target (and ½) is certified or out of reach, or at n_max.
-4. Output: p_a_lower = max_j L_j over the looks taken; ABSTAIN if it is < ½, else ĉA with radius
-   σ·Φ⁻¹(p_a_lower) — the largest radius the bound supports, at least the largest certified
-   target radius.
+   α_j. Threshold t (½ for a non-abstaining prediction, Φ(r_i/σ) for radius r_i) is *certified*
+   once max_{l≤j} L_l ≥ t, and *out of reach* when the last look would not clear it even if
+   every remaining draw came at the rate U_j, the upper Clopper–Pearson bound on pA at level β
+   (``futility``): L(k_j + ⌊U_j(n_max − n_j)⌋, n_max, α_J) < t. Stop at the first look where
+   every threshold is certified or out of reach, or at n_max.
+4. Output: p_a_lower = max_j L_j over the looks taken; ABSTAIN if it is < ½, else ĉA with
+   radius σ·Φ⁻¹(p_a_lower), at least the largest certified target radius.
 
-Validity: the schedule does not depend on the data, and each k_j ~ Binomial(n_j, pA) with
+Validity: the plan does not depend on the data, and each k_j ~ Binomial(n_j, pA) with
 pA = P(f(x+ε) = ĉA) given the selection, so P(L_j > pA) ≤ α_j for each j and, by the union
-bound (Bonferroni), P(∃ j ≤ J: L_j > pA) ≤ Σ_j α_j = α. Outside that event every bound taken
+bound (Bonferroni), P(∃ j ≤ J: L_j > pA) ≤ Σ_j α_j ≤ α. Outside that event every bound taken
 is ≤ pA, so the returned radius σ·Φ⁻¹(p_a_lower) ≤ σ·Φ⁻¹(pA), which Theorem 1 (with
 pB ≤ 1 − pA) certifies; stopping early only removes looks from the union. The futility rule
-only ever *stops certifying*, so it affects how many radii are certified (power), never
-validity; by the same union bound, a radius that the last look would certify at the rate pA
-itself is given up with probability at most β. This is a group-sequential design with α spent
-over pre-planned looks (in the spirit of Lan & DeMets 1983), using the union bound instead of
-the joint distribution of the looks, which makes it conservative but exact for any schedule.
+only ever *stops certifying*, so it changes how much is certified (power), never validity.
+This is a group-sequential design with α spent over pre-planned looks (in the spirit of
+Lan & DeMets 1983), using the union bound instead of the joint distribution of the looks, which
+makes it conservative but exact for any plan fixed in advance.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,10 @@ from scipy.stats import norm
 
 from smoothcert import stats
 from smoothcert.smoothing import ABSTAIN, Certificate, SmoothedClassifier
+
+#: Defaults of the plan (docs/adaptive.md explains how they were chosen, without the test
+#: images the procedure is evaluated on).
+N_FIRST, GROWTH, FUTILITY, FINAL_SHARE = 100, 2.0, 0.05, 0.5
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,23 @@ class AdaptiveCertificate(Certificate):
     schedule: tuple[int, ...]
 
 
-def look_schedule(n_max: int, n_first: int = 100, growth: float = 1.5) -> list[int]:
-    """The fixed look schedule n_j = ⌈n_first·growth^(j−1)⌉ (strictly increasing), with the
-    last look exactly n_max."""
+@dataclass(frozen=True)
+class AdaptivePlan:
+    """What :func:`plan_looks` fixes before any draw: the looks (estimation sample sizes, the
+    last is n_max), their Clopper–Pearson levels (Σ ≤ α), the thresholds on pA (½, then
+    Φ(r_i/σ) per target radius) and the futility level β."""
+
+    radii: tuple[float, ...]
+    sigma: float
+    looks: tuple[int, ...]
+    levels: tuple[float, ...]
+    thresholds: tuple[float, ...]
+    futility: float
+
+
+def look_schedule(n_max: int, n_first: int = N_FIRST, growth: float = GROWTH) -> list[int]:
+    """The geometric grid n_j = ⌈n_first·growth^(j−1)⌉ (strictly increasing), with the last
+    look exactly n_max."""
     for name, value in (("n_max", n_max), ("n_first", n_first)):
         if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -82,7 +101,7 @@ def look_schedule(n_max: int, n_first: int = 100, growth: float = 1.5) -> list[i
         j += 1
 
 
-def look_levels(alpha: float, looks: int, final_share: float = 0.5) -> list[float]:
+def look_levels(alpha: float, looks: int, final_share: float = FINAL_SHARE) -> list[float]:
     """The Bonferroni split of α over the looks: α·final_share at the last look and
     α(1 − final_share)/(looks − 1) at each earlier one (all of α with a single look)."""
     if looks == 1:
@@ -93,6 +112,62 @@ def look_levels(alpha: float, looks: int, final_share: float = 0.5) -> list[floa
     return [early] * (looks - 1) + [alpha * final_share]
 
 
+def all_correct_look(threshold: float, level: float) -> int:
+    """n*(t) = the smallest n with level^(1/n) ≥ t: the first sample size at which n draws out
+    of n clear t (the Clopper–Pearson lower bound with k = n is exactly level^(1/n))."""
+    n = max(1, math.ceil(math.log(level) / math.log(threshold)))
+    while float(stats.lower_confidence_bound(n, n, level)) < threshold:  # float rounding
+        n += 1
+    return n
+
+
+def plan_looks(
+    radii: Sequence[float],
+    sigma: float,
+    alpha: float,
+    n_max: int,
+    *,
+    n_first: int = N_FIRST,
+    growth: float = GROWTH,
+    final_share: float = FINAL_SHARE,
+    futility: float = FUTILITY,
+    align: bool = True,
+) -> AdaptivePlan:
+    """Step 2 of the module docstring: the geometric grid, plus (``align``) the aligned look
+    n*(r_i) of each target radius reachable before n_max, and the levels. The early level
+    a = α(1 − s)/(J − 1) and the aligned looks depend on each other through J; J is raised
+    until the looks fit it, so Σ_j α_j ≤ α (equality unless aligned looks coincide)."""
+    if not (isinstance(alpha, int | float) and 0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if not (isinstance(futility, int | float) and 0 < futility < 1):
+        raise ValueError(f"futility must be in (0, 1), got {futility!r}")
+    if not (isinstance(final_share, int | float) and 0 < final_share <= 1):
+        raise ValueError(f"final_share must be in (0, 1], got {final_share!r}")
+    if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    targets = _check_radii(radii)
+    grid = look_schedule(n_max, n_first, growth)
+    thresholds = [0.5, *(float(t) for t in norm.cdf(np.asarray(targets) / sigma))]
+    looks, budget = grid, len(grid)
+    while align and len(grid) > 1:
+        early = look_levels(alpha, budget, final_share)[0]
+        aligned = {all_correct_look(t, early) for t in thresholds[1:] if 0.5 < t < 1}
+        looks = sorted(set(grid) | {n for n in aligned if n < n_max})
+        if len(looks) <= budget:
+            break
+        budget = len(looks)
+    levels = look_levels(alpha, budget, final_share)
+    levels = levels[: len(looks) - 1] + levels[-1:]
+    return AdaptivePlan(
+        radii=tuple(targets),
+        sigma=float(sigma),
+        looks=tuple(looks),
+        levels=tuple(levels),
+        thresholds=tuple(thresholds),
+        futility=float(futility),
+    )
+
+
 def certify_adaptive(
     classifier: SmoothedClassifier,
     x: torch.Tensor | np.ndarray,
@@ -101,10 +176,11 @@ def certify_adaptive(
     *,
     n0: int = 100,
     n_max: int = 100_000,
-    n_first: int = 100,
-    growth: float = 1.5,
-    futility: float = 0.01,
-    final_share: float = 0.5,
+    n_first: int = N_FIRST,
+    growth: float = GROWTH,
+    futility: float = FUTILITY,
+    final_share: float = FINAL_SHARE,
+    align: bool = True,
     generator: torch.Generator | None = None,
 ) -> AdaptiveCertificate:
     """Sequential CERTIFY (module docstring, steps 1–4): with probability at least 1 − α, if the
@@ -114,79 +190,68 @@ def certify_adaptive(
     alpha: overall failure probability: α·final_share at the last look, the rest split evenly
         over the earlier looks.
     n0: selection draws; n_max: the most estimation draws (the last look).
-    n_first, growth: the look schedule (see :func:`look_schedule`).
+    n_first, growth, align: the looks (see :func:`plan_looks`).
     futility: β in (0, 1), the level of the upper bound that declares a radius out of reach;
-        a larger β stops sooner on hopeless radii at a larger risk (≤ β) of giving up a radius
-        the last look would have certified. It never affects validity.
+        a larger β stops sooner on hopeless radii at a larger risk of giving up a radius the
+        last look would have certified. It never affects validity.
     final_share: the share of α spent at the last look, in (0, 1] (1 only with one look).
     """
     if not isinstance(classifier, SmoothedClassifier):
         raise ValueError(
             f"classifier must be a SmoothedClassifier, got {type(classifier).__name__}"
         )
-    if not (isinstance(alpha, int | float) and 0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    if not (isinstance(futility, int | float) and 0 < futility < 1):
-        raise ValueError(f"futility must be in (0, 1), got {futility!r}")
-    if not (isinstance(final_share, int | float) and 0 < final_share <= 1):
-        raise ValueError(f"final_share must be in (0, 1], got {final_share!r}")
-    targets = _check_radii(radii)
     if not isinstance(n0, int | np.integer) or isinstance(n0, bool) or n0 < 1:
         raise ValueError(f"n0 must be a positive integer, got {n0!r}")
-    schedule = look_schedule(n_max, n_first, growth)
-    levels = look_levels(alpha, len(schedule), final_share)
-    futility_level = futility / len(schedule)
-    sigma = classifier.sigma
-    # Thresholds on pA: ½ for a non-abstaining prediction, Φ(r/σ) for radius r.
-    thresholds = np.concatenate([[0.5], norm.cdf(np.asarray(targets) / sigma)])
+    plan = plan_looks(
+        radii, classifier.sigma, alpha, n_max, n_first=n_first, growth=growth,
+        final_share=final_share, futility=futility, align=align,
+    )  # fmt: skip
+    return run_plan(plan, lambda m: classifier.counts(x, m, generator=generator), n0)
 
-    counts_selection = classifier.counts(x, n0, generator=generator)
+
+def run_plan(plan: AdaptivePlan, draw: Callable[[int], np.ndarray], n0: int) -> AdaptiveCertificate:
+    """Steps 1, 3 and 4 for any source of draws: ``draw(m)`` returns the class counts of m fresh
+    noisy evaluations of the base classifier (``SmoothedClassifier.counts``, or a simulation)."""
+    counts_selection = np.asarray(draw(n0))
     c_hat = int(np.argmax(counts_selection))
     counts_estimation = np.zeros_like(counts_selection)
+    thresholds = np.asarray(plan.thresholds)
+    n_max, final_level = plan.looks[-1], plan.levels[-1]
     drawn, p_a_lower, looks = 0, 0.0, 0
-    for n_j, level in zip(schedule, levels, strict=True):
-        counts_estimation += classifier.counts(x, n_j - drawn, generator=generator)
+    for n_j, level in zip(plan.looks, plan.levels, strict=True):
+        counts_estimation += np.asarray(draw(n_j - drawn))
         drawn, looks = n_j, looks + 1
         k = int(counts_estimation[c_hat])
         p_a_lower = max(p_a_lower, float(stats.lower_confidence_bound(k, n_j, level)))
         if n_j == n_max:
             break
-        if _all_decided(thresholds, p_a_lower, k, n_j, n_max, levels[-1], futility_level):
+        reach = _reach(k, n_j, n_max, final_level, plan.futility)
+        if np.all((thresholds <= p_a_lower) | (thresholds > reach)):
             break
 
-    n_a = int(counts_estimation[c_hat])
-    prediction, radius = stats.certify_decision(c_hat, p_a_lower, sigma)
+    prediction, radius = stats.certify_decision(c_hat, p_a_lower, plan.sigma)
     certified = tuple(bool(prediction != ABSTAIN and t <= p_a_lower) for t in thresholds[1:])
     return AdaptiveCertificate(
         prediction=prediction,
         radius=radius,
-        n_a=n_a,
+        n_a=int(counts_estimation[c_hat]),
         n=drawn,
         p_a_lower=p_a_lower,
         counts_selection=counts_selection,
         counts_estimation=counts_estimation,
-        radii=tuple(targets),
+        radii=plan.radii,
         certified=certified,
         looks=looks,
-        schedule=tuple(schedule),
+        schedule=plan.looks,
     )
 
 
-def _all_decided(
-    thresholds: np.ndarray,
-    p_a_lower: float,
-    k: int,
-    n: int,
-    n_max: int,
-    final_level: float,
-    futility_level: float,
-) -> bool:
-    """Every threshold is already cleared by p_a_lower, or out of reach: above the bound the
-    last look (n_max draws, level final_level) would give at a rate equal to the upper bound U
-    on pA."""
-    upper = float(stats.upper_confidence_bound(k, n, futility_level))
-    reach = float(stats.lower_confidence_bound(math.floor(upper * n_max), n_max, final_level))
-    return bool(np.all((thresholds <= p_a_lower) | (thresholds > reach)))
+def _reach(k: int, n: int, n_max: int, final_level: float, futility: float) -> float:
+    """The bound the last look would give if the n_max − n draws still to come succeeded at
+    the rate U, the upper confidence bound on pA at level β (the futility level)."""
+    upper = float(stats.upper_confidence_bound(k, n, futility))
+    projected = k + math.floor(upper * (n_max - n))
+    return float(stats.lower_confidence_bound(projected, n_max, final_level))
 
 
 def _check_radii(radii: Sequence[float]) -> list[float]:

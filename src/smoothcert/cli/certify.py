@@ -6,6 +6,10 @@ import argparse
 
 from smoothcert.cli import _common
 
+# smoothcert.adaptive's defaults, spelled out so that building the parser does not import
+# torch (tests/test_adaptive.py checks they agree).
+N_FIRST, GROWTH, FUTILITY, FINAL_SHARE = 100, 2.0, 0.05, 0.5
+
 NAME = "certify"
 HELP = "certify a model's smoothed classifier on a dataset (Cohen et al. CERTIFY)"
 DESCRIPTION = (
@@ -44,10 +48,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="target L2 radii for --adaptive (input units)",
     )
     parser.add_argument(
-        "--n-first", type=int, default=100, help="--adaptive: the first look's sample size"
+        "--n-first", type=int, default=N_FIRST, help="--adaptive: the first look's sample size"
     )
     parser.add_argument(
-        "--growth", type=float, default=1.5, help="--adaptive: geometric growth of the looks"
+        "--growth", type=float, default=GROWTH, help="--adaptive: geometric growth of the looks"
+    )
+    parser.add_argument(
+        "--futility",
+        type=float,
+        default=FUTILITY,
+        help="--adaptive: level of the upper bound that gives up an unreachable radius "
+        "(power only, never validity)",
+    )
+    parser.add_argument(
+        "--final-share",
+        type=float,
+        default=FINAL_SHARE,
+        help="--adaptive: share of alpha spent at the last look (n = --n)",
     )
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument(
@@ -66,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--radii must be >= 0")
     if not args.growth > 1:
         raise ValueError(f"--growth must be > 1, got {args.growth}")
+    if not 0 < args.futility < 1:
+        raise ValueError(f"--futility must be in (0, 1), got {args.futility}")
+    if not 0 < args.final_share < 1:
+        raise ValueError(f"--final-share must be in (0, 1), got {args.final_share}")
     classifier, dataset, config, info = _common.prepare_smoothed_run(
         args, ("n0", "n", "skip", "max", "n_first"), "certifying"
     )
@@ -99,7 +120,14 @@ def run(args: argparse.Namespace) -> int:
             shard=args.shard,
             adaptive_radii=args.radii,
             adaptive_options=(
-                {"n_first": args.n_first, "growth": args.growth} if args.radii else None
+                {
+                    "n_first": args.n_first,
+                    "growth": args.growth,
+                    "futility": args.futility,
+                    "final_share": args.final_share,
+                }
+                if args.radii
+                else None
             ),
         )
     finally:

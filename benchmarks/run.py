@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ from _archs import INPUT_SHAPES, build  # noqa: E402
 from _measure import interleaved, machine  # noqa: E402
 
 from smoothcert import SmoothedClassifier  # noqa: E402
+from smoothcert.throughput import per_round_ratio  # noqa: E402
 
 CONFIGS = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
 DATASETS = {"cnn3": "mnist", "resnet20": "cifar10"}
@@ -47,32 +47,20 @@ def load_model(arch: str, checkpoint: str | None) -> tuple[torch.nn.Module, str]
 
 
 def disagreement(model: torch.nn.Module, arch: str, images: int, draws: int, sigma: float) -> dict:
-    """Fraction of noisy real test inputs x + ε (first ``images`` test images, ``draws`` noise
-    draws each) on which the bf16 + channels-last and the fp32 base classifiers disagree."""
+    """bf16 + channels-last vs fp32 on noisy real test inputs (first ``images`` test images,
+    ``draws`` noise draws each): smoothcert.throughput.disagreement."""
     from smoothcert.data import load_dataset
+    from smoothcert.throughput import disagreement as measure
 
     ds = load_dataset(DATASETS[arch], "test")
-    gen = torch.Generator().manual_seed(0)
-    differ = total = 0
-    with torch.inference_mode():
-        for i in range(images):
-            x, _ = ds[i]
-            batch = x.unsqueeze(0) + sigma * torch.randn((draws, *x.shape), generator=gen)
-            model.to(memory_format=torch.contiguous_format)
-            fp32 = model(batch).argmax(1)
-            model.to(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                bf16 = model(batch.contiguous(memory_format=torch.channels_last)).argmax(1)
-            differ += int((fp32 != bf16).sum())
-            total += draws
-    model.to(memory_format=torch.contiguous_format)
+    d = measure(model, [ds[i][0] for i in range(images)], sigma, draws)
     return {
         "dataset": DATASETS[arch],
         "images": images,
         "draws_per_image": draws,
         "sigma": sigma,
-        "disagreements": differ,
-        "rate": differ / total,
+        "disagreements": d["disagreements"],
+        "rate": d["rate"],
     }
 
 
@@ -101,19 +89,16 @@ def bench_model(arch: str, args: argparse.Namespace) -> dict:
     rates, base = m.pop("counts_rates"), m.pop("baseline_rates")
     fastest = max(m["configs"], key=lambda k: m["configs"][k]["counts_samples_per_s"])
 
-    def per_round(a: list[float], b: list[float]) -> float:
-        return statistics.median(p / q for p, q in zip(a, b, strict=True))
-
     record = {
         "arch": arch,
         "input_shape": INPUT_SHAPES[arch],
         "model": source,
         **m,
         "fastest": fastest,
-        "fastest_over_fp32": per_round(rates[fastest], rates["fp32"]),
-        "bf16_channels_last_over_fp32": per_round(rates["bf16+channels_last"], rates["fp32"]),
-        "speedup_over_baseline": per_round(rates[fastest], base),
-        "fp32_speedup_over_baseline": per_round(rates["fp32"], base),
+        "fastest_over_fp32": per_round_ratio(rates[fastest], rates["fp32"]),
+        "bf16_channels_last_over_fp32": per_round_ratio(rates["bf16+channels_last"], rates["fp32"]),
+        "speedup_over_baseline": per_round_ratio(rates[fastest], base),
+        "fp32_speedup_over_baseline": per_round_ratio(rates["fp32"], base),
     }
     auto = SmoothedClassifier(
         model, 10, args.sigma, batch_size=None, precision="bf16", input_shape=INPUT_SHAPES[arch]

@@ -299,3 +299,48 @@ def test_sharded_certify_merges_to_the_single_process_run(checkpoint: Path, tmp_
     shards = [str(tmp_path / f"r.shard{rank}-of-2.db") for rank in (0, 1)]
     smoothcert("merge", str(tmp_path / "r.db"), *shards)
     assert _rows(tmp_path / "r.db") == _rows(tmp_path / "one.db")
+
+
+def test_bench_reports_every_path_and_the_disagreement(checkpoint: Path, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "bench.json"
+    proc = smoothcert(
+        "bench", str(checkpoint), "--dataset", "mnist", "--rounds", "1", "--batch", "64",
+        "--batches-per-round", "1", "--disagreement-images", "3", "--disagreement-draws", "20",
+        "--json", str(out),
+    )  # fmt: skip
+    record = json.loads(out.read_text())
+    assert list(record["paths"]) == ["fp32", "fp32+channels_last", "bf16", "bf16+channels_last"]
+    for path in record["paths"].values():
+        assert path["forward_samples_per_s"] > 0 and path["counts_samples_per_s"] > 0
+        assert path["ratio"] > 0
+    assert record["samples_per_round"] == 64 and record["sigma"] == 0.25
+    assert record["fastest"] in record["paths"]
+    assert record["auto_batch_size"]["chosen"] in {
+        int(k) for k in record["auto_batch_size"]["samples_per_s"]
+    }
+    d = record["bf16_fp32_disagreement"]
+    assert d["inputs"] == 3 and d["draws"] == 20 and 0 <= d["disagreements"] <= 60
+    assert "counts/forward" in proc.stdout and "time per certificate" in proc.stdout
+    bad = smoothcert("bench", str(checkpoint), "--rounds", "0", check=False)
+    assert bad.returncode != 0 and "--rounds must be a positive integer" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--futility", "1.5"], "--futility must be in (0, 1)"),
+        (["--final-share", "0"], "--final-share must be in (0, 1)"),
+        (["--growth", "1"], "--growth must be > 1"),
+    ],
+)
+def test_adaptive_bad_arguments_one_line_error(
+    checkpoint: Path, tmp_path: Path, args, message
+) -> None:
+    proc = smoothcert(
+        "certify", str(checkpoint), "--adaptive", "--radii", "0.25", "--no-progress",
+        "--out", str(tmp_path / "a.db"), *args, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "a.db").exists()

@@ -1,0 +1,144 @@
+"""`smoothcert bench`: how fast this machine certifies a given model, and with which settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAME = "bench"
+HELP = "measure certification throughput of a checkpoint on this machine (samples/s per path)"
+DESCRIPTION = (
+    "For each path (fp32 / bf16 autocast, with and without channels-last), measure the base "
+    "model's forward-only samples/s over pre-generated noisy inputs and counts() samples/s at the "
+    "same batch size, round-robin so that every path sees the same load; report their ratio, "
+    "the batch size the automatic search picks, how often the bf16 and fp32 base classifiers "
+    "disagree on noisy test inputs, and the time per certificate at --n samples. Read the "
+    "ratios: absolute samples/s move with the machine's load."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="model checkpoint (.safetensors)")
+    parser.add_argument(
+        "--dataset", default=None, help="dataset for real inputs (default: the checkpoint's)"
+    )
+    parser.add_argument("--data-root", type=Path, default=None, help="dataset directory")
+    parser.add_argument("--sigma", type=float, default=None, help="default: the training σ")
+    parser.add_argument("--batch", type=int, default=1000, help="batch size of the paths")
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds")
+    parser.add_argument(
+        "--batches-per-round", type=int, default=2, help="batches per path per round"
+    )
+    parser.add_argument(
+        "--disagreement-images",
+        type=int,
+        default=100,
+        help="test images for the bf16 vs fp32 disagreement (0: skip)",
+    )
+    parser.add_argument("--disagreement-draws", type=int, default=100, help="noise draws each")
+    parser.add_argument(
+        "--n", type=int, default=100_000, help="samples per certificate for the time estimate"
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if any)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the record here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from smoothcert.cli import _common
+
+    for name in ("batch", "rounds", "batches_per_round", "n", "disagreement_draws"):
+        _common.positive_int(name, getattr(args, name))
+    if args.disagreement_images < 0:
+        raise ValueError("--disagreement-images must be >= 0")
+    if args.sigma is not None and not args.sigma > 0:
+        raise ValueError(f"--sigma must be > 0, got {args.sigma}")
+    args.split = "test"
+    import torch
+
+    from smoothcert import throughput
+    from smoothcert.smoothing import SmoothedClassifier
+
+    model, meta, dataset = _common.load_model_and_data(args)
+    sigma = args.sigma if args.sigma is not None else meta.get("sigma")
+    if sigma is None or not sigma > 0:
+        raise ValueError("the checkpoint gives no training σ; pass --sigma")
+    num_classes = meta["num_classes"]
+    x, _ = dataset[0]
+    x = torch.as_tensor(x)
+    device = next(model.parameters()).device
+    conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    paths = [p for p in throughput.PATHS if conv or not p[1]]
+    measured = throughput.interleaved(
+        model, x, num_classes=num_classes, sigma=sigma, batch_size=args.batch, paths=paths,
+        rounds=args.rounds, batches_per_round=args.batches_per_round,
+    )  # fmt: skip
+    rates = {k: v.pop("counts_rates") for k, v in measured["paths"].items()}
+    plain = throughput.path_name("fp32", False)
+    fastest = max(rates, key=lambda k: measured["paths"][k]["counts_samples_per_s"])
+    record: dict = {
+        "machine": throughput.machine(device),
+        "checkpoint": str(args.checkpoint),
+        "arch": meta.get("arch"),
+        "input_shape": list(x.shape),
+        "sigma": sigma,
+        **measured,
+        "fastest": fastest,
+        "fastest_over_fp32": throughput.per_round_ratio(rates[fastest], rates[plain]),
+    }
+    precision, channels_last = (fastest.split("+")[0], "+channels_last" in fastest)
+    auto = SmoothedClassifier(
+        model, num_classes, sigma, batch_size=None, precision=precision,
+        channels_last=channels_last, input_shape=tuple(x.shape), device=device,
+    )  # fmt: skip
+    chosen = auto.resolve_batch_size(x)
+    throughput.set_layout(model, False)
+    record["auto_batch_size"] = {
+        "path": fastest,
+        "chosen": chosen,
+        "samples_per_s": {str(k): round(v) for k, v in auto.batch_size_timings.items()},
+    }
+    if args.disagreement_images:
+        count = min(args.disagreement_images, len(dataset))
+        inputs = [torch.as_tensor(dataset[i][0]) for i in range(count)]
+        record["bf16_fp32_disagreement"] = throughput.disagreement(
+            model, inputs, sigma, args.disagreement_draws
+        )
+    print(_table(record, args.n))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _table(record: dict, n: int) -> str:
+    m = record["machine"]
+    lines = [
+        f"{record['arch']} {tuple(record['input_shape'])} σ={record['sigma']} on {m['device']} "
+        f"({m['cores']} cores, {m['torch_threads']} threads, torch {m['torch']})",
+        f"batch {record['batch_size']}, {record['rounds']} rounds of "
+        f"{record['samples_per_round']} samples per path",
+        f"{'path':20} {'forward/s':>10} {'counts/s':>10} {'counts/forward':>15}",
+    ]
+    for name, p in record["paths"].items():
+        lines.append(
+            f"{name:20} {p['forward_samples_per_s']:10.0f} {p['counts_samples_per_s']:10.0f} "
+            f"{p['ratio']:15.3f}"
+        )
+    best = record["paths"][record["fastest"]]["counts_samples_per_s"]
+    auto = record["auto_batch_size"]
+    auto_rate = max(auto["samples_per_s"].values()) if auto["samples_per_s"] else best
+    lines += [
+        f"fastest: {record['fastest']}, {record['fastest_over_fp32']:.2f}x plain fp32",
+        f"automatic batch size ({auto['path']}): {auto['chosen']}",
+        f"time per certificate at n={n:,}: {n / best:.1f} s at batch {record['batch_size']}"
+        f" (about {n / max(auto_rate, best):.1f} s at the automatic batch size)",
+    ]
+    d = record.get("bf16_fp32_disagreement")
+    if d:
+        lines.append(
+            f"bf16 vs fp32 base classifier: {d['disagreements']} of {d['inputs'] * d['draws']} "
+            f"noisy test inputs differ ({100 * d['rate']:.3f}%)"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""Throughput of certification on this machine: samples/s of the base model's own forward pass
+over pre-generated noisy inputs and of ``SmoothedClassifier.counts()`` at the same batch size,
+measured round-robin (every configuration in every round) so that all figures see the same
+load, with the median of per-round ratios as the result. Used by ``smoothcert bench`` and the
+benchmarks in benchmarks/ (issue 7)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from smoothcert.smoothing import SmoothedClassifier
+
+#: (precision, channels_last) paths, slowest first.
+PATHS: tuple[tuple[str, bool], ...] = (
+    ("fp32", False),
+    ("fp32", True),
+    ("bf16", False),
+    ("bf16", True),
+)
+
+
+def path_name(precision: str, channels_last: bool) -> str:
+    return f"{precision}{'+channels_last' if channels_last else ''}"
+
+
+def machine(device: torch.device | str = "cpu") -> dict:
+    """Cores, threads, versions and the device: the context a throughput figure needs."""
+    device = torch.device(device)
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "python": platform.python_version(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def set_layout(model: nn.Module, channels_last: bool) -> None:
+    """Put the model's 4-D parameters in a path's layout (counts() with channels-last converts
+    them in place, so every measurement resets it first)."""
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def noisy_batches(
+    x: torch.Tensor, sigma: float, batch_size: int, k: int, seed: int = 0
+) -> list[torch.Tensor]:
+    """k batches of x + σε, generated before timing starts."""
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    return [
+        x.unsqueeze(0) + sigma * torch.randn((batch_size, *x.shape), generator=gen, device=x.device)
+        for _ in range(k)
+    ]
+
+
+def forward_rate(
+    model: nn.Module, batches: list[torch.Tensor], *, precision: str, channels_last: bool
+) -> float:
+    """Samples/s of model(batch).argmax(1) over pre-generated batches (eval, inference mode),
+    after one warm-up call."""
+    device = batches[0].device
+    set_layout(model, channels_last)
+    if channels_last:
+        batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+    cast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
+    model.eval()
+    with torch.inference_mode(), cast:
+        model(batches[0]).argmax(1)
+        _sync(device)
+        t0 = time.perf_counter()
+        for b in batches:
+            model(b).argmax(1)
+        _sync(device)
+        return sum(b.shape[0] for b in batches) / (time.perf_counter() - t0)
+
+
+def counts_rate(g: SmoothedClassifier, x: torch.Tensor, n: int, seed: int = 0) -> float:
+    """Samples/s of g.counts(x, n) (which returns on the host, so no extra sync is needed)."""
+    gen = torch.Generator(device=g.device).manual_seed(seed)
+    t0 = time.perf_counter()
+    g.counts(x, n, generator=gen)
+    return n / (time.perf_counter() - t0)
+
+
+def interleaved(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    num_classes: int,
+    sigma: float,
+    batch_size: int,
+    paths: Sequence[tuple[str, bool]] = PATHS,
+    rounds: int = 5,
+    batches_per_round: int = 2,
+    baseline: Callable[[int], object] | None = None,
+) -> dict:
+    """For each (precision, channels_last) path, alternate forward-only and counts()
+    measurements round-robin for ``rounds`` rounds at the same batch size. ``baseline(n)``, if
+    given, is timed in each round too (e.g. a plain implementation of the paper's pseudocode)."""
+    device = next(model.parameters()).device
+    x = x.to(device)
+    batches = noisy_batches(x, sigma, batch_size, batches_per_round)
+    n = batch_size * batches_per_round
+    gs = {
+        p: SmoothedClassifier(
+            model,
+            num_classes,
+            sigma,
+            batch_size=batch_size,
+            precision=p[0],
+            channels_last=p[1],
+            input_shape=tuple(x.shape),
+            device=device,
+        )  # fmt: skip
+        for p in paths
+    }
+    fwd: dict = {p: [] for p in paths}
+    cnt: dict = {p: [] for p in paths}
+    base: list[float] = []
+    for p, g in gs.items():  # warm-up
+        set_layout(model, p[1])
+        counts_rate(g, x, batch_size)
+    for r in range(rounds):
+        for p, g in gs.items():
+            fwd[p].append(forward_rate(model, batches, precision=p[0], channels_last=p[1]))
+            set_layout(model, p[1])
+            cnt[p].append(counts_rate(g, x, n, seed=r))
+        if baseline is not None:
+            set_layout(model, False)
+            t0 = time.perf_counter()
+            baseline(n)
+            _sync(device)
+            base.append(n / (time.perf_counter() - t0))
+    set_layout(model, False)
+    out: dict = {"batch_size": batch_size, "rounds": rounds, "samples_per_round": n, "paths": {}}
+    for p in paths:
+        out["paths"][path_name(*p)] = {
+            "precision": p[0],
+            "channels_last": p[1],
+            "forward_samples_per_s": statistics.median(fwd[p]),
+            "counts_samples_per_s": statistics.median(cnt[p]),
+            "ratio": statistics.median(c / f for c, f in zip(cnt[p], fwd[p], strict=True)),
+            "counts_rates": cnt[p],
+        }
+    if baseline is not None:
+        out["baseline_samples_per_s"] = statistics.median(base)
+        out["baseline_rates"] = base
+    return out
+
+
+def per_round_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """Median over rounds of a[r] / b[r] (rates measured back to back in the same round)."""
+    return statistics.median(p / q for p, q in zip(a, b, strict=True))
+
+
+def disagreement(
+    model: nn.Module, inputs: Sequence[torch.Tensor], sigma: float, draws: int, seed: int = 0
+) -> dict:
+    """How often the bf16 + channels-last and the fp32 base classifiers disagree on the same
+    noisy inputs x + σε (``draws`` per input): the price of certifying the bf16 classifier."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    differ = total = 0
+    model.eval()
+    with torch.inference_mode():
+        for x in inputs:
+            x = x.to(device)
+            batch = x.unsqueeze(0) + sigma * torch.randn(
+                (draws, *x.shape), generator=gen, device=device
+            )
+            set_layout(model, False)
+            fp32 = model(batch).argmax(1)
+            conv = batch.dim() == 4
+            set_layout(model, conv)
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                lowp = batch.contiguous(memory_format=torch.channels_last) if conv else batch
+                bf16 = model(lowp).argmax(1)
+            differ += int((fp32 != bf16).sum())
+            total += draws
+    set_layout(model, False)
+    return {"inputs": len(inputs), "draws": draws, "disagreements": differ, "rate": differ / total}

@@ -240,6 +240,15 @@ def test_adaptive_run_uses_fewer_samples_and_records_them(tmp_path) -> None:
     assert min(r["n"] for r in rows) < 20_000  # some example stopped early
     with RunStore.read(out) as store:
         assert store.config["adaptive_radii"] == [0.1, 0.25]
+        # the plan is pinned with the defaults filled in, so a resume cannot change it
+        assert store.config["adaptive_options"] == {
+            "n_first": 100, "growth": 2.0, "futility": 0.05, "final_share": 0.5, "align": True,
+        }  # fmt: skip
+    with pytest.raises(ValueError, match="adaptive_options"):
+        certify_dataset(
+            _classifier(), ToyData(), out, n0=20, n=20_000, alpha=0.001, seed=2,
+            adaptive_radii=[0.1, 0.25], adaptive_options={"n_first": 100, "growth": 1.5},
+        )  # fmt: skip
     with pytest.raises(ValueError, match="adaptive run"):
         analysis.figure8(out)
 

@@ -202,7 +202,8 @@ def certify_dataset(
     entries that identify the run (e.g. the checkpoint's sha256); ``info`` adds provenance.
     With ``adaptive_radii``, each example is certified by the sequential procedure of
     :func:`smoothcert.adaptive.certify_adaptive` (``n`` is then its largest sample size, and
-    ``adaptive_options`` its n_first / growth / futility); the row's ``n`` is the number of
+    ``adaptive_options`` its n_first / growth / futility / final_share / align, stored in the
+    run's config with the defaults filled in); the row's ``n`` is the number of
     estimation draws actually used.
     ``shard=(rank, world)`` certifies only every world-th selected example, from position rank
     (see :mod:`smoothcert.distributed`; shards merge into the unsharded run).
@@ -213,13 +214,22 @@ def certify_dataset(
     _check_positive("n0", n0)
     _check_positive("n", n)
     _check_alpha(alpha)
+    if adaptive_radii is not None:
+        from smoothcert import adaptive
+
+        # The resolved plan parameters, defaults included: a resumed run must use the same plan
+        # even if a later version changes the defaults.
+        adaptive_options = {
+            "n_first": adaptive.N_FIRST,
+            "growth": adaptive.GROWTH,
+            "futility": adaptive.FUTILITY,
+            "final_share": adaptive.FINAL_SHARE,
+            "align": True,
+        } | dict(adaptive_options or {})
     certify_one = _certify_fn(classifier, n0, n, alpha, adaptive_radii, adaptive_options)
     run_config: dict[str, Any] = {"command": "certify", "n0": n0, "n": n, "alpha": alpha}
     if adaptive_radii is not None:
-        run_config |= {
-            "adaptive_radii": list(adaptive_radii),
-            "adaptive_options": adaptive_options or {},
-        }
+        run_config |= {"adaptive_radii": list(adaptive_radii), "adaptive_options": adaptive_options}
 
     def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
         cert = certify_one(x, gen)

@@ -62,6 +62,20 @@ def summarize(rows: list[dict], radii: list[float]) -> dict:
             out["fixed"]["mean_evaluations"] / out["adaptive"]["mean_evaluations"]
         )
         out["seconds_ratio"] = out["fixed"]["mean_seconds"] / out["adaptive"]["mean_seconds"]
+        adaptive = [by_mode["adaptive"][i] for i in common]
+        fixed = [by_mode["fixed"][i] for i in common]
+        stops: dict[int, int] = {}
+        for r in adaptive:
+            stops[r["n"]] = stops.get(r["n"], 0) + 1
+        out["adaptive_stops"] = {str(k): v for k, v in sorted(stops.items())}
+        out["images_differing"] = [
+            sum(
+                (f["correct"] and f["radius"] >= rad)
+                != (a["correct"] and (a["certified"][radii.index(rad)] if rad > 0 else True))
+                for f, a in zip(fixed, adaptive, strict=True)
+            )
+            for rad in out["radii"]
+        ]
     return out
 
 

@@ -165,3 +165,28 @@ def test_bf16_agrees_with_fp32_on_noisy_real_mnist(mnist_test) -> None:
         assert a.sum() == b.sum() == 500
         assert np.abs(a - b).sum() <= 0.03 * 500, (a, b)  # independent noise: ~30-40
         assert np.argmax(a) == np.argmax(b) or max(a) < 0.6 * 500
+
+
+def test_benchmark_record_for_a_non_conv_model() -> None:
+    """smoothcert.throughput.benchmark (what `smoothcert bench` prints): no channels-last paths
+    without Conv2d; the disagreement counts every draw; bf16 and fp32 agree on a classifier
+    whose decision margins are far above bf16's rounding."""
+    from smoothcert import throughput
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[8.0, 0, 0, 0], [0, 8.0, 0, 0], [0, 0, 8.0, 0]]))
+        model[1].bias.zero_()
+    inputs = [torch.tensor([1.0, 0, 0, 0]), torch.tensor([0, 1.0, 0, 0])]
+    record = throughput.benchmark(
+        model, inputs[0], num_classes=3, sigma=0.01, batch_size=32, rounds=2,
+        batches_per_round=1, disagreement_inputs=inputs, disagreement_draws=50,
+    )  # fmt: skip
+    assert list(record["paths"]) == ["fp32", "bf16"]
+    assert record["samples_per_round"] == 32 and record["rounds"] == 2
+    assert all(p["counts_samples_per_s"] > 0 for p in record["paths"].values())
+    assert record["bf16_fp32_disagreement"] == {
+        "inputs": 2, "draws": 50, "disagreements": 0, "rate": 0.0,
+    }  # fmt: skip
+    assert record["auto_batch_size"]["path"] == record["fastest"]

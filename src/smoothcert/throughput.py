@@ -200,3 +200,56 @@ def disagreement(
             total += draws
     set_layout(model, False)
     return {"inputs": len(inputs), "draws": draws, "disagreements": differ, "rate": differ / total}
+
+
+def benchmark(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    num_classes: int,
+    sigma: float,
+    batch_size: int = 1000,
+    rounds: int = 5,
+    batches_per_round: int = 2,
+    disagreement_inputs: Sequence[torch.Tensor] = (),
+    disagreement_draws: int = 100,
+) -> dict:
+    """What ``smoothcert bench`` reports for a model and an input like ``x``: every path
+    (channels-last ones only for conv nets) measured by :func:`interleaved`, the fastest path
+    and its speedup over plain fp32 (median of per-round ratios), the batch size the automatic
+    search picks for the fastest path, and the bf16/fp32 disagreement on ``disagreement_inputs``
+    (skipped when empty)."""
+    device = next(model.parameters()).device
+    conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    paths = [p for p in PATHS if conv or not p[1]]
+    measured = interleaved(
+        model, x, num_classes=num_classes, sigma=sigma, batch_size=batch_size, paths=paths,
+        rounds=rounds, batches_per_round=batches_per_round,
+    )  # fmt: skip
+    rates = {k: v.pop("counts_rates") for k, v in measured["paths"].items()}
+    fastest = max(rates, key=lambda k: measured["paths"][k]["counts_samples_per_s"])
+    record: dict = {
+        "machine": machine(device),
+        "input_shape": list(x.shape),
+        "sigma": sigma,
+        **measured,
+        "fastest": fastest,
+        "fastest_over_fp32": per_round_ratio(rates[fastest], rates[path_name("fp32", False)]),
+    }
+    best = measured["paths"][fastest]
+    auto = SmoothedClassifier(
+        model, num_classes, sigma, batch_size=None, precision=best["precision"],
+        channels_last=best["channels_last"], input_shape=tuple(x.shape), device=device,
+    )  # fmt: skip
+    chosen = auto.resolve_batch_size(x)
+    set_layout(model, False)
+    record["auto_batch_size"] = {
+        "path": fastest,
+        "chosen": chosen,
+        "samples_per_s": {str(k): round(v) for k, v in auto.batch_size_timings.items()},
+    }
+    if disagreement_inputs:
+        record["bf16_fp32_disagreement"] = disagreement(
+            model, disagreement_inputs, sigma, disagreement_draws
+        )
+    return record

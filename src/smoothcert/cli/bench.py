@@ -57,53 +57,20 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from smoothcert import throughput
-    from smoothcert.smoothing import SmoothedClassifier
 
     model, meta, dataset = _common.load_model_and_data(args)
     sigma = args.sigma if args.sigma is not None else meta.get("sigma")
     if sigma is None or not sigma > 0:
         raise ValueError("the checkpoint gives no training σ; pass --sigma")
-    num_classes = meta["num_classes"]
     x, _ = dataset[0]
-    x = torch.as_tensor(x)
-    device = next(model.parameters()).device
-    conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    paths = [p for p in throughput.PATHS if conv or not p[1]]
-    measured = throughput.interleaved(
-        model, x, num_classes=num_classes, sigma=sigma, batch_size=args.batch, paths=paths,
-        rounds=args.rounds, batches_per_round=args.batches_per_round,
+    count = min(args.disagreement_images, len(dataset))
+    record = throughput.benchmark(
+        model, torch.as_tensor(x), num_classes=meta["num_classes"], sigma=sigma,
+        batch_size=args.batch, rounds=args.rounds, batches_per_round=args.batches_per_round,
+        disagreement_inputs=[torch.as_tensor(dataset[i][0]) for i in range(count)],
+        disagreement_draws=args.disagreement_draws,
     )  # fmt: skip
-    rates = {k: v.pop("counts_rates") for k, v in measured["paths"].items()}
-    plain = throughput.path_name("fp32", False)
-    fastest = max(rates, key=lambda k: measured["paths"][k]["counts_samples_per_s"])
-    record: dict = {
-        "machine": throughput.machine(device),
-        "checkpoint": str(args.checkpoint),
-        "arch": meta.get("arch"),
-        "input_shape": list(x.shape),
-        "sigma": sigma,
-        **measured,
-        "fastest": fastest,
-        "fastest_over_fp32": throughput.per_round_ratio(rates[fastest], rates[plain]),
-    }
-    precision, channels_last = (fastest.split("+")[0], "+channels_last" in fastest)
-    auto = SmoothedClassifier(
-        model, num_classes, sigma, batch_size=None, precision=precision,
-        channels_last=channels_last, input_shape=tuple(x.shape), device=device,
-    )  # fmt: skip
-    chosen = auto.resolve_batch_size(x)
-    throughput.set_layout(model, False)
-    record["auto_batch_size"] = {
-        "path": fastest,
-        "chosen": chosen,
-        "samples_per_s": {str(k): round(v) for k, v in auto.batch_size_timings.items()},
-    }
-    if args.disagreement_images:
-        count = min(args.disagreement_images, len(dataset))
-        inputs = [torch.as_tensor(dataset[i][0]) for i in range(count)]
-        record["bf16_fp32_disagreement"] = throughput.disagreement(
-            model, inputs, sigma, args.disagreement_draws
-        )
+    record = {"checkpoint": str(args.checkpoint), "arch": meta.get("arch"), **record}
     print(_table(record, args.n))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--images", type=int, default=100, help="the first N test images")
     p.add_argument("--start", type=int, default=0, help="skip the images before this index")
+    p.add_argument(
+        "--shard", default="0/1", help="K/W: only images with index % W == K (parallel processes)"
+    )
     p.add_argument("--sigma", type=float, default=0.25)
     p.add_argument("--n0", type=int, default=100)
     p.add_argument("--n", type=int, default=100_000, help="fixed n, and n_max of adaptive")
@@ -129,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         if path.exists():
             rows += [json.loads(line) for line in path.read_text().splitlines()]
     done = {(r["index"], r["mode"]) for r in rows}
-    for i in range(args.start, args.images):
+    shard, world = (int(v) for v in args.shard.split("/"))
+    for i in range(args.start + shard, args.images, world):
         x, label = ds[i]
         for mode in args.modes:
             if (i, mode) in done:
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             k: v
             for k, v in vars(args).items()
-            if k not in ("fixed_out", "adaptive_out", "summary", "modes")
+            if k not in ("fixed_out", "adaptive_out", "summary", "modes", "shard", "start")
         },
         "summary": summarize(rows, sorted(args.radii)),
     }

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=100, help="the first N test images")
     p.add_argument("--start", type=int, default=0, help="skip the images before this index")
     p.add_argument(
-        "--shard", default="0/1", help="K/W: only images with index % W == K (parallel processes)"
+        "--shard", default="0/1", help="K/W: only images with index %% W == K (parallel processes)"
     )
     p.add_argument("--sigma", type=float, default=0.25)
     p.add_argument("--n0", type=int, default=100)

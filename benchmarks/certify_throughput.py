@@ -18,7 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _archs import INPUT_SHAPES, build  # noqa: E402
-from _measure import interleaved, machine  # noqa: E402
+
+from smoothcert.throughput import interleaved, machine  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     measured = interleaved(
         model,
         x,
+        num_classes=10,
         sigma=args.sigma,
         batch_size=args.batch_size,
-        configs=((args.precision, args.channels_last),),
+        paths=((args.precision, args.channels_last),),
         rounds=args.rounds,
         batches_per_round=args.batches_per_round,
     )
-    result = {**measured, **next(iter(measured.pop("configs").values()))}
+    result = {**measured, **next(iter(measured.pop("paths").values()))}
+    result.pop("counts_rates")
     record = {"machine": machine(), "arch": args.arch, "model_source": source, **result}
     if args.json:
         print(json.dumps(record, indent=2))

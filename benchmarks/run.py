@@ -28,12 +28,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _archs import INPUT_SHAPES, build  # noqa: E402
-from _measure import interleaved, machine  # noqa: E402
+from baseline import plain_counts  # noqa: E402
 
-from smoothcert import SmoothedClassifier  # noqa: E402
-from smoothcert.throughput import per_round_ratio  # noqa: E402
+from smoothcert.throughput import benchmark, machine  # noqa: E402
 
-CONFIGS = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
 DATASETS = {"cnn3": "mnist", "resnet20": "cifar10"}
 
 
@@ -46,22 +44,18 @@ def load_model(arch: str, checkpoint: str | None) -> tuple[torch.nn.Module, str]
     return build(arch)
 
 
-def disagreement(model: torch.nn.Module, arch: str, images: int, draws: int, sigma: float) -> dict:
-    """bf16 + channels-last vs fp32 on noisy real test inputs (first ``images`` test images,
-    ``draws`` noise draws each): smoothcert.throughput.disagreement."""
+def test_images(arch: str, images: int) -> list[torch.Tensor]:
+    """The first ``images`` real test images of the model's dataset (none if it is missing)."""
+    if images <= 0:
+        return []
     from smoothcert.data import load_dataset
-    from smoothcert.throughput import disagreement as measure
 
-    ds = load_dataset(DATASETS[arch], "test")
-    d = measure(model, [ds[i][0] for i in range(images)], sigma, draws)
-    return {
-        "dataset": DATASETS[arch],
-        "images": images,
-        "draws_per_image": draws,
-        "sigma": sigma,
-        "disagreements": d["disagreements"],
-        "rate": d["rate"],
-    }
+    try:
+        ds = load_dataset(DATASETS[arch], "test")
+    except FileNotFoundError as exc:
+        print(f"{arch}: no bf16/fp32 disagreement ({exc})", file=sys.stderr)
+        return []
+    return [torch.as_tensor(ds[i][0]) for i in range(min(images, len(ds)))]
 
 
 def peak_rss(arch: str, n: int, precision: str) -> dict:
@@ -74,49 +68,25 @@ def peak_rss(arch: str, n: int, precision: str) -> dict:
 
 
 def bench_model(arch: str, args: argparse.Namespace) -> dict:
+    """smoothcert.throughput.benchmark (what `smoothcert bench` measures) with the pseudocode
+    baseline in every round, plus peak RSS at two n in fresh processes."""
     model, source = load_model(arch, getattr(args, f"{arch}_checkpoint"))
     x = torch.rand(INPUT_SHAPES[arch], generator=torch.Generator().manual_seed(0))
-    m = interleaved(
-        model,
-        x,
-        sigma=args.sigma,
-        batch_size=args.batch_size,
-        configs=CONFIGS,
-        rounds=args.rounds,
-        batches_per_round=args.batches_per_round,
-        baseline=True,
-    )
-    rates, base = m.pop("counts_rates"), m.pop("baseline_rates")
-    fastest = max(m["configs"], key=lambda k: m["configs"][k]["counts_samples_per_s"])
+
+    def plain(n: int) -> None:
+        plain_counts(model, x, 10, args.sigma, n, args.batch_size)
 
     record = {
         "arch": arch,
-        "input_shape": INPUT_SHAPES[arch],
         "model": source,
-        **m,
-        "fastest": fastest,
-        "fastest_over_fp32": per_round_ratio(rates[fastest], rates["fp32"]),
-        "bf16_channels_last_over_fp32": per_round_ratio(rates["bf16+channels_last"], rates["fp32"]),
-        "speedup_over_baseline": per_round_ratio(rates[fastest], base),
-        "fp32_speedup_over_baseline": per_round_ratio(rates["fp32"], base),
-    }
-    auto = SmoothedClassifier(
-        model, 10, args.sigma, batch_size=None, precision="bf16", input_shape=INPUT_SHAPES[arch]
-    )
-    record["auto_batch_size"] = {
-        "precision": "bf16",
-        "channels_last": auto.channels_last,
-        "chosen": auto.resolve_batch_size(x),
-        "samples_per_s": {str(k): round(v) for k, v in auto.batch_size_timings.items()},
-    }
-    model.to(memory_format=torch.contiguous_format)
-    if args.disagreement_images > 0:
-        try:
-            record["bf16_fp32_disagreement"] = disagreement(
-                model, arch, args.disagreement_images, args.disagreement_draws, args.sigma
-            )
-        except FileNotFoundError as exc:
-            record["bf16_fp32_disagreement"] = {"error": str(exc)}
+        "disagreement_dataset": DATASETS[arch],
+        **benchmark(
+            model, x, num_classes=10, sigma=args.sigma, batch_size=args.batch_size,
+            rounds=args.rounds, batches_per_round=args.batches_per_round,
+            disagreement_inputs=test_images(arch, args.disagreement_images),
+            disagreement_draws=args.disagreement_draws, baseline=plain,
+        ),
+    }  # fmt: skip
     rss_n = args.rss_n if arch == "cnn3" else args.rss_n_resnet20
     if rss_n:
         record["peak_rss"] = [peak_rss(arch, n, "bf16") for n in rss_n]
@@ -131,7 +101,7 @@ def table(record: dict) -> str:
         f"{'model':9} {'path':20} {'forward/s':>10} {'counts/s':>10} {'ratio':>6}",
     ]
     for r in record["models"]:
-        for name, c in r["configs"].items():
+        for name, c in r["paths"].items():
             lines.append(
                 f"{r['arch']:9} {name:20} {c['forward_samples_per_s']:10.0f} "
                 f"{c['counts_samples_per_s']:10.0f} {c['ratio']:6.3f}"
@@ -142,12 +112,13 @@ def table(record: dict) -> str:
             f"({r['baseline_samples_per_s']:.0f}/s; "
             f"fp32 alone {r['fp32_speedup_over_baseline']:.1f}x)"
         )
-        lines.append(f"{r['arch']:9} auto batch size (bf16): {r['auto_batch_size']['chosen']}")
+        auto = r["auto_batch_size"]
+        lines.append(f"{r['arch']:9} auto batch size ({auto['path']}): {auto['chosen']}")
         d = r.get("bf16_fp32_disagreement")
-        if d and "rate" in d:
+        if d:
             lines.append(
                 f"{r['arch']:9} bf16 vs fp32 disagree on {d['disagreements']}/"
-                f"{d['images'] * d['draws_per_image']} noisy {d['dataset']} inputs "
+                f"{d['inputs'] * d['draws']} noisy {r['disagreement_dataset']} inputs "
                 f"({100 * d['rate']:.3f}%)"
             )
         for p in r.get("peak_rss", []):

@@ -190,3 +190,22 @@ def test_benchmark_record_for_a_non_conv_model() -> None:
         "inputs": 2, "draws": 50, "disagreements": 0, "rate": 0.0,
     }  # fmt: skip
     assert record["auto_batch_size"]["path"] == record["fastest"]
+    assert record["over_fp32"]["fp32"] == 1.0
+    assert "speedup_over_baseline" not in record
+
+
+def test_benchmark_times_the_baseline_in_every_round() -> None:
+    """With ``baseline=``, the hook runs once per round on the round's sample count, and the
+    record's speedups over it are per-round ratios of the measured rates."""
+    from smoothcert import throughput
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    calls: list[int] = []
+    record = throughput.benchmark(
+        model, torch.zeros(4), num_classes=3, sigma=0.5, batch_size=16, rounds=3,
+        batches_per_round=2, baseline=calls.append,
+    )  # fmt: skip
+    assert calls == [32, 32, 32]
+    assert record["baseline_samples_per_s"] > 0
+    assert record["speedup_over_baseline"] > 0 and record["fp32_speedup_over_baseline"] > 0
+    assert set(record["over_fp32"]) == {"fp32", "bf16"}

@@ -213,29 +213,37 @@ def benchmark(
     batches_per_round: int = 2,
     disagreement_inputs: Sequence[torch.Tensor] = (),
     disagreement_draws: int = 100,
+    baseline: Callable[[int], object] | None = None,
 ) -> dict:
     """What ``smoothcert bench`` reports for a model and an input like ``x``: every path
-    (channels-last ones only for conv nets) measured by :func:`interleaved`, the fastest path
-    and its speedup over plain fp32 (median of per-round ratios), the batch size the automatic
-    search picks for the fastest path, and the bf16/fp32 disagreement on ``disagreement_inputs``
-    (skipped when empty)."""
+    (channels-last ones only for conv nets) measured by :func:`interleaved`, each path's and
+    the fastest path's speedup over plain fp32 (median of per-round ratios), the batch size the
+    automatic search picks for the fastest path, and the bf16/fp32 disagreement on
+    ``disagreement_inputs`` (skipped when empty). ``baseline(n)``, if given (benchmarks/: the
+    paper's pseudocode), joins every round, and the record adds the speedups over it."""
     device = next(model.parameters()).device
     conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     paths = [p for p in PATHS if conv or not p[1]]
     measured = interleaved(
         model, x, num_classes=num_classes, sigma=sigma, batch_size=batch_size, paths=paths,
-        rounds=rounds, batches_per_round=batches_per_round,
+        rounds=rounds, batches_per_round=batches_per_round, baseline=baseline,
     )  # fmt: skip
     rates = {k: v.pop("counts_rates") for k, v in measured["paths"].items()}
+    base = measured.pop("baseline_rates", None)
     fastest = max(rates, key=lambda k: measured["paths"][k]["counts_samples_per_s"])
+    plain = rates[path_name("fp32", False)]
     record: dict = {
         "machine": machine(device),
         "input_shape": list(x.shape),
         "sigma": sigma,
         **measured,
         "fastest": fastest,
-        "fastest_over_fp32": per_round_ratio(rates[fastest], rates[path_name("fp32", False)]),
+        "fastest_over_fp32": per_round_ratio(rates[fastest], plain),
+        "over_fp32": {k: per_round_ratio(r, plain) for k, r in rates.items()},
     }
+    if base is not None:
+        record["speedup_over_baseline"] = per_round_ratio(rates[fastest], base)
+        record["fp32_speedup_over_baseline"] = per_round_ratio(plain, base)
     best = measured["paths"][fastest]
     auto = SmoothedClassifier(
         model, num_classes, sigma, batch_size=None, precision=best["precision"],

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from smoothcert.attacks import robust_accuracy
-from smoothcert.attacks.run import attack_dataset
 from smoothcert.cli import main
+from smoothcert.runs.attack import attack_dataset
 from smoothcert.store import RunStore
 
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from smoothcert.certificates import dcert_dataset, dcert_report, read_dcert
 from smoothcert.checkpoint import save_checkpoint
 from smoothcert.cli import main
+from smoothcert.dcert_report import dcert_report
 from smoothcert.models import create_model
+from smoothcert.runs.dcert import dcert_dataset, read_dcert
 from smoothcert.store import RunStore
 
 FAST = ["--steps", "2", "--num-noise", "2", "--num-eval", "4", "--batch", "2", "--no-progress"]

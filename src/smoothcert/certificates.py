@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,7 +42,6 @@ from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surr
 __all__ = [
     "Certificate",
     "CertificateCurve",
-    "DcertResult",
     "SurrogateResult",
     "SurrogateTable",
     "WorstCasePoint",
@@ -51,10 +49,6 @@ __all__ = [
     "certificate_curve",
     "certificate_from_table",
     "curve_from_table",
-    "dcert_dataset",
-    "dcert_report",
-    "plot_dcert",
-    "read_dcert",
     "surrogate",
     "surrogate_table",
     "worst_case_from_table",
@@ -81,7 +75,10 @@ class SurrogateResult:
     sigma: float
 
 
-def _check_common(gamma: float, sigma: float, num_noise: int, steps: int, num_eval: int) -> None:
+def check_surrogate_args(
+    gamma: float, sigma: float, num_noise: int, steps: int, num_eval: int
+) -> None:
+    """Reject arguments the surrogate cannot work with, naming the one at fault."""
     if not (isinstance(gamma, int | float) and math.isfinite(gamma) and gamma > 0):
         raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
     if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma >= 0):
@@ -158,7 +155,7 @@ def surrogate(
     With σ = 0 this is WRM's surrogate sup_x{ℓ(θ; x) − γ‖x − x0‖²} (one draw suffices).
     The model's train/eval mode is left as given; its parameters receive no gradient.
     """
-    _check_common(gamma, sigma, num_noise, steps, num_eval)
+    check_surrogate_args(gamma, sigma, num_noise, steps, num_eval)
     if x0.dim() < 2 or x0.shape[0] != y.shape[0]:
         raise ValueError(
             f"x0 must be a batch [B, ...] with one label per example, got x0 {tuple(x0.shape)} "
@@ -245,7 +242,7 @@ def block_seed(seed: int, first_index: int, gamma: float, sigma: float, stream: 
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
 
 
-def _batch(data, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_of(data, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, labels) of ``data`` at ``indices``; ``data`` is a pair of tensors, a data set
     with a ``batch(indices)`` method (smoothcert.data), or any indexable set of (x, y) items."""
     if _is_pair(data):
@@ -262,7 +259,7 @@ def _is_pair(data) -> bool:
     return isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor)
 
 
-def _data_len(data) -> int:
+def dataset_length(data) -> int:
     if _is_pair(data):
         if len(data[0]) != len(data[1]):
             raise ValueError(f"data: {len(data[0])} inputs but {len(data[1])} labels")
@@ -270,7 +267,7 @@ def _data_len(data) -> int:
     return len(data)
 
 
-def _check_gammas(gammas: Sequence[float], name: str = "gammas") -> np.ndarray:
+def check_gammas(gammas: Sequence[float], name: str = "gammas") -> np.ndarray:
     g = np.asarray(list(gammas), dtype=np.float64)
     if g.ndim != 1 or g.size == 0:
         raise ValueError(f"{name} must be a non-empty list of numbers, got {gammas!r}")
@@ -297,10 +294,10 @@ def surrogate_table(
     ``indices``; each (block, γ, σ) gets its own seed (:func:`block_seed`). The model is put in
     eval mode for the computation and restored afterwards.
     """
-    g = _check_gammas(gammas)
+    g = check_gammas(gammas)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n_data = _data_len(data)
+    n_data = dataset_length(data)
     idx = list(range(n_data)) if indices is None else [int(i) for i in indices]
     if not idx:
         raise ValueError("data is empty: need at least one example")
@@ -311,7 +308,7 @@ def surrogate_table(
         block_rows(model, data, idx[s : s + batch_size], g, sigma, seed=seed, **surrogate_kwargs)
         for s in _progress(range(0, len(idx), batch_size), progress, "surrogate")
     ]
-    x_first, _ = _batch(data, idx[:1])
+    x_first, _ = batch_of(data, idx[:1])
     return SurrogateTable(
         gammas=g,
         sigma=float(sigma),
@@ -334,7 +331,7 @@ def block_rows(
 ) -> dict[str, np.ndarray]:
     """The [len(block), G] arrays of :class:`SurrogateTable` for one block of examples."""
     device = next(iter(model.parameters()), torch.empty(0)).device
-    x0, y = _batch(data, block)
+    x0, y = batch_of(data, block)
     x0, y = x0.to(device), y.to(device)
     out: dict[str, list[np.ndarray]] = {
         k: [] for k in ("lagrangian", "loss", "cost", "value_se", "grad_norm")
@@ -550,275 +547,5 @@ def worst_case_loss(
     cost and the mean loss at x* + z with fresh draws. Keyword arguments go to
     :func:`surrogate_table` and :func:`surrogate`."""
     gammas = [gamma_adv] if isinstance(gamma_adv, int | float) else list(gamma_adv)
-    _check_gammas(gammas, "gamma_adv")
+    check_gammas(gammas, "gamma_adv")
     return worst_case_from_table(surrogate_table(model, data, gammas, sigma, **kwargs))
-
-
-# --------------------------------------------------------------------------- resumable runs
-
-_ROW_FIELDS = ("lagrangian", "loss", "cost", "value_se", "grad_norm")
-_PARTS = ("cert", "adv")  # the certificate's γ grid, the empirical adversary's γ_adv sweep
-_SETTINGS = ("smooth", "plain")  # σ as given, and σ = 0 (WRM, Theorem 3)
-
-
-def dcert_schema() -> dict[str, str]:
-    """Columns of a ``dcert`` run: one JSON list over the γ grid per (part, setting, field)."""
-    schema = {"label": "INTEGER", "seconds": "REAL"}
-    for part in _PARTS:
-        for setting in _SETTINGS:
-            for name in _ROW_FIELDS:
-                schema[f"{part}_{setting}_{name}"] = "TEXT"
-    return schema
-
-
-@dataclass
-class DcertResult:
-    """Everything a ``dcert`` run measured, as tables keyed by part and setting."""
-
-    sigma: float
-    gammas: np.ndarray  # the certificate's grid
-    gamma_adv: np.ndarray  # the empirical adversary's sweep
-    tables: dict[tuple[str, str], SurrogateTable]  # (part, setting) -> per-example table
-
-    def curve(self, setting: str, rhos: Sequence[float]) -> CertificateCurve:
-        return curve_from_table(self.tables["cert", setting], rhos)
-
-    def worst_case(self, setting: str) -> list[WorstCasePoint]:
-        return worst_case_from_table(self.tables["adv", setting])
-
-
-def dcert_dataset(
-    model: nn.Module,
-    dataset,
-    out,
-    *,
-    sigma: float,
-    gammas: Sequence[float],
-    gamma_adv: Sequence[float],
-    indices: Sequence[int],
-    batch_size: int = 50,
-    seed: int = 0,
-    config: dict | None = None,
-    info: dict | None = None,
-    progress: Callable[[int], None] | None = None,
-    **surrogate_kwargs,
-) -> DcertResult:
-    """Certificate curve and empirical worst-case loss, smoothed (σ) and unsmoothed (σ = 0),
-    for the examples ``indices`` of ``dataset``, stored in the run file ``out`` (one committed
-    row per example; rerunning resumes, and a larger ``indices`` list extends the run).
-
-    Examples go in fixed blocks of ``batch_size`` positions of ``indices``; a block with a
-    missing row is recomputed whole (same seeds, same numbers) and only the missing rows are
-    added. The certificate's ascents (γ grid) and the adversary's (γ_adv sweep) use
-    independent draws, so comparing them is an honest check of weak duality.
-    ``progress`` is called with the number of examples added after each block.
-    """
-    from smoothcert.runs import model_fingerprint
-    from smoothcert.store import RunStore
-
-    grid = _check_gammas(gammas)
-    adv = _check_gammas(gamma_adv, "gamma_adv")
-    _check_common(1.0, sigma, 1, 0, 1)
-    if sigma == 0:
-        raise ValueError("sigma must be > 0 for dcert (σ = 0, WRM's certificate, is always added)")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    idx = [int(i) for i in indices]
-    if not idx:
-        raise ValueError("no examples selected")
-    n_data = _data_len(dataset)
-    if not all(0 <= i < n_data for i in idx):
-        raise ValueError(f"indices must lie in [0, {n_data})")
-    run_config = {
-        "command": "dcert",
-        "model_sha256": model_fingerprint(model),
-        "sigma": float(sigma),
-        "gammas": grid.tolist(),
-        "gamma_adv": adv.tolist(),
-        "batch_size": batch_size,
-        "seed": seed,
-        "surrogate": {k: v for k, v in sorted(surrogate_kwargs.items()) if not callable(v)},
-        **(config or {}),
-    }
-    x_first, _ = _batch(dataset, idx[:1])
-    dim = x_first[0].numel()
-    sigmas = {"smooth": float(sigma), "plain": 0.0}
-    info = (info or {}) | {"input_dim": dim}
-    with RunStore.open(out, "dcert", run_config, dcert_schema(), info=info) as store:
-        done = store.done_indices()
-        for start in range(0, len(idx), batch_size):
-            block = idx[start : start + batch_size]
-            missing = [i for i in block if i not in done]
-            if not missing:
-                continue
-            t0 = time.perf_counter()
-            computed = {
-                (part, setting): block_rows(
-                    model, dataset, block, grid if part == "cert" else adv, sigmas[setting],
-                    seed=seed, stream=part, **surrogate_kwargs,
-                )
-                for part in _PARTS
-                for setting in _SETTINGS
-            }  # fmt: skip
-            seconds = (time.perf_counter() - t0) / len(block)
-            _, labels = _batch(dataset, block)
-            for pos, i in enumerate(block):
-                if i in done:
-                    continue
-                row = {"label": int(labels[pos]), "seconds": seconds}
-                for (part, setting), arrays in computed.items():
-                    for name in _ROW_FIELDS:
-                        row[f"{part}_{setting}_{name}"] = arrays[name][pos].tolist()
-                store.add(i, row)
-                done.add(i)
-            if progress is not None:
-                progress(len(missing))
-        wanted = set(idx)
-        rows = [r for r in store.rows() if r["idx"] in wanted]
-    return _result_from_rows(rows, float(sigma), grid, adv, dim)
-
-
-def _result_from_rows(
-    rows: list[dict], sigma: float, grid: np.ndarray, adv: np.ndarray, dim: int
-) -> DcertResult:
-    sigmas = {"smooth": sigma, "plain": 0.0}
-    tables = {}
-    for part in _PARTS:
-        for setting in _SETTINGS:
-            tables[part, setting] = SurrogateTable(
-                gammas=grid if part == "cert" else adv,
-                sigma=sigmas[setting],
-                dim=dim,
-                indices=np.asarray([r["idx"] for r in rows]),
-                **{
-                    name: np.asarray([r[f"{part}_{setting}_{name}"] for r in rows], np.float64)
-                    for name in _ROW_FIELDS
-                },
-            )
-    return DcertResult(sigma=sigma, gammas=grid, gamma_adv=adv, tables=tables)
-
-
-def read_dcert(path) -> DcertResult:
-    """The results of a ``dcert`` run file (all its rows), without the model or the data."""
-    from smoothcert.store import RunStore
-
-    with RunStore.read(path) as store:
-        if store.kind != "dcert":
-            raise ValueError(f"{path} holds a {store.kind!r} run, not a 'dcert' run")
-        config, info, rows = store.config, store.info, store.rows()
-    if not rows:
-        raise ValueError(f"{path} holds no results yet")
-    grid = np.asarray(config["gammas"], np.float64)
-    adv = np.asarray(config["gamma_adv"], np.float64)
-    return _result_from_rows(rows, float(config["sigma"]), grid, adv, int(info["input_dim"]))
-
-
-# --------------------------------------------------------------------------- reports
-
-
-def dcert_report(result: DcertResult, rhos: Sequence[float] | None = None) -> str:
-    """Markdown tables: (1) for each setting and γ_adv, the empirical worst-case point, the
-    certificate (min over the grid) at the same ρ_adv and the gap; (2) the smoothed and WRM
-    certificates at equal ρ_adv (Theorem 3); (3) the per-γ terms and convergence diagnostics."""
-    lines = []
-    noise = result.tables["cert", "smooth"].noise_cost
-    n = result.tables["cert", "smooth"].lagrangian.shape[0]
-    lines.append(
-        f"n = {n} examples, σ = {result.sigma:g}, dσ² = {noise:.4g}; "
-        "values are mean cross-entropy ± standard error over examples"
-    )
-    lines.append("")
-    lines.append(
-        "| setting | γ_adv | ρ̂_adv | ε = √ρ̂_adv | ρ̂ (with noise) | worst-case loss | "
-        "certificate at ρ̂_adv | argmin γ | gap | grad-norm median |"
-    )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
-    for setting, label in (("smooth", f"smoothed σ={result.sigma:g}"), ("plain", "WRM σ=0")):
-        points = result.worst_case(setting)
-        curve = result.curve(setting, [p.rho_adv_test for p in points])
-        for p, v, s, g in zip(points, curve.value, curve.se, curve.gamma, strict=True):
-            lines.append(
-                f"| {label} | {p.gamma_adv:g} | {p.rho_adv_test:.4f} | "
-                f"{math.sqrt(p.rho_adv_test):.4f} | {p.rho_test:.4f} | {p.loss:.4f} ± {p.se:.4f} "
-                f"| {v:.4f} ± {s:.4f} | {g:g} | {v - p.loss:+.4f} | {p.grad_norm_median:.3g} |"
-            )
-    if rhos is None:
-        rhos = sorted({round(p.rho_adv_test, 4) for p in result.worst_case("smooth")})
-    smooth, plain = result.curve("smooth", rhos), result.curve("plain", rhos)
-    lines += [
-        "",
-        "| ρ_adv | ε | ρ (with noise) | certificate, smoothed | certificate, WRM σ=0 | "
-        "smoothed − WRM |",
-        "|---|---|---|---|---|---|",
-    ]
-    for i, r in enumerate(smooth.rho_adv):
-        lines.append(
-            f"| {r:.4f} | {math.sqrt(r):.4f} | {smooth.rho[i]:.4f} | "
-            f"{smooth.value[i]:.4f} ± {smooth.se[i]:.4f} (γ={smooth.gamma[i]:g}) | "
-            f"{plain.value[i]:.4f} ± {plain.se[i]:.4f} (γ={plain.gamma[i]:g}) | "
-            f"{smooth.value[i] - plain.value[i]:+.4f} |"
-        )
-    lines += [
-        "",
-        "| γ | mean sup[ℓ̂ − γc], smoothed | mean φ̃γ (ρ-with-noise form) | "
-        "mean sup[ℓ − γc], WRM | grad-norm median smoothed / WRM | max |",
-        "|---|---|---|---|---|---|",
-    ]
-    ts, tp = result.tables["cert", "smooth"], result.tables["cert", "plain"]
-    for j, g in enumerate(result.gammas):
-        lines.append(
-            f"| {g:g} | {ts.lagrangian[:, j].mean():.4f} | "
-            f"{ts.lagrangian[:, j].mean() - g * noise:.4f} | {tp.lagrangian[:, j].mean():.4f} | "
-            f"{np.median(ts.grad_norm[:, j]):.3g} / {np.median(tp.grad_norm[:, j]):.3g} | "
-            f"{ts.grad_norm[:, j].max():.3g} / {tp.grad_norm[:, j].max():.3g} |"
-        )
-    return "\n".join(lines)
-
-
-def plot_dcert(result: DcertResult, path, *, title: str | None = None) -> None:
-    """Two panels. Left: certificate (min over the γ grid) and empirical worst-case loss
-    against ρ_adv, smoothed and WRM (σ = 0) side by side (Theorem 3). Right: Figure 2(a) of the
-    NAL paper for the smoothed loss against ρ with the noise, with the line γρ + mean φ̃γ of
-    every γ of the grid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    rho_max = 1.1 * max(p.rho_adv_test for s in _SETTINGS for p in result.worst_case(s))
-    grid = np.linspace(0, rho_max, 200)
-    styles = {"smooth": ("C1", f"smoothed σ={result.sigma:g}"), "plain": ("C0", "WRM σ=0")}
-    for setting, (color, label) in styles.items():
-        c = result.curve(setting, grid)
-        left.plot(grid, c.value, color=color, label=f"certificate, {label}")
-        pts = result.worst_case(setting)
-        left.errorbar(
-            [p.rho_adv_test for p in pts], [p.loss for p in pts], yerr=[p.se for p in pts],
-            fmt="o", color=color, mfc="none", label=f"worst case on test data, {label}",
-        )  # fmt: skip
-    left.set_xlabel("ρ_adv = E‖x − x0‖²")
-    left.set_ylabel("expected loss")
-    left.legend(fontsize=7)
-    left.set_title("certificate vs empirical worst case")
-
-    noise = result.tables["cert", "smooth"].noise_cost
-    c = result.curve("smooth", grid)
-    ts = result.tables["cert", "smooth"]
-    for j, g in enumerate(result.gammas):
-        right.plot(c.rho, g * grid + ts.lagrangian[:, j].mean(), color="0.8", lw=0.8)
-    right.plot(c.rho, c.value, color="C1", label="certificate (min over γ)")
-    pts = result.worst_case("smooth")
-    right.plot(
-        [p.rho_test for p in pts], [p.loss for p in pts], "o-", color="C3",
-        label="worst case on test data",
-    )  # fmt: skip
-    right.set_xlabel(f"ρ = E‖x + z − x0‖² (≥ dσ² = {noise:.3g})")
-    right.set_ylim(left.get_ylim())
-    right.legend(fontsize=7)
-    right.set_title("smoothed loss (grey: γρ + E φ̃γ per γ)")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

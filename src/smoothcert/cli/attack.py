@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from smoothcert.attacks.run import attack_dataset
     from smoothcert.runs import select_indices
+    from smoothcert.runs.attack import attack_dataset
 
     for name in ("batch", "skip", "max", "steps", "noise_samples"):
         _common.positive_int(name.replace("_", "-"), getattr(args, name))

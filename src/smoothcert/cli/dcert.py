@@ -84,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from smoothcert.certificates import dcert_dataset, dcert_report, plot_dcert
+    from smoothcert.dcert_report import dcert_report, plot_dcert
     from smoothcert.runs import select_indices
+    from smoothcert.runs.dcert import dcert_dataset
 
     for name in ("steps", "num_noise", "num_eval", "batch", "skip", "max", "threads"):
         if name == "steps" and args.steps == 0:

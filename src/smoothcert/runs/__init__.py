@@ -1,0 +1,41 @@
+"""The runs layer: resumable runs over a dataset, one committed row per example in a run file
+(smoothcert.store), so that an interrupted run resumes with no duplicate and no gap.
+
+- certify.py: CERTIFY / PREDICT runs (fixed-n or adaptive) and export to Cohen et al.'s TSV;
+- attack.py: accuracy under L2 PGD at every radius (the NAL paper's Table 2 protocol);
+- dcert.py: the NAL certificate curve and the empirical worst-case loss per example.
+"""
+
+from smoothcert.runs.attack import ATTACK_SCHEMA, attack_dataset
+from smoothcert.runs.certify import (
+    CERTIFY_SCHEMA,
+    PREDICT_SCHEMA,
+    certify_dataset,
+    example_generator,
+    export_tsv,
+    file_sha256,
+    model_fingerprint,
+    predict_dataset,
+    select_indices,
+)
+from smoothcert.runs.dcert import DcertResult, dcert_dataset, dcert_schema, read_dcert
+from smoothcert.store import RunStore
+
+__all__ = [
+    "ATTACK_SCHEMA",
+    "CERTIFY_SCHEMA",
+    "PREDICT_SCHEMA",
+    "DcertResult",
+    "RunStore",
+    "attack_dataset",
+    "certify_dataset",
+    "dcert_dataset",
+    "dcert_schema",
+    "example_generator",
+    "export_tsv",
+    "file_sha256",
+    "model_fingerprint",
+    "predict_dataset",
+    "read_dcert",
+    "select_indices",
+]

@@ -69,16 +69,41 @@ def _fixed(p: float, n0: int, n: int, alpha: float, sigma: float, rng) -> float:
     return radius if prediction == 0 else -1.0
 
 
-def simulate(args: argparse.Namespace) -> None:
+def _count_from_bound(p_a_lower: float, n: int, alpha: float) -> int:
+    """The k with lower_confidence_bound(k, n, α) = p_a_lower (older rows stored only the
+    bound; it is strictly increasing in k, so bisection recovers k exactly)."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if float(lower_confidence_bound(mid, n, alpha)) < p_a_lower - 1e-12:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def load_images(args: argparse.Namespace) -> list[tuple[float, bool]]:
+    """(pA, top class correct) per image: from a screen file, or (--fixed-rows) from the rows
+    of a fixed-n run of adaptive_vs_fixed.py, pA = n_a / n (an abstention counts as wrong)."""
     rows = [json.loads(line) for line in Path(args.screen).read_text().splitlines()]
     images = []
     for r in rows:
+        if args.fixed_rows:
+            k = r["n_a"] if "n_a" in r else _count_from_bound(r["p_a_lower"], r["n"], args.alpha)
+            p = 1.0 if k == r["n"] else k / r["n"]
+            images.append((p, bool(r["correct"])))
+            continue
         c = np.asarray(r["counts"])
         top = int(c.argmax())
         p = 1.0 if c[top] == c.sum() else c[top] / c.sum()
         images.append((p, top == r["label"]))
+    return images
+
+
+def simulate(args: argparse.Namespace) -> None:
+    images = load_images(args)
     radii = sorted(args.radii)
-    print(f"{len(images)} held-out images; {sum(p < 1 for p, _ in images)} with some disagreement")
+    print(f"{len(images)} images; {sum(p < 1 for p, _ in images)} with some disagreement")
     rng = np.random.default_rng(0)
 
     def draws(p: float):
@@ -129,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--more-draws", type=int, default=20_000)
     s.add_argument("--out", required=True)
     m = sub.add_parser("simulate")
-    m.add_argument("--screen", required=True)
+    m.add_argument("--screen", required=True, help="screen JSON lines (or --fixed-rows)")
+    m.add_argument(
+        "--fixed-rows",
+        action="store_true",
+        help="--screen is a fixed-n run of adaptive_vs_fixed.py: report the expected "
+        "evaluations on its images (a measurement, not for choosing the plan)",
+    )
     m.add_argument("--sigma", type=float, default=0.25)
     m.add_argument("--alpha", type=float, default=0.001)
     m.add_argument("--n0", type=int, default=100)

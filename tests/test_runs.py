@@ -113,6 +113,11 @@ def test_different_arguments_are_refused_and_file_untouched(tmp_path) -> None:
         certify_dataset(_classifier(), ToyData(), out, n0=10, n=200, alpha=0.01, max_examples=2)
     with pytest.raises(ValueError, match="not a 'predict' run|holds a 'certify' run"):
         predict_dataset(_classifier(), ToyData(), out, n=100, alpha=0.01, max_examples=2)
+    bf16 = SmoothedClassifier(
+        LinearImage(), 2, 0.25, batch_size=300, input_shape=(1, 2, 2), precision="bf16"
+    )
+    with pytest.raises(ValueError, match=r"different arguments \(precision: 'fp32' -> 'bf16'\)"):
+        certify_dataset(bf16, ToyData(), out, n0=10, n=100, alpha=0.01, max_examples=2)
     assert out.read_bytes() == before
 
 

@@ -86,6 +86,43 @@ def test_attack_run_resumes_without_duplicates_or_gaps(lenet, mnist_test, tmp_pa
     assert result["accuracy"][0.0] > result["accuracy"][1.0] or result["accuracy"][0.0] == 0
 
 
+def test_noisy_attack_run_killed_between_two_rows_resumes_bit_identically(
+    lenet, mnist_test, tmp_path, monkeypatch
+):
+    """A crash in the middle of a block (rows are committed one by one) must not shift the
+    blocks, whose first index seeds the attack's noise: the resumed run stores exactly the
+    rows of an uninterrupted one."""
+    model, _ = lenet
+    kwargs = dict(
+        eps_list=[0.5, 1.5], steps=3, noise_sigma=0.5, noise_samples=2, batch_size=4,
+        indices=list(range(10)), seed=3,
+    )  # fmt: skip
+    whole = attack_dataset(model, mnist_test, tmp_path / "whole.db", **kwargs)
+
+    class Crash(Exception):
+        pass
+
+    real_add, calls = RunStore.add, []
+
+    def add_then_crash(self, idx, row):
+        if len(calls) == 5:  # rows 0-3 (block 1) and 4 (block 2) are stored, then the crash
+            raise Crash
+        calls.append(idx)
+        real_add(self, idx, row)
+
+    out = tmp_path / "resumed.db"
+    monkeypatch.setattr(RunStore, "add", add_then_crash)
+    with pytest.raises(Crash):
+        attack_dataset(model, mnist_test, out, **kwargs)
+    monkeypatch.setattr(RunStore, "add", real_add)
+    with RunStore.read(out) as store:
+        assert store.done_indices() == {0, 1, 2, 3, 4}
+    resumed = attack_dataset(model, mnist_test, out, **kwargs)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in resumed["rows"]]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in whole["rows"]]
+    assert resumed["accuracy"] == whole["accuracy"]
+
+
 def test_attack_cli_table_resume_and_config_mismatch(lenet, tmp_path, capsys):
     _, ckpt = lenet
     out = tmp_path / "a.db"

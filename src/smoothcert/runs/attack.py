@@ -47,9 +47,12 @@ def attack_dataset(
     """Attack ``dataset[indices]`` (``dataset.batch(indices)`` gives images and labels) at every
     radius and store one row per example in ``out``; resume it if it exists.
 
-    Randomness (only with ``noise_sigma``) comes from a generator per batch seeded by (seed,
-    first index of the batch). Returns {"eps", "accuracy" (per radius), "count", "rows"}.
-    ``progress(done_now, total_to_do)`` is called after every stored batch.
+    Examples go in fixed blocks of ``batch_size`` positions of ``indices``; randomness (only
+    with ``noise_sigma``) comes from a generator per block seeded by (seed, first index of the
+    block). A block with a missing row (a crash between two rows) is recomputed whole and only
+    the missing rows are added, so a resumed run stores exactly what an uninterrupted one
+    would. Returns {"eps", "accuracy" (per radius), "count", "rows"}.
+    ``progress(done_now, total_to_do)`` is called after every stored block.
     """
     eps_list = [float(e) for e in eps_list]
     if not eps_list or any(not np.isfinite(e) or e < 0 for e in eps_list):
@@ -80,9 +83,12 @@ def attack_dataset(
     device = next(model.parameters()).device
     with RunStore.open(out, "attack", run_config, ATTACK_SCHEMA, info=info) as store:
         done = store.done_indices()
-        todo = [i for i in indices if i not in done]
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
+        total = sum(i not in done for i in indices)
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            missing = [i for i in chunk if i not in done]
+            if not missing:
+                continue
             x, y = dataset.batch(chunk)
             x, y = x.to(device), y.to(device)
             t0 = time.perf_counter()
@@ -91,6 +97,9 @@ def attack_dataset(
             )
             seconds = (time.perf_counter() - t0) / len(chunk)
             for k, idx in enumerate(chunk):
+                if idx in done:
+                    continue
+                done.add(idx)
                 p = pred[k].tolist()
                 store.add(
                     idx,
@@ -102,7 +111,7 @@ def attack_dataset(
                     },
                 )
             if progress is not None:
-                progress(len(chunk), len(todo))
+                progress(len(missing), total)
         wanted = set(indices)
         rows = [r for r in store.rows() if r["idx"] in wanted]
     correct = np.array([r["correct"] for r in rows], dtype=float).reshape(len(rows), -1)

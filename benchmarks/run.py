@@ -139,8 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--sigma", type=float, default=0.25)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--batches-per-round", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument(
+        "--batches-per-round",
+        type=int,
+        default=8,
+        help="distinct pre-generated batches per measurement: with 2, sub-second measurements "
+        "scatter by about ±7%% per round (docs/performance.md, runs 4 and 5)",
+    )
     p.add_argument("--cnn3-checkpoint", default=None)
     p.add_argument("--resnet20-checkpoint", default=None)
     p.add_argument("--disagreement-images", type=int, default=100)

@@ -28,7 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1000, help="batch size of the paths")
     parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds")
     parser.add_argument(
-        "--batches-per-round", type=int, default=2, help="batches per path per round"
+        "--batches-per-round",
+        type=int,
+        default=2,
+        help="batches per path per round; 8 gives steadier ratios (slower)",
     )
     parser.add_argument(
         "--disagreement-images",

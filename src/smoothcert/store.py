@@ -23,7 +23,7 @@ import os
 import platform
 import socket
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,20 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def pending_blocks(
+    indices: Sequence[int], block_size: int, done: set[int]
+) -> Iterator[tuple[list[int], list[int]]]:
+    """(block, its indices not in ``done``) for the fixed blocks of ``block_size`` positions of
+    ``indices`` that still miss a row. Blocks never shift when a run resumes, so a block that
+    seeds its randomness by its first index, recomputed whole, reproduces its stored rows.
+    ``done`` is read as each block is reached (callers add to it as they store rows)."""
+    for start in range(0, len(indices), block_size):
+        block = list(indices[start : start + block_size])
+        missing = [i for i in block if i not in done]
+        if missing:
+            yield block, missing
 
 
 def _now() -> str:

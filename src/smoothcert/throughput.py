@@ -238,9 +238,9 @@ def benchmark(
         "sigma": sigma,
         **measured,
         "fastest": fastest,
-        "fastest_over_fp32": per_round_ratio(rates[fastest], plain),
         "over_fp32": {k: per_round_ratio(r, plain) for k, r in rates.items()},
     }
+    record["fastest_over_fp32"] = record["over_fp32"][fastest]
     if base is not None:
         record["speedup_over_baseline"] = per_round_ratio(rates[fastest], base)
         record["fp32_speedup_over_baseline"] = per_round_ratio(plain, base)

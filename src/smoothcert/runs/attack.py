@@ -17,7 +17,7 @@ from torch import nn
 
 from smoothcert.attacks.pgd import OBJECTIVES
 from smoothcert.attacks.robust import attack_seeded_batch
-from smoothcert.store import RunStore
+from smoothcert.store import RunStore, pending_blocks
 
 ATTACK_SCHEMA = {
     "label": "INTEGER",
@@ -84,11 +84,7 @@ def attack_dataset(
     with RunStore.open(out, "attack", run_config, ATTACK_SCHEMA, info=info) as store:
         done = store.done_indices()
         total = sum(i not in done for i in indices)
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            missing = [i for i in chunk if i not in done]
-            if not missing:
-                continue
+        for chunk, missing in pending_blocks(indices, batch_size, done):
             x, y = dataset.batch(chunk)
             x, y = x.to(device), y.to(device)
             t0 = time.perf_counter()

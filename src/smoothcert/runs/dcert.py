@@ -25,7 +25,7 @@ from smoothcert.certificates import (
     worst_case_from_table,
 )
 from smoothcert.runs.certify import model_fingerprint
-from smoothcert.store import RunStore
+from smoothcert.store import RunStore, pending_blocks
 
 ROW_FIELDS = ("lagrangian", "loss", "cost", "value_se", "grad_norm")
 PARTS = ("cert", "adv")  # the certificate's γ grid, the empirical adversary's γ_adv sweep
@@ -114,11 +114,7 @@ def dcert_dataset(
     info = (info or {}) | {"input_dim": dim}
     with RunStore.open(out, "dcert", run_config, dcert_schema(), info=info) as store:
         done = store.done_indices()
-        for start in range(0, len(idx), batch_size):
-            block = idx[start : start + batch_size]
-            missing = [i for i in block if i not in done]
-            if not missing:
-                continue
+        for block, missing in pending_blocks(idx, batch_size, done):
             t0 = time.perf_counter()
             computed = {
                 (part, setting): block_rows(

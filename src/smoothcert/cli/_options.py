@@ -58,7 +58,8 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         parts = []
         for method, mf, _ in owners:
             default = mf.default if mf.default is not dataclasses.MISSING else "required"
-            parts.append(f"{method}: {default}")
+            # a None default is computed by the method; its metadata says how
+            parts.append(f"{method}: {mf.metadata.get('default_text', default)}")
         help_text = f.metadata.get("help", fname)
         group.add_argument(
             flag,

@@ -58,7 +58,10 @@ class NAL(Method):
     num_noise: int = field(default=4, metadata={"help": "noise draws s per example (count)"})
     inner_step_size: float | None = field(
         default=None,
-        metadata={"help": "inner step η1 (input units² per unit loss); default 0.5/gamma"},
+        metadata={
+            "help": "inner step η1 (input units² per unit loss)",
+            "default_text": "0.5/gamma",
+        },
     )
     cost_with_noise: bool = field(
         default=True,

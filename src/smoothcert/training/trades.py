@@ -59,7 +59,8 @@ class TRADES(Method):
     )
     steps: int = field(default=10, metadata={"help": "steps of the inner maximization (count)"})
     inner_step_size: float | None = field(
-        default=None, metadata={"help": "inner step length (input units); default 2*eps/steps"}
+        default=None,
+        metadata={"help": "inner step length (input units)", "default_text": "2*eps/steps"},
     )
     beta: float = field(
         default=6.0,

@@ -63,8 +63,8 @@ class WRM(Method):
     inner_step_size: float | None = field(
         default=None,
         metadata={
-            "help": "constant ascent step on F (input units² per unit loss); default: "
-            "the authors' schedule (0.5/γ)/sqrt(k+2) from x0 + (0.5/γ)∇ℓ(x0)"
+            "help": "constant ascent step on F (input units² per unit loss)",
+            "default_text": "the schedule (0.5/gamma)/sqrt(k+2) from x0 + (0.5/gamma)∇ℓ(x0)",
         },
     )
 

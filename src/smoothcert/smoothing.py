@@ -186,9 +186,7 @@ class SmoothedClassifier:
         self.input_shape: tuple[int, ...] | None = tuple(shape) if shape is not None else None
         self.precision = precision
         if channels_last is None:
-            channels_last = _has_conv2d(base) and (
-                self.device.type == "cpu" or precision == "bf16"
-            )
+            channels_last = _has_conv2d(base) and (self.device.type == "cpu" or precision == "bf16")
         self.channels_last: bool = channels_last
         self.auto_batch_size: bool = batch_size is None
         self._fixed_batch_size = int(batch_size) if batch_size is not None else None

@@ -26,16 +26,60 @@ def test_all_agree_radius_oracle(n: int, radius_over_sigma: float) -> None:
 
 
 def test_lower_bound_matches_statsmodels_clopper_pearson() -> None:
+    # statsmodels at the level the bounds are computed at: α less the safety margin
     for n in (1, 7, 100, 1000, 100_000):
         for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
             for alpha in (0.001, 0.01, 0.05, 0.25):
-                expected = proportion_confint(k, n, alpha=2 * alpha, method="beta")[0]
+                level = 2 * alpha * (1 - stats.LEVEL_MARGIN)
+                lo, hi = proportion_confint(k, n, alpha=level, method="beta")
                 got = stats.lower_confidence_bound(k, n, alpha)
-                assert got == pytest.approx(expected, abs=1e-12), (k, n, alpha)
-                expected_hi = proportion_confint(k, n, alpha=2 * alpha, method="beta")[1]
-                assert stats.upper_confidence_bound(k, n, alpha) == pytest.approx(
-                    expected_hi, abs=1e-12
-                )
+                assert got == pytest.approx(lo, abs=1e-12), (k, n, alpha)
+                assert stats.upper_confidence_bound(k, n, alpha) == pytest.approx(hi, abs=1e-12)
+
+
+def _binomial_tail(n: int, p: float, ks: range) -> float:
+    """Σ_{j in ks} C(n, j) p^j (1 − p)^(n − j) in 60-digit arithmetic (mpmath comes with torch's
+    sympy): an exact oracle for the level of a bound."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(60):
+        q = mpmath.mpf(p)
+        return float(sum(mpmath.binomial(n, j) * q**j * (1 - q) ** (n - j) for j in ks))
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "alpha"),
+    [
+        (99_999, 100_000, 1e-5),  # scipy's plain quantile overshot α here (rel. 2e-12)
+        (100_000, 100_000, 0.05),
+        (99_000, 100_000, 0.001),
+        (9_999_900, 10_000_000, 0.001),  # ... and here (rel. 1e-10)
+        (99_990, 100_000, 0.001),
+        (50, 100, 0.001),
+        (3, 10, 0.2),
+    ],
+)
+def test_bounds_keep_their_level_in_exact_arithmetic(k: int, n: int, alpha: float) -> None:
+    # Soundness: P(Bin(n, L) ≥ k) ≤ α for the lower bound L, P(Bin(n, U) ≤ k) ≤ α for the upper
+    # bound U, each within 1e-6 of α (not needlessly conservative).
+    lo = stats.lower_confidence_bound(k, n, alpha)
+    level = _binomial_tail(n, lo, range(k, n + 1))
+    assert alpha * (1 - 1e-6) < level <= alpha, level / alpha - 1
+    if k < n and n - k <= 2000:
+        hi = stats.upper_confidence_bound(k, n, alpha)
+        upper_level = 1 - _binomial_tail(n, hi, range(k + 1, n + 1))
+        assert alpha * (1 - 1e-6) < upper_level <= alpha, upper_level / alpha - 1
+
+
+def test_all_agree_radius_never_exceeds_the_exact_one() -> None:
+    mpmath = pytest.importorskip("mpmath")
+    for n in (100, 100_000, 10_000_000):
+        for alpha in (0.001, 0.05):
+            with mpmath.workdps(50):
+                p_exact = mpmath.mpf(alpha) ** (1 / mpmath.mpf(n))
+                exact = mpmath.sqrt(2) * mpmath.erfinv(2 * p_exact - 1)  # σ·Φ⁻¹(α^(1/n)), σ = 1
+            p = stats.lower_confidence_bound(n, n, alpha)
+            radius = stats.certify_decision(0, p, 1.0)[1]
+            assert radius <= float(exact) and radius == pytest.approx(float(exact), rel=1e-9)
 
 
 def test_bounds_edge_values_and_vectorization() -> None:
@@ -123,6 +167,11 @@ def test_certified_accuracy_lower_bound_theorem6() -> None:
         (lambda: stats.radius_li(0.9, -0.1, 1.0), "p_b must be in"),
         (lambda: stats.radius_lecuyer(0.9, 0.1, float("nan")), "sigma must not be NaN"),
         (lambda: stats.certified_accuracy_lower_bound(5, 10, 0.01, 0.0), "rho must be in"),
+        (lambda: stats.lower_confidence_bound(5, float("inf"), 0.01), "must be finite"),
+        (lambda: stats.upper_confidence_bound(float("inf"), 10, 0.01), "must be finite"),
+        (lambda: stats.certify_decision(3, float("nan"), 0.25), "p_a_lower must not be NaN"),
+        (lambda: stats.certify_decision(3, 1.7, 0.25), "p_a_lower must be in"),
+        (lambda: stats.certify_decision(3, 0.9, -0.25), "sigma must be"),
     ],
 )
 def test_invalid_input_raises_value_error(call, name: str) -> None:

@@ -11,8 +11,9 @@ The procedure, for target radii r_1 < … < r_K, noise level σ, level α:
    a = α(1 − s)/(J − 1). The looks are a geometric grid n_first·growth^(j−1) plus, for each
    target r_i, the *aligned* look n*(r_i) = ⌈ln a / ln Φ(r_i/σ)⌉: the smallest sample size at
    which an input whose every draw is ĉA clears Φ(r_i/σ) (with k = n the Clopper–Pearson bound
-   is exactly a^(1/n)). Inputs with pA ≈ 1, most of a well-trained model's, then stop exactly
-   where their largest reachable target is decided instead of at the next grid point.
+   is a^(1/n), up to stats.LEVEL_MARGIN). Inputs with pA ≈ 1, most of a well-trained model's,
+   then stop exactly where their largest reachable target is decided instead of at the next
+   grid point.
 3. At look j the estimation draws so far (fresh, independent of the selection) give
    k_j = #{f(x+ε_i) = ĉA, i ≤ n_j} and the one-sided Clopper–Pearson lower bound L_j at level
    α_j. Threshold t (½ for a non-abstaining prediction, Φ(r_i/σ) for radius r_i) is *certified*
@@ -114,7 +115,8 @@ def look_levels(alpha: float, looks: int, final_share: float = FINAL_SHARE) -> l
 
 def all_correct_look(threshold: float, level: float) -> int:
     """n*(t) = the smallest n with level^(1/n) ≥ t: the first sample size at which n draws out
-    of n clear t (the Clopper–Pearson lower bound with k = n is exactly level^(1/n))."""
+    of n clear t (the Clopper–Pearson lower bound with k = n is level^(1/n), up to the level
+    margin of :mod:`smoothcert.stats`, which the loop absorbs)."""
     n = max(1, math.ceil(math.log(level) / math.log(threshold)))
     while float(stats.lower_confidence_bound(n, n, level)) < threshold:  # float rounding
         n += 1

@@ -314,8 +314,9 @@ def predict_dataset(
 
 def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
     """Write a certify run in the reference code's format: ``idx label predict radius correct
-    time`` (tab-separated, a header line, abstentions as -1, time as H:MM:SS.ffffff).
-    Returns the number of rows written."""
+    time`` (tab-separated, a header line, abstentions as -1, time as H:MM:SS.ffffff). Radii
+    are written in full (shortest round-trip digits): a rounded radius could pass a threshold
+    that the certified one does not, e.g. 0.49999996 printed as 0.5. Returns the number of rows written."""
     with RunStore.read(run_path) as store:
         if store.kind != "certify":
             raise ValueError(f"{run_path} is a {store.kind!r} run; only certify runs export to TSV")
@@ -326,7 +327,7 @@ def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
         fh.write("idx\tlabel\tpredict\tradius\tcorrect\ttime\n")
         for r in rows:
             fh.write(
-                f"{r['idx']}\t{r['label']}\t{r['prediction']}\t{r['radius']:.6g}\t"
+                f"{r['idx']}\t{r['label']}\t{r['prediction']}\t{float(r['radius'])!r}\t"
                 f"{r['correct']}\t{_elapsed(r['seconds'])}\n"
             )
     os.replace(tmp, tsv_path)  # never leave a half-written file behind

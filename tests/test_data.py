@@ -151,6 +151,26 @@ def test_imagefolder_with_resize(tmp_path, private_cache):
     assert ds.info.mean == pytest.approx((0.5, 0.0, 0.5))
 
 
+def test_channel_mean_std_exact_and_in_bounded_memory():
+    import tracemalloc
+
+    from smoothcert.data.imagefolder import channel_mean_std
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(2000, 3, 32, 32), dtype=np.uint8)
+    x = images.astype(np.float64) / 255.0
+    tracemalloc.start()
+    mean, std = channel_mean_std(images)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(std, x.std(axis=(0, 2, 3)), rtol=1e-12)
+    # int64 chunks of 128 images (3.1 MB each), where a float64 copy of the split is 49 MB
+    assert peak < 8 << 20, peak
+    flat = np.full((4, 1, 5, 5), 7, dtype=np.uint8)  # constant images: std floored, not 0
+    assert channel_mean_std(flat) == ((7 / 255,), (1e-3,))
+
+
 def test_crop_flip_is_a_shifted_possibly_flipped_window():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(64, 3, 8, 8)

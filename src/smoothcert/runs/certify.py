@@ -316,7 +316,8 @@ def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
     """Write a certify run in the reference code's format: ``idx label predict radius correct
     time`` (tab-separated, a header line, abstentions as -1, time as H:MM:SS.ffffff). Radii
     are written in full (shortest round-trip digits): a rounded radius could pass a threshold
-    that the certified one does not, e.g. 0.49999996 printed as 0.5. Returns the number of rows written."""
+    that the certified one does not, e.g. 0.49999996 printed as 0.5. Returns the number of
+    rows written."""
     with RunStore.read(run_path) as store:
         if store.kind != "certify":
             raise ValueError(f"{run_path} is a {store.kind!r} run; only certify runs export to TSV")

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from smoothcert.checkpoint import load_checkpoint
+from smoothcert.data import ImageDataset
 from smoothcert.training import BatchContext, TrainConfig, get_method, train
 from smoothcert.training.loop import derived_seed, learning_rate
 
@@ -46,6 +47,40 @@ def test_tiny_model_learns_on_real_mnist(tmp_path, mnist_train, mnist_test):
     assert meta["sigma"] is None and meta["seed"] == 0 and meta["hyperparameters"] == {}
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3
+
+
+def test_best_is_chosen_on_held_out_training_examples_never_on_test(
+    tmp_path, mnist_train, mnist_test
+):
+    # A test set with every label wrong: its accuracy falls as the model learns, so choosing
+    # the checkpoint on it would pick epoch 1.
+    wrong = ImageDataset(
+        mnist_test.images[:200], (mnist_test.labels[:200] + 1) % 10, mnist_test.info
+    )
+    base = TrainConfig(**FAST, method="gaussian", epochs=3, subset=256)
+    plain = train(
+        dataclasses.replace(base, out_dir=str(tmp_path / "plain")),
+        train_set=mnist_train, test_set=wrong, progress=False,
+    )  # fmt: skip
+    assert plain.history[0]["test_acc_noise"] > plain.history[-1]["test_acc_noise"]
+    assert load_checkpoint(plain.best_checkpoint)[1]["epoch"] == 3  # no held-out set: the last
+    best, last = load_file(plain.best_checkpoint), load_file(plain.last_checkpoint)
+    assert best.keys() == last.keys() and all(torch.equal(best[k], last[k]) for k in best)
+
+    held = train(
+        dataclasses.replace(base, val_size=300, out_dir=str(tmp_path / "held")),
+        train_set=mnist_train, test_set=wrong, progress=False,
+    )  # fmt: skip
+    scores = [m["val_acc_noise"] for m in held.history]
+    assert all("val_acc" in m and "test_acc" in m for m in held.history)
+    assert load_checkpoint(held.best_checkpoint)[1]["epoch"] == 1 + scores.index(max(scores))
+    # the held-out examples are the last 300 of the split; the first 256 are trained on
+    assert held.history[-1]["val_acc_noise"] > 0.5 > held.history[-1]["test_acc_noise"]
+    with pytest.raises(ValueError, match="val_size 60000 leaves no training examples"):
+        train(
+            dataclasses.replace(base, val_size=60000, out_dir=str(tmp_path / "none")),
+            train_set=mnist_train, progress=False,
+        )  # fmt: skip
 
 
 def test_gaussian_loss_is_ce_on_x_plus_sigma_times_the_generator_draw():
@@ -153,6 +188,7 @@ def test_resume_refuses_different_arguments_and_foreign_dirs(tmp_path, mnist_tra
         ({"optimizer": "rmsprop"}, "optimizer must be"),
         ({"schedule": "linear"}, "schedule must be"),
         ({"eval_sigma": -1.0}, "eval_sigma"),
+        ({"val_size": -1}, "val_size must be an integer >= 0"),
         ({"arch": "resnet19"}, "unknown arch"),
         ({"dataset": "svhn"}, "unknown dataset"),
         ({"method": "nope"}, "unknown training method"),

@@ -11,7 +11,9 @@ NAME = "train"
 HELP = "train a base classifier (standard, gaussian, ... methods); rerun the same command to resume"
 DESCRIPTION = (
     "Train a base classifier for randomized smoothing. Writes OUT/last.safetensors, "
-    "OUT/best.safetensors (best test accuracy under noise, else clean), OUT/metrics.jsonl and "
+    "OUT/best.safetensors (the epoch with the best accuracy on the --val-size held-out training "
+    "examples, under noise when the method has σ; the last epoch without --val-size: never "
+    "chosen on the test set), OUT/metrics.jsonl and "
     "the resume state; rerunning the same command after an interruption continues from the "
     "last completed epoch. Method hyperparameter flags apply to the methods that have them; "
     "their default (None) means the method's own default."
@@ -60,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="evaluate on the first N test examples only",
+    )
+    g.add_argument(
+        "--val-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hold out the last N training examples (not trained on) to choose "
+        "best.safetensors; 0 = best is the last epoch",
     )
     g.add_argument(
         "--augment",
@@ -165,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         subset=args.subset,
         test_subset=args.test_subset,
+        val_size=args.val_size,
         eval_sigma=args.eval_sigma,
         augment=args.augment,
         eval_batch_size=args.eval_batch_size,

@@ -73,6 +73,14 @@ class ImageDataset(Dataset):
             )
         return ImageDataset(self.images[:n], self.labels[:n], self.info)
 
+    def split_last(self, n: int) -> tuple[ImageDataset, ImageDataset]:
+        """(all but the last ``n`` examples, the last ``n``): a held-out validation split."""
+        if not isinstance(n, int) or not 0 < n < len(self):
+            raise ValueError(f"split size must be an integer in [1, {len(self) - 1}], got {n!r}")
+        k = len(self) - n
+        head = ImageDataset(self.images[:k], self.labels[:k], self.info)
+        return head, ImageDataset(self.images[k:], self.labels[k:], self.info)
+
     def __repr__(self) -> str:
         i = self.info
         return f"ImageDataset({i.name!r}, split={i.split!r}, n={len(self)}, shape={i.input_shape})"

@@ -78,6 +78,9 @@ class TrainConfig:
     seed: int = 0  # model init, data order, augmentation, method noise, evaluation noise
     subset: int | None = None  # train on the first N training examples only
     test_subset: int | None = None  # evaluate on the first N test examples only
+    # Hold out the last N training examples to choose best.safetensors on (never the test
+    # set); 0: no held-out set, and best.safetensors is the last epoch.
+    val_size: int = 0
     eval_sigma: float | None = None  # σ of the noisy evaluation (None: the method's σ, or none)
     augment: str = "auto"  # "auto" (what the dataset calls for) | "none" | "crop-flip"
     eval_batch_size: int = 500  # examples per evaluation forward pass
@@ -106,6 +109,12 @@ class TrainConfig:
             positive_int(name)
         positive_int("subset", allow_none=True)
         positive_int("test_subset", allow_none=True)
+        if (
+            not isinstance(self.val_size, int)
+            or isinstance(self.val_size, bool)
+            or (self.val_size < 0)
+        ):
+            raise ValueError(f"val_size must be an integer >= 0, got {self.val_size!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
@@ -155,7 +164,7 @@ def derived_seed(seed: int, epoch: int, stream: int) -> int:
     return int(state) & ((1 << 63) - 1)
 
 
-STREAM_ORDER, STREAM_AUGMENT, STREAM_EVAL, STREAM_METHOD = 1, 2, 3, 4
+STREAM_ORDER, STREAM_AUGMENT, STREAM_EVAL, STREAM_METHOD, STREAM_VAL = 1, 2, 3, 4, 5
 
 
 def learning_rate(
@@ -301,6 +310,9 @@ def train(
     Resumes when ``config.out_dir`` holds this run (same identity), else starts fresh.
 
     ``train_set`` / ``test_set`` override loading (``subset``/``test_subset`` still apply).
+    ``best.safetensors`` is the epoch with the best validation accuracy (under noise when the
+    method has σ) on the last ``val_size`` training examples, held out from training; with
+    ``val_size=0`` it is the last epoch. The test set is only reported, never selected on.
     ``log`` receives one line per epoch (and on resume); the library itself never prints.
     """
     config.validate()
@@ -321,6 +333,14 @@ def train(
             )
         except FileNotFoundError:
             test_set = None
+    val_set = None
+    if config.val_size:
+        if config.val_size >= len(train_set):
+            raise ValueError(
+                f"val_size {config.val_size} leaves no training examples "
+                f"(the training split has {len(train_set)})"
+            )
+        train_set, val_set = train_set.split_last(config.val_size)
     if config.subset is not None:
         train_set = train_set.subset(min(config.subset, len(train_set)))
     if test_set is not None and config.test_subset is not None:
@@ -414,32 +434,27 @@ def train(
         }
         metrics.update({k: v / max(stat_count, 1) for k, v in stat_sums.items()})
         t1 = time.perf_counter()
-        score = metrics["train_acc"]
-        if test_set is not None:
-            metrics["test_acc"] = accuracy(
-                model, test_set, batch_size=config.eval_batch_size, device=device
-            )
-            score = metrics["test_acc"]
-            if eval_sigma:
-                eval_gen = torch.Generator(device=device)
-                eval_gen.manual_seed(derived_seed(config.seed, epoch, STREAM_EVAL))
-                metrics["eval_sigma"] = eval_sigma
-                metrics["test_acc_noise"] = accuracy(
-                    model,
-                    test_set,
-                    sigma=eval_sigma,
-                    generator=eval_gen,
-                    batch_size=config.eval_batch_size,
-                    device=device,
+        if test_set is not None:  # reported only: selecting on it would bias every result
+            metrics.update(
+                evaluate_split(
+                    model, test_set, "test", eval_sigma, config, epoch, STREAM_EVAL, device
                 )
-                score = metrics["test_acc_noise"]
+            )
+        if val_set is not None:
+            val_metrics = evaluate_split(
+                model, val_set, "val", eval_sigma, config, epoch, STREAM_VAL, device
+            )
+            metrics.update(val_metrics)
+            score = val_metrics.get("val_acc_noise", val_metrics["val_acc"])
         metrics["train_seconds"] = round(train_seconds, 3)
         metrics["eval_seconds"] = round(time.perf_counter() - t1, 3)
         history.append(metrics)
 
         # Commit order: best, last, then the resume state (the commit point), then the log.
         meta = _model_metadata(config, method, train_set, epoch + 1, metrics)
-        if score > best_score:
+        if val_set is None:  # no held-out set: best is the last epoch
+            save_checkpoint(out / BEST_FILE, model, meta)
+        elif score > best_score:
             best_score = score
             save_checkpoint(out / BEST_FILE, model, meta)
         save_checkpoint(out / LAST_FILE, model, meta)
@@ -464,12 +479,46 @@ def train(
     )
 
 
+def evaluate_split(
+    model: nn.Module,
+    dataset: ImageDataset,
+    name: str,
+    eval_sigma: float | None,
+    config: TrainConfig,
+    epoch: int,
+    stream: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """``{name}_acc`` and, when the method has σ, ``{name}_acc_noise`` at that σ (one noise
+    draw per example, seeded per epoch and split) with ``eval_sigma``."""
+    out: dict[str, Any] = {
+        f"{name}_acc": accuracy(model, dataset, batch_size=config.eval_batch_size, device=device)
+    }
+    if eval_sigma:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(derived_seed(config.seed, epoch, stream))
+        out["eval_sigma"] = eval_sigma
+        out[f"{name}_acc_noise"] = accuracy(
+            model,
+            dataset,
+            sigma=eval_sigma,
+            generator=gen,
+            batch_size=config.eval_batch_size,
+            device=device,
+        )
+    return out
+
+
 def _epoch_line(m: dict[str, Any], epochs: int) -> str:
     parts = [
         f"epoch {m['epoch']}/{epochs}",
         f"loss {m['train_loss']:.4f}",
         f"train acc {m['train_acc']:.4f}",
     ]
+    if "val_acc" in m:
+        parts.append(f"val acc {m['val_acc']:.4f}")
+    if "val_acc_noise" in m:
+        parts.append(f"val acc @σ={m['eval_sigma']:g} {m['val_acc_noise']:.4f}")
     if "test_acc" in m:
         parts.append(f"test acc {m['test_acc']:.4f}")
     if "test_acc_noise" in m:

@@ -83,8 +83,10 @@ def merge_runs(out: str | os.PathLike, shards: Sequence[str | os.PathLike]) -> i
     out = Path(out)
     if out.exists():
         raise ValueError(f"{out} exists; merge writes a new run file")
-    stores = [RunStore.read(path) for path in shards]
+    stores: list[RunStore] = []
     try:
+        for path in shards:  # each is checked (format, integrity) before anything is written
+            stores.append(RunStore.read(path))
         first = stores[0]
         base = {k: v for k, v in first.config.items() if k != "shard"}
         seen: dict[int, Path] = {}
@@ -106,13 +108,34 @@ def merge_runs(out: str | os.PathLike, shards: Sequence[str | os.PathLike]) -> i
         if missing:
             raise ValueError(f"shards {missing} of {world} are missing")
         info = dict(first.info) | {"merged_from": [str(s.path) for s in stores]}
-        merged = RunStore.open(out, first.kind, base, first.schema, info=info)
-        with merged:
-            for store in stores:
-                for row in store.rows():
-                    idx = row.pop("idx")
-                    merged.add(idx, row)
-            return len(merged.done_indices())
+        # Build the merged run under a temporary name and rename it at the end, so a failure
+        # half-way leaves no partial run at ``out`` (which a rerun would then refuse).
+        partial = out.with_name(f".{out.name}.merging-{os.getpid()}")
+        partial.unlink(missing_ok=True)
+        try:
+            with RunStore.open(partial, first.kind, base, first.schema, info=info) as merged:
+                for store in stores:
+                    for row in store.rows():
+                        idx = row.pop("idx")
+                        merged.add(idx, row)
+                count = len(merged.done_indices())
+            os.replace(partial, out)
+        finally:
+            partial.unlink(missing_ok=True)
+        return count
     finally:
         for store in stores:
             store.close()
+
+
+def selection_gaps(run_path: str | os.PathLike) -> list[int]:
+    """Selected examples missing below the run's last stored one: with ``skip`` s the selection
+    is 0, s, 2s, ..., so any such index without a row means a shard stopped early. (A missing
+    tail cannot be told apart from the end of the dataset.) Rerunning the run's command with
+    ``--out`` the merged file fills them in."""
+    with RunStore.read(run_path) as store:
+        skip = store.config.get("skip")
+        done = store.done_indices()
+    if not isinstance(skip, int) or skip < 1 or not done:
+        return []
+    return [i for i in range(0, max(done), skip) if i not in done]

@@ -105,6 +105,29 @@ def _check_is_store(path: Path) -> None:
         row = None
     if row is None or json.loads(row[0]) != FORMAT:
         raise ValueError(f"{path} is an SQLite file but not a smoothcert run store")
+    problem = _integrity_problem(path)
+    if problem is not None:
+        raise ValueError(
+            f"{path} is a damaged run store (SQLite reports: {problem}); it was not modified. "
+            "Keep a copy; recover its rows with the sqlite3 shell's .recover, or use a new --out"
+        )
+
+
+def _integrity_problem(path: Path) -> str | None:
+    """SQLite's quick_check of the file, read-only: None when it is sound, else its first
+    complaint. Checked before any write, so a damaged run is never extended or logged to."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            first = con.execute("PRAGMA quick_check(1)").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if first is not None and first[0] == "ok":
+        return None
+    text = str(first[0] if first else "no answer").replace("*** in database main ***", "")
+    return " ".join(text.split())  # one line
 
 
 class RunStore:

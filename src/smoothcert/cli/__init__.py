@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -73,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as exc:
         # Bad input: one line on stderr, never a traceback.
         print(f"smoothcert {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        # A run file damaged while in use (opening one is checked first): rows already
+        # committed stay in the file.
+        print(f"smoothcert {args.command}: error: run file: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"smoothcert {args.command}: interrupted", file=sys.stderr)

@@ -14,8 +14,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smoothcert.distributed import merge_runs
+    import sys
+
+    from smoothcert.distributed import merge_runs, selection_gaps
 
     count = merge_runs(args.out, args.shards)
     print(f"merged {len(args.shards)} shards, {count} examples, into {args.out}")
+    gaps = selection_gaps(args.out)
+    if gaps:
+        shown = ", ".join(map(str, gaps[:10])) + (" ..." if len(gaps) > 10 else "")
+        print(
+            f"smoothcert merge: warning: {len(gaps)} selected examples have no row ({shown}); "
+            f"rerun the run's command with --out {args.out} to fill them in",
+            file=sys.stderr,
+        )
     return 0

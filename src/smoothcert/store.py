@@ -33,7 +33,8 @@ from smoothcert import __version__
 
 FORMAT = "smoothcert-run-store"
 FORMAT_VERSION = 1
-_SQLITE_HEADER = b"SQLite format 3\x00"
+#: The first bytes of every SQLite file (a file starting otherwise is not a run store).
+SQLITE_HEADER = b"SQLite format 3\x00"
 _TYPES = {"INTEGER", "REAL", "TEXT"}
 
 
@@ -92,8 +93,8 @@ def _now() -> str:
 def _check_is_store(path: Path) -> None:
     """Refuse, without writing, a file that is not a smoothcert run store."""
     with open(path, "rb") as fh:
-        header = fh.read(len(_SQLITE_HEADER))
-    if header != _SQLITE_HEADER:
+        header = fh.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
         raise ValueError(f"{path} exists and is not a smoothcert run store (not an SQLite file)")
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)

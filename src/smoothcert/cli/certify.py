@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from smoothcert.cli import _common
 
@@ -73,20 +74,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
-    from smoothcert.analysis import analyze, format_table
-    from smoothcert.runs import certify_dataset, export_tsv
-
+def _check_adaptive(args: argparse.Namespace) -> None:
     if args.adaptive != (args.radii is not None):
         raise ValueError("--adaptive and --radii go together: give both or neither")
-    if args.radii is not None and any(r < 0 for r in args.radii):
-        raise ValueError("--radii must be >= 0")
+    if args.radii is not None and not all(math.isfinite(r) and r >= 0 for r in args.radii):
+        raise ValueError(f"--radii must be finite and >= 0, got {args.radii}")
+    if args.adaptive and args.n_first > args.n:
+        raise ValueError(f"--n-first must be at most --n ({args.n}), got {args.n_first}")
     if not args.growth > 1:
         raise ValueError(f"--growth must be > 1, got {args.growth}")
     if not 0 < args.futility < 1:
         raise ValueError(f"--futility must be in (0, 1), got {args.futility}")
     if not 0 < args.final_share < 1:
         raise ValueError(f"--final-share must be in (0, 1), got {args.final_share}")
+
+
+def _check_tsv(args: argparse.Namespace) -> None:
+    """Refuse a --tsv that could only fail or lose data, before hours of work rather than after."""
+    from smoothcert import distributed
+    from smoothcert.runs.certify import check_tsv_target
+
+    if args.tsv is None:
+        return
+    shard = args.shard
+    rank, world = (
+        distributed.shard_from_env() if shard == "auto" else distributed.parse_shard(shard)
+    )
+    if world > 1:
+        # Each shard would overwrite the TSV with its own examples only.
+        shards = distributed.shard_path(args.out, "*", world)  # a glob of every shard file
+        raise ValueError(
+            f"--tsv cannot be used with a sharded run (shard {rank}/{world}): once every shard "
+            f"is done, run `smoothcert merge {args.out} {shards}` "
+            f"then `smoothcert export {args.out} {args.tsv}`"
+        )
+    check_tsv_target(args.tsv, args.out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from smoothcert.analysis import analyze, format_table
+    from smoothcert.runs import certify_dataset, export_tsv
+
+    _check_adaptive(args)
+    if args.seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+    _check_tsv(args)
     classifier, dataset, config, info = _common.prepare_smoothed_run(
         args, ("n0", "n", "skip", "max", "n_first"), "certifying"
     )

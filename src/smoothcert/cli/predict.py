@@ -38,12 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smoothcert.analysis import predict_categories
+    from smoothcert.analysis import check_reference, predict_categories
     from smoothcert.runs import predict_dataset
+    from smoothcert.runs.certify import run_identity
 
+    if args.seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+    if args.reference:
+        check_reference(args.reference)  # exists, and is a certify or predict run
     classifier, dataset, config, info = _common.prepare_smoothed_run(
         args, ("n", "skip", "max"), "predicting"
     )
+    if args.reference:
+        _check_reference_matches(args, config | run_identity(classifier))
 
     def postfix(tally: dict, row: dict) -> dict:
         tally["correct"] = tally.get("correct", 0) + row["correct"]
@@ -85,3 +92,15 @@ def run(args: argparse.Namespace) -> int:
         print("|" + "|".join("---" for _ in categories) + "|")
         print("| " + " | ".join(f"{v:.3f}" for v in categories.values()) + " |")
     return 0
+
+
+def _check_reference_matches(args: argparse.Namespace, config: dict) -> None:
+    """Before any example: the reference must be another run of the same model, σ, dataset
+    and split (``config`` is what the predict run will store)."""
+    from pathlib import Path
+
+    from smoothcert.analysis import check_reference
+
+    if Path(args.reference).resolve() == Path(args.out).resolve():
+        raise ValueError(f"--reference {args.reference} is the --out run itself")
+    check_reference(args.reference, config)

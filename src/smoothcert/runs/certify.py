@@ -21,7 +21,7 @@ from torch import nn
 from smoothcert import stats
 from smoothcert.distributed import check_shard, shard_of
 from smoothcert.smoothing import SmoothedClassifier
-from smoothcert.store import RunStore
+from smoothcert.store import SQLITE_HEADER, RunStore
 
 __all__ = [
     "RunStore",
@@ -31,8 +31,10 @@ __all__ = [
     "example_generator",
     "model_fingerprint",
     "file_sha256",
+    "run_identity",
     "certify_dataset",
     "predict_dataset",
+    "check_tsv_target",
     "export_tsv",
 ]
 
@@ -58,6 +60,9 @@ PREDICT_SCHEMA = {
     "counts": "TEXT",
     "seconds": "REAL",
 }
+
+# The plan options of an adaptive run (smoothcert.adaptive.plan_looks's keyword arguments).
+ADAPTIVE_OPTIONS = ("n_first", "growth", "futility", "final_share", "align")
 
 # Called with each row as soon as it is stored (the CLI drives its progress bar with it).
 Progress = Callable[[dict[str, Any]], None]
@@ -99,6 +104,20 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def run_identity(classifier: SmoothedClassifier) -> dict[str, Any]:
+    """The config entries that identify the smoothed classifier of a run: its base model's
+    fingerprint and σ (every certify and predict run stores them)."""
+    return {"model_sha256": model_fingerprint(classifier.base), "sigma": classifier.sigma}
+
+
+def _check_seed(seed: int | None) -> None:
+    # numpy's SeedSequence only says "expected non-negative integer", naming no argument.
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+
+
 def _check_dataset(dataset: Any, classifier: SmoothedClassifier) -> None:
     info = getattr(dataset, "info", None)
     shape = getattr(info, "input_shape", None)
@@ -133,6 +152,7 @@ def _run_examples(
     each selected example not yet stored, evaluate it with its own generator, commit its row,
     report progress. ``evaluate(x, generator)`` returns the row without label and seconds."""
     skip, max_examples, seed = selection
+    _check_seed(seed)  # before the run file exists: a refused run must leave nothing behind
     indices = select_indices(len(dataset), skip, max_examples)
     rank, world = check_shard(*shard)
     if world > 1:
@@ -141,8 +161,7 @@ def _run_examples(
         config = config | {"shard": [rank, world]}
         indices = shard_of(indices, rank, world)
     config = {
-        "model_sha256": model_fingerprint(classifier.base),
-        "sigma": classifier.sigma,
+        **run_identity(classifier),
         "skip": skip,
         "max": max_examples,
         "seed": seed,
@@ -215,17 +234,9 @@ def certify_dataset(
     _check_positive("n", n)
     _check_alpha(alpha)
     if adaptive_radii is not None:
-        from smoothcert import adaptive
-
-        # The resolved plan parameters, defaults included: a resumed run must use the same plan
-        # even if a later version changes the defaults.
-        adaptive_options = {
-            "n_first": adaptive.N_FIRST,
-            "growth": adaptive.GROWTH,
-            "futility": adaptive.FUTILITY,
-            "final_share": adaptive.FINAL_SHARE,
-            "align": True,
-        } | dict(adaptive_options or {})
+        adaptive_options = _adaptive_plan_options(
+            adaptive_radii, adaptive_options, classifier.sigma, alpha, n
+        )
     certify_one = _certify_fn(classifier, n0, n, alpha, adaptive_radii, adaptive_options)
     run_config: dict[str, Any] = {"command": "certify", "n0": n0, "n": n, "alpha": alpha}
     if adaptive_radii is not None:
@@ -312,26 +323,86 @@ def predict_dataset(
     )
 
 
+def _adaptive_plan_options(
+    radii: list[float], options: dict[str, Any] | None, sigma: float, alpha: float, n: int
+) -> dict[str, Any]:
+    """The resolved plan options of an adaptive run, defaults included (a resumed run must use
+    the same plan even if a later version changes the defaults), after building the plan once:
+    bad radii (NaN, negative), n_first > n, ... are refused before the run file is created,
+    not at the first example after it was."""
+    from smoothcert import adaptive
+
+    unknown = sorted(set(options or {}) - set(ADAPTIVE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown adaptive options {unknown}; allowed: {list(ADAPTIVE_OPTIONS)}")
+    resolved = {
+        "n_first": adaptive.N_FIRST,
+        "growth": adaptive.GROWTH,
+        "futility": adaptive.FUTILITY,
+        "final_share": adaptive.FINAL_SHARE,
+        "align": True,
+    } | dict(options or {})
+    adaptive.plan_looks(radii, sigma, alpha, n, **resolved)
+    return resolved
+
+
+def check_tsv_target(tsv_path: str | os.PathLike, run_path: str | os.PathLike) -> Path:
+    """Refuse a TSV target that would destroy data or cannot be written, before any work: the
+    run file itself, any SQLite file (another run), a directory, or a missing or read-only
+    directory. A missing directory is accepted when it is the run file's own, which creating
+    the run makes. Returns the target as a Path."""
+    tsv, run = Path(tsv_path), Path(run_path)
+    if tsv.resolve() == run.resolve() or (
+        tsv.exists() and run.exists() and os.path.samefile(tsv, run)
+    ):
+        raise ValueError(f"TSV output {tsv} is the run file itself; choose another file name")
+    if tsv.is_dir():
+        raise ValueError(f"TSV output {tsv} is a directory; give a file name")
+    if tsv.is_file():
+        with open(tsv, "rb") as fh:
+            if fh.read(len(SQLITE_HEADER)) == SQLITE_HEADER:
+                raise ValueError(
+                    f"TSV output {tsv} is an SQLite file (a run file?); refusing to overwrite it"
+                )
+    folder = tsv.resolve().parent
+    run_folder = run.resolve().parent
+    if not folder.is_dir():
+        if folder == run_folder or folder in run_folder.parents:
+            return tsv  # created with the run file, whose own checks cover it
+        raise ValueError(f"directory {folder} of TSV output {tsv} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"directory {folder} of TSV output {tsv} is not writable")
+    return tsv
+
+
 def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
     """Write a certify run in the reference code's format: ``idx label predict radius correct
     time`` (tab-separated, a header line, abstentions as -1, time as H:MM:SS.ffffff). Radii
     are written in full (shortest round-trip digits): a rounded radius could pass a threshold
     that the certified one does not, e.g. 0.49999996 printed as 0.5. Returns the number of
-    rows written."""
+    rows written. Refuses targets :func:`check_tsv_target` refuses (the run itself, another
+    run, a directory)."""
     with RunStore.read(run_path) as store:
         if store.kind != "certify":
             raise ValueError(f"{run_path} is a {store.kind!r} run; only certify runs export to TSV")
         rows = store.rows()
-    tsv_path = Path(tsv_path)
-    tmp = tsv_path.with_name(tsv_path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write("idx\tlabel\tpredict\tradius\tcorrect\ttime\n")
-        for r in rows:
-            fh.write(
-                f"{r['idx']}\t{r['label']}\t{r['prediction']}\t{float(r['radius'])!r}\t"
-                f"{r['correct']}\t{_elapsed(r['seconds'])}\n"
-            )
-    os.replace(tmp, tsv_path)  # never leave a half-written file behind
+    tsv_path = check_tsv_target(tsv_path, run_path)
+    # Written beside the target, then renamed over it: never a half-written TSV. The name is
+    # unique to this process and opened exclusively ("x"), so no existing file is clobbered.
+    tmp = tsv_path.with_name(f"{tsv_path.name}.{os.getpid()}.tmp")
+    fh = open(tmp, "x")  # noqa: SIM115 (closed below; a failure here has nothing to clean)
+    try:
+        with fh:
+            fh.write("idx\tlabel\tpredict\tradius\tcorrect\ttime\n")
+            for r in rows:
+                fh.write(
+                    f"{r['idx']}\t{r['label']}\t{r['prediction']}\t{float(r['radius'])!r}\t"
+                    f"{r['correct']}\t{_elapsed(r['seconds'])}\n"
+                )
+        os.replace(tmp, tsv_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no stray temporary file on any failure
+        raise
     return len(rows)
 
 

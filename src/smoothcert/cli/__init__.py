@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sqlite3
 import sys
@@ -71,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args._run(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`smoothcert analyze r.db | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as exc:
         # Bad input: one line on stderr, never a traceback.
         print(f"smoothcert {args.command}: error: {exc}", file=sys.stderr)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +44,68 @@ def positive_int(name: str, value: int | None) -> None:
         raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
-def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
-    """(model, checkpoint metadata, dataset), validated against each other."""
+def finite(flag: str, values: float | Sequence[float] | None, *, positive: bool) -> None:
+    """Reject a float flag (one value or a list) that is nan, infinite, negative, or zero when
+    ``positive``: argparse's float() accepts "nan" and "inf", which would otherwise run and
+    print nan (or a meaningless number) with exit code 0."""
+    if values is None:
+        return
+    items = list(values) if isinstance(values, Sequence) else [values]
+    bound = "> 0" if positive else ">= 0"
+    for v in items:
+        if not (math.isfinite(v) and (v > 0 if positive else v >= 0)):
+            shown = items[0] if len(items) == 1 else items
+            raise ValueError(f"--{flag} must be {bound} and finite, got {shown}")
+
+
+def resolve_device(spec: str | None) -> Any:
+    """The torch.device for ``--device`` (None: CUDA when available, else CPU), checked to
+    exist on this machine, so that a typo or a missing GPU is a one-line error and not a
+    traceback from deep inside torch when the model is moved."""
     import torch
 
+    if spec is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(
+            f"--device {spec} is not a torch device (e.g. cpu, cuda, cuda:0)"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {spec}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {spec}: this machine has {count} CUDA device(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {spec}: MPS is not available on this machine")
+    elif device.type == "meta":
+        raise ValueError(f"--device {spec} holds no data; use e.g. cpu, cuda or cuda:0")
+    elif device.type != "cpu":
+        _probe(device, spec)
+    return device
+
+
+def _probe(device: Any, spec: str) -> None:
+    """Allocate on a less common device type (xpu, hpu, ...) to find out whether it works."""
+    import torch
+
+    try:
+        torch.empty(0, device=device)
+    except Exception as exc:  # each backend fails its own way (AssertionError, ImportError, ...)
+        # The first sentence only: some backends explain at length on one line.
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0].split(". ")[0][:120]
+        raise ValueError(f"--device {spec} is not available on this machine ({reason})") from None
+
+
+def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """(model, checkpoint metadata, dataset), validated against each other."""
     from smoothcert.checkpoint import load_checkpoint
     from smoothcert.data import load_dataset
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device=device)
     dataset_name = args.dataset or meta.get("dataset")
     if not dataset_name:
@@ -189,8 +245,7 @@ def prepare_smoothed_run(args: argparse.Namespace, counts: tuple[str, ...], verb
         args.device = distributed.local_device()
     if not 0 < args.alpha < 1:
         raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
-    if args.sigma is not None and not args.sigma > 0:
-        raise ValueError(f"--sigma must be > 0, got {args.sigma}")
+    finite("sigma", args.sigma, positive=True)
     model, meta, dataset = load_model_and_data(args)
     sigma = args.sigma if args.sigma is not None else meta.get("sigma")
     if sigma is None or not sigma > 0:

@@ -59,9 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smoothcert.analysis import analyze, figure8, format_table, plot_curves
+    from smoothcert.cli import _common
 
     if not 0 < args.rho < 1:
         raise ValueError(f"--rho must be in (0, 1), got {args.rho}")
+    # float() accepts "nan" and "inf": a nan radius would print an `r = nan` column.
+    _common.finite("radii", args.radii, positive=False)
+    if any(not 0 < a < 1 for a in args.alphas):
+        raise ValueError(f"--alphas must be in (0, 1), got {args.alphas}")
     if args.figure8:
         if len(args.runs) != 1:
             raise ValueError("--figure8 analyses one run at a time")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from smoothcert.cli import _common
@@ -37,7 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="attack loss under noise: mean cross-entropy (Cohen et al. App. J.3) or "
         "SmoothAdv's log of the mean softmax",
     )
-    parser.add_argument("--batch", type=int, default=100, help="examples per attack batch")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=100,
+        help="examples per attack batch; with --noise-sigma the noise is drawn per batch, so "
+        "results depend on it and a resumed run must use the same --batch",
+    )
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -50,10 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("batch", "skip", "max", "steps", "noise_samples"):
         _common.positive_int(name.replace("_", "-"), getattr(args, name))
-    if any(not e >= 0 for e in args.eps):
-        raise ValueError(f"--eps must be radii >= 0, got {args.eps}")
-    if args.noise_sigma is not None and not args.noise_sigma > 0:
-        raise ValueError(f"--noise-sigma must be > 0, got {args.noise_sigma}")
+    if not all(math.isfinite(e) and e >= 0 for e in args.eps):
+        raise ValueError(f"--eps must be radii >= 0 and finite, got {args.eps}")
+    _common.finite("noise-sigma", args.noise_sigma, positive=True)
     model, meta, dataset = _common.load_model_and_data(args)
     indices = select_indices(len(dataset), args.skip, args.max)
     config, info = _common.checkpoint_identity(args.checkpoint, meta)

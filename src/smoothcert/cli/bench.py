@@ -54,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
         _common.positive_int(name, getattr(args, name))
     if args.disagreement_images < 0:
         raise ValueError("--disagreement-images must be >= 0")
-    if args.sigma is not None and not args.sigma > 0:
-        raise ValueError(f"--sigma must be > 0, got {args.sigma}")
+    _common.finite("sigma", args.sigma, positive=True)
     args.split = "test"
     import torch
 

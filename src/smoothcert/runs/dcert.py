@@ -5,9 +5,13 @@ results read back as a :class:`DcertResult` without the model or the data.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from torch import nn
@@ -25,7 +29,7 @@ from smoothcert.certificates import (
     worst_case_from_table,
 )
 from smoothcert.runs.certify import model_fingerprint
-from smoothcert.store import RunStore, pending_blocks
+from smoothcert.store import RunStore, canonical_json, pending_blocks
 
 ROW_FIELDS = ("lagrangian", "loss", "cost", "value_se", "grad_norm")
 PARTS = ("cert", "adv")  # the certificate's γ grid, the empirical adversary's γ_adv sweep
@@ -67,6 +71,7 @@ def dcert_dataset(
     gammas: Sequence[float],
     gamma_adv: Sequence[float],
     indices: Sequence[int],
+    selection: Sequence[int] | None = None,
     batch_size: int = 50,
     seed: int = 0,
     config: dict | None = None,
@@ -76,12 +81,17 @@ def dcert_dataset(
 ) -> DcertResult:
     """Certificate curve and empirical worst-case loss, smoothed (σ) and unsmoothed (σ = 0),
     for the examples ``indices`` of ``dataset``, stored in the run file ``out`` (one committed
-    row per example; rerunning resumes, and a larger ``indices`` list extends the run).
+    row per example; rerunning resumes).
 
-    Examples go in fixed blocks of ``batch_size`` positions of ``indices``; a block with a
-    missing row is recomputed whole (same seeds, same numbers) and only the missing rows are
-    added. The certificate's ascents (γ grid) and the adversary's (γ_adv sweep) use
-    independent draws, so comparing them is an honest check of weak duality.
+    ``indices`` are the first examples of ``selection`` (default: ``indices`` itself), the
+    ordered list a run may grow along: examples go in fixed blocks of ``batch_size`` positions
+    of ``selection``, each computed whole (its seeds are drawn per block) even where it runs
+    past ``indices``, and only the rows of ``indices`` are stored. So a run extended to a
+    longer prefix of the same ``selection`` stores exactly the rows a fresh run over that
+    prefix would, and a block with a missing row (a crash) is recomputed to the same numbers.
+    The selection is part of the run's config: pass it to be able to extend a run (the CLI
+    passes every --skip-th example). The certificate's ascents (γ grid) and the adversary's
+    (γ_adv sweep) use independent draws, so comparing them is an honest check of weak duality.
     ``progress`` is called with the number of examples added after each block.
     """
     grid = check_gammas(gammas)
@@ -94,9 +104,8 @@ def dcert_dataset(
     idx = [int(i) for i in indices]
     if not idx:
         raise ValueError("no examples selected")
-    n_data = dataset_length(dataset)
-    if not all(0 <= i < n_data for i in idx):
-        raise ValueError(f"indices must lie in [0, {n_data})")
+    pool = idx if selection is None else [int(i) for i in selection]
+    _check_selection(idx, pool, dataset_length(dataset))
     run_config = {
         "command": "dcert",
         "model_sha256": model_fingerprint(model),
@@ -106,15 +115,24 @@ def dcert_dataset(
         "batch_size": batch_size,
         "seed": seed,
         "surrogate": {k: v for k, v in sorted(surrogate_kwargs.items()) if not callable(v)},
+        # The blocks are positions of the selection, so it determines the results.
+        SELECTION_KEY: _selection_key(pool),
         **(config or {}),
     }
     x_first, _ = batch_of(dataset, idx[:1])
     dim = x_first[0].numel()
+    legacy = _legacy_rows(out, run_config, idx)
+    if legacy is not None:
+        return _result_from_rows(legacy, float(sigma), grid, adv, dim)
     sigmas = {"smooth": float(sigma), "plain": 0.0}
     info = (info or {}) | {"input_dim": dim}
+    # The whole blocks that cover ``idx``; their examples past ``idx`` are computed, not stored.
+    end = min(len(pool), -(-len(idx) // batch_size) * batch_size)
     with RunStore.open(out, "dcert", run_config, dcert_schema(), info=info) as store:
         done = store.done_indices()
-        for block, missing in pending_blocks(idx, batch_size, done):
+        # Unwanted examples count as done so that they never make a block pending on their own.
+        skip = done | set(pool[len(idx) : end])
+        for block, missing in pending_blocks(pool[:end], batch_size, skip):
             t0 = time.perf_counter()
             computed = {
                 (part, setting): block_rows(
@@ -127,19 +145,66 @@ def dcert_dataset(
             seconds = (time.perf_counter() - t0) / len(block)
             _, labels = batch_of(dataset, block)
             for pos, i in enumerate(block):
-                if i in done:
+                if i in skip:
                     continue
                 row = {"label": int(labels[pos]), "seconds": seconds}
                 for (part, setting), arrays in computed.items():
                     for name in ROW_FIELDS:
                         row[f"{part}_{setting}_{name}"] = arrays[name][pos].tolist()
                 store.add(i, row)
-                done.add(i)
+                skip.add(i)
             if progress is not None:
                 progress(len(missing))
         wanted = set(idx)
         rows = [r for r in store.rows() if r["idx"] in wanted]
     return _result_from_rows(rows, float(sigma), grid, adv, dim)
+
+
+SELECTION_KEY = "selection_sha"
+
+
+def _check_selection(idx: list[int], pool: list[int], n_data: int) -> None:
+    if pool[: len(idx)] != idx:
+        raise ValueError("indices must be the first len(indices) entries of selection")
+    if len(set(pool)) != len(pool):
+        raise ValueError("selection must not repeat an example")
+    if not all(0 <= i < n_data for i in pool):
+        raise ValueError(f"indices must lie in [0, {n_data})")
+
+
+def _selection_key(pool: list[int]) -> str:
+    """A short identity of the ordered selection the run's blocks are positions of."""
+    return hashlib.sha256(",".join(map(str, pool)).encode()).hexdigest()[:16]
+
+
+def _legacy_rows(out, run_config: dict, idx: list[int]) -> list[dict] | None:
+    """The rows of ``idx`` when ``out`` is a run with these arguments made before blocks were
+    fixed over the selection (its config has no selection key), else None.
+
+    Such a run cut its last block at the requested count, so its rows there differ from what a
+    run of more examples computes: it is read when it already holds every row asked for, and
+    refused (untouched) when it would have to be resumed or extended. Anything else, including
+    a file that is not a run store, is left to RunStore.open."""
+    path = Path(out)
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    old = json.loads(canonical_json({k: v for k, v in run_config.items() if k != SELECTION_KEY}))
+    try:
+        with RunStore.read(path) as store:
+            if store.kind != "dcert" or store.config != old:
+                return None
+            rows = store.rows()
+    except (ValueError, OSError, sqlite3.DatabaseError):
+        return None  # not a (sound) run store: RunStore.open gives the error
+    wanted = set(idx)
+    have = [r for r in rows if r["idx"] in wanted]
+    if len(have) == len(wanted):
+        return have
+    raise ValueError(
+        f"{out} was made by an older smoothcert whose dcert blocks depended on --max, so it "
+        "cannot be resumed or extended to the same numbers as a fresh run; rerun with its "
+        "original --max to read it, or choose another --out"
+    )
 
 
 def _result_from_rows(

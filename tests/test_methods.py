@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -242,6 +244,31 @@ def test_trades_adversary_in_ball_and_raises_kl(mnist_train):
         p = F.log_softmax(model(x), 1)
         kl = (p.exp() * (p - F.log_softmax(model(x_adv), 1))).sum(1)
     assert kl.mean() > 1e-3
+
+
+def test_trades_outer_loss_uses_separate_passes_with_batch_norm(mnist_train):
+    # With batch norm, the clean and adversarial batches are normalized by their own statistics
+    # (the authors' two forward passes), which a single concatenated pass would not do.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                          nn.Linear(32, 10))  # fmt: skip
+    x, y = mnist_train.batch(range(32))
+    method = get_method("trades", eps=1.0, steps=3, beta=6.0)
+    reference = copy.deepcopy(model)  # the loss's train-mode passes update BN running stats
+    out = method.loss(model, x, y, ctx(3))
+    model = reference
+    x_adv = trades_adversary(model, x, 1.0, 3, None, ctx(3).generator)
+    with torch.no_grad():
+        clean, adv = model(x), model(x_adv)
+        p = F.log_softmax(clean, 1)
+        kl = (p.exp() * (p - F.log_softmax(adv, 1))).sum(1).mean()
+        separate = F.cross_entropy(clean, y) + 6.0 * kl
+        joint = model(torch.cat([x, x_adv]))
+        q = F.log_softmax(joint[:32], 1)
+        kl_joint = (q.exp() * (q - F.log_softmax(joint[32:], 1))).sum(1).mean()
+        concatenated = F.cross_entropy(joint[:32], y) + 6.0 * kl_joint
+    assert out.loss.item() == pytest.approx(float(separate), rel=1e-5)
+    assert abs(float(concatenated) - float(separate)) > 1e-3  # the check can tell them apart
 
 
 def test_wrm_stats(mnist_train):

@@ -5,7 +5,9 @@ Per batch:  CE(f(x), y) + β · KL( softmax f(x) ‖ softmax f(x') ),
 x' ≈ argmax_{‖x'−x‖₂ ≤ ε, x' ∈ [0,1]} KL( f(x) ‖ f(x') ), found by ``steps`` normalized-gradient
 steps of size ``inner_step_size`` (default 2ε/steps) from x + 0.001·N(0, I), each clamped to [0,1]
 and projected onto the ball. The inner maximization runs with the model in eval mode and the
-clean prediction fixed (detached), as in the authors' code; the outer loss in train mode.
+clean prediction fixed (detached), as in the authors' code; the outer loss in train mode, with
+clean and adversarial inputs in separate forward passes (as the authors' code does), so batch
+norm normalizes each with its own batch statistics.
 """
 
 from __future__ import annotations
@@ -86,8 +88,9 @@ class TRADES(Method):
         x_adv = trades_adversary(
             model, x, self.eps, self.steps, self.inner_step_size, ctx.generator
         )
-        logits = model(torch.cat([x, x_adv]))
-        clean, adv = logits[: len(x)], logits[len(x) :]
+        # Two passes, not one over torch.cat([x, x_adv]): with batch norm a joint pass would
+        # normalize clean inputs with statistics of the adversarial ones and vice versa.
+        clean, adv = model(x), model(x_adv)
         ce = F.cross_entropy(clean, y)
         robust = kl_from_logits(clean, adv).mean()
         return MethodOutput(

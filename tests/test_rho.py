@@ -61,9 +61,20 @@ def test_rho_matches_closed_form_of_linear_model():
     assert noisy.rho - noisy.rho_adv == pytest.approx(d * 0.3**2, rel=0.05)
 
 
-def test_transport_cost_rejects_bad_gamma():
-    with pytest.raises(ValueError, match="gamma must be > 0"):
-        transport_cost(nn.Linear(2, 2), (torch.rand(3, 2), torch.zeros(3).long()), 0.0)
+@pytest.mark.parametrize(
+    ("gamma", "kwargs", "message"),
+    [
+        (0.0, {}, "gamma must be > 0"),
+        (math.inf, {}, "gamma must be > 0 and finite"),
+        (1.0, {"sigma": math.inf}, "sigma must be >= 0 and finite"),
+        (1.0, {"sigma": math.nan}, "sigma must be >= 0 and finite"),
+        (1.0, {"step_size": math.inf}, "step_size must be > 0 and finite"),
+    ],
+)
+def test_transport_cost_rejects_bad_numbers(gamma, kwargs, message):
+    data = (torch.rand(3, 2), torch.zeros(3).long())
+    with pytest.raises(ValueError, match=message):
+        transport_cost(nn.Linear(2, 2), data, gamma, **kwargs)
 
 
 @pytest.fixture(scope="module")

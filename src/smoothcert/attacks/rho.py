@@ -64,10 +64,12 @@ def transport_cost(
     ``step_size`` defaults to η1 = 0.5/γ (NAL paper Table 1). With σ = 0 and s = 1 this is the
     WRM adversary with constant steps. The model runs in eval mode.
     """
-    if not gamma > 0:
-        raise ValueError(f"gamma must be > 0, got {gamma}")
-    if step_size is not None and not step_size > 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}")
+    if not 0 < gamma < math.inf:
+        raise ValueError(f"gamma must be > 0 and finite, got {gamma}")
+    if not 0 <= sigma < math.inf:
+        raise ValueError(f"sigma must be >= 0 and finite, got {sigma}")
+    if step_size is not None and not 0 < step_size < math.inf:
+        raise ValueError(f"step_size must be > 0 and finite, got {step_size}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     eta = 0.5 / gamma if step_size is None else step_size

@@ -71,11 +71,13 @@ def _fixed(p: float, n0: int, n: int, alpha: float, sigma: float, rng) -> float:
 
 def _count_from_bound(p_a_lower: float, n: int, alpha: float) -> int:
     """The k with lower_confidence_bound(k, n, α) = p_a_lower (older rows stored only the
-    bound; it is strictly increasing in k, so bisection recovers k exactly)."""
+    bound; it is strictly increasing in k, so bisection recovers k exactly). The tolerance
+    1e-9 absorbs stats.LEVEL_MARGIN, which moved bounds by < 1e-10 after those rows were
+    written, and is far below the gap between consecutive k (≥ 1e-6 up to n = 10⁶)."""
     lo, hi = 0, n
     while lo < hi:
         mid = (lo + hi) // 2
-        if float(lower_confidence_bound(mid, n, alpha)) < p_a_lower - 1e-12:
+        if float(lower_confidence_bound(mid, n, alpha)) < p_a_lower - 1e-9:
             lo = mid + 1
         else:
             hi = mid

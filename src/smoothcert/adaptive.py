@@ -46,7 +46,7 @@ import torch
 from scipy.stats import norm
 
 from smoothcert import stats
-from smoothcert.smoothing import ABSTAIN, Certificate, SmoothedClassifier
+from smoothcert.smoothing import ABSTAIN, Certificate, SmoothedClassifier, is_real
 
 #: Defaults of the plan (docs/adaptive.md explains how they were chosen, without the test
 #: images the procedure is evaluated on).
@@ -90,8 +90,9 @@ def look_schedule(n_max: int, n_first: int = N_FIRST, growth: float = GROWTH) ->
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if n_first > n_max:
         raise ValueError(f"n_first must be at most n_max ({n_max}), got {n_first}")
-    if not (isinstance(growth, int | float) and math.isfinite(growth) and growth > 1):
+    if not (is_real(growth) and math.isfinite(growth) and growth > 1):
         raise ValueError(f"growth must be a finite number > 1, got {growth!r}")
+    growth = float(growth)  # growth**j in float32 (np.float32 growth) would lose precision
     looks, j = [], 0
     while True:
         n_j = min(int(n_max), math.ceil(n_first * growth**j))
@@ -139,14 +140,16 @@ def plan_looks(
     n*(r_i) of each target radius reachable before n_max, and the levels. The early level
     a = α(1 − s)/(J − 1) and the aligned looks depend on each other through J; J is raised
     until the looks fit it, so Σ_j α_j ≤ α (equality unless aligned looks coincide)."""
-    if not (isinstance(alpha, int | float) and 0 < alpha < 1):
+    # numpy scalars (e.g. np.float32 from a config array) are accepted; bools are not.
+    if not (is_real(alpha) and 0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    if not (isinstance(futility, int | float) and 0 < futility < 1):
+    if not (is_real(futility) and 0 < futility < 1):
         raise ValueError(f"futility must be in (0, 1), got {futility!r}")
-    if not (isinstance(final_share, int | float) and 0 < final_share <= 1):
+    if not (is_real(final_share) and 0 < final_share <= 1):
         raise ValueError(f"final_share must be in (0, 1], got {final_share!r}")
-    if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma > 0):
+    if not (is_real(sigma) and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    alpha, futility, final_share, sigma = map(float, (alpha, futility, final_share, sigma))
     targets = _check_radii(radii)
     grid = look_schedule(n_max, n_first, growth)
     thresholds = [0.5, *(float(t) for t in norm.cdf(np.asarray(targets) / sigma))]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +45,55 @@ class RunSummary:
     per_example: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
+def check_radii(radii: Sequence[float]) -> list[float]:
+    """The radii as floats; a non-empty list of finite numbers >= 0, else a ValueError.
+
+    A NaN radius would compare False everywhere and print an all-zero column, so it is refused
+    rather than tabulated; a str is refused because it is a sequence of characters."""
+    if isinstance(radii, str | bytes) or np.ndim(radii) != 1:
+        raise ValueError(f"radii must be a non-empty list of numbers >= 0, got {radii!r}")
+    try:
+        values = np.asarray(radii, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"radii must be a non-empty list of numbers >= 0, got {radii!r}") from None
+    if values.size == 0:
+        raise ValueError("radii must be a non-empty list of numbers >= 0, got an empty list")
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(f"radii must all be finite and >= 0, got {values.tolist()}")
+    return values.tolist()
+
+
+def _per_example(radius: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``radius`` and ``correct`` as 1-D arrays of one entry per example, checked to match.
+
+    numpy would broadcast a single ``correct`` flag over every radius (or the reverse) and
+    return a plausible but meaningless accuracy; and the mean over no examples is undefined,
+    not 0."""
+    radius, correct = np.asarray(radius, float), np.asarray(correct, bool)
+    if radius.ndim != 1 or radius.shape != correct.shape:
+        raise ValueError(
+            "radius and correct must be 1-D with one entry per example each, got shapes "
+            f"{radius.shape} and {correct.shape}"
+        )
+    if radius.size == 0:
+        raise ValueError("radius and correct are empty: no examples to average over")
+    if np.any(np.isnan(radius)):
+        raise ValueError("radius contains NaN: every example needs a radius (0 if abstained)")
+    return radius, correct
+
+
 def certified_accuracy(
     radius: np.ndarray, correct: np.ndarray, radii: Sequence[float]
 ) -> np.ndarray:
     """Approximate certified accuracy (Cohen et al. §4): mean of 1[correct and radius ≥ r]."""
-    radius, correct = np.asarray(radius, float), np.asarray(correct, bool)
-    if radius.size == 0:
-        return np.zeros(len(radii))
-    return np.array([np.mean(correct & (radius >= r)) for r in radii])
+    radius, correct = _per_example(radius, correct)
+    return np.array([np.mean(correct & (radius >= r)) for r in check_radii(radii)])
 
 
 def average_certified_radius(radius: np.ndarray, correct: np.ndarray) -> float:
     """ACR: mean of radius·1[correct] over all examples (abstentions contribute 0)."""
-    radius, correct = np.asarray(radius, float), np.asarray(correct, bool)
-    return float(np.mean(np.where(correct, radius, 0.0))) if radius.size else 0.0
+    radius, correct = _per_example(radius, correct)
+    return float(np.mean(np.where(correct, radius, 0.0)))
 
 
 def reanalyze(
@@ -115,11 +151,7 @@ def _summary(
     acc = certified_accuracy(radius, correct, radii)
     m = len(radius)
     counts = np.round(acc * m).astype(int)
-    lower = (
-        np.asarray(stats.certified_accuracy_lower_bound(counts, m, alpha, rho), float)
-        if m
-        else np.zeros(len(radii))
-    )
+    lower = np.asarray(stats.certified_accuracy_lower_bound(counts, m, alpha, rho), float)
     return RunSummary(
         name=name,
         radii=list(map(float, radii)),
@@ -136,25 +168,50 @@ def _summary(
 
 
 def load_certify_run(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Config and rows of a certify run; a run with no rows yet is refused, since certified
+    accuracy over no examples is undefined (a table of zeros would read as a result)."""
     with RunStore.read(path) as store:
         if store.kind != "certify":
             raise ValueError(f"{path} is a {store.kind!r} run, expected a certify run")
-        return store.config, store.rows()
+        config, rows = store.config, store.rows()
+    if not rows:
+        raise ValueError(
+            f"{path} has no rows yet: certify at least one example before analysing the run"
+        )
+    return config, rows
+
+
+def _check_rho(rho: float) -> None:
+    # Checked up front: it is otherwise only looked at once a run's lower bound is computed.
+    if not (isinstance(rho, Real) and not isinstance(rho, bool) and 0 < rho < 1):
+        raise ValueError(f"rho must be a number in (0, 1), got {rho!r}")
+
+
+def _as_path_list(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list:
+    # One path is a run, not a sequence of one-character file names.
+    if isinstance(paths, str | os.PathLike):
+        return [paths]
+    return list(paths)
 
 
 def analyze(
-    paths: Sequence[str | os.PathLike],
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
     radii: Sequence[float] = DEFAULT_RADII,
     *,
     names: Sequence[str] | None = None,
     rho: float = 0.001,
 ) -> list[RunSummary]:
     """Certified accuracy, its Theorem-6 lower bound (confidence 1 − rho) and ACR of each
-    certify run, at ``radii``. Names default to the file stems."""
+    certify run (one path or a list of them), at ``radii``. Names default to the file stems."""
+    paths = _as_path_list(paths)
+    if not paths:
+        raise ValueError("paths must name at least one certify run")
+    if isinstance(names, str):
+        names = [names]
     if names is not None and len(names) != len(paths):
         raise ValueError(f"got {len(names)} names for {len(paths)} runs")
-    if any(r < 0 for r in radii):
-        raise ValueError("radii must be >= 0")
+    radii = check_radii(radii)
+    _check_rho(rho)
     out = []
     for i, path in enumerate(paths):
         config, rows = load_certify_run(path)
@@ -187,6 +244,8 @@ def figure8(
 ) -> dict[str, list[RunSummary]]:
     """The three analyses of Figure 8 from one run's stored counts: certified accuracy under
     each bound (left), projected to other n (middle), and at other α (right)."""
+    radii = check_radii(radii)
+    _check_rho(rho)
     config, rows = load_certify_run(path)
     if config.get("adaptive_radii") is not None:
         # Its bounds were taken at α/J over several looks: a fixed-n re-analysis would be wrong.
@@ -315,6 +374,20 @@ def predict_categories(
 # --------------------------------------------------------------------------- formatting
 
 
+def _shared_radii(summaries: Sequence[RunSummary]) -> list[float]:
+    """The radii every summary was computed at: the table has one column per radius, so a
+    summary at other radii would put its numbers under the wrong heading."""
+    first = summaries[0]
+    for s in summaries[1:]:
+        if list(s.radii) != list(first.radii):
+            raise ValueError(
+                f"summaries must share the same radii to be tabulated together: run "
+                f"{first.name!r} has radii {first.radii} but run {s.name!r} has {s.radii}; "
+                "analyze them with the same radii"
+            )
+    return list(first.radii)
+
+
 def format_table(
     summaries: Sequence[RunSummary], fmt: str = "markdown", *, lower_bound: bool = False
 ) -> str:
@@ -324,7 +397,7 @@ def format_table(
         raise ValueError(f"format must be markdown, latex or csv, got {fmt!r}")
     if not summaries:
         raise ValueError("nothing to tabulate")
-    radii = summaries[0].radii
+    radii = _shared_radii(summaries)
     values = np.array([s.lower_bound if lower_bound else s.certified_accuracy for s in summaries])
     best = values.max(axis=0)
     header = ["run", *(f"r = {r:g}" for r in radii), "ACR"]
@@ -357,11 +430,38 @@ def format_table(
     return "\n".join(lines)
 
 
+def check_plot_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, refused unless its suffix is a file type matplotlib writes: without
+    one matplotlib silently appends ".png" and the figure lands somewhere else than asked."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(path)
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in kinds:
+        raise ValueError(
+            f"plot path {path} must end in a file type matplotlib can write "
+            f"({', '.join('.' + k for k in sorted(kinds))}), got suffix {path.suffix!r}"
+        )
+    if path.is_dir():
+        raise ValueError(f"plot path {path} is a directory")
+    return path
+
+
+def _check_groups(groups: Mapping[str, Sequence[RunSummary]]) -> None:
+    if not groups:
+        raise ValueError("groups must hold at least one panel of run summaries, got none")
+    for group, summaries in groups.items():
+        if not summaries:
+            raise ValueError(f"group {group!r} has no run summaries to plot")
+
+
 def plot_curves(
     groups: dict[str, Sequence[RunSummary]], path: str | os.PathLike, *, title: str | None = None
 ) -> None:
     """Certified accuracy against radius (step curves, one line per summary, Figure 6 style);
-    one panel per group (e.g. Figure 8's three panels)."""
+    one panel per group (e.g. Figure 8's three panels). ``path``'s suffix picks the format."""
+    path = check_plot_path(path)
+    _check_groups(groups)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -370,8 +470,8 @@ def plot_curves(
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
     for ax, (group, summaries) in zip(axes[0], groups.items(), strict=True):
         r_max = max(
-            [float(np.max(s.per_example["radius"], initial=0.0)) for s in summaries]
-            + [max(s.radii) for s in summaries]
+            max(float(np.max(s.per_example["radius"], initial=0.0)), *s.radii, 0.0)
+            for s in summaries
         )
         grid = np.linspace(0.0, r_max * 1.05 + 1e-9, 400)
         for s in summaries:
@@ -386,7 +486,6 @@ def plot_curves(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

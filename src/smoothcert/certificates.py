@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -75,20 +77,113 @@ class SurrogateResult:
     sigma: float
 
 
+def _is_real(value) -> bool:
+    # numbers.Real covers numpy's scalars (np.float32 is not a float); a bool is not a number here.
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def check_count(name: str, value: int, minimum: int) -> int:
+    """``value`` as an int, refused unless it is a whole number >= ``minimum`` (2.5 would
+    otherwise reach range() or a tensor shape and fail there with a TypeError)."""
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def check_surrogate_args(
     gamma: float, sigma: float, num_noise: int, steps: int, num_eval: int
 ) -> None:
     """Reject arguments the surrogate cannot work with, naming the one at fault."""
-    if not (isinstance(gamma, int | float) and math.isfinite(gamma) and gamma > 0):
+    if not (_is_real(gamma) and math.isfinite(gamma) and gamma > 0):
         raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
-    if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma >= 0):
+    if not (_is_real(sigma) and math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
-    if num_noise < 1:
-        raise ValueError(f"num_noise must be >= 1, got {num_noise}")
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    if num_eval < 1:
-        raise ValueError(f"num_eval must be >= 1, got {num_eval}")
+    check_count("num_noise", num_noise, 1)
+    check_count("steps", steps, 0)
+    check_count("num_eval", num_eval, 1)
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def check_batch(
+    model: nn.Module,
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    class_labels: bool,
+    names: tuple[str, str] = ("x0", "y"),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate one batch of inputs and labels; return the inputs in the model's dtype.
+
+    Inputs must be a finite floating batch [B, ...]: integer pixels (0–255?) cannot be
+    converted safely, and a NaN would come out as a NaN certificate. Float64 data is converted
+    to the model's dtype, which is where the computation happens anyway. With ``class_labels``
+    (the default cross-entropy) labels must be integer class indices >= 0 of shape [B]; their
+    upper end is checked against the model's outputs by :func:`_class_checked`."""
+    x_name, y_name = names
+    if not isinstance(x0, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise ValueError(
+            f"{x_name} and {y_name} must be torch tensors, got "
+            f"{type(x0).__name__} and {type(y).__name__}"
+        )
+    if x0.dim() < 2 or y.dim() < 1 or x0.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{x_name} must be a batch [B, ...] with one label per example in {y_name}, got "
+            f"{x_name} {tuple(x0.shape)} and {y_name} {tuple(y.shape)} (add a batch dimension "
+            "to a single example with unsqueeze(0))"
+        )
+    if not x0.is_floating_point():
+        raise ValueError(
+            f"{x_name} must be a floating-point tensor (images in [0, 1]), got {x0.dtype}"
+        )
+    if not torch.isfinite(x0).all():
+        raise ValueError(f"{x_name} contains NaN or Inf")
+    if class_labels:
+        if y.dim() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise ValueError(
+                f"{y_name} must be integer class indices of shape [B], got {y.dtype} of shape "
+                f"{tuple(y.shape)}"
+            )
+        if y.numel() and int(y.min()) < 0:
+            # cross-entropy would silently give -100 (its ignore_index) a loss of 0.
+            raise ValueError(f"{y_name} must be class indices >= 0, got {int(y.min())}")
+        y = y.long()  # cross-entropy takes int64 targets only
+    dtype = _model_dtype(model)
+    return (x0 if dtype is None else x0.to(dtype)), y
+
+
+def _class_checked(loss_fn: LossFn, y: torch.Tensor, y_name: str) -> LossFn:
+    """``loss_fn`` (cross-entropy) refusing labels the model has no output for: cross-entropy
+    would raise an IndexError deep inside torch, or on CUDA a device-side assert."""
+    top = int(y.max()) if y.numel() else -1
+
+    def checked(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if logits.dim() != 2:
+            raise ValueError(
+                f"the model must output logits of shape [B, classes] for the cross-entropy "
+                f"loss, got {tuple(logits.shape)}"
+            )
+        if top >= logits.shape[1]:
+            raise ValueError(
+                f"{y_name} must be class indices in [0, {logits.shape[1]}) for this model's "
+                f"{logits.shape[1]} outputs, got {top}"
+            )
+        return loss_fn(logits, target)
+
+    return checked
+
+
+def _check_finite_result(losses: torch.Tensor, lagrangian: torch.Tensor, gamma: float) -> None:
+    """A NaN or Inf loss would average into a NaN certificate, returned as if it were one."""
+    bad = ~(torch.isfinite(losses).all(1) & torch.isfinite(lagrangian))
+    if bad.any():
+        raise ValueError(
+            f"model: the loss is not finite (NaN or Inf) for {int(bad.sum())} of {bad.numel()} "
+            f"examples at gamma={gamma:g}; check the model's outputs (or raise gamma, if the "
+            "ascent diverged)"
+        )
 
 
 def _smoothed_loss_and_grad(
@@ -156,11 +251,11 @@ def surrogate(
     The model's train/eval mode is left as given; its parameters receive no gradient.
     """
     check_surrogate_args(gamma, sigma, num_noise, steps, num_eval)
-    if x0.dim() < 2 or x0.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"x0 must be a batch [B, ...] with one label per example, got x0 {tuple(x0.shape)} "
-            f"and y {tuple(y.shape)}"
-        )
+    eval_chunk = check_count("eval_chunk", eval_chunk, 1)
+    class_labels = loss_fn is cross_entropy_per_example
+    x0, y = check_batch(model, x0, y, class_labels=class_labels)
+    if class_labels:
+        loss_fn = _class_checked(loss_fn, y, "y")
     if step_size is None:
         step_size = 0.25 / gamma
     elif not callable(step_size) and not (math.isfinite(step_size) and step_size > 0):
@@ -195,6 +290,7 @@ def surrogate(
     cost = diff.flatten(1).pow(2).sum(1)
     loss = losses.mean(1)
     lagrangian = loss - gamma * cost
+    _check_finite_result(losses, lagrangian, gamma)
     se = losses.std(1) / math.sqrt(num_eval) if num_eval > 1 else torch.zeros_like(loss)
     grad = grad_loss - 2 * gamma * diff
     return SurrogateResult(
@@ -243,24 +339,45 @@ def block_seed(seed: int, first_index: int, gamma: float, sigma: float, stream: 
 
 
 def batch_of(data, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) of ``data`` at ``indices``; ``data`` is a pair of tensors, a data set
-    with a ``batch(indices)`` method (smoothcert.data), or any indexable set of (x, y) items."""
+    """(inputs, labels) of ``data`` at ``indices``; ``data`` is a pair of tensors (or numpy
+    arrays), a data set with a ``batch(indices)`` method (smoothcert.data), or any indexable
+    set of (x, y) items with integer labels."""
     if _is_pair(data):
         idx = torch.as_tensor(list(indices), dtype=torch.long)
-        return data[0][idx], torch.as_tensor(data[1])[idx]
+        return torch.as_tensor(data[0])[idx], torch.as_tensor(data[1])[idx]
     if callable(getattr(data, "batch", None)):
         return data.batch(list(indices))
     items = [data[i] for i in indices]
     xs = torch.stack([torch.as_tensor(x) for x, _ in items])
-    return xs, torch.as_tensor([int(y) for _, y in items])
+    labels = [_item_label(y, i) for i, (_, y) in zip(indices, items, strict=True)]
+    return xs, torch.as_tensor(labels)
+
+
+def _item_label(y, index: int) -> int:
+    # int(1.7) would silently make it class 1; operator.index takes only whole-number types.
+    try:
+        return operator.index(y)
+    except TypeError:
+        raise ValueError(
+            f"data: the label of example {index} must be an integer class, got {y!r}"
+        ) from None
 
 
 def _is_pair(data) -> bool:
-    return isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], torch.Tensor)
+    return (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and isinstance(data[0], torch.Tensor | np.ndarray)
+    )
 
 
 def dataset_length(data) -> int:
     if _is_pair(data):
+        if np.ndim(data[1]) == 0:
+            raise ValueError(
+                f"data: labels must hold one label per input, got a single label of shape "
+                f"{tuple(np.shape(data[1]))} (pass a batch: inputs [B, ...] and labels [B])"
+            )
         if len(data[0]) != len(data[1]):
             raise ValueError(f"data: {len(data[0])} inputs but {len(data[1])} labels")
         return len(data[0])
@@ -268,7 +385,10 @@ def dataset_length(data) -> int:
 
 
 def check_gammas(gammas: Sequence[float], name: str = "gammas") -> np.ndarray:
-    g = np.asarray(list(gammas), dtype=np.float64)
+    try:
+        g = np.asarray(list(gammas), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a non-empty list of numbers, got {gammas!r}") from None
     if g.ndim != 1 or g.size == 0:
         raise ValueError(f"{name} must be a non-empty list of numbers, got {gammas!r}")
     if not np.all(np.isfinite(g)) or np.any(g <= 0):
@@ -295,8 +415,7 @@ def surrogate_table(
     eval mode for the computation and restored afterwards.
     """
     g = check_gammas(gammas)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_count("batch_size", batch_size, 1)
     n_data = dataset_length(data)
     idx = list(range(n_data)) if indices is None else [int(i) for i in indices]
     if not idx:
@@ -332,7 +451,13 @@ def block_rows(
     """The [len(block), G] arrays of :class:`SurrogateTable` for one block of examples."""
     device = next(iter(model.parameters()), torch.empty(0)).device
     x0, y = batch_of(data, block)
-    x0, y = x0.to(device), y.to(device)
+    # Checked here too so that a fault in the data names ``data``, not surrogate()'s x0.
+    loss_fn = surrogate_kwargs.get("loss_fn", cross_entropy_per_example)
+    class_labels = loss_fn is cross_entropy_per_example
+    names = ("data (its inputs)", "data (its labels)")
+    x0, y = check_batch(model, x0.to(device), y.to(device), class_labels=class_labels, names=names)
+    if class_labels:
+        surrogate_kwargs = surrogate_kwargs | {"loss_fn": _class_checked(loss_fn, y, names[1])}
     out: dict[str, list[np.ndarray]] = {
         k: [] for k in ("lagrangian", "loss", "cost", "value_se", "grad_norm")
     }
@@ -386,7 +511,7 @@ class Certificate:
 
 
 def _rho_adv(rho: float, noise_cost: float, rho_with_noise: bool, name: str = "rho") -> float:
-    if not math.isfinite(rho) or rho < 0:
+    if not (_is_real(rho) and math.isfinite(rho) and rho >= 0):
         raise ValueError(f"{name} must be finite and >= 0, got {rho}")
     if not rho_with_noise:
         return float(rho)
@@ -437,6 +562,9 @@ def certificate(
     Keyword arguments go to :func:`surrogate_table` (indices, batch_size, seed, progress) and
     :func:`surrogate`.
     """
+    # Before the long computation; names gamma, not the one-element list "gammas".
+    check_surrogate_args(gamma, sigma, 1, 0, 1)
+    _rho_adv(rho, 0.0, False)
     table = surrogate_table(model, data, [gamma], sigma, **kwargs)
     return certificate_from_table(table, 0, rho, rho_with_noise=rho_with_noise)
 
@@ -546,6 +674,8 @@ def worst_case_loss(
     x* = argmax_x E_z[ℓ(θ; x+z) − γ_adv‖x+z−x0‖²] per test example, ρ̂_test the mean transport
     cost and the mean loss at x* + z with fresh draws. Keyword arguments go to
     :func:`surrogate_table` and :func:`surrogate`."""
-    gammas = [gamma_adv] if isinstance(gamma_adv, int | float) else list(gamma_adv)
-    check_gammas(gammas, "gamma_adv")
+    # One number (numpy's scalars and 0-d arrays included) is a sweep of one.
+    one = isinstance(gamma_adv, Real) or (isinstance(gamma_adv, np.ndarray) and gamma_adv.ndim == 0)
+    gammas = [gamma_adv] if one else gamma_adv
+    gammas = check_gammas(gammas, "gamma_adv")
     return worst_case_from_table(surrogate_table(model, data, gammas, sigma, **kwargs))

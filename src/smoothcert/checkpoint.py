@@ -34,15 +34,29 @@ def _version() -> str:
     return __version__
 
 
+def _refuse_directory(path: Path) -> None:
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give a file path to write to")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file + fsync + rename, so a crash leaves the old file or the new one."""
+    """Write via a temp file + fsync + rename, so a crash leaves the old file or the new one.
+
+    ValueError if ``path`` is a directory (refused before writing anything); on any failure
+    the temp file is removed, so no full-size stray file is left next to ``path``.
+    """
     path = Path(path)
+    _refuse_directory(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # also KeyboardInterrupt: the partial file is never wanted
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def encode_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> bytes:
@@ -77,56 +91,93 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
     """Save ``model``'s weights and ``metadata`` (must be JSON-serializable) atomically.
 
     ``metadata`` needs at least arch, num_classes, input_shape, mean, std (what
-    :func:`smoothcert.models.create_model` needs); smoothcert_version is filled in.
+    :func:`smoothcert.models.create_model` needs); smoothcert_version is filled in. The weights
+    must fit the model those fields describe, so every saved file loads: ValueError otherwise,
+    and nothing is written.
     """
-    missing = [k for k in REQUIRED_KEYS if k not in metadata]
-    if missing:
-        raise ValueError(f"checkpoint metadata lacks required key(s) {', '.join(missing)}")
+    path = Path(path)
+    _refuse_directory(path)
+    state = model.state_dict()
+    _check_model_matches_metadata(state, metadata, path)
     meta = {k: None for k in STANDARD_KEYS} | dict(metadata)
     meta["smoothcert_version"] = _version()
     try:
-        blob = encode_tensors(model.state_dict(), meta)
+        blob = encode_tensors(state, meta)
     except TypeError as exc:
         raise ValueError(f"checkpoint metadata is not JSON-serializable: {exc}") from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"cannot save {path}: a parent of it is a file, not a folder") from None
     atomic_write_bytes(path, blob)
     return path
 
 
-def model_from_metadata(metadata: dict[str, Any]) -> nn.Module:
+def _check_model_matches_metadata(
+    state: dict[str, torch.Tensor], metadata: dict[str, Any], path: Path
+) -> None:
+    """ValueError unless ``state`` loads into the model ``metadata`` describes.
+
+    Without this check a mismatched file is written and only refused when loaded, possibly
+    long after the model that produced it is gone.
+    """
+    # The meta device builds the architecture without allocating or initializing weights.
+    with torch.device("meta"):
+        expected = model_from_metadata(metadata, f"checkpoint {path}")
+    problem = state_mismatch(expected.state_dict(), state)
+    if problem:
+        described = ", ".join(f"{k}={metadata[k]!r}" for k in REQUIRED_KEYS[:3])
+        raise ValueError(
+            f"cannot save {path}: the model's weights do not match the architecture its "
+            f"metadata describes ({described}): {problem}"
+        )
+
+
+def model_from_metadata(metadata: dict[str, Any], where: str = "checkpoint") -> nn.Module:
+    """The untrained model ``metadata`` describes; ValueError naming ``where`` and the bad key."""
     from smoothcert.models import create_model
 
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{where} metadata must be a JSON object, got {type(metadata).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
-        raise ValueError(f"checkpoint metadata lacks required key(s) {', '.join(missing)}")
-    return create_model(
-        metadata["arch"],
-        int(metadata["num_classes"]),
-        tuple(metadata["input_shape"]),
-        metadata["mean"],
-        metadata["std"],
-    )
+        raise ValueError(f"{where} metadata lacks required key(s) {', '.join(missing)}")
+    try:
+        # create_model validates every field and names the offending argument, which is the
+        # metadata key of the same name; no int()/tuple() coercion here, as 3.7 classes
+        # must not silently become 3.
+        return create_model(
+            metadata["arch"],
+            metadata["num_classes"],
+            metadata["input_shape"],
+            metadata["mean"],
+            metadata["std"],
+        )
+    except ValueError as exc:
+        raise ValueError(f"{where} has invalid metadata: {exc}") from None
+
+
+def state_mismatch(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> str:
+    """How ``tensors`` differ in names or shapes from the state dict ``own``; "" if they fit."""
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} tensor(s) e.g. {missing[0]}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected tensor(s) e.g. {extra[0]}")
+    if wrong:
+        k = wrong[0]
+        parts.append(f"shape mismatch for {k}: {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}")
+    return "; ".join(parts)
 
 
 def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
     """``load_state_dict`` with a one-line ValueError when names or shapes do not match."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    extra = sorted(set(tensors) - set(own))
-    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
-    if missing or extra or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensor(s) e.g. {missing[0]}")
-        if extra:
-            parts.append(f"{len(extra)} unexpected tensor(s) e.g. {extra[0]}")
-        if wrong:
-            k = wrong[0]
-            parts.append(
-                f"shape mismatch for {k}: {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}"
-            )
-        raise ValueError(f"weights in {where} do not match the architecture: {'; '.join(parts)}")
+    problem = state_mismatch(model.state_dict(), tensors)
+    if problem:
+        raise ValueError(f"weights in {where} do not match the architecture: {problem}")
     model.load_state_dict(tensors)
 
 
@@ -137,8 +188,15 @@ def load_checkpoint(
 
     Returns (model in eval mode, metadata); never unpickles.
     """
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(
+                f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}"
+            ) from None
     tensors, metadata = decode_tensors(path)
-    model = model_from_metadata(metadata)
+    model = model_from_metadata(metadata, f"checkpoint {path}")
     load_state(model, tensors, str(path))
     model.eval()
     if device is not None:

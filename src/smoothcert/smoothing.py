@@ -13,6 +13,7 @@ throughput plateau. With precision="bf16" the certificate holds for the bf16 cla
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -111,6 +112,39 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype the base model computes in: that of its first floating parameter
+    (else floating buffer, e.g. a normalization layer's), float32 when it has none. Inputs are
+    converted to it, since a float64 input into float32 weights fails inside the model."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def is_real(value: object) -> bool:
+    """A real scalar argument: int, float or a numpy integer/floating scalar, but not a bool
+    (True would otherwise pass silently as 1)."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def _check_input_shape(shape: object) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
+    try:
+        dims = tuple(shape)  # type: ignore[call-overload]
+    except TypeError:
+        dims = None
+    if dims is None or not all(
+        isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 1 for d in dims
+    ):
+        raise ValueError(
+            f"input_shape must be a sequence of positive integers (the shape of one input, "
+            f"e.g. (1, 28, 28)), got {shape!r}"
+        )
+    return tuple(int(d) for d in dims)
+
+
 @contextlib.contextmanager
 def evaluating(model: nn.Module) -> Iterator[None]:
     """Eval mode and inference mode for the duration; the training flag is restored after."""
@@ -136,16 +170,22 @@ class SmoothedClassifier:
         chooses it on first use by timing the base model at powers of two (the smallest
         within 5% of the best throughput), cached per instance and input shape.
     device: where to sample and evaluate; default the device of ``base``'s parameters.
-    input_shape: the shape of one input; default ``base.input_shape`` if the model has one.
-        When known, inputs of any other shape are rejected with a clear message.
+    input_shape: the shape of one input (a sequence of positive integers); default
+        ``base.input_shape`` if the model has one. When known, inputs of any other shape are
+        rejected with a clear message.
     precision: "fp32", or "bf16" to run the base model under bf16 autocast on its device. The
         smoothed classifier (and any certificate) is then that of the bf16 base classifier.
     channels_last: feed image batches [B, C, H, W] in channels-last layout (and convert the
         base model's 4-D parameters to it, in place: values are unchanged). None = where it
         helps: models with Conv2d layers, on CPU or with bf16.
 
-    The noise for a seed depends only on the generator and the input shape, not on the batch
-    size, precision or layout, so the same seed and settings give bit-identical counts.
+    Inputs (tensors or numpy arrays of any floating dtype) are converted to the dtype of the
+    base model's floating parameters (float32 when it has none; see :func:`model_dtype`)
+    before any noise is drawn: for images in [0,1] the rounding of float64 to float32 (about
+    6e-8) is far below any σ. The noise is drawn in that dtype and, for a seed, depends only on
+    the generator, the input shape and the model's dtype, not on the batch size, precision,
+    layout or the input's own dtype: the same seed and the same input values give
+    bit-identical counts.
     """
 
     def __init__(
@@ -164,7 +204,7 @@ class SmoothedClassifier:
             raise ValueError(f"base must be a torch.nn.Module, got {type(base).__name__}")
         if not isinstance(num_classes, int | np.integer) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma > 0):
+        if not (is_real(sigma) and math.isfinite(sigma) and sigma > 0):
             raise ValueError(f"sigma must be a positive finite noise level, got {sigma!r}")
         if batch_size is not None and (
             not isinstance(batch_size, int | np.integer)
@@ -183,7 +223,7 @@ class SmoothedClassifier:
         self.sigma = float(sigma)
         self.device = torch.device(device) if device is not None else _model_device(base)
         shape = input_shape if input_shape is not None else getattr(base, "input_shape", None)
-        self.input_shape: tuple[int, ...] | None = tuple(shape) if shape is not None else None
+        self.input_shape: tuple[int, ...] | None = _check_input_shape(shape)
         self.precision = precision
         if channels_last is None:
             channels_last = _has_conv2d(base) and (self.device.type == "cpu" or precision == "bf16")
@@ -280,7 +320,8 @@ class SmoothedClassifier:
     # ------------------------------------------------------------------ input handling
 
     def _prepare(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """One input as a [1, *input_shape] float tensor on the device, validated."""
+        """One input as a [1, *input_shape] tensor on the device in the model's dtype
+        (:func:`model_dtype`), validated."""
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(x)
         if not isinstance(x, torch.Tensor):
@@ -297,8 +338,11 @@ class SmoothedClassifier:
                 )
         else:
             x = x.unsqueeze(0)
+        # Convert before the check: a huge float64 value becomes Inf in float32.
+        dtype = model_dtype(self.base)
+        x = x.to(dtype=dtype)
         if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or Inf")
+            raise ValueError(f"x contains NaN or Inf (as {dtype}, the base model's dtype)")
         return x.to(self.device)
 
     def _check_generator(self, generator: torch.Generator | None) -> None:
@@ -328,6 +372,10 @@ class SmoothedClassifier:
         inputs = eps
         if self._uses_channels_last(x):
             inputs = torch.empty_like(eps, memory_format=torch.channels_last)
+        # argmax silently picks a NaN logit, so NaN/Inf logits would yield confident counts
+        # (and certificates) that mean nothing. Track them on the device, with no host sync
+        # per batch; the caller syncs once when it reads the counts anyway.
+        all_finite = torch.ones((), dtype=torch.bool, device=self.device)
         remaining = n
         with self._autocast():
             while remaining > 0:
@@ -335,15 +383,30 @@ class SmoothedClassifier:
                 noise.fill(eps[:b])
                 batch = inputs[:b]
                 torch.add(x, eps[:b], alpha=self.sigma, out=batch)  # x + σε, in one pass
-                logits = self.base(batch)
-                if logits.dim() != 2 or logits.shape != (b, self.num_classes):
-                    raise ValueError(
-                        f"the base model must return logits of shape [batch, "
-                        f"{self.num_classes}], got {tuple(logits.shape)}"
-                    )
+                logits = self._check_logits(self.base(batch), b)
+                all_finite &= torch.isfinite(logits).all()
                 counts += torch.bincount(logits.argmax(dim=1), minlength=self.num_classes)
                 remaining -= b
+        if not bool(all_finite):
+            raise ValueError(
+                "the base model returned NaN or infinite logits for noisy copies of x "
+                f"(x + σε, σ = {self.sigma}); counts from such a model are meaningless. Check "
+                "the model's weights and normalization constants"
+            )
         return counts
+
+    def _check_logits(self, logits: object, b: int) -> torch.Tensor:
+        if not isinstance(logits, torch.Tensor):
+            raise ValueError(
+                f"the base model must return a logits tensor [batch, num_classes] = [batch, "
+                f"{self.num_classes}], got {type(logits).__name__}"
+            )
+        if logits.dim() != 2 or logits.shape != (b, self.num_classes):
+            raise ValueError(
+                f"the base model must return logits of shape [batch, "
+                f"{self.num_classes}], got {tuple(logits.shape)}"
+            )
+        return logits
 
     def counts(
         self, x: torch.Tensor | np.ndarray, n: int, *, generator: torch.Generator | None = None
@@ -370,7 +433,7 @@ class SmoothedClassifier:
         """PREDICT (§3.2; Proposition 1): return the top class ĉA when the two-sided binomial
         test of nA ~ Binomial(nA + nB, ½) rejects at level α, else ABSTAIN. With probability at
         least 1 − α the answer is g(x) or ABSTAIN."""
-        _check_alpha(alpha)
+        alpha = _check_alpha(alpha)
         return stats.predict_from_counts(self.counts(x, n, generator=generator), alpha)
 
     def certify(
@@ -387,7 +450,7 @@ class SmoothedClassifier:
         else return ĉA with radius σ·Φ⁻¹(pA_lower)."""
         n0 = self._check_count("n0", n0)
         n = self._check_count("n", n)
-        _check_alpha(alpha)
+        alpha = _check_alpha(alpha)
         counts_selection = self.counts(x, n0, generator=generator)
         c_hat = int(np.argmax(counts_selection))
         counts_estimation = self.counts(x, n, generator=generator)
@@ -410,6 +473,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _check_alpha(alpha: float) -> None:
-    if not (isinstance(alpha, int | float) and 0 < alpha < 1):
+def _check_alpha(alpha: float) -> float:
+    if not (is_real(alpha) and 0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    return float(alpha)

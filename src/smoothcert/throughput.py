@@ -7,16 +7,18 @@ benchmarks in benchmarks/ (issue 7)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from smoothcert.smoothing import SmoothedClassifier
+from smoothcert.smoothing import SmoothedClassifier, model_dtype
 
 #: (precision, channels_last) paths, slowest first.
 PATHS: tuple[tuple[str, bool], ...] = (
@@ -53,6 +55,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _device(model: nn.Module, fallback: torch.device) -> torch.device:
+    """The model's device; a model with no parameters or buffers (e.g. a fixed function) runs
+    wherever its input is, so ``fallback`` is the input's device."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return fallback
+
+
+def _check_positive(name: str, value: object) -> int:
+    # Zero rounds or batches would leave nothing to take a median or ratio of.
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def set_layout(model: nn.Module, channels_last: bool) -> None:
     """Put the model's 4-D parameters in a path's layout (counts() with channels-last converts
     them in place, so every measurement resets it first)."""
@@ -64,8 +81,9 @@ def noisy_batches(
 ) -> list[torch.Tensor]:
     """k batches of x + σε, generated before timing starts."""
     gen = torch.Generator(device=x.device).manual_seed(seed)
+    shape = (batch_size, *x.shape)
     return [
-        x.unsqueeze(0) + sigma * torch.randn((batch_size, *x.shape), generator=gen, device=x.device)
+        x.unsqueeze(0) + sigma * torch.randn(shape, generator=gen, dtype=x.dtype, device=x.device)
         for _ in range(k)
     ]
 
@@ -117,11 +135,13 @@ def interleaved(
 ) -> dict:
     """For each (precision, channels_last) path, alternate forward-only and counts()
     measurements round-robin for ``rounds`` rounds at the same batch size. ``baseline(n)``, if
-    given, is timed in each round too (e.g. a plain implementation of the paper's pseudocode)."""
-    device = next(model.parameters()).device
-    x = x.to(device)
-    batches = noisy_batches(x, sigma, batch_size, batches_per_round)
-    n = batch_size * batches_per_round
+    given, is timed in each round too (e.g. a plain implementation of the paper's pseudocode).
+    ``x`` is converted to the model's dtype, as ``SmoothedClassifier`` does."""
+    rounds = _check_positive("rounds", rounds)
+    batches_per_round = _check_positive("batches_per_round", batches_per_round)
+    batch_size = _check_positive("batch_size", batch_size)
+    device = _device(model, x.device)
+    x = x.to(device=device, dtype=model_dtype(model))
     gs = {
         p: SmoothedClassifier(
             model,
@@ -134,7 +154,9 @@ def interleaved(
             device=device,
         )  # fmt: skip
         for p in paths
-    }
+    }  # built first: the constructor validates num_classes and sigma before any work
+    batches = noisy_batches(x, sigma, batch_size, batches_per_round)
+    n = batch_size * batches_per_round
     fwd: dict = {p: [] for p in paths}
     cnt: dict = {p: [] for p in paths}
     base: list[float] = []
@@ -179,15 +201,19 @@ def disagreement(
 ) -> dict:
     """How often the bf16 + channels-last and the fp32 base classifiers disagree on the same
     noisy inputs x + σε (``draws`` per input): the price of certifying the bf16 classifier."""
-    device = next(model.parameters()).device
+    if len(inputs) == 0:
+        raise ValueError("inputs must contain at least one input, got none")
+    draws = _check_positive("draws", draws)
+    device = _device(model, inputs[0].device)
+    dtype = model_dtype(model)
     gen = torch.Generator(device=device).manual_seed(seed)
     differ = total = 0
     model.eval()
     with torch.inference_mode():
         for x in inputs:
-            x = x.to(device)
+            x = x.to(device=device, dtype=dtype)
             batch = x.unsqueeze(0) + sigma * torch.randn(
-                (draws, *x.shape), generator=gen, device=device
+                (draws, *x.shape), generator=gen, dtype=dtype, device=device
             )
             set_layout(model, False)
             fp32 = model(batch).argmax(1)
@@ -221,7 +247,9 @@ def benchmark(
     automatic search picks for the fastest path, and the bf16/fp32 disagreement on
     ``disagreement_inputs`` (skipped when empty). ``baseline(n)``, if given (benchmarks/: the
     paper's pseudocode), joins every round, and the record adds the speedups over it."""
-    device = next(model.parameters()).device
+    # disagreement_draws is used only after all the timing: check it before, not after.
+    _check_positive("disagreement_draws", disagreement_draws)
+    device = _device(model, x.device)
     conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     paths = [p for p in PATHS if conv or not p[1]]
     measured = interleaved(

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", default="markdown", choices=("markdown", "latex", "csv"), help="table format"
     )
     parser.add_argument(
-        "--plot", default=None, help="write a certified-accuracy plot (PNG/PDF) here"
+        "--plot", default=None, help="write a certified-accuracy plot here (.png, .pdf, .svg, ...)"
     )
     parser.add_argument(
         "--rho",
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smoothcert.analysis import analyze, figure8, format_table, plot_curves
+    from smoothcert.analysis import analyze, check_plot_path, figure8, format_table, plot_curves
     from smoothcert.cli import _common
 
     if not 0 < args.rho < 1:
@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     _common.finite("radii", args.radii, positive=False)
     if any(not 0 < a < 1 for a in args.alphas):
         raise ValueError(f"--alphas must be in (0, 1), got {args.alphas}")
+    if args.plot:
+        check_plot_path(args.plot)  # before the tables: a bad --plot must not come last
     if args.figure8:
         if len(args.runs) != 1:
             raise ValueError("--figure8 analyses one run at a time")

@@ -164,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    summary = analyze([args.out])
-    print(format_table(summary, "markdown"))
+    if rows:  # a shard can be given no examples (more shards than examples)
+        print(format_table(analyze([args.out]), "markdown"))
     print(f"{len(rows)} examples in {args.out}")
     if args.tsv:
         export_tsv(args.out, args.tsv)

@@ -33,7 +33,8 @@ def load_dataset(
     """Load split ``split`` ("train" | "test") of dataset ``name``.
 
     names: "mnist", "fashion-mnist" (IDX files), "cifar10" (python batches or the JPEG archives),
-    "imagefolder" (``root/<split>/<class>/*``; options ``resize``, ``grayscale``).
+    "imagefolder" (``root/<split>/<class>/*``; options ``resize``, ``grayscale``,
+    ``augmentation``; any other option is a ValueError).
     Raises FileNotFoundError saying how to obtain missing data.
     """
     if name not in DATASETS:
@@ -50,8 +51,14 @@ def load_dataset(
         from smoothcert.data.cifar import load_cifar10
 
         return load_cifar10(split, root)
-    from smoothcert.data.imagefolder import load_imagefolder
+    from smoothcert.data.imagefolder import OPTIONS, load_imagefolder
 
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for dataset 'imagefolder'; "
+            f"accepted: {', '.join(OPTIONS)}"
+        )
     return load_imagefolder(split, root, **options)
 
 

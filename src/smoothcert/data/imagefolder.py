@@ -3,14 +3,23 @@ layout."""
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from smoothcert.data.base import DatasetInfo, ImageDataset, cached_arrays, fingerprint
+from smoothcert.data.base import (
+    AUGMENTATIONS,
+    DatasetInfo,
+    ImageDataset,
+    cached_arrays,
+    fingerprint,
+)
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
+# The keyword options of load_imagefolder, which load_dataset passes through.
+OPTIONS = ("resize", "grayscale", "augmentation")
 
 
 def _resize_center_crop(im: Image.Image, size: int) -> Image.Image:
@@ -46,6 +55,53 @@ def channel_mean_std(
     )
 
 
+def _check_options(resize: object, grayscale: object, augmentation: object) -> None:
+    # bool is an int to Python, but resize=True is surely a mistake.
+    if resize is not None and (
+        not isinstance(resize, numbers.Integral) or isinstance(resize, bool) or resize <= 0
+    ):
+        raise ValueError(f"resize must be a positive integer (pixels), got {resize!r}")
+    # A truthy string such as "no" would otherwise silently mean grayscale.
+    if not isinstance(grayscale, bool | np.bool_):
+        raise ValueError(f"grayscale must be True or False, got {grayscale!r}")
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(
+            f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {augmentation!r}"
+        )
+
+
+def _list_images(folder: Path, classes: list[str]) -> list[tuple[int, Path]]:
+    """(label, file) for every image, labels numbered by sorted class-folder name."""
+    per_class = [
+        sorted(f for f in (folder / c).iterdir() if f.suffix.lower() in EXTENSIONS) for c in classes
+    ]
+    if not any(per_class):
+        raise FileNotFoundError(f"{folder} has no .png/.jpg images")
+    empty = [c for c, found in zip(classes, per_class, strict=True) if not found]
+    if empty:
+        # Refused rather than skipped: dropping a class would renumber every later class and
+        # silently change what each label means.
+        raise ValueError(
+            f"class folder {folder / empty[0]} has no .png/.jpg images"
+            + (f" (nor do {len(empty) - 1} other class folder(s))" if len(empty) > 1 else "")
+            + "; add images or remove the folder"
+        )
+    return [(ci, f) for ci, found in enumerate(per_class) for f in found]
+
+
+def _read_image(path: Path, mode: str, resize: int | None) -> np.ndarray:
+    """One image as uint8 [C, H, W]; ValueError naming the file if it cannot be decoded."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            if resize is not None:
+                im = _resize_center_crop(im, resize)
+            a = np.asarray(im, dtype=np.uint8)
+    except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+        raise ValueError(f"{path} is not a readable image ({exc})") from None
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
 def load_imagefolder(
     split: str,
     root: str | Path | None,
@@ -54,14 +110,16 @@ def load_imagefolder(
     grayscale: bool = False,
     augmentation: str = "crop-flip",
 ) -> ImageDataset:
-    """Class = sub-folder name (sorted); all images must share one size unless ``resize`` is set."""
+    """Class = sub-folder name (sorted); all images must share one size unless ``resize`` is set.
+
+    Every class folder must hold at least one image (ValueError naming the empty one).
+    """
+    _check_options(resize, grayscale, augmentation)
     if root is None:
         raise FileNotFoundError(
             "dataset 'imagefolder' needs root= / --data-root: a directory with "
             "<split>/<class>/*.png|jpg subfolders"
         )
-    if resize is not None and (not isinstance(resize, int) or resize <= 0):
-        raise ValueError(f"resize must be a positive integer (pixels), got {resize!r}")
     folder = Path(root).expanduser() / split
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -70,25 +128,14 @@ def load_imagefolder(
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
         raise FileNotFoundError(f"{folder} has no class sub-folders")
-    files = [
-        (ci, f)
-        for ci, c in enumerate(classes)
-        for f in sorted((folder / c).iterdir())
-        if f.suffix.lower() in EXTENSIONS
-    ]
-    if not files:
-        raise FileNotFoundError(f"{folder} has no .png/.jpg images")
+    files = _list_images(folder, classes)
+    resize = None if resize is None else int(resize)
     mode = "L" if grayscale else "RGB"
 
     def decode():
         arrays = []
         for _, f in files:
-            with Image.open(f) as im:
-                im = im.convert(mode)
-                if resize is not None:
-                    im = _resize_center_crop(im, resize)
-                a = np.asarray(im, dtype=np.uint8)
-            a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+            a = _read_image(f, mode, resize)
             if arrays and a.shape != arrays[0].shape:
                 raise ValueError(
                     f"{f} is {a.shape[1:]} but earlier images are {arrays[0].shape[1:]}; set resize"

@@ -5,7 +5,10 @@ Every model is ``nn.Sequential(Normalize(mean, std), body)`` and takes images in
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -56,6 +59,55 @@ def describe_model(arch: str) -> str:
     return _ARCHS[arch][2]
 
 
+def _is_integer(value: Any) -> bool:
+    # numpy integers count (sizes and class counts often come from arrays); bool does not,
+    # although Python treats it as an int.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _as_real(value: Any) -> float | None:
+    """``value`` as a float, or None when it is no number (str and bool are not numbers)."""
+    if isinstance(value, (str, bytes, bool)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_input_shape(input_shape: Any) -> tuple[int, int, int]:
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 3 or not all(_is_integer(v) and v > 0 for v in shape):
+        raise ValueError(
+            f"input_shape must be (C, H, W) with three positive integer sizes, got {input_shape!r}"
+        )
+    return tuple(int(v) for v in shape)  # type: ignore[return-value]
+
+
+def _check_channel_values(name: str, values: Any, channels: int) -> list[float]:
+    """``values`` (mean or std) as ``channels`` finite floats; std must also be > 0."""
+    try:
+        items = list(values)
+    except TypeError:
+        items = None
+    if items is None or isinstance(values, (str, bytes)):
+        raise ValueError(f"{name} must be a sequence of {channels} number(s), got {values!r}")
+    if len(items) != channels:
+        raise ValueError(
+            f"{name} needs {channels} value(s), one per input channel, got {len(items)}"
+        )
+    floats = [_as_real(v) for v in items]
+    # NaN or inf would build a model whose every output is NaN or constant.
+    if not all(f is not None and math.isfinite(f) for f in floats):
+        raise ValueError(f"{name} must hold finite numbers, got {items!r}")
+    if name == "std" and not all(f > 0 for f in floats):  # type: ignore[operator]
+        raise ValueError(f"std must be > 0 per channel, got {items!r}")
+    return floats  # type: ignore[return-value]
+
+
 def create_model(
     arch: str,
     num_classes: int,
@@ -63,20 +115,22 @@ def create_model(
     mean: Sequence[float],
     std: Sequence[float],
 ) -> nn.Sequential:
-    """Build ``arch`` for ``num_classes`` classes and C×H×W ``input_shape``; [0,1] inputs."""
-    if arch not in _ARCHS:
+    """Build ``arch`` for ``num_classes`` classes and C×H×W ``input_shape``; [0,1] inputs.
+
+    The model carries ``input_shape`` as a plain attribute (not a buffer, so checkpoints are
+    unchanged): :class:`smoothcert.SmoothedClassifier` reads it to validate its inputs.
+    """
+    if not isinstance(arch, str) or arch not in _ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(_ARCHS)}")
-    if not isinstance(num_classes, int) or num_classes < 2:
+    if not _is_integer(num_classes) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    shape = tuple(int(v) for v in input_shape)
-    if len(shape) != 3 or min(shape) <= 0:
-        raise ValueError(
-            f"input_shape must be (C, H, W) with positive sizes, got {tuple(input_shape)}"
-        )
-    if len(mean) != shape[0] or len(std) != shape[0]:
-        raise ValueError(f"mean/std need {shape[0]} channel(s), got {len(mean)}/{len(std)}")
+    shape = _check_input_shape(input_shape)
+    mean_values = _check_channel_values("mean", mean, shape[0])
+    std_values = _check_channel_values("std", std, shape[0])
     build, act, _ = _ARCHS[arch]
-    return nn.Sequential(Normalize(mean, std), build(num_classes, shape, act))
+    model = nn.Sequential(Normalize(mean_values, std_values), build(int(num_classes), shape, act))
+    model.input_shape = shape
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -22,6 +22,7 @@ from smoothcert.certificates import (
     WorstCasePoint,
     batch_of,
     block_rows,
+    check_count,
     check_gammas,
     check_surrogate_args,
     curve_from_table,
@@ -99,8 +100,7 @@ def dcert_dataset(
     check_surrogate_args(1.0, sigma, 1, 0, 1)
     if sigma == 0:
         raise ValueError("sigma must be > 0 for dcert (σ = 0, WRM's certificate, is always added)")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_count("batch_size", batch_size, 1)
     idx = [int(i) for i in indices]
     if not idx:
         raise ValueError("no examples selected")

@@ -278,6 +278,28 @@ def test_bad_files_one_line_error(checkpoint: Path, tmp_path: Path) -> None:
     assert notes.read_text() == "keep me"
 
 
+def test_real_torchrun_shards_then_merge_equal_one_process(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """The README's command, for real: torchrun starts two workers that pick their shard from
+    RANK/WORLD_SIZE. (Without the `--` after the module, torchrun takes --n and --max for
+    abbreviations of its own options and stops.)"""
+    args = [str(checkpoint), "--dataset", "mnist", "--sigma", "0.25", "--n0", "20", "--n", "300",
+            "--max", "5", "--no-progress"]  # fmt: skip
+    smoothcert("certify", *args, "--out", str(tmp_path / "one.db"))
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "smoothcert", "--", "certify", *args, "--out", str(tmp_path / "r.db")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    shards = sorted(str(p) for p in tmp_path.glob("r.shard*-of-2.db"))
+    assert [Path(s).name for s in shards] == ["r.shard0-of-2.db", "r.shard1-of-2.db"]
+    smoothcert("merge", str(tmp_path / "r.db"), *shards)
+    assert _rows(tmp_path / "r.db") == _rows(tmp_path / "one.db")
+
+
 def test_sharded_certify_merges_to_the_single_process_run(checkpoint: Path, tmp_path: Path) -> None:
     base = [
         str(checkpoint),

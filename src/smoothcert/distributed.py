@@ -5,7 +5,8 @@ seeded by (seed, idx), so sharding needs no communication: worker ``rank`` of ``
 handles every world-th selected example into its own run file, and :func:`merge_runs` joins the
 shard files into one run that is identical to the run a single process would have produced.
 
-``torchrun --nproc-per-node 4 -m smoothcert certify CKPT ... --out r.db`` starts four workers;
+``torchrun --nproc-per-node 4 -m smoothcert -- certify CKPT ... --out r.db`` starts four workers
+(the ``--`` keeps torchrun from reading ``--n``/``--max`` as abbreviations of its own options);
 each reads RANK / WORLD_SIZE / LOCAL_RANK from the environment torchrun sets, writes
 ``r.shard0-of-4.db`` ... ``r.shard3-of-4.db`` (on ``cuda:LOCAL_RANK`` when CUDA is present), and
 ``smoothcert merge r.db r.shard*-of-4.db`` gives the complete run. On several machines, run the

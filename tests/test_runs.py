@@ -310,3 +310,14 @@ def test_shard_from_torchrun_environment() -> None:
         distributed.parse_shard("1-2")
     with pytest.raises(ValueError, match="shard rank must be"):
         distributed.parse_shard("2/2")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"alpha": True}, "alpha must be in"),
+    ({"n": True}, "n must be a positive integer"),
+])  # fmt: skip
+def test_bool_arguments_are_refused_before_the_run_file(tmp_path, kwargs, message) -> None:
+    args = {"n0": 10, "n": 100, "alpha": 0.01} | kwargs
+    with pytest.raises(ValueError, match=message):
+        certify_dataset(_classifier(), ToyData(), tmp_path / "r.db", **args)
+    assert not (tmp_path / "r.db").exists()

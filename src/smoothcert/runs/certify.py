@@ -20,7 +20,7 @@ from torch import nn
 
 from smoothcert import stats
 from smoothcert.distributed import check_shard, shard_of
-from smoothcert.smoothing import SmoothedClassifier
+from smoothcert.smoothing import SmoothedClassifier, is_real
 from smoothcert.store import SQLITE_HEADER, RunStore
 
 __all__ = [
@@ -460,10 +460,10 @@ def _classifier_options(classifier: SmoothedClassifier) -> dict[str, Any]:
 
 
 def _check_alpha(alpha: float) -> None:
-    if not 0 < alpha < 1:
+    if not (is_real(alpha) and 0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
 
 
 def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int | np.integer) or value < 1:
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -19,13 +19,7 @@ CONFIG = {"command": "certify", "n0": 10, "n": 200, "alpha": 0.01, "sigma": 0.5}
 FAST = {"steps": 1, "num_noise": 2, "num_eval": 2}  # the certificate's ascent, kept tiny
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one torch thread is faster, and far faster on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(classes: int = 3) -> nn.Module:

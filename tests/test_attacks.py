@@ -10,14 +10,7 @@ from torch.nn import functional as F
 from smoothcert.attacks import pgd_l2, pgd_l2_smoothed, robust_accuracy
 from smoothcert.attacks.pgd import l2_normalize, smoothed_loss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: torch's thread pool only adds contention on a shared CPU (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(seed: int = 0, dropout: bool = True) -> nn.Module:

@@ -10,14 +10,7 @@ from smoothcert.cli import main
 from smoothcert.runs.attack import attack_dataset
 from smoothcert.store import RunStore
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: torch's thread pool only adds contention on a shared CPU (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

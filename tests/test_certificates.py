@@ -18,14 +18,7 @@ from smoothcert.certificates import (
     worst_case_loss,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batches: one torch thread is faster, and far faster on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- closed form

@@ -19,13 +19,7 @@ FAST = ["--steps", "2", "--num-noise", "2", "--num-eval", "4", "--batch", "2", "
 GRID = ["--gammas", "1", "3", "--gamma-adv", "2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batches: one torch thread is faster, and far faster on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

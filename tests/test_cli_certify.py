@@ -4,43 +4,19 @@ one-line errors of bad input."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from smoothcert.cli import main
+from helpers import smoothcert
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def smoothcert(*args: str, check: bool = True) -> Result:
-    """Run the CLI in-process (fast); the kill -9 test below uses a real subprocess."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse errors
-            code = exc.code if isinstance(exc.code, int) else 1
-    result = Result(code, out.getvalue(), err.getvalue())
-    if check and code != 0:
-        raise AssertionError(f"smoothcert {' '.join(args)} failed:\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")

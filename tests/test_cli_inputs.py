@@ -16,14 +16,7 @@ from smoothcert.models import create_model
 from smoothcert.runs.attack import attack_dataset
 from smoothcert.store import RunStore, canonical_json
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models and batches: one torch thread is far faster on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

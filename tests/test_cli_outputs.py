@@ -5,47 +5,21 @@ be a run of the same model, σ, dataset and split."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
+from helpers import LinearImage, Result, ToyData, smoothcert
 from smoothcert import analysis
-from smoothcert.cli import main
 from smoothcert.runs import certify_dataset, export_tsv, predict_dataset
 from smoothcert.smoothing import SmoothedClassifier
 
 pytestmark = pytest.mark.slow
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def smoothcert(*args: str | Path, check: bool = True) -> Result:
-    """The CLI in-process; ``check`` asserts success."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse errors
-            code = exc.code if isinstance(exc.code, int) else 1
-    result = Result(code, out.getvalue(), err.getvalue())
-    if check and code != 0:
-        raise AssertionError(f"smoothcert {' '.join(map(str, args))} failed:\n{result.stderr}")
-    return result
 
 
 def refused(result: Result, *phrases: str) -> None:
@@ -197,42 +171,13 @@ def test_bad_seed_refused_by_predict_without_a_file(checkpoint: Path, tmp_path: 
     assert not db.exists()
 
 
-@dataclass(frozen=True)
-class ToyInfo:
-    name: str = "toy"
-    num_classes: int = 2
-    input_shape: tuple[int, ...] = (1, 2, 2)
-
-
-class ToyData:
-    """Random 2×2 images labelled by a linear rule: a library-level run in milliseconds."""
-
-    info = ToyInfo()
-
-    def __init__(self, m: int = 6, seed: int = 5) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.x = torch.rand(m, 1, 2, 2, generator=g)
-        self.y = (self.x.flatten(1).sum(1) > 2.0).long()
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int):
-        return self.x[i], int(self.y[i])
-
-
-class Linear(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.ones(4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.flatten(1) @ self.w - 2.0
-        return torch.stack([-s, s], 1)
+def toy_data(seed: int = 5) -> ToyData:
+    """Six examples, labels all by the rule: a library-level run in milliseconds."""
+    return ToyData(m=6, seed=seed, flip_every=0)
 
 
 def toy_classifier(sigma: float = 0.25) -> SmoothedClassifier:
-    return SmoothedClassifier(Linear(), 2, sigma, batch_size=200, input_shape=(1, 2, 2))
+    return SmoothedClassifier(LinearImage(), 2, sigma, batch_size=200, input_shape=(1, 2, 2))
 
 
 @pytest.mark.parametrize(
@@ -251,13 +196,13 @@ def test_library_refuses_before_creating_or_touching_the_run(
     run = {"n0": 10, "n": 200, "alpha": 0.01}
     db = tmp_path / "new.db"
     with pytest.raises(ValueError, match=message):
-        certify_dataset(toy_classifier(), ToyData(), db, **run, **kwargs)
+        certify_dataset(toy_classifier(), toy_data(), db, **run, **kwargs)
     assert not db.exists()
     existing = tmp_path / "old.db"
-    certify_dataset(toy_classifier(), ToyData(), existing, **run)
+    certify_dataset(toy_classifier(), toy_data(), existing, **run)
     before = existing.read_bytes()
     with pytest.raises(ValueError, match=message):
-        certify_dataset(toy_classifier(), ToyData(), existing, **run, **kwargs)
+        certify_dataset(toy_classifier(), toy_data(), existing, **run, **kwargs)
     assert existing.read_bytes() == before
 
 
@@ -321,18 +266,18 @@ def test_reference_of_another_dataset_is_refused(checkpoint: Path, tmp_path: Pat
 
 def test_predict_categories_checks_the_reference(tmp_path: Path) -> None:
     mnist = {"dataset": "mnist", "split": "test"}
-    predict_dataset(toy_classifier(), ToyData(), tmp_path / "p.db", n=100, config=mnist)
+    predict_dataset(toy_classifier(), toy_data(), tmp_path / "p.db", n=100, config=mnist)
     fashion = {"dataset": "fashion-mnist", "split": "test"}
-    certify_dataset(toy_classifier(), ToyData(), tmp_path / "f.db", n0=10, n=100, config=fashion)
+    certify_dataset(toy_classifier(), toy_data(), tmp_path / "f.db", n0=10, n=100, config=fashion)
     with pytest.raises(ValueError, match="has dataset 'fashion-mnist' but the predict run has"):
         analysis.predict_categories(tmp_path / "p.db", tmp_path / "f.db")
     # Runs whose configs name no dataset: the labels of shared examples must still agree.
-    predict_dataset(toy_classifier(), ToyData(), tmp_path / "q.db", n=100)
-    certify_dataset(toy_classifier(), ToyData(seed=9), tmp_path / "g.db", n0=10, n=100)
+    predict_dataset(toy_classifier(), toy_data(), tmp_path / "q.db", n=100)
+    certify_dataset(toy_classifier(), toy_data(seed=9), tmp_path / "g.db", n0=10, n=100)
     with pytest.raises(ValueError, match="not the same examples"):
         analysis.predict_categories(tmp_path / "q.db", tmp_path / "g.db")
     # The same model, σ and examples: the categories, which add up to 1.
-    certify_dataset(toy_classifier(), ToyData(), tmp_path / "r.db", n0=10, n=2000)
+    certify_dataset(toy_classifier(), toy_data(), tmp_path / "r.db", n0=10, n=2000)
     categories = analysis.predict_categories(tmp_path / "q.db", tmp_path / "r.db")
     assert sum(categories.values()) == pytest.approx(1.0)
 

@@ -16,14 +16,7 @@ from smoothcert.training.smoothadv import SmoothAdv
 from smoothcert.training.trades import trades_adversary
 from smoothcert.training.wrm import wrm_adversary
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: torch's thread pool only adds contention on a shared CPU (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 METHODS = ["stn", "smoothadv", "trades", "wrm", "nal"]

@@ -12,14 +12,7 @@ from torch import nn
 from smoothcert.attacks.rho import transport_cost
 from smoothcert.cli import main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: torch's thread pool only adds contention on a shared CPU (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def squared_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

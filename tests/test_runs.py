@@ -7,47 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
+from helpers import LinearImage, ToyData, ToyInfo
 from smoothcert import analysis, stats
 from smoothcert.runs import RunStore, certify_dataset, export_tsv, predict_dataset
 from smoothcert.smoothing import SmoothedClassifier
-
-
-@dataclass(frozen=True)
-class Info:
-    name: str = "toy"
-    num_classes: int = 2
-    input_shape: tuple[int, ...] = (1, 2, 2)
-
-
-class ToyData:
-    """Inputs at various distances from a linear decision boundary, so radii vary."""
-
-    info = Info()
-
-    def __init__(self, m: int = 12) -> None:
-        g = torch.Generator().manual_seed(5)
-        self.x = torch.rand(m, 1, 2, 2, generator=g)
-        self.y = (self.x.flatten(1).sum(1) > 2.0).long()
-        self.y[::5] = 1 - self.y[::5]  # some wrong labels: correct must be 0 there
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int):
-        return self.x[i], int(self.y[i])
-
-
-class LinearImage(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.ones(4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.flatten(1) @ self.w - 2.0
-        return torch.stack([-s, s], 1)
 
 
 def _classifier() -> SmoothedClassifier:
@@ -260,7 +224,7 @@ def test_adaptive_run_uses_fewer_samples_and_records_them(tmp_path) -> None:
 
 def test_dataset_that_does_not_fit_the_model_is_refused(tmp_path) -> None:
     @dataclass(frozen=True)
-    class ColorInfo(Info):
+    class ColorInfo(ToyInfo):
         input_shape: tuple[int, ...] = (3, 2, 2)
 
     data = ToyData()

@@ -90,6 +90,15 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
+def _read_only_query(path: Path, sql: str) -> tuple | None:
+    """The first row of ``sql`` on the file opened read-only (the file is never modified)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return con.execute(sql).fetchone()
+    finally:
+        con.close()
+
+
 def _check_is_store(path: Path) -> None:
     """Refuse, without writing, a file that is not a smoothcert run store."""
     with open(path, "rb") as fh:
@@ -97,11 +106,7 @@ def _check_is_store(path: Path) -> None:
     if header != SQLITE_HEADER:
         raise ValueError(f"{path} exists and is not a smoothcert run store (not an SQLite file)")
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        finally:
-            con.close()
+        row = _read_only_query(path, "SELECT value FROM meta WHERE key = 'format'")
     except sqlite3.DatabaseError:
         row = None
     if row is None or json.loads(row[0]) != FORMAT:
@@ -118,11 +123,7 @@ def _integrity_problem(path: Path) -> str | None:
     """SQLite's quick_check of the file, read-only: None when it is sound, else its first
     complaint. Checked before any write, so a damaged run is never extended or logged to."""
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            first = con.execute("PRAGMA quick_check(1)").fetchone()
-        finally:
-            con.close()
+        first = _read_only_query(path, "PRAGMA quick_check(1)")
     except sqlite3.DatabaseError as exc:
         return str(exc)
     if first is not None and first[0] == "ok":

@@ -1,0 +1,75 @@
+"""Helpers shared by several test modules: the CLI run in-process, and a toy dataset and
+linear classifier on 2×2 images for library-level runs that take milliseconds."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from smoothcert.cli import main
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def smoothcert(*args: str | Path, check: bool = True) -> Result:
+    """Run `smoothcert ARGS` in-process (fast); ``check`` asserts that it succeeded."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    result = Result(code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"smoothcert {' '.join(map(str, args))} failed:\n{result.stderr}")
+    return result
+
+
+@dataclass(frozen=True)
+class ToyInfo:
+    name: str = "toy"
+    num_classes: int = 2
+    input_shape: tuple[int, ...] = (1, 2, 2)
+
+
+class ToyData:
+    """``m`` random 2×2 images labelled by the linear rule sum > 2 (so radii vary with the
+    distance to the boundary); every ``flip_every``-th label is flipped (0: none), so that
+    some predictions are wrong."""
+
+    info = ToyInfo()
+
+    def __init__(self, m: int = 12, seed: int = 5, flip_every: int = 5) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.rand(m, 1, 2, 2, generator=g)
+        self.y = (self.x.flatten(1).sum(1) > 2.0).long()
+        if flip_every:
+            self.y[::flip_every] = 1 - self.y[::flip_every]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.y[i])
+
+
+class LinearImage(nn.Module):
+    """Logits (−s, s) with s = sum of the 4 pixels − 2: the classifier ToyData's rule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.flatten(1) @ self.w - 2.0
+        return torch.stack([-s, s], 1)

@@ -73,3 +73,26 @@ class LinearImage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.flatten(1) @ self.w - 2.0
         return torch.stack([-s, s], 1)
+
+
+def untrained_checkpoint(
+    folder: Path, info, arch: str = "cnn3", sigma: float | None = None, seed: int = 0
+) -> Path:
+    """An untrained ``arch`` for the dataset ``info`` describes, saved with its metadata: for
+    tests of plumbing and bit-identity, not of accuracy."""
+    from smoothcert.checkpoint import save_checkpoint
+    from smoothcert.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(arch, info.num_classes, info.input_shape, info.mean, info.std)
+    meta = {
+        "arch": arch,
+        "dataset": info.name,
+        "num_classes": info.num_classes,
+        "input_shape": list(info.input_shape),
+        "mean": list(info.mean),
+        "std": list(info.std),
+    }
+    if sigma is not None:
+        meta["sigma"] = sigma
+    return save_checkpoint(folder / "model.safetensors", model, meta)

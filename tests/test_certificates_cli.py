@@ -6,9 +6,8 @@ import sqlite3
 
 import numpy as np
 import pytest
-import torch
 
-from smoothcert.checkpoint import save_checkpoint
+from helpers import untrained_checkpoint
 from smoothcert.cli import main
 from smoothcert.dcert_report import dcert_report
 from smoothcert.models import create_model
@@ -24,24 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, mnist_test):
-    torch.manual_seed(0)
-    info = mnist_test.info
-    model = create_model("cnn3", info.num_classes, info.input_shape, info.mean, info.std)
-    path = tmp_path_factory.mktemp("ck") / "model.safetensors"
-    save_checkpoint(
-        path,
-        model,
-        {
-            "arch": "cnn3",
-            "dataset": "mnist",
-            "num_classes": info.num_classes,
-            "input_shape": list(info.input_shape),
-            "mean": list(info.mean),
-            "std": list(info.std),
-            "sigma": 0.05,
-        },
-    )
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("ck"), mnist_test.info, sigma=0.05)
 
 
 def _rows(db) -> list[dict]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from smoothcert.checkpoint import save_checkpoint
+from helpers import untrained_checkpoint
 from smoothcert.cli import _common, main
 from smoothcert.models import create_model
 from smoothcert.runs.attack import attack_dataset
@@ -22,19 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, mnist_test) -> Path:
     """An untrained cnn3 for MNIST (the tests check plumbing and bit-identity, not accuracy)."""
-    torch.manual_seed(0)
-    info = mnist_test.info
-    model = create_model("cnn3", info.num_classes, info.input_shape, info.mean, info.std)
-    meta = {
-        "arch": "cnn3",
-        "dataset": "mnist",
-        "num_classes": info.num_classes,
-        "input_shape": list(info.input_shape),
-        "mean": list(info.mean),
-        "std": list(info.std),
-        "sigma": 0.25,
-    }
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "model.safetensors", model, meta)
+    return untrained_checkpoint(tmp_path_factory.mktemp("ck"), mnist_test.info, sigma=0.25)
 
 
 def _rows(db: Path) -> list[dict]:

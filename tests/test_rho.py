@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import untrained_checkpoint
 from smoothcert.attacks.rho import transport_cost
 from smoothcert.cli import main
 
@@ -72,21 +73,7 @@ def test_transport_cost_rejects_bad_numbers(gamma, kwargs, message):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, mnist_train):
-    from smoothcert.checkpoint import save_checkpoint
-    from smoothcert.models import create_model
-
-    info = mnist_train.info
-    torch.manual_seed(0)
-    model = create_model("lenet", info.num_classes, info.input_shape, info.mean, info.std)
-    meta = {
-        "arch": "lenet",
-        "dataset": "mnist",
-        "num_classes": info.num_classes,
-        "input_shape": list(info.input_shape),
-        "mean": list(info.mean),
-        "std": list(info.std),
-    }
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.safetensors", model, meta)
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt"), mnist_train.info, arch="lenet")
 
 
 def test_rho_cli(checkpoint, capsys):

@@ -82,3 +82,18 @@ def test_merge_warns_about_examples_no_shard_holds(tmp_path, capsys) -> None:
     assert distributed.selection_gaps(tmp_path / "m.db") == [6]
     whole = _run(tmp_path / "w.db", [0, 2, 4], {"skip": 2})
     assert distributed.selection_gaps(whole) == []
+
+
+def test_a_second_writer_is_refused_while_the_first_has_the_run_open(tmp_path) -> None:
+    path = tmp_path / "r.db"
+    first = RunStore.open(path, "toy", {"skip": 1}, SCHEMA)
+    first.add(0, {"value": 0.0, "note": "a"})
+    with pytest.raises(ValueError, match="being written by another process"):
+        RunStore.open(path, "toy", {"skip": 1}, SCHEMA)
+    with RunStore.read(path) as reader:  # readers are never blocked
+        assert [r["idx"] for r in reader.rows()] == [0]
+    first.add(1, {"value": 0.1, "note": "b"})  # the refused open did not disturb the writer
+    first.close()
+    with RunStore.open(path, "toy", {"skip": 1}, SCHEMA) as again:  # released on close
+        assert again.done_indices() == {0, 1}
+        assert len(again.sessions()) == 2  # the refused open logged nothing

@@ -11,7 +11,8 @@ A run file holds
 Each row is committed as soon as it is produced (synchronous=FULL), so a crash loses at most
 the example in flight, and rerunning the same command resumes where it stopped. Opening a file
 that is not a run store, or a run with a different config, raises ValueError and never
-modifies the file.
+modifies the file. While one process may write to a run, another that tries to is refused at
+once (an advisory lock); reading (analyze, export) is always possible.
 """
 
 from __future__ import annotations
@@ -132,12 +133,36 @@ def _integrity_problem(path: Path) -> str | None:
     return " ".join(text.split())  # one line
 
 
+def _writer_lock(path: Path, con: sqlite3.Connection) -> int | None:
+    """An exclusive advisory lock (flock) on the run file for as long as a store may write to
+    it, so that a second process given the same --out stops at once with a clear message
+    instead of computing the same examples and failing on the first duplicate row. Readers
+    (analyze, export) take no lock. SQLite's own locks are fcntl byte ranges, independent of
+    flock. Returns the descriptor holding the lock (None where flock does not exist)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no guard, SQLite still keeps every row consistent
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        con.close()
+        raise ValueError(
+            f"{path} is being written by another process (a second run with the same --out?); "
+            "wait for it to finish, or choose another --out"
+        ) from None
+    return fd
+
+
 class RunStore:
     """A resumable run. Use :meth:`open` (create or resume) or :meth:`read` (read-only)."""
 
     def __init__(self, path: Path, con: sqlite3.Connection) -> None:
         self.path = path
         self._con = con
+        self._lock_fd: int | None = None  # held while this store may write (see open)
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
         self.kind: str = json.loads(meta["kind"])
         self.config: dict[str, Any] = json.loads(meta["config"])
@@ -188,6 +213,7 @@ class RunStore:
                     f"{path} holds a run with different arguments ({details}); "
                     "rerun with the same arguments to resume, or choose another --out"
                 )
+            store._lock_for_writing()
             store._log_session()
             return store
         parent = path.parent if str(path.parent) else Path(".")
@@ -201,6 +227,7 @@ class RunStore:
         if not os.access(parent, os.W_OK):
             raise ValueError(f"output directory {parent} is not writable")
         con = cls._connect(path)
+        lock_fd = _writer_lock(path, con)
         columns = "".join(f", {name} {typ}" for name, typ in schema.items())
         with con:
             con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -227,6 +254,7 @@ class RunStore:
                 ],
             )
         store = cls(path, con)
+        store._lock_fd = lock_fd
         store._log_session()
         return store
 
@@ -302,8 +330,18 @@ class RunStore:
         cursor = self._con.execute("SELECT started, host, version FROM sessions ORDER BY id")
         return [dict(zip(("started", "host", "version"), r, strict=True)) for r in cursor]
 
+    def _lock_for_writing(self) -> None:
+        try:
+            self._lock_fd = _writer_lock(self.path, self._con)
+        except ValueError:
+            self._con.close()
+            raise
+
     def close(self) -> None:
         self._con.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the writer lock
+            self._lock_fd = None
 
     def __enter__(self) -> RunStore:
         return self

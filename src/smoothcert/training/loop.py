@@ -139,8 +139,12 @@ class TrainConfig:
             raise ValueError(
                 f"augment must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
             )
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if (
+            not isinstance(self.seed, int)
+            or isinstance(self.seed, bool)
+            or not (0 <= self.seed < 2**64)
+        ):  # torch.manual_seed takes 64 bits
+            raise ValueError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
@@ -217,29 +221,55 @@ def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
         try:
             previous = json.loads(cfg.read_text())
         except json.JSONDecodeError:
-            raise ValueError(f"{cfg} is corrupt; use a new --out directory") from None
-        # A field added to TrainConfig after that run started counts as its default there.
-        previous = TrainConfig().identity() | previous
-        diff = sorted(
-            k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k)
-        )
+            previous = None
+        if not isinstance(previous, dict):
+            raise ValueError(f"{cfg} is corrupt; use a new --out directory")
+        diff = _identity_diff(_with_defaults(previous), identity)
         if diff:
-            shown = "; ".join(
-                f"{k}: {previous.get(k)!r} there, {identity.get(k)!r} now" for k in diff[:3]
-            )
+            shown = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, old, new in diff[:3])
             raise ValueError(
                 f"{out} holds a run trained with different arguments ({shown}); "
                 "rerun with the same arguments to resume, or choose a new --out"
             )
         return
-    ours = {CONFIG_FILE, RESUME_FILE, METRICS_FILE, LAST_FILE, BEST_FILE}
-    foreign = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")]
-    if foreign or (out / RESUME_FILE).exists():
+    # No config.json: not (yet) a run of ours, whatever its files are called, so anything in
+    # it (even a best.safetensors) belongs to someone else and must not be overwritten.
+    if any(not p.name.startswith(".") for p in out.iterdir()):
         raise ValueError(
             f"output directory {out} is not empty and holds no smoothcert training run; "
             "choose a new --out"
         )
     atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _with_defaults(previous: dict[str, Any]) -> dict[str, Any]:
+    """A recorded identity with what was added since it was written filled in: TrainConfig
+    fields at their defaults, and method hyperparameters at the method's defaults."""
+    filled = TrainConfig().identity() | previous
+    options = filled.get("method_options")
+    try:
+        defaults = get_method(filled["method"]).hyperparameters()
+    except (ValueError, KeyError, TypeError):
+        return filled  # an unknown method: the comparison reports it
+    if isinstance(options, dict):
+        filled["method_options"] = defaults | options
+    return filled
+
+
+def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, old, new) for each differing field; method hyperparameters by their own name."""
+    diff = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if k == "method_options" and isinstance(a, dict) and isinstance(b, dict):
+            diff += [
+                (f"{k}.{o}", a.get(o), b.get(o))
+                for o in sorted(set(a) | set(b))
+                if a.get(o) != b.get(o)
+            ]
+        elif a != b:
+            diff.append((k, a, b))
+    return diff
 
 
 def _model_metadata(
@@ -350,14 +380,16 @@ def train(
     augmentation = train_set.info.augmentation if config.augment == "auto" else config.augment
     eval_sigma = config.eval_sigma if config.eval_sigma is not None else method.noise_sigma
 
-    out = Path(config.out_dir).expanduser()
-    _prepare_out_dir(out, config.identity())
-
     info = train_set.info
+    # The model before the output directory: an architecture that cannot take these inputs
+    # must fail before a config.json exists that would refuse the corrected command.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # weight init, without touching the caller's global RNG
         model = create_model(config.arch, info.num_classes, info.input_shape, info.mean, info.std)
     model.to(device)
+
+    out = Path(config.out_dir).expanduser()
+    _prepare_out_dir(out, config.identity())
     optimizer = _make_optimizer(config, model)
     generator = torch.Generator(device=device)
     generator.manual_seed(derived_seed(config.seed, 0, STREAM_METHOD))
@@ -370,6 +402,7 @@ def train(
         start_epoch, step, history = meta["epoch"], meta["step"], meta["history"]
         best_score = meta["best_score"] if meta["best_score"] is not None else -math.inf
         say(f"resuming {out} after epoch {start_epoch}/{config.epochs}")
+        _restore_outputs(out, model, config, method, train_set, history, val_set is None, say)
 
     n = len(train_set)
     steps_per_epoch = math.ceil(n / config.batch_size)
@@ -409,10 +442,7 @@ def train(
             step += 1
             loss_value = float(output.loss.detach())
             if not math.isfinite(loss_value):
-                raise ValueError(
-                    f"training diverged at epoch {epoch + 1}, step {step} (loss {loss_value}); "
-                    "lower --lr (the last completed epoch is kept for resuming)"
-                )
+                raise ValueError(_diverged(out, epoch, step, loss_value))
             with torch.no_grad():
                 correct += int((output.logits.argmax(1) == output.targets).sum())
                 seen += len(output.targets)
@@ -507,6 +537,54 @@ def evaluate_split(
             device=device,
         )
     return out
+
+
+def _restore_outputs(
+    out: Path,
+    model: nn.Module,
+    config: TrainConfig,
+    method: Method,
+    train_set: ImageDataset,
+    history: list[dict[str, Any]],
+    best_is_last: bool,
+    say: Callable[[str], None],
+) -> None:
+    """Rewrite outputs deleted since the resume point from the resume state (its weights are
+    the last completed epoch's): last.safetensors, metrics.jsonl, and best.safetensors when it
+    is the last epoch. A best chosen on validation cannot be rebuilt: say so."""
+    if not history:
+        return
+    meta = _model_metadata(config, method, train_set, len(history), history[-1])
+    if not (out / LAST_FILE).is_file():
+        save_checkpoint(out / LAST_FILE, model, meta)
+        say(f"rewrote the missing {out / LAST_FILE} from the resume state")
+    if not (out / BEST_FILE).is_file():
+        if best_is_last:
+            save_checkpoint(out / BEST_FILE, model, meta)
+            say(f"rewrote the missing {out / BEST_FILE} (the last epoch) from the resume state")
+        else:
+            say(
+                f"warning: {out / BEST_FILE} is missing; it was chosen on the validation split "
+                "and cannot be rebuilt (a later epoch that beats it will write it again)"
+            )
+    if not (out / METRICS_FILE).is_file():
+        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
+        atomic_write_bytes(out / METRICS_FILE, lines.encode())
+
+
+def _diverged(out: Path, epoch: int, step: int, loss: float) -> str:
+    """The message for a non-finite loss. With no completed epoch there is nothing to resume,
+    so the run's config.json is removed and the same --out takes a corrected command."""
+    where = f"training diverged at epoch {epoch + 1}, step {step} (loss {loss})"
+    if not (out / RESUME_FILE).exists():
+        # Checkpoints without a resume state are from an epoch that never committed.
+        for name in (CONFIG_FILE, BEST_FILE, LAST_FILE, METRICS_FILE):
+            (out / name).unlink(missing_ok=True)
+        return f"{where}; nothing was kept: rerun with a lower --lr (or a saner method setting)"
+    return (
+        f"{where}; {out} keeps its last completed epoch (resumable with the same arguments); "
+        "to train with a lower --lr, choose a new --out"
+    )
 
 
 def _epoch_line(m: dict[str, Any], epochs: int) -> str:

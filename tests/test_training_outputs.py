@@ -115,3 +115,15 @@ def test_a_run_from_before_a_method_option_existed_still_resumes(tmp_path, mnist
     changed = dataclasses.replace(cfg, method_options={"steps": 2, "num_noise": 1})
     with pytest.raises(ValueError, match=r"method_options\.steps: 1 there, 2 now"):
         train(changed, train_set=mnist_train, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("method", "flag", "value"),
+    [("gaussian", "--sigma", "1e40"), ("wrm", "--gamma", "inf"), ("nal", "--sigma", "nan")],
+)
+def test_method_numbers_beyond_float32_are_refused(
+    tmp_path, capsys, method, flag, value, mnist_train
+) -> None:
+    line = _one_line(capsys, _argv(tmp_path / "run", "--method", method, flag, value))
+    assert f"{flag[2:]} must be a finite number" in line
+    assert not (tmp_path / "run").exists()

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import pickle
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -96,3 +99,15 @@ def untrained_checkpoint(
     if sigma is not None:
         meta["sigma"] = sigma
     return save_checkpoint(folder / "model.safetensors", model, meta)
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    """``arr`` as an IDX file (unsigned bytes), the MNIST format."""
+    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def write_cifar_batch(path: Path, data: np.ndarray, labels: list[int]) -> None:
+    """A CIFAR-10 python batch (a pickle, as the official files are)."""
+    with open(path, "wb") as f:
+        pickle.dump({b"batch_label": b"x", b"labels": labels, b"data": data}, f)

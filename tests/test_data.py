@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-import struct
 import time
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import idx_bytes, write_cifar_batch
 from smoothcert.data import load_dataset, random_crop_flip
 from smoothcert.data.idx import parse_idx
 
@@ -21,11 +21,6 @@ from smoothcert.data.idx import parse_idx
 def private_cache(tmp_path, monkeypatch):
     """Decoded arrays of throw-away test data go to a temporary cache, not the user's."""
     monkeypatch.setenv("SMOOTHCERT_CACHE", str(tmp_path / "cache"))
-
-
-def _idx_bytes(arr: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
-    return header + arr.astype(np.uint8).tobytes()
 
 
 def test_mnist_real_labels_shapes_and_pixels(mnist_train, mnist_test):
@@ -73,14 +68,14 @@ def test_second_load_is_fast(mnist_train):
 def test_user_root_gz_and_raw_round_trip(tmp_path, private_cache, mnist_test):
     images = mnist_test.images[:50, 0]
     labels = mnist_test.labels[:50]
-    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(images)))
-    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(labels))
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
     ds = load_dataset("mnist", "test", root=tmp_path)
     assert np.array_equal(ds.images[:, 0], images) and np.array_equal(ds.labels, labels)
 
 
 def test_idx_format_errors():
-    good = _idx_bytes(np.zeros((2, 3), dtype=np.uint8))
+    good = idx_bytes(np.zeros((2, 3), dtype=np.uint8))
     assert parse_idx(good).shape == (2, 3)
     with pytest.raises(ValueError, match="magic"):
         parse_idx(b"\x01" + good[1:])
@@ -103,17 +98,12 @@ def test_missing_data_says_how_to_get_it(tmp_path):
         load_dataset("mnist", "val")
 
 
-def _write_cifar_batch(path, data: np.ndarray, labels: list[int]) -> None:
-    with open(path, "wb") as f:
-        pickle.dump({b"batch_label": b"x", b"labels": labels, b"data": data}, f)
-
-
 def test_cifar_python_batches(tmp_path, private_cache):
     root = tmp_path / "cifar-10-batches-py"
     root.mkdir()
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, size=(6, 3 * 32 * 32), dtype=np.uint8)
-    _write_cifar_batch(root / "test_batch", data, [3, 1, 4, 1, 5, 9])
+    write_cifar_batch(root / "test_batch", data, [3, 1, 4, 1, 5, 9])
     ds = load_dataset("cifar10", "test", root=tmp_path)
     assert ds.info.name == "CIFAR-10" and ds.info.augmentation == "crop-flip"
     assert ds.labels.tolist() == [3, 1, 4, 1, 5, 9]

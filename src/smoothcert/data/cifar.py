@@ -11,6 +11,7 @@ import io
 import os
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,18 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(d[b"labels"], dtype=np.int64)
     except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError) as exc:
         raise ValueError(f"{path}: not a CIFAR-10 python batch ({exc})") from None
+    # Checked per batch: an extra label in one batch and a missing one in the next would
+    # otherwise shift every later label by one without any count mismatch overall.
+    if len(data) != len(labels):
+        raise ValueError(f"{path}: {len(data)} images but {len(labels)} labels")
+    _check_labels(path, labels)
     return data, labels
+
+
+def _check_labels(where: object, labels: np.ndarray) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
+        bad = labels[(labels < 0) | (labels >= len(CLASS_NAMES))][0]
+        raise ValueError(f"{where}: label {int(bad)} is outside 0..{len(CLASS_NAMES) - 1}")
 
 
 def _load_batches(root: Path, split: str) -> tuple[list[Path], callable]:
@@ -109,22 +121,17 @@ def _load_jpeg(root: Path, split: str, pinned: bool) -> tuple[list[Path], callab
         # Images in the archive are <split>/<class>/NNNN.jpg, NNNN in CIFAR-10's order within
         # the class. The global order is lost, so interleave the classes (image k of class 0,
         # of class 1, ..., then image k+1): the first n examples (--subset) are balanced.
-        found: list[tuple[int, str, np.ndarray]] = []
-        with tarfile.open(tar_path, "r:gz") as tar:
-            for member in tar:
-                parts = member.name.split("/")
-                if not member.isfile() or len(parts) != 3 or not parts[2].lower().endswith(".jpg"):
-                    continue
-                if parts[1] not in CLASS_NAMES:
-                    raise ValueError(f"{tar_path}: unknown class folder {parts[1]!r}")
-                blob = tar.extractfile(member).read()
-                with Image.open(io.BytesIO(blob)) as im:
-                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-                if arr.shape != (32, 32, 3):
-                    raise ValueError(f"{tar_path}:{member.name} is {arr.shape}, expected 32x32 RGB")
-                found.append((CLASS_NAMES.index(parts[1]), parts[2], arr.transpose(2, 0, 1)))
+        try:
+            found = _read_jpeg_archive(tar_path, split)
+        except (EOFError, OSError, tarfile.TarError, zlib.error) as exc:
+            raise ValueError(f"{tar_path}: not a readable .tar.gz archive ({exc})") from None
         if not found:
             raise ValueError(f"{tar_path}: no images found")
+        # CIFAR-10 is balanced: a missing image would shift the interleaving of its class.
+        counts = np.bincount([t[0] for t in found], minlength=len(CLASS_NAMES))
+        if counts.min() != counts.max():
+            shown = ", ".join(f"{c}: {k}" for c, k in zip(CLASS_NAMES, counts, strict=True))
+            raise ValueError(f"{tar_path}: classes hold different numbers of images ({shown})")
         found.sort(key=lambda t: (t[0], t[1]))
         rank = np.zeros(len(found), dtype=np.int64)
         for i in range(1, len(found)):
@@ -134,6 +141,31 @@ def _load_jpeg(root: Path, split: str, pinned: bool) -> tuple[list[Path], callab
         return np.stack([t[2] for t in found]), np.array([t[0] for t in found], dtype=np.int64)
 
     return [tar_path], decode
+
+
+def _read_jpeg_archive(tar_path: Path, split: str) -> list[tuple[int, str, np.ndarray]]:
+    """(class index, file name, CHW uint8 image) for every <split>/<class>/NNNN.jpg member."""
+    found: list[tuple[int, str, np.ndarray]] = []
+    with tarfile.open(tar_path, "r:gz") as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if not member.isfile() or len(parts) != 3 or not parts[2].lower().endswith(".jpg"):
+                continue
+            if parts[0] != split:
+                raise ValueError(f"{tar_path}: {member.name} is not under {split}/")
+            if parts[1] not in CLASS_NAMES:
+                raise ValueError(f"{tar_path}: unknown class folder {parts[1]!r}")
+            blob = tar.extractfile(member).read()
+            try:
+                with Image.open(io.BytesIO(blob)) as im:
+                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                where = f"{tar_path}:{member.name}"
+                raise ValueError(f"{where} is not a readable JPEG ({exc})") from None
+            if arr.shape != (32, 32, 3):
+                raise ValueError(f"{tar_path}:{member.name} is {arr.shape}, expected 32x32 RGB")
+            found.append((CLASS_NAMES.index(parts[1]), parts[2], arr.transpose(2, 0, 1)))
+    return found
 
 
 def load_cifar10(split: str, root: str | Path | None = None) -> ImageDataset:

@@ -7,6 +7,7 @@ uint32 sizes, then the data. Type 0x08 is unsigned byte, the only type these dat
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,9 @@ HOW_TO_GET = {
 }
 
 
+NUM_CLASSES = 10  # MNIST and Fashion-MNIST
+
+
 def parse_idx(data: bytes) -> np.ndarray:
     """Decode one IDX blob into a uint8 array of the stored shape."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
@@ -114,7 +118,10 @@ def parse_idx(data: bytes) -> np.ndarray:
 def read_idx(path: Path) -> np.ndarray:
     raw = Path(path).read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:  # truncated, bad CRC
+            raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
     try:
         return parse_idx(raw)
     except ValueError as exc:
@@ -171,6 +178,10 @@ def load_idx_dataset(name: str, split: str, root: str | Path | None = None) -> I
             raise ValueError(
                 f"{folder}: IDX shapes {images.shape} / {labels.shape} are not images/labels"
             )
+        if labels.size and labels.max() >= NUM_CLASSES:
+            raise ValueError(
+                f"{paths['labels']}: label {int(labels.max())} is outside 0..{NUM_CLASSES - 1}"
+            )
         return images[:, None, :, :], labels.astype(np.int64)
 
     key = f"{name}-{split}-" + fingerprint(list(paths.values()))
@@ -179,7 +190,7 @@ def load_idx_dataset(name: str, split: str, root: str | Path | None = None) -> I
     info = DatasetInfo(
         name=name,
         split=split,
-        num_classes=10,
+        num_classes=NUM_CLASSES,
         input_shape=tuple(images.shape[1:]),
         class_names=meta["class_names"],
         mean=meta["mean"],

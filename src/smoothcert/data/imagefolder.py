@@ -97,7 +97,7 @@ def _read_image(path: Path, mode: str, resize: int | None) -> np.ndarray:
             if resize is not None:
                 im = _resize_center_crop(im, resize)
             a = np.asarray(im, dtype=np.uint8)
-    except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+    except (OSError, Image.DecompressionBombError) as exc:  # unidentified/truncated are OSErrors
         raise ValueError(f"{path} is not a readable image ({exc})") from None
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 

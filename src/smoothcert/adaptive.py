@@ -95,7 +95,10 @@ def look_schedule(n_max: int, n_first: int = N_FIRST, growth: float = GROWTH) ->
     growth = float(growth)  # growth**j in float32 (np.float32 growth) would lose precision
     looks, j = [], 0
     while True:
-        n_j = min(int(n_max), math.ceil(n_first * growth**j))
+        try:
+            n_j = min(int(n_max), math.ceil(n_first * growth**j))
+        except OverflowError:  # growth^j beyond the float range: far past n_max anyway
+            n_j = int(n_max)
         if not looks or n_j > looks[-1]:
             looks.append(n_j)
         if n_j == n_max:

@@ -12,6 +12,7 @@ Everything returns plain data; formatting and plotting are separate functions.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -218,20 +219,33 @@ def analyze(
         radius = np.array([r["radius"] for r in rows], float)
         correct = np.array([bool(r["correct"]) and r["prediction"] >= 0 for r in rows])
         name = names[i] if names is not None else Path(path).stem
-        out.append(
-            _summary(
-                name,
-                radius,
-                correct,
-                radii,
-                sigma=config["sigma"],
-                n=config["n"],
-                alpha=config["alpha"],
-                rho=rho,
-                bound="cohen",
-            )
+        summary = _summary(
+            name,
+            radius,
+            correct,
+            radii,
+            sigma=config["sigma"],
+            n=config["n"],
+            alpha=config["alpha"],
+            rho=rho,
+            bound="cohen",
         )
+        if config.get("adaptive_radii"):
+            summary = _adaptive_view(summary, max(config["adaptive_radii"]))
+        out.append(summary)
     return out
+
+
+def _adaptive_view(summary: RunSummary, largest_target: float) -> RunSummary:
+    """An adaptive run stops sampling once its target radii are decided, so beyond the largest
+    target its radii say when it stopped, not what n samples would certify: accuracies there
+    are not measured (NaN, shown as "—"), nor is the ACR, which depends on the targets."""
+    beyond = np.asarray(summary.radii) > largest_target + 1e-12
+    acc = np.where(beyond, np.nan, summary.certified_accuracy)
+    lower = np.where(beyond, np.nan, summary.lower_bound)
+    return dataclasses.replace(
+        summary, certified_accuracy=acc.tolist(), lower_bound=lower.tolist(), acr=float("nan")
+    )
 
 
 def figure8(
@@ -399,12 +413,17 @@ def format_table(
         raise ValueError("nothing to tabulate")
     radii = _shared_radii(summaries)
     values = np.array([s.lower_bound if lower_bound else s.certified_accuracy for s in summaries])
-    best = values.max(axis=0)
+    # NaN = not measured (an adaptive run beyond its targets): never "best"
+    best = np.array([np.nanmax(c) if np.isfinite(c).any() else np.nan for c in values.T])
     header = ["run", *(f"r = {r:g}" for r in radii), "ACR"]
     lines = []
+    missing = "" if fmt == "csv" else "—"
+
+    def number(v: float) -> str:
+        return f"{v:.3f}" if np.isfinite(v) else missing
 
     def mark(v: float, is_best: bool) -> str:
-        text = f"{v:.3f}"
+        text = number(v)
         if is_best and len(summaries) > 1:
             return {"markdown": f"**{text}**", "latex": f"\\textbf{{{text}}}", "csv": f"{text}*"}[
                 fmt
@@ -412,7 +431,7 @@ def format_table(
         return text
 
     body = [
-        [s.name, *(mark(v, v == b) for v, b in zip(values[i], best, strict=True)), f"{s.acr:.3f}"]
+        [s.name, *(mark(v, v == b) for v, b in zip(values[i], best, strict=True)), number(s.acr)]
         for i, s in enumerate(summaries)
     ]
     if fmt == "markdown":

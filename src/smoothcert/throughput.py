@@ -70,6 +70,22 @@ def _check_positive(name: str, value: object) -> int:
     return int(value)
 
 
+def _check_fits(x: torch.Tensor, batch_size: int, batches_per_round: int) -> None:
+    """The pre-generated forward inputs (plus a channels-last copy) must fit in half the
+    machine's memory: a typo in --batch should be a clear error, not an allocator failure."""
+    need = 2 * batch_size * batches_per_round * x.numel() * x.element_size()
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no check
+        return
+    if need > memory // 2:
+        raise ValueError(
+            f"batch_size {batch_size} × batches_per_round {batches_per_round} inputs of "
+            f"{tuple(x.shape)} need {need / 2**30:.1f} GiB, more than half of this machine's "
+            f"{memory / 2**30:.1f} GiB; use a smaller batch"
+        )
+
+
 def set_layout(model: nn.Module, channels_last: bool) -> None:
     """Put the model's 4-D parameters in a path's layout (counts() with channels-last converts
     them in place, so every measurement resets it first)."""
@@ -155,6 +171,7 @@ def interleaved(
         )  # fmt: skip
         for p in paths
     }  # built first: the constructor validates num_classes and sigma before any work
+    _check_fits(x, batch_size, batches_per_round)
     batches = noisy_batches(x, sigma, batch_size, batches_per_round)
     n = batch_size * batches_per_round
     fwd: dict = {p: [] for p in paths}

@@ -240,7 +240,10 @@ def certify_dataset(
     certify_one = _certify_fn(classifier, n0, n, alpha, adaptive_radii, adaptive_options)
     run_config: dict[str, Any] = {"command": "certify", "n0": n0, "n": n, "alpha": alpha}
     if adaptive_radii is not None:
-        run_config |= {"adaptive_radii": list(adaptive_radii), "adaptive_options": adaptive_options}
+        # The plan sorts and de-duplicates the targets: store them so, and the same set of
+        # radii in another order resumes the run.
+        targets = sorted({float(r) for r in adaptive_radii})
+        run_config |= {"adaptive_radii": targets, "adaptive_options": adaptive_options}
 
     def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
         cert = certify_one(x, gen)

@@ -30,14 +30,21 @@ class RobustAccuracy:
     labels: np.ndarray  # [N]
 
 
+def _finite_logits(logits: torch.Tensor) -> torch.Tensor:
+    # argmax picks a NaN logit, so a broken model (or σ) would give accuracies that mean nothing
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError("the model returned NaN or infinite logits; accuracies would mean nothing")
+    return logits
+
+
 def _predict(model: nn.Module, x: torch.Tensor, noise_sigma, noise_samples, generator):
     with torch.no_grad(), eval_mode(model):
         if noise_sigma is None:
-            return model(x).argmax(1)
+            return _finite_logits(model(x)).argmax(1)
         z = draw_noise(x, noise_sigma, noise_samples, generator)
         batch = x.shape[0]
         noisy = (x.unsqueeze(1) + z).reshape(batch * noise_samples, *x.shape[1:])
-        votes = model(noisy).argmax(1).view(batch, noise_samples)
+        votes = _finite_logits(model(noisy)).argmax(1).view(batch, noise_samples)
         num_classes = int(votes.max()) + 1
         counts = torch.zeros(batch, num_classes, dtype=torch.long, device=x.device)
         counts.scatter_add_(1, votes, torch.ones_like(votes))

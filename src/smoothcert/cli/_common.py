@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +43,9 @@ def positive_int(name: str, value: int | None) -> None:
         raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def finite(flag: str, values: float | Sequence[float] | None, *, positive: bool) -> None:
     """Reject a float flag (one value or a list) that is nan, infinite, negative, or zero when
     ``positive``: argparse's float() accepts "nan" and "inf", which would otherwise run and
@@ -53,9 +55,10 @@ def finite(flag: str, values: float | Sequence[float] | None, *, positive: bool)
     items = list(values) if isinstance(values, Sequence) else [values]
     bound = "> 0" if positive else ">= 0"
     for v in items:
-        if not (math.isfinite(v) and (v > 0 if positive else v >= 0)):
+        # Finite in float32 too: the models compute in float32, where 1e40 is already inf.
+        if not (abs(v) <= FLOAT32_MAX and (v > 0 if positive else v >= 0)):
             shown = items[0] if len(items) == 1 else items
-            raise ValueError(f"--{flag} must be {bound} and finite, got {shown}")
+            raise ValueError(f"--{flag} must be {bound} and finite (float32), got {shown}")
 
 
 def resolve_device(spec: str | None) -> Any:

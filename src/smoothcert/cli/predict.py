@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.reference:
         _check_reference_matches(args, config | run_identity(classifier))
+        shared = _reference_overlap(args, len(dataset))
 
     def postfix(tally: dict, row: dict) -> dict:
         tally["correct"] = tally.get("correct", 0) + row["correct"]
@@ -88,10 +89,28 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.reference:
         categories = predict_categories(args.out, args.reference)
+        covered = len(shared & {r["idx"] for r in rows})
+        print(f"Table 4 categories over the {covered} of {m} examples the reference run holds:")
         print("| " + " | ".join(categories) + " |")
         print("|" + "|".join("---" for _ in categories) + "|")
         print("| " + " | ".join(f"{v:.3f}" for v in categories.values()) + " |")
     return 0
+
+
+def _reference_overlap(args: argparse.Namespace, num_examples: int) -> set[int]:
+    """The selected examples the reference run holds; none at all is refused before any work
+    (the categories are computed over the shared examples only)."""
+    from smoothcert.runs.certify import select_indices
+    from smoothcert.store import RunStore
+
+    with RunStore.read(args.reference) as ref:
+        shared = set(select_indices(num_examples, args.skip, args.max)) & ref.done_indices()
+    if not shared:
+        raise ValueError(
+            f"--reference {args.reference} holds none of the selected examples "
+            "(same --skip and --max as the reference run?)"
+        )
+    return shared
 
 
 def _check_reference_matches(args: argparse.Namespace, config: dict) -> None:

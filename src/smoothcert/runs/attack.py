@@ -27,6 +27,12 @@ ATTACK_SCHEMA = {
 }
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+#: Blocks seed their noise with seed·1,000,003 + first index (attacks.robust), which must fit
+#: in 63 bits for any dataset index below 2**42.
+MAX_SEED = 2**43
+
+
 def attack_dataset(
     model: nn.Module,
     dataset: Any,
@@ -57,11 +63,18 @@ def attack_dataset(
     ``progress(done_now, total_to_do)`` is called after every stored block.
     """
     eps_list = [float(e) for e in eps_list]
-    if not eps_list or any(not np.isfinite(e) or e < 0 for e in eps_list):
-        raise ValueError(f"eps must be one or more radii >= 0, got {eps_list}")
+    # Finite in float32, where the attack runs (1e40 would become inf there, mid-run).
+    if not eps_list or any(not 0 <= e <= _FLOAT32_MAX for e in eps_list):
+        raise ValueError(f"eps must be one or more finite radii >= 0, got {eps_list}")
+    if (
+        not isinstance(seed, int | np.integer)
+        or isinstance(seed, bool)
+        or not (0 <= seed < MAX_SEED)
+    ):
+        raise ValueError(f"seed must be an integer in [0, 2**43), got {seed!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma > 0):
+    if noise_sigma is not None and not 0 < noise_sigma <= _FLOAT32_MAX:
         raise ValueError(f"noise_sigma must be finite and > 0, got {noise_sigma}")
     if noise_samples < 1:
         raise ValueError(f"noise_samples must be >= 1, got {noise_samples}")

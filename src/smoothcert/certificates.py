@@ -33,13 +33,14 @@ import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import torch
 from torch import nn
 
 from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surrogate_ascent
+from smoothcert.smoothing import is_integer, is_real
 
 __all__ = [
     "Certificate",
@@ -77,15 +78,10 @@ class SurrogateResult:
     sigma: float
 
 
-def _is_real(value) -> bool:
-    # numbers.Real covers numpy's scalars (np.float32 is not a float); a bool is not a number here.
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
 def check_count(name: str, value: int, minimum: int) -> int:
     """``value`` as an int, refused unless it is a whole number >= ``minimum`` (2.5 would
     otherwise reach range() or a tensor shape and fail there with a TypeError)."""
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
@@ -94,9 +90,9 @@ def check_surrogate_args(
     gamma: float, sigma: float, num_noise: int, steps: int, num_eval: int
 ) -> None:
     """Reject arguments the surrogate cannot work with, naming the one at fault."""
-    if not (_is_real(gamma) and math.isfinite(gamma) and gamma > 0):
+    if not (is_real(gamma) and math.isfinite(gamma) and gamma > 0):
         raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
-    if not (_is_real(sigma) and math.isfinite(sigma) and sigma >= 0):
+    if not (is_real(sigma) and math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     check_count("num_noise", num_noise, 1)
     check_count("steps", steps, 0)
@@ -511,7 +507,7 @@ class Certificate:
 
 
 def _rho_adv(rho: float, noise_cost: float, rho_with_noise: bool, name: str = "rho") -> float:
-    if not (_is_real(rho) and math.isfinite(rho) and rho >= 0):
+    if not (is_real(rho) and math.isfinite(rho) and rho >= 0):
         raise ValueError(f"{name} must be finite and >= 0, got {rho}")
     if not rho_with_noise:
         return float(rho)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import numbers
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -122,10 +123,26 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
+#: The largest finite float32: a number beyond it becomes inf inside a float32 model.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
 def is_real(value: object) -> bool:
     """A real scalar argument: int, float or a numpy integer/floating scalar, but not a bool
     (True would otherwise pass silently as 1)."""
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_integer(value: object) -> bool:
+    """An integer argument: int or a numpy integer, but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_positive_count(name: str, value: object) -> int:
+    """``value`` as an int, refused (naming ``name``) unless it is an integer >= 1."""
+    if not is_integer(value) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _check_input_shape(shape: object) -> tuple[int, ...] | None:
@@ -135,9 +152,7 @@ def _check_input_shape(shape: object) -> tuple[int, ...] | None:
         dims = tuple(shape)  # type: ignore[call-overload]
     except TypeError:
         dims = None
-    if dims is None or not all(
-        isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 1 for d in dims
-    ):
+    if dims is None or not all(is_integer(d) and d >= 1 for d in dims):
         raise ValueError(
             f"input_shape must be a sequence of positive integers (the shape of one input, "
             f"e.g. (1, 28, 28)), got {shape!r}"
@@ -352,12 +367,6 @@ class SmoothedClassifier:
                 f"create it with torch.Generator(device={str(self.device)!r})"
             )
 
-    @staticmethod
-    def _check_count(name: str, value: int) -> int:
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        return int(value)
-
     # ------------------------------------------------------------------ SAMPLE UNDER NOISE
 
     def _counts_tensor(
@@ -412,7 +421,7 @@ class SmoothedClassifier:
         self, x: torch.Tensor | np.ndarray, n: int, *, generator: torch.Generator | None = None
     ) -> np.ndarray:
         """Class counts of f(x + ε) over n noise draws (int64 array of length num_classes)."""
-        n = self._check_count("n", n)
+        n = check_positive_count("n", n)
         x = self._prepare(x)
         self._check_generator(generator)
         self._prepare_model(x)
@@ -448,8 +457,8 @@ class SmoothedClassifier:
         """CERTIFY (§3.2; Proposition 2). n0 selection draws choose ĉA; n fresh draws count nA;
         pA_lower is the one-sided (1 − α) Clopper–Pearson bound; abstain when pA_lower < ½,
         else return ĉA with radius σ·Φ⁻¹(pA_lower)."""
-        n0 = self._check_count("n0", n0)
-        n = self._check_count("n", n)
+        n0 = check_positive_count("n0", n0)
+        n = check_positive_count("n", n)
         alpha = _check_alpha(alpha)
         counts_selection = self.counts(x, n0, generator=generator)
         c_hat = int(np.argmax(counts_selection))

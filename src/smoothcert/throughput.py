@@ -14,11 +14,10 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from smoothcert.smoothing import SmoothedClassifier, model_dtype
+from smoothcert.smoothing import SmoothedClassifier, check_positive_count, model_dtype
 
 #: (precision, channels_last) paths, slowest first.
 PATHS: tuple[tuple[str, bool], ...] = (
@@ -61,13 +60,6 @@ def _device(model: nn.Module, fallback: torch.device) -> torch.device:
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
     return fallback
-
-
-def _check_positive(name: str, value: object) -> int:
-    # Zero rounds or batches would leave nothing to take a median or ratio of.
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_fits(x: torch.Tensor, batch_size: int, batches_per_round: int) -> None:
@@ -153,9 +145,9 @@ def interleaved(
     measurements round-robin for ``rounds`` rounds at the same batch size. ``baseline(n)``, if
     given, is timed in each round too (e.g. a plain implementation of the paper's pseudocode).
     ``x`` is converted to the model's dtype, as ``SmoothedClassifier`` does."""
-    rounds = _check_positive("rounds", rounds)
-    batches_per_round = _check_positive("batches_per_round", batches_per_round)
-    batch_size = _check_positive("batch_size", batch_size)
+    rounds = check_positive_count("rounds", rounds)
+    batches_per_round = check_positive_count("batches_per_round", batches_per_round)
+    batch_size = check_positive_count("batch_size", batch_size)
     device = _device(model, x.device)
     x = x.to(device=device, dtype=model_dtype(model))
     gs = {
@@ -220,7 +212,7 @@ def disagreement(
     noisy inputs x + σε (``draws`` per input): the price of certifying the bf16 classifier."""
     if len(inputs) == 0:
         raise ValueError("inputs must contain at least one input, got none")
-    draws = _check_positive("draws", draws)
+    draws = check_positive_count("draws", draws)
     device = _device(model, inputs[0].device)
     dtype = model_dtype(model)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -265,7 +257,7 @@ def benchmark(
     ``disagreement_inputs`` (skipped when empty). ``baseline(n)``, if given (benchmarks/: the
     paper's pseudocode), joins every round, and the record adds the speedups over it."""
     # disagreement_draws is used only after all the timing: check it before, not after.
-    _check_positive("disagreement_draws", disagreement_draws)
+    check_positive_count("disagreement_draws", disagreement_draws)
     device = _device(model, x.device)
     conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     paths = [p for p in PATHS if conv or not p[1]]

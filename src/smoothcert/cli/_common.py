@@ -43,15 +43,14 @@ def positive_int(name: str, value: int | None) -> None:
         raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
-FLOAT32_MAX = 3.4028234663852886e38
-
-
 def finite(flag: str, values: float | Sequence[float] | None, *, positive: bool) -> None:
     """Reject a float flag (one value or a list) that is nan, infinite, negative, or zero when
     ``positive``: argparse's float() accepts "nan" and "inf", which would otherwise run and
     print nan (or a meaningless number) with exit code 0."""
     if values is None:
         return
+    from smoothcert.smoothing import FLOAT32_MAX  # here: `smoothcert --help` needs no torch
+
     items = list(values) if isinstance(values, Sequence) else [values]
     bound = "> 0" if positive else ">= 0"
     for v in items:

@@ -6,7 +6,6 @@ Every model is ``nn.Sequential(Normalize(mean, std), body)`` and takes images in
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ from smoothcert.models.cnn import CNN3, LeNet
 from smoothcert.models.normalize import Normalize
 from smoothcert.models.resnet import CifarResNet, CifarResNet18, ResNet50
 from smoothcert.models.vgg import VGG16
+from smoothcert.smoothing import is_integer
 
 __all__ = ["Normalize", "create_model", "list_models", "count_parameters"]
 
@@ -59,12 +59,6 @@ def describe_model(arch: str) -> str:
     return _ARCHS[arch][2]
 
 
-def _is_integer(value: Any) -> bool:
-    # numpy integers count (sizes and class counts often come from arrays); bool does not,
-    # although Python treats it as an int.
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _as_real(value: Any) -> float | None:
     """``value`` as a float, or None when it is no number (str and bool are not numbers)."""
     if isinstance(value, (str, bytes, bool)):
@@ -80,7 +74,7 @@ def _check_input_shape(input_shape: Any) -> tuple[int, int, int]:
         shape = tuple(input_shape)
     except TypeError:
         shape = ()
-    if len(shape) != 3 or not all(_is_integer(v) and v > 0 for v in shape):
+    if len(shape) != 3 or not all(is_integer(v) and v > 0 for v in shape):
         raise ValueError(
             f"input_shape must be (C, H, W) with three positive integer sizes, got {input_shape!r}"
         )
@@ -122,7 +116,7 @@ def create_model(
     """
     if not isinstance(arch, str) or arch not in _ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(_ARCHS)}")
-    if not _is_integer(num_classes) or num_classes < 2:
+    if not is_integer(num_classes) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     shape = _check_input_shape(input_shape)
     mean_values = _check_channel_values("mean", mean, shape[0])

@@ -17,6 +17,7 @@ from torch import nn
 
 from smoothcert.attacks.pgd import OBJECTIVES
 from smoothcert.attacks.robust import attack_seeded_batch
+from smoothcert.smoothing import FLOAT32_MAX, is_integer
 from smoothcert.store import RunStore, pending_blocks
 
 ATTACK_SCHEMA = {
@@ -27,7 +28,6 @@ ATTACK_SCHEMA = {
 }
 
 
-_FLOAT32_MAX = 3.4028234663852886e38
 #: Blocks seed their noise with seed·1,000,003 + first index (attacks.robust), which must fit
 #: in 63 bits for any dataset index below 2**42.
 MAX_SEED = 2**43
@@ -64,17 +64,13 @@ def attack_dataset(
     """
     eps_list = [float(e) for e in eps_list]
     # Finite in float32, where the attack runs (1e40 would become inf there, mid-run).
-    if not eps_list or any(not 0 <= e <= _FLOAT32_MAX for e in eps_list):
+    if not eps_list or any(not 0 <= e <= FLOAT32_MAX for e in eps_list):
         raise ValueError(f"eps must be one or more finite radii >= 0, got {eps_list}")
-    if (
-        not isinstance(seed, int | np.integer)
-        or isinstance(seed, bool)
-        or not (0 <= seed < MAX_SEED)
-    ):
+    if not is_integer(seed) or not 0 <= seed < MAX_SEED:
         raise ValueError(f"seed must be an integer in [0, 2**43), got {seed!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if noise_sigma is not None and not 0 < noise_sigma <= _FLOAT32_MAX:
+    if noise_sigma is not None and not 0 < noise_sigma <= FLOAT32_MAX:
         raise ValueError(f"noise_sigma must be finite and > 0, got {noise_sigma}")
     if noise_samples < 1:
         raise ValueError(f"noise_samples must be >= 1, got {noise_samples}")

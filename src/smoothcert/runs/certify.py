@@ -20,7 +20,7 @@ from torch import nn
 
 from smoothcert import stats
 from smoothcert.distributed import check_shard, shard_of
-from smoothcert.smoothing import SmoothedClassifier, is_real
+from smoothcert.smoothing import SmoothedClassifier, check_positive_count, is_integer, is_real
 from smoothcert.store import SQLITE_HEADER, RunStore
 
 __all__ = [
@@ -114,7 +114,7 @@ def _check_seed(seed: int | None) -> None:
     # numpy's SeedSequence only says "expected non-negative integer", naming no argument.
     if seed is None:
         return
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
 
 
@@ -230,8 +230,8 @@ def certify_dataset(
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
-    _check_positive("n0", n0)
-    _check_positive("n", n)
+    check_positive_count("n0", n0)
+    check_positive_count("n", n)
     _check_alpha(alpha)
     if adaptive_radii is not None:
         adaptive_options = _adaptive_plan_options(
@@ -295,7 +295,7 @@ def predict_dataset(
     """PREDICT on every selected example, stored and resumable like :func:`certify_dataset`."""
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
-    _check_positive("n", n)
+    check_positive_count("n", n)
     _check_alpha(alpha)
 
     def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
@@ -465,8 +465,3 @@ def _classifier_options(classifier: SmoothedClassifier) -> dict[str, Any]:
 def _check_alpha(alpha: float) -> None:
     if not (is_real(alpha) and 0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-
-
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

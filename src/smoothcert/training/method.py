@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from smoothcert.smoothing import FLOAT32_MAX
+
 
 @dataclass
 class BatchContext:
@@ -94,12 +96,9 @@ def get_method(name: str, **hyperparameters: Any) -> Method:
     for key, value in given.items():
         # NaN, inf, or beyond float32 (1e40 is inf once on the model's device) would train
         # to NaN and be reported as a divergence that blames the learning rate.
-        if isinstance(value, float) and not abs(value) <= _FLOAT32_MAX:
+        if isinstance(value, float) and not abs(value) <= FLOAT32_MAX:
             raise ValueError(f"{key} must be a finite number (float32 range), got {value!r}")
     return cls(**given)
-
-
-_FLOAT32_MAX = 3.4028234663852886e38
 
 
 _BUILTIN = ("standard", "gaussian", "stn", "smoothadv", "trades", "wrm", "nal")

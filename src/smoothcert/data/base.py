@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from smoothcert.checkpoint import atomic_write
+
 AUGMENTATIONS = ("none", "crop-flip")
 
 
@@ -144,17 +146,9 @@ def cached_arrays(key: str, decode) -> tuple[np.ndarray, np.ndarray]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         # The check file last: an entry is used only when all three files agree.
-        for path, write in (
-            (xi, lambda f: np.save(f, images, allow_pickle=False)),
-            (yi, lambda f: np.save(f, labels, allow_pickle=False)),
-            (check, lambda f: f.write(json.dumps(_checksum(images, labels)).encode())),
-        ):
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())  # a crash must not leave an empty file under the name
-            os.replace(tmp, path)
-    except OSError:
+        atomic_write(xi, lambda f: np.save(f, images, allow_pickle=False))
+        atomic_write(yi, lambda f: np.save(f, labels, allow_pickle=False))
+        atomic_write(check, lambda f: f.write(json.dumps(_checksum(images, labels)).encode()))
+    except (OSError, ValueError):  # an unwritable cache (or a directory in the way) costs speed
         pass
     return images, labels

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from smoothcert import stats
+from smoothcert.checkpoint import atomic_write_bytes
 from smoothcert.distributed import check_shard, shard_of
 from smoothcert.smoothing import SmoothedClassifier, check_positive_count, is_integer, is_real
 from smoothcert.store import SQLITE_HEADER, RunStore
@@ -390,22 +391,12 @@ def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
             raise ValueError(f"{run_path} is a {store.kind!r} run; only certify runs export to TSV")
         rows = store.rows()
     tsv_path = check_tsv_target(tsv_path, run_path)
-    # Written beside the target, then renamed over it: never a half-written TSV. The name is
-    # unique to this process and opened exclusively ("x"), so no existing file is clobbered.
-    tmp = tsv_path.with_name(f"{tsv_path.name}.{os.getpid()}.tmp")
-    fh = open(tmp, "x")  # noqa: SIM115 (closed below; a failure here has nothing to clean)
-    try:
-        with fh:
-            fh.write("idx\tlabel\tpredict\tradius\tcorrect\ttime\n")
-            for r in rows:
-                fh.write(
-                    f"{r['idx']}\t{r['label']}\t{r['prediction']}\t{float(r['radius'])!r}\t"
-                    f"{r['correct']}\t{_elapsed(r['seconds'])}\n"
-                )
-        os.replace(tmp, tsv_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no stray temporary file on any failure
-        raise
+    lines = ["idx\tlabel\tpredict\tradius\tcorrect\ttime\n"] + [
+        f"{r['idx']}\t{r['label']}\t{r['prediction']}\t{float(r['radius'])!r}\t"
+        f"{r['correct']}\t{_elapsed(r['seconds'])}\n"
+        for r in rows
+    ]
+    atomic_write_bytes(tsv_path, "".join(lines).encode())  # never a half-written TSV
     return len(rows)
 
 

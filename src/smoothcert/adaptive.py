@@ -46,7 +46,7 @@ import torch
 from scipy.stats import norm
 
 from smoothcert import stats
-from smoothcert.smoothing import ABSTAIN, Certificate, SmoothedClassifier, is_real
+from smoothcert.smoothing import ABSTAIN, Certificate, SmoothedClassifier, check_alpha, is_real
 
 #: Defaults of the plan (docs/adaptive.md explains how they were chosen, without the test
 #: images the procedure is evaluated on).
@@ -143,9 +143,7 @@ def plan_looks(
     n*(r_i) of each target radius reachable before n_max, and the levels. The early level
     a = α(1 − s)/(J − 1) and the aligned looks depend on each other through J; J is raised
     until the looks fit it, so Σ_j α_j ≤ α (equality unless aligned looks coincide)."""
-    # numpy scalars (e.g. np.float32 from a config array) are accepted; bools are not.
-    if not (is_real(alpha) and 0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    alpha = check_alpha(alpha)  # numpy scalars accepted, bools not
     if not (is_real(futility) and 0 < futility < 1):
         raise ValueError(f"futility must be in (0, 1), got {futility!r}")
     if not (is_real(final_share) and 0 < final_share <= 1):

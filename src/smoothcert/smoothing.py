@@ -138,6 +138,13 @@ def is_integer(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def check_alpha(alpha: object) -> float:
+    """A failure probability: a real number in (0, 1), as a float."""
+    if not (is_real(alpha) and 0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    return float(alpha)
+
+
 def check_positive_count(name: str, value: object) -> int:
     """``value`` as an int, refused (naming ``name``) unless it is an integer >= 1."""
     if not is_integer(value) or value < 1:
@@ -442,7 +449,7 @@ class SmoothedClassifier:
         """PREDICT (§3.2; Proposition 1): return the top class ĉA when the two-sided binomial
         test of nA ~ Binomial(nA + nB, ½) rejects at level α, else ABSTAIN. With probability at
         least 1 − α the answer is g(x) or ABSTAIN."""
-        alpha = _check_alpha(alpha)
+        alpha = check_alpha(alpha)
         return stats.predict_from_counts(self.counts(x, n, generator=generator), alpha)
 
     def certify(
@@ -459,7 +466,7 @@ class SmoothedClassifier:
         else return ĉA with radius σ·Φ⁻¹(pA_lower)."""
         n0 = check_positive_count("n0", n0)
         n = check_positive_count("n", n)
-        alpha = _check_alpha(alpha)
+        alpha = check_alpha(alpha)
         counts_selection = self.counts(x, n0, generator=generator)
         c_hat = int(np.argmax(counts_selection))
         counts_estimation = self.counts(x, n, generator=generator)
@@ -480,9 +487,3 @@ class SmoothedClassifier:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _check_alpha(alpha: float) -> float:
-    if not (is_real(alpha) and 0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    return float(alpha)

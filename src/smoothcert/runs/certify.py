@@ -21,7 +21,7 @@ from torch import nn
 from smoothcert import stats
 from smoothcert.checkpoint import atomic_write_bytes
 from smoothcert.distributed import check_shard, shard_of
-from smoothcert.smoothing import SmoothedClassifier, check_positive_count, is_integer, is_real
+from smoothcert.smoothing import SmoothedClassifier, check_alpha, check_positive_count, is_integer
 from smoothcert.store import SQLITE_HEADER, RunStore
 
 __all__ = [
@@ -233,7 +233,7 @@ def certify_dataset(
     _check_dataset(dataset, classifier)
     check_positive_count("n0", n0)
     check_positive_count("n", n)
-    _check_alpha(alpha)
+    check_alpha(alpha)
     if adaptive_radii is not None:
         adaptive_options = _adaptive_plan_options(
             adaptive_radii, adaptive_options, classifier.sigma, alpha, n
@@ -297,7 +297,7 @@ def predict_dataset(
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
     check_positive_count("n", n)
-    _check_alpha(alpha)
+    check_alpha(alpha)
 
     def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
         # PREDICT (§3.2) from its counts; the counts are kept for re-analysis.
@@ -451,8 +451,3 @@ def _classifier_options(classifier: SmoothedClassifier) -> dict[str, Any]:
         if value is not None:
             options[name] = value
     return options
-
-
-def _check_alpha(alpha: float) -> None:
-    if not (is_real(alpha) and 0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")

@@ -235,6 +235,8 @@ def prepare_smoothed_run(args: argparse.Namespace, counts: tuple[str, ...], verb
     the training σ), build the smoothed classifier; returns (classifier, dataset, config, info)."""
     for name in counts:
         positive_int(name, getattr(args, name))
+    if args.seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
     from smoothcert import distributed
 
     args.shard = (

@@ -116,8 +116,6 @@ def run(args: argparse.Namespace) -> int:
     from smoothcert.runs import certify_dataset, export_tsv
 
     _check_adaptive(args)
-    if args.seed < 0:
-        raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
     _check_tsv(args)
     classifier, dataset, config, info = _common.prepare_smoothed_run(
         args, ("n0", "n", "skip", "max", "n_first"), "certifying"

@@ -42,8 +42,6 @@ def run(args: argparse.Namespace) -> int:
     from smoothcert.runs import predict_dataset
     from smoothcert.runs.certify import run_identity
 
-    if args.seed < 0:
-        raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
     if args.reference:
         check_reference(args.reference)  # exists, and is a certify or predict run
     classifier, dataset, config, info = _common.prepare_smoothed_run(

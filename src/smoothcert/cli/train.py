@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from smoothcert.models import list_models
     from smoothcert.training.loop import OPTIMIZERS, SCHEDULES
     from smoothcert.training.method import list_methods
+    from smoothcert.training.precision import PRECISIONS
 
     g = parser.add_argument_group("data and model")
     g.add_argument(
@@ -116,6 +117,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--seed", type=int, default=0, help="seed of model init, data order, augmentation and noise"
     )
+    g.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="training arithmetic: fp32; bf16 = autocast to bfloat16 (CPU or CUDA; weights and "
+        "optimizer stay fp32); fp16 = autocast to float16 with a gradient scaler (CUDA only)",
+    )
+    g.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="channels-last memory layout for conv nets (auto: on with bf16/fp16, off in fp32)",
+    )
 
     g = parser.add_argument_group("evaluation and output")
     g.add_argument(
@@ -180,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         augment=args.augment,
         eval_batch_size=args.eval_batch_size,
         device=args.device,
+        precision=args.precision,
+        channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
     )
     try:
         result = train(

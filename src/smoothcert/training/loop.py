@@ -40,6 +40,13 @@ from smoothcert.data import AUGMENTATIONS, ImageDataset, augment_batch, load_dat
 from smoothcert.models import create_model
 from smoothcert.training.evaluate import accuracy
 from smoothcert.training.method import BatchContext, Method, get_method
+from smoothcert.training.precision import (
+    PRECISIONS,
+    AutocastModel,
+    check_precision,
+    default_channels_last,
+    grad_scaler,
+)
 from smoothcert.training.state import flatten_optimizer, unflatten_optimizer
 
 OPTIMIZERS = ("sgd", "adam")
@@ -84,6 +91,8 @@ class TrainConfig:
     eval_sigma: float | None = None  # σ of the noisy evaluation (None: the method's σ, or none)
     augment: str = "auto"  # "auto" (what the dataset calls for) | "none" | "crop-flip"
     eval_batch_size: int = 500  # examples per evaluation forward pass
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast, CPU or CUDA) | "fp16" (CUDA, scaled)
+    channels_last: bool | None = None  # None: on for conv nets in bf16/fp16, off in fp32
     device: str | None = None  # None: CUDA when available, else CPU
 
     def validate(self) -> None:
@@ -135,6 +144,14 @@ class TrainConfig:
             self.eval_sigma >= 0 and math.isfinite(self.eval_sigma)
         ):
             raise ValueError(f"eval_sigma must be a finite number >= 0, got {self.eval_sigma!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if self.channels_last is not None and not isinstance(self.channels_last, bool):
+            raise ValueError(
+                f"channels_last must be True, False or None, got {self.channels_last!r}"
+            )
         if self.augment != "auto" and self.augment not in AUGMENTATIONS:
             raise ValueError(
                 f"augment must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
@@ -246,6 +263,8 @@ def _with_defaults(previous: dict[str, Any]) -> dict[str, Any]:
     """A recorded identity with what was added since it was written filled in: TrainConfig
     fields at their defaults, and method hyperparameters at the method's defaults."""
     filled = TrainConfig().identity() | previous
+    if "channels_last" not in previous:  # runs from before mixed precision: plain layout
+        filled["channels_last"] = False
     options = filled.get("method_options")
     try:
         defaults = get_method(filled["method"]).hyperparameters()
@@ -296,6 +315,8 @@ def _model_metadata(
         "method": method.name,
         "hyperparameters": method.hyperparameters(),
         "sigma": method.noise_sigma,
+        "precision": config.precision,
+        "channels_last": config.channels_last,
         "epoch": epoch,
         "metrics": metrics,
         "seed": config.seed,
@@ -387,6 +408,16 @@ def train(
         torch.manual_seed(config.seed)  # weight init, without touching the caller's global RNG
         model = create_model(config.arch, info.num_classes, info.input_shape, info.mean, info.std)
     model.to(device)
+    check_precision(config.precision, device)
+    if config.channels_last is None:  # resolved before the identity is recorded
+        config = dataclasses.replace(
+            config, channels_last=default_channels_last(config.precision, model)
+        )
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    # What the methods and the evaluation call: autocast inside, float32 logits out.
+    runner = AutocastModel(model, config.precision, bool(config.channels_last))
+    scaler = grad_scaler(config.precision, device)
 
     out = Path(config.out_dir).expanduser()
     _prepare_out_dir(out, config.identity())
@@ -400,6 +431,8 @@ def train(
     if resume_path.is_file():
         meta = _read_resume(resume_path, model, optimizer, generator)
         start_epoch, step, history = meta["epoch"], meta["step"], meta["history"]
+        if scaler is not None and meta.get("grad_scaler"):
+            scaler.load_state_dict(meta["grad_scaler"])
         best_score = meta["best_score"] if meta["best_score"] is not None else -math.inf
         say(f"resuming {out} after epoch {start_epoch}/{config.epochs}")
         _restore_outputs(out, model, config, method, train_set, history, val_set is None, say)
@@ -435,10 +468,15 @@ def train(
             x, y = x.to(device), y.to(device)
             x = augment_batch(x, augmentation, aug_gen)
             ctx = BatchContext(epoch=epoch, epochs=config.epochs, step=step, generator=generator)
-            output = method.loss(model, x, y, ctx)
+            output = method.loss(runner, x, y, ctx)
             optimizer.zero_grad(set_to_none=True)
-            output.loss.backward()
-            optimizer.step()
+            if scaler is None:
+                output.loss.backward()
+                optimizer.step()
+            else:  # fp16: scale the loss so small gradients survive, unscale before the step
+                scaler.scale(output.loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             step += 1
             loss_value = float(output.loss.detach())
             if not math.isfinite(loss_value):
@@ -467,12 +505,12 @@ def train(
         if test_set is not None:  # reported only: selecting on it would bias every result
             metrics.update(
                 evaluate_split(
-                    model, test_set, "test", eval_sigma, config, epoch, STREAM_EVAL, device
+                    runner, test_set, "test", eval_sigma, config, epoch, STREAM_EVAL, device
                 )
             )
         if val_set is not None:
             val_metrics = evaluate_split(
-                model, val_set, "val", eval_sigma, config, epoch, STREAM_VAL, device
+                runner, val_set, "val", eval_sigma, config, epoch, STREAM_VAL, device
             )
             metrics.update(val_metrics)
             score = val_metrics.get("val_acc_noise", val_metrics["val_acc"])
@@ -493,7 +531,13 @@ def train(
             model,
             optimizer,
             generator,
-            {"epoch": epoch + 1, "step": step, "history": history, "best_score": best_score},
+            {
+                "epoch": epoch + 1,
+                "step": step,
+                "history": history,
+                "best_score": best_score,
+                "grad_scaler": scaler.state_dict() if scaler is not None else None,
+            },
         )
         lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
         atomic_write_bytes(out / METRICS_FILE, lines.encode())

@@ -17,6 +17,8 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
 - ``figure8``: ``run``, ``radii``, ``plot``: the Lecuyer/Li bounds and the n and α projections;
 - ``attack``: ``runs = {label = "ATTACK.db"}``: accuracy under attack per radius;
 - ``dcert``: ``run`` and optional ``plot``: the distributional certificate's tables;
+- ``rho``: ``runs = {label = "RHO.json"}`` (from ``rho --json``), optional ``paper``: the
+  transport costs ρ, ρ_adv and the matched radius ε = √ρ_adv (the NAL paper's Eq. 8);
 - ``notes``: ``text``: a paragraph of the experiment file, as written.
 
 A section whose runs do not exist yet says so, so a report can be written at any time.
@@ -346,6 +348,29 @@ def _dcert(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     return lines + _sources(experiment, {"run": run})
 
 
+def _rho(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    import json
+
+    runs: dict[str, str] = section["runs"]
+    lines = _missing(runs)
+    lines += [""] if lines else []
+    paper = experiment.paper.get(section.get("paper", ""), {}).get("rows", {})
+    lines += [
+        "| model | γ | σ | examples | ρ (with noise) | ρ_adv | ε = √ρ_adv | ε (paper) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    present = {k: v for k, v in runs.items() if Path(v).exists()}
+    for label, path in present.items():
+        r = json.loads(Path(path).read_text())
+        published = paper.get(label)
+        lines.append(
+            f"| {label} | {r['gamma']:g} | {r['sigma']:g} | {r['examples']} | "
+            f"{r['rho']:.4f} ± {r['rho_se']:.4f} | {r['rho_adv']:.4f} ± {r['rho_adv_se']:.4f} | "
+            f"{r['eps']:.3f} | {published if published is not None else ''} |"
+        )
+    return lines + _sources(experiment, present)
+
+
 def _notes(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     return [str(section.get("text", "")).strip()]
 
@@ -358,6 +383,7 @@ _SECTIONS: dict[str, Callable[[Experiment, dict, Path], list[str]]] = {
     "figure8": _figure8,
     "attack": _attack,
     "dcert": _dcert,
+    "rho": _rho,
     "notes": _notes,
 }
 

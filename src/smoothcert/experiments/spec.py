@@ -131,7 +131,8 @@ def _expand_argv(args: list[Any], variables: dict[str, Any], where: str) -> tupl
             raise ValueError(f"{where}: command arguments must be strings or numbers, got {arg!r}")
         whole = _VAR.fullmatch(arg) if isinstance(arg, str) else None
         if whole and isinstance(variables.get(whole.group(1)), list):
-            out += [_scalar_text(v) for v in variables[whole.group(1)]]
+            # A list's items may name scalar variables themselves (one level).
+            out += [_format(_scalar_text(v), variables, where) for v in variables[whole.group(1)]]
         else:
             out.append(_format(str(arg), variables, where))
     return tuple(out)

@@ -72,9 +72,17 @@ def encode_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -
     return st_save(flat, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """``path`` as a file path; ``"zoo:NAME"`` becomes the shipped checkpoint NAME once its
+    sha256 matches the zoo's manifest (:mod:`smoothcert.models.zoo`)."""
+    from smoothcert.models.zoo import is_zoo_name, zoo_path
+
+    return zoo_path(path) if is_zoo_name(path) else Path(path)
+
+
 def decode_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a safetensors file written by :func:`encode_tensors`; ValueError if it is damaged."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     data = path.read_bytes()
@@ -193,6 +201,7 @@ def load_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model its metadata describes and load the weights.
 
+    ``path`` is a checkpoint file or ``"zoo:NAME"`` (a shipped model, see ``smoothcert zoo``).
     Returns (model in eval mode, metadata); never unpickles.
     """
     if device is not None:

@@ -12,7 +12,10 @@ from typing import Any
 
 def add_model_and_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "checkpoint", type=Path, help="model checkpoint (.safetensors) from `smoothcert train`"
+        "checkpoint",
+        type=Path,
+        help="model checkpoint (.safetensors) from `smoothcert train`, or zoo:NAME "
+        "(`smoothcert zoo` lists them)",
     )
     parser.add_argument(
         "--dataset", default=None, help="dataset name (default: the checkpoint's dataset)"
@@ -105,10 +108,12 @@ def _probe(device: Any, spec: str) -> None:
 
 def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
     """(model, checkpoint metadata, dataset), validated against each other."""
-    from smoothcert.checkpoint import load_checkpoint
+    from smoothcert.checkpoint import load_checkpoint, resolve_checkpoint
     from smoothcert.data import load_dataset
 
     device = resolve_device(args.device)
+    # zoo:NAME becomes its verified file, so run files record a real path and its sha256.
+    args.checkpoint = resolve_checkpoint(args.checkpoint)
     model, meta = load_checkpoint(args.checkpoint, device=device)
     dataset_name = args.dataset or meta.get("dataset")
     if not dataset_name:

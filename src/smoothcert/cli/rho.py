@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         from smoothcert.checkpoint import atomic_write_bytes
 
         record = {
-            "checkpoint": args.checkpoint,
+            "checkpoint": str(args.checkpoint),
             "split": args.split,
             "examples": result.num_examples,
             "gamma": args.gamma,

@@ -2,8 +2,8 @@
 
 ``manifest.json`` (beside this module) lists each checkpoint with its sha256, what it is
 (dataset, arch, training method, σ), the command that trained it and the certified accuracies
-it reached, with the command behind them. A checkpoint is loaded only after its sha256 matches the manifest, so
-a damaged or swapped file is refused rather than certified.
+it reached, with the command behind them. A checkpoint is loaded only after its sha256 matches
+the manifest, so a damaged or swapped file is refused rather than certified.
 """
 
 from __future__ import annotations

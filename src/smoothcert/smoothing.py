@@ -36,6 +36,23 @@ class Certificate:
 
     With probability at least 1 − α over the sampling, if ``prediction`` is not ABSTAIN then
     g(x + δ) = prediction for every ‖δ‖₂ < ``radius`` (Theorem 1 and Proposition 2).
+
+    Attributes
+    ----------
+    prediction : int
+        The certified class ĉA, or ``ABSTAIN`` (-1).
+    radius : float
+        The certified L2 radius σ·Φ⁻¹(pA_lower) in input units (0.0 when abstaining).
+    n_a : int
+        Estimation draws on which the base classifier returned ĉA.
+    n : int
+        Estimation draws.
+    p_a_lower : float
+        One-sided (1 − α) Clopper–Pearson lower bound on P(f(x + ε) = ĉA).
+    counts_selection : numpy.ndarray
+        Class counts of the n0 selection draws.
+    counts_estimation : numpy.ndarray
+        Class counts of the n estimation draws.
     """
 
     prediction: int
@@ -180,34 +197,61 @@ def evaluating(model: nn.Module) -> Iterator[None]:
 
 
 class SmoothedClassifier:
-    """Randomized smoothing of any base classifier ``base``: a module mapping a batch
-    [B, *input_shape] to logits [B, num_classes].
+    """Randomized smoothing of any base classifier (Cohen et al. 2019, §3).
+
+    The smoothed classifier is g(x) = argmax_c P(f(x + ε) = c), ε ~ N(0, σ²I), where the base
+    classifier f is ``base``: a module mapping a batch [B, *input_shape] to logits
+    [B, num_classes] (f's prediction is their argmax).
 
     Parameters
     ----------
-    base: the base classifier f (its argmax over logits is f's prediction).
-    num_classes: number of classes.
-    sigma: noise level σ > 0, in input units.
-    batch_size: noisy copies evaluated per forward pass (the last pass may be smaller); None
-        chooses it on first use by timing the base model at powers of two (the smallest
-        within 5% of the best throughput), cached per instance and input shape.
-    device: where to sample and evaluate; default the device of ``base``'s parameters.
-    input_shape: the shape of one input (a sequence of positive integers); default
-        ``base.input_shape`` if the model has one. When known, inputs of any other shape are
-        rejected with a clear message.
-    precision: "fp32", or "bf16" to run the base model under bf16 autocast on its device. The
-        smoothed classifier (and any certificate) is then that of the bf16 base classifier.
-    channels_last: feed image batches [B, C, H, W] in channels-last layout (and convert the
-        base model's 4-D parameters to it, in place: values are unchanged). None = where it
-        helps: models with Conv2d layers, on CPU or with bf16.
+    base : torch.nn.Module
+        The base classifier f.
+    num_classes : int
+        Number of classes (at least 2).
+    sigma : float
+        Noise level σ > 0, in input units ([0, 1] pixels).
+    batch_size : int or None, default 1000
+        Noisy copies evaluated per forward pass (the last pass may be smaller). None chooses
+        it on first use by timing the base model at powers of two (the smallest within 5% of
+        the best throughput), cached per instance and input shape.
+    device : torch.device or str, optional
+        Where to sample and evaluate; default the device of ``base``'s parameters.
+    input_shape : sequence of int, optional
+        The shape of one input; default ``base.input_shape`` if the model has one. When
+        known, inputs of any other shape are rejected with a clear message.
+    precision : {"fp32", "bf16"}, default "fp32"
+        "bf16" runs the base model under bf16 autocast on its device. The smoothed classifier
+        (and any certificate) is then that of the bf16 base classifier.
+    channels_last : bool or None, default None
+        Feed image batches [B, C, H, W] in channels-last layout (and convert the base model's
+        4-D parameters to it, in place: values are unchanged). None means where it helps:
+        models with Conv2d layers, on CPU or with bf16.
 
+    Raises
+    ------
+    ValueError
+        If an argument is out of range; the message names the argument.
+
+    Notes
+    -----
     Inputs (tensors or numpy arrays of any floating dtype) are converted to the dtype of the
     base model's floating parameters (float32 when it has none; see :func:`model_dtype`)
-    before any noise is drawn: for images in [0,1] the rounding of float64 to float32 (about
-    6e-8) is far below any σ. The noise is drawn in that dtype and, for a seed, depends only on
-    the generator, the input shape and the model's dtype, not on the batch size, precision,
-    layout or the input's own dtype: the same seed and the same input values give
+    before any noise is drawn: for images in [0, 1] the rounding of float64 to float32 (about
+    6e-8) is far below any σ. The noise is drawn in that dtype and, for a seed, depends only
+    on the generator, the input shape and the model's dtype, not on the batch size,
+    precision, layout or the input's own dtype: the same seed and the same input values give
     bit-identical counts.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> f = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    >>> g = SmoothedClassifier(f, num_classes=3, sigma=0.25, batch_size=100)
+    >>> counts = g.counts(torch.zeros(1, 2, 2), n=500, generator=torch.Generator().manual_seed(0))
+    >>> int(counts.sum())
+    500
     """
 
     def __init__(
@@ -427,7 +471,30 @@ class SmoothedClassifier:
     def counts(
         self, x: torch.Tensor | np.ndarray, n: int, *, generator: torch.Generator | None = None
     ) -> np.ndarray:
-        """Class counts of f(x + ε) over n noise draws (int64 array of length num_classes)."""
+        """Count the base classifier's answers f(x + ε) over n noise draws (Appendix C, SAMPLE
+        UNDER NOISE).
+
+        Parameters
+        ----------
+        x : torch.Tensor or numpy.ndarray
+            One input of shape ``input_shape``, in [0, 1] pixel units.
+        n : int
+            Number of noise draws (at least 1).
+        generator : torch.Generator, optional
+            Source of the noise; on the classifier's device. The same seed gives the same
+            counts, whatever the batch size.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 counts of length ``num_classes``, summing to n.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` has the wrong shape or non-finite values, or ``n`` is not a positive
+            integer.
+        """
         n = check_positive_count("n", n)
         x = self._prepare(x)
         self._check_generator(generator)
@@ -446,9 +513,28 @@ class SmoothedClassifier:
         *,
         generator: torch.Generator | None = None,
     ) -> int:
-        """PREDICT (§3.2; Proposition 1): return the top class ĉA when the two-sided binomial
-        test of nA ~ Binomial(nA + nB, ½) rejects at level α, else ABSTAIN. With probability at
-        least 1 − α the answer is g(x) or ABSTAIN."""
+        """PREDICT (§3.2, Proposition 1): the smoothed classifier's class, or ABSTAIN.
+
+        Returns the top class ĉA of n noise draws when the two-sided binomial test of
+        nA ~ Binomial(nA + nB, ½) rejects at level α, else ABSTAIN.
+
+        Parameters
+        ----------
+        x : torch.Tensor or numpy.ndarray
+            One input of shape ``input_shape``, in [0, 1] pixel units.
+        n : int
+            Number of noise draws.
+        alpha : float
+            Failure probability, in (0, 1).
+        generator : torch.Generator, optional
+            Source of the noise.
+
+        Returns
+        -------
+        int
+            A class index, or ``ABSTAIN`` (-1). With probability at least 1 − α it is g(x) or
+            ``ABSTAIN``.
+        """
         alpha = check_alpha(alpha)
         return stats.predict_from_counts(self.counts(x, n, generator=generator), alpha)
 
@@ -461,9 +547,43 @@ class SmoothedClassifier:
         *,
         generator: torch.Generator | None = None,
     ) -> Certificate:
-        """CERTIFY (§3.2; Proposition 2). n0 selection draws choose ĉA; n fresh draws count nA;
-        pA_lower is the one-sided (1 − α) Clopper–Pearson bound; abstain when pA_lower < ½,
-        else return ĉA with radius σ·Φ⁻¹(pA_lower)."""
+        """CERTIFY (§3.2, Proposition 2): a class and an L2 radius within which it is constant.
+
+        n0 selection draws choose ĉA; n fresh draws count nA; pA_lower is the one-sided
+        (1 − α) Clopper–Pearson bound; abstain when pA_lower < ½, else return ĉA with radius
+        σ·Φ⁻¹(pA_lower).
+
+        Parameters
+        ----------
+        x : torch.Tensor or numpy.ndarray
+            One input of shape ``input_shape``, in [0, 1] pixel units.
+        n0 : int
+            Selection draws (the paper uses 100).
+        n : int
+            Estimation draws (the paper uses 100,000).
+        alpha : float
+            Failure probability, in (0, 1).
+        generator : torch.Generator, optional
+            Source of the noise for both stages.
+
+        Returns
+        -------
+        Certificate
+            With probability at least 1 − α, if ``prediction`` is not ``ABSTAIN`` then
+            g(x + δ) = prediction for every ‖δ‖₂ < ``radius``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> f = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+        >>> with torch.no_grad():
+        ...     _ = f[1].weight.zero_(), f[1].bias.copy_(torch.tensor([1.0, 0.0]))
+        >>> g = SmoothedClassifier(f, num_classes=2, sigma=0.5)
+        >>> cert = g.certify(torch.zeros(1, 2, 2), n0=100, n=1000, alpha=0.001)
+        >>> cert.prediction, round(cert.radius / 0.5, 4)  # every draw agrees: σ·Φ⁻¹(α^(1/n))
+        (0, 2.4633)
+        """
         n0 = check_positive_count("n0", n0)
         n = check_positive_count("n", n)
         alpha = check_alpha(alpha)

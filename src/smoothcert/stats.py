@@ -99,6 +99,34 @@ def lower_confidence_bound(k: ArrayLike, n: ArrayLike, alpha: ArrayLike) -> floa
     Beta(k, n − k + 1); 0 when k = 0. Equals statsmodels'
     ``proportion_confint(k, n, alpha=2α, method="beta")[0]`` up to the level margin
     (``LEVEL_MARGIN``) that keeps P(Binomial(n, bound) ≥ k) ≤ α despite floating point.
+
+    Parameters
+    ----------
+    k : int or array_like
+        Successes, 0 ≤ k ≤ n.
+    n : int or array_like
+        Trials, n ≥ 1.
+    alpha : float or array_like
+        Failure probability of the bound, in (0, 1).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The bound, broadcast over the arguments (a float when all are scalars).
+
+    Raises
+    ------
+    ValueError
+        If k, n or alpha is out of range; the message names it.
+
+    Examples
+    --------
+    When every draw succeeds the bound is α^(1/n):
+
+    >>> round(float(lower_confidence_bound(100, 100, 0.001)), 6)
+    0.933254
+    >>> lower_confidence_bound([0, 50, 100], 100, 0.001).round(4)
+    array([0.    , 0.3448, 0.9333])
     """
     k_arr, n_arr = _check_counts(k, n)
     a = _check_alpha(alpha) * (1 - LEVEL_MARGIN)
@@ -109,8 +137,30 @@ def lower_confidence_bound(k: ArrayLike, n: ArrayLike, alpha: ArrayLike) -> floa
 
 
 def upper_confidence_bound(k: ArrayLike, n: ArrayLike, alpha: ArrayLike) -> float | np.ndarray:
-    """One-sided (1 − α) Clopper–Pearson upper bound: the 1 − α quantile of Beta(k + 1, n − k)
-    (taken as the upper-α quantile, so no precision is lost forming 1 − α); 1 when k = n."""
+    """One-sided (1 − α) Clopper–Pearson upper bound on p from k ~ Binomial(n, p).
+
+    The 1 − α quantile of Beta(k + 1, n − k) (taken as the upper-α quantile, so no precision is
+    lost forming 1 − α); 1 when k = n.
+
+    Parameters
+    ----------
+    k : int or array_like
+        Successes, 0 ≤ k ≤ n.
+    n : int or array_like
+        Trials, n ≥ 1.
+    alpha : float or array_like
+        Failure probability of the bound, in (0, 1).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The bound, broadcast over the arguments.
+
+    Examples
+    --------
+    >>> round(float(upper_confidence_bound(0, 100, 0.001)), 6)
+    0.066746
+    """
     k_arr, n_arr = _check_counts(k, n)
     a = _check_alpha(alpha) * (1 - LEVEL_MARGIN)
     with np.errstate(invalid="ignore"):
@@ -120,8 +170,29 @@ def upper_confidence_bound(k: ArrayLike, n: ArrayLike, alpha: ArrayLike) -> floa
 
 
 def binom_pvalue(k: ArrayLike, n: ArrayLike, p: ArrayLike = 0.5) -> float | np.ndarray:
-    """Two-sided exact binomial test of k ~ Binomial(n, p): BINOM PVALUE of PREDICT
-    (Cohen et al., Appendix C; ``scipy.stats.binomtest``)."""
+    """Two-sided exact binomial test of k ~ Binomial(n, p): BINOM PVALUE of PREDICT.
+
+    Cohen et al., Appendix C; computed by ``scipy.stats.binomtest``.
+
+    Parameters
+    ----------
+    k : int or array_like
+        Successes, 0 ≤ k ≤ n.
+    n : int or array_like
+        Trials, n ≥ 1.
+    p : float or array_like, default 0.5
+        Success probability under the null hypothesis, in [0, 1].
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The p-value, broadcast over the arguments.
+
+    Examples
+    --------
+    >>> round(float(binom_pvalue(60, 100)), 6)
+    0.056888
+    """
     k_arr, n_arr = _check_counts(k, n)
     p_arr = _check_probability("p", p)
     k_b, n_b, p_b = np.broadcast_arrays(k_arr, n_arr, p_arr)
@@ -142,6 +213,25 @@ def radius_cohen(
 
     With p_B = 1 − p_A this is σ·Φ⁻¹(p_A), the radius CERTIFY reports. Where p_A ≤ p_B the
     theorem certifies nothing and the result is 0.
+
+    Parameters
+    ----------
+    p_a_lower : float or array_like
+        Lower bound on the top class's probability under noise, in [0, 1].
+    p_b_upper : float or array_like
+        Upper bound on the runner-up's probability, in [0, 1].
+    sigma : float or array_like
+        Noise level σ > 0, in input units.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The L2 radius in input units.
+
+    Examples
+    --------
+    >>> round(float(radius_cohen(0.99, 0.01, 0.25)), 6)  # σ·Φ⁻¹(0.99)
+    0.581587
     """
     pa = _check_probability("p_a_lower", p_a_lower)
     pb = _check_probability("p_b_upper", p_b_upper)
@@ -262,6 +352,27 @@ def certified_accuracy_lower_bound(
 
     where Y = ``num_certified_correct`` examples were certified correct at radius ≥ r out of m,
     each with CERTIFY's failure rate α. Clipped below at 0.
+
+    Parameters
+    ----------
+    num_certified_correct : int or array_like
+        Y, examples certified correct at radius ≥ r.
+    m : int or array_like
+        Examples certified in all.
+    alpha : float or array_like
+        CERTIFY's failure probability per example, in (0, 1).
+    rho : float or array_like
+        Failure probability of this bound, in (0, 1).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The lower bound on the certified accuracy, in [0, 1].
+
+    Examples
+    --------
+    >>> round(float(certified_accuracy_lower_bound(450, 500, 0.001, 0.001)), 6)
+    0.890031
     """
     y, m_arr = _check_counts(num_certified_correct, m)
     a = _check_alpha(alpha)

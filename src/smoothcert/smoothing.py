@@ -236,7 +236,7 @@ class SmoothedClassifier:
     Notes
     -----
     Inputs (tensors or numpy arrays of any floating dtype) are converted to the dtype of the
-    base model's floating parameters (float32 when it has none; see :func:`model_dtype`)
+    base model's floating parameters (float32 when it has none; see ``model_dtype``)
     before any noise is drawn: for images in [0, 1] the rounding of float64 to float32 (about
     6e-8) is far below any σ. The noise is drawn in that dtype and, for a seed, depends only
     on the generator, the input shape and the model's dtype, not on the batch size,

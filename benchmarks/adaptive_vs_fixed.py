@@ -4,7 +4,7 @@ base-classifier evaluations per image. One JSON line per image is appended to --
 processes), and a summary over the images done in both modes is written to --summary
 (benchmarks/run.py --adaptive-summary reads it).
 
-    python benchmarks/adaptive_vs_fixed.py --checkpoint /work/artifacts/mnist-cnn3-g025 \\
+    python benchmarks/adaptive_vs_fixed.py --checkpoint runs/mnist-cnn3-g025/best.safetensors \\
         --images 100 --precision bf16 --fixed-out benchmarks/results/fixed_mnist.jsonl \\
         --adaptive-out benchmarks/results/adaptive_mnist.jsonl \\
         --summary benchmarks/results/adaptive_mnist_summary.json

@@ -1,4 +1,4 @@
-"""Issue 7's benchmark: one JSON record and a short table.
+"""The throughput benchmark: one JSON record and a short table.
 
 For each model (cnn3 on 1x28x28, resnet20 on 3x32x32), measured round-robin in one run so that
 all figures see the same load of this shared machine (absolute samples/s are noisy; ratios are

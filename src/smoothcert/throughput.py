@@ -2,7 +2,7 @@
 over pre-generated noisy inputs and of ``SmoothedClassifier.counts()`` at the same batch size,
 measured round-robin (every configuration in every round) so that all figures see the same
 load, with the median of per-round ratios as the result. Used by ``smoothcert bench`` and the
-benchmarks in benchmarks/ (issue 7)."""
+benchmarks in benchmarks/."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Certification throughput benchmark: noisy samples per second of SmoothedClassifier.counts() and of the base
-model's own forward pass over pre-generated inputs at the same batch size, and their ratio,
+"""Certification throughput: noisy samples per second of SmoothedClassifier.counts() and of
+the base model's own forward pass over pre-generated inputs at the same batch size, and their ratio,
 measured interleaved in the same run (absolute figures on a shared machine are noisy; the ratio
 is the result).
 

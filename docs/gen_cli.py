@@ -8,8 +8,13 @@ Run it directly to print the page: ``python docs/gen_cli.py``.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from smoothcert.cli import _command_modules, build_parser
+
+if TYPE_CHECKING:  # MkDocs is needed only to build the site, not to print the page
+    from mkdocs.config.defaults import MkDocsConfig
+    from mkdocs.structure.files import Files
 
 PAGE = "reference/cli.md"
 
@@ -23,7 +28,9 @@ def _invocation(action: argparse.Action) -> str:
     """How the flag is written, e.g. ``--radii R [R ...]`` or ``CKPT``."""
     formatter = argparse.HelpFormatter("smoothcert")
     if not action.option_strings:
-        return formatter._format_args(action, action.metavar or action.dest)
+        # by name (its choices, if any, go to the meaning column)
+        name = action.metavar or action.dest
+        return f"{name} [{name} ...]" if action.nargs in ("+", "*") else name
     if action.nargs == 0:
         return ", ".join(action.option_strings)
     args = formatter._format_args(action, action.metavar or action.dest.upper())
@@ -34,9 +41,7 @@ def _command_section(name: str, parser: argparse.ArgumentParser) -> list[str]:
     formatter = parser._get_formatter()
     lines = [f"## `smoothcert {name}`", "", _cell(parser.description or ""), "", "```text"]
     lines += [" ".join(parser.format_usage().split()), "```", ""]
-    rows = [
-        a for a in parser._actions if a.help != argparse.SUPPRESS and a.dest != "help"
-    ]
+    rows = [a for a in parser._actions if a.help != argparse.SUPPRESS and a.dest != "help"]
     if rows:
         lines += ["| argument | meaning |", "|---|---|"]
         for action in rows:
@@ -71,7 +76,7 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def on_files(files, config):  # noqa: ANN001, ANN201 -- MkDocs hook signature
+def on_files(files: Files, config: MkDocsConfig) -> Files:
     """MkDocs hook: add the generated page to the site's files."""
     from mkdocs.structure.files import File
 

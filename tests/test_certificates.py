@@ -1,4 +1,5 @@
-"""Tests of smoothcert.certificates: the NAL Theorem 1 certificate, reading 2 (PAPER-NOTES §2)."""
+"""Tests of smoothcert.certificates: the NAL Theorem 1 certificate, with one perturbation
+shared by the noise draws (docs/threat-model.md)."""
 
 from __future__ import annotations
 

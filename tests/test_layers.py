@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md: each module imports only from its own layer or the layers above
+"""The package's layering: each module imports only from its own layer or the layers above
 it (stats at the top, cli at the bottom), so that e.g. the certificate math never depends on
 the results store."""
 
@@ -11,7 +11,7 @@ import smoothcert
 
 PACKAGE = Path(smoothcert.__file__).parent
 
-#: Top-level module or subpackage -> layer (DESIGN.md, "Layers"); helpers sit with their users.
+#: Top-level module or subpackage -> layer (0 = top); helpers sit with their users.
 LAYERS = {
     "stats": 0,
     "smoothing": 1,

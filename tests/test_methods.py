@@ -167,7 +167,7 @@ def test_nal_k0_s1_is_gaussian_augmentation(mnist_train):
 
 
 def test_nal_k0_s1_equals_gaussian_method(mnist_train):
-    gaussian = pytest.importorskip("smoothcert.training.gaussian")  # issue 3's module
+    gaussian = pytest.importorskip("smoothcert.training.gaussian")
     del gaussian
     model = tiny_net()
     x, y = mnist_train.batch(range(64))

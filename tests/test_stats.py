@@ -19,7 +19,7 @@ ALPHA = 0.001
     [(100, 1.5005), (1_000, 2.4633), (10_000, 3.1986), (100_000, 3.8115)],
 )
 def test_all_agree_radius_oracle(n: int, radius_over_sigma: float) -> None:
-    # When every sample agrees, pA_lower = α^(1/n) (PAPER-NOTES §1).
+    # When every sample agrees, pA_lower = α^(1/n): the α quantile of Beta(n, 1).
     p = stats.lower_confidence_bound(n, n, ALPHA)
     assert p == pytest.approx(ALPHA ** (1 / n), rel=1e-10)
     assert stats.radius_cohen(p, 1 - p, 0.5) == pytest.approx(0.5 * radius_over_sigma, abs=1e-4)

@@ -1,6 +1,7 @@
-"""The distributional robustness certificate of the NAL paper (Theorem 1), reading 2.
+"""The distributional robustness certificate of the NAL paper (Theorem 1), with one
+perturbation shared by the noise draws (docs/threat-model.md).
 
-Threat model (PAPER-NOTES §2): a clean input x0 ~ P0 is moved by the adversary to x (any
+Threat model: a clean input x0 ~ P0 is moved by the adversary to x (any
 deterministic or random map, independent of the defender's noise); the defender adds
 z ~ N(0, σ²I); the classifier sees x + z. The surrogate with ONE perturbation shared by the
 noise draws (what Algorithm 1 computes) is
@@ -229,7 +230,7 @@ def surrogate(
     generator: torch.Generator | None = None,
     eval_chunk: int = 32,
 ) -> SurrogateResult:
-    """Estimate φ̃γ(θ; x0) = sup_x E_z[ℓ(θ; x+z) − γ‖x+z−x0‖²] for a batch (PAPER-NOTES §2).
+    """Estimate φ̃γ(θ; x0) = sup_x E_z[ℓ(θ; x+z) − γ‖x+z−x0‖²] for a batch.
 
     1. Ascent (NAL Algorithm 1, lines 3–7, via :func:`surrogate_ascent`) on
        (1/s) Σ_j ℓ(θ; x + z_j) − γ‖x − x0‖², s = ``num_noise`` fresh draws per step. The noisy

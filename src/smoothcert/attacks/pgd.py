@@ -49,7 +49,8 @@ def _view(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def l2_normalize(g: torch.Tensor) -> torch.Tensor:
-    """Per-example g/‖g‖₂, safe for tiny gradients (PAPER-NOTES §4, last bullet).
+    """Per-example g/‖g‖₂, safe for tiny gradients (a naive norm's underflow has
+    been seen to change a reported robust accuracy from 26% to 2%).
 
     Squaring entries near 1e-20 underflows float32 to 0, so ‖g‖₂ computed naively is 0 and the
     direction is lost (or NaN). Rescaling by max|g| first keeps the direction exact; a gradient

@@ -8,7 +8,7 @@ x0 and average the transport costs of the final iterates x_K:
     ρ_adv = E_P0 ‖x_K − x0‖²              (the adversary's own displacement)
 
 and ε = √ρ_adv is the L2 radius that SmoothAdv, TRADES and the PGD evaluation use to match
-(PAPER-NOTES §2: the paper's Table 1 ε values are below √(dσ²), so they must be √ρ_adv).
+(the paper's Table 1 ε values are below √(dσ²), so they must be √ρ_adv).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Gradient ascent on the Lagrangian surrogate shared by WRM, NAL and the distributional
 certificate.
 
-For each example x0 it maximizes over x (PAPER-NOTES §2, reading 2; NAL paper Algorithm 1)
+For each example x0 it maximizes over x (one perturbation shared by the noise draws, as NAL
+Algorithm 1 computes; docs/threat-model.md)
 
     F(x) = (1/s) Σ_j [ ℓ(θ; x + z_j) − γ ‖x + z_j − x0‖² ],   z_j ~ N(0, σ² I)
 

@@ -1,5 +1,6 @@
 """NAL: noisy adversarial learning (Yang et al., "A Distributional Robustness Certificate by
-Randomized Smoothing", Algorithm 1; PAPER-NOTES §2–3, reading 2).
+Randomized Smoothing", Algorithm 1, with one perturbation shared by the noise draws:
+docs/threat-model.md).
 
 Per batch, from x_0 = x0 (lines 3–6, :func:`smoothcert.attacks.surrogate_ascent`):
     for k = 0..K−1: draw z_1..z_s ~ N(0, σ²I);

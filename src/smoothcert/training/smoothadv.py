@@ -1,5 +1,5 @@
 """SmoothAdv (Salman et al. 2019, "Provably robust deep learning via adversarially trained
-smoothed classifiers", SmoothAdv_PGD training; PAPER-NOTES §4).
+smoothed classifiers", SmoothAdv_PGD training).
 
 Per batch: draw m copies z_1..z_m ~ N(0, σ²I) per example; find one δ with ‖δ‖₂ ≤ ε_t and
 x + δ ∈ [0,1] by T steps of L2 PGD (step 2ε_t/T, δ from 0) on the soft smoothed classifier's

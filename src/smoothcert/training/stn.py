@@ -6,7 +6,7 @@ Per batch:  CE(f(x), y) + λ · KL( softmax f(x) ‖ softmax f(x + z) ),  z ~ N(
 Li et al.'s code writes the divergence as a cross-entropy of the noisy prediction against the
 clean one; KL differs from it by the clean prediction's entropy, which (unlike in their
 code) also trains the clean branch toward confident predictions. Gradients flow through both
-branches (PAPER-NOTES §4, "STN").
+branches.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """TRADES (Zhang et al. 2019, "Theoretically principled trade-off between robustness and
-accuracy", Eq. 5), L2 version (PAPER-NOTES §4).
+accuracy", Eq. 5), L2 version.
 
 Per batch:  CE(f(x), y) + β · KL( softmax f(x) ‖ softmax f(x') ),
 x' ≈ argmax_{‖x'−x‖₂ ≤ ε, x' ∈ [0,1]} KL( f(x) ‖ f(x') ), found by ``steps`` normalized-gradient

@@ -1,5 +1,5 @@
 """WRM (Sinha, Namkoong, Duchi 2018, "Certifying some distributional robustness with
-principled adversarial training", Eq. 2 and Algorithm 1; PAPER-NOTES §4).
+principled adversarial training", Eq. 2 and Algorithm 1).
 
 Per batch: for each x0, approximately solve  x' = argmax_x  ℓ(θ; x) − γ ‖x − x0‖²  by gradient
 ascent (:func:`smoothcert.attacks.surrogate_ascent` with σ = 0, s = 1; no clipping), then

@@ -78,7 +78,9 @@ def test_every_nav_page_exists_and_every_page_is_in_the_nav() -> None:
     assert not on_disk - set(pages), "pages left out of the navigation"
 
 
-@pytest.mark.parametrize("module", ["smoothcert.smoothing", "smoothcert.stats"])
+@pytest.mark.parametrize(
+    "module", ["smoothcert.smoothing", "smoothcert.stats", "smoothcert.training.loop"]
+)
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 2

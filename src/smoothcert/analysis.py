@@ -202,8 +202,36 @@ def analyze(
     names: Sequence[str] | None = None,
     rho: float = 0.001,
 ) -> list[RunSummary]:
-    """Certified accuracy, its Theorem-6 lower bound (confidence 1 − rho) and ACR of each
-    certify run (one path or a list of them), at ``radii``. Names default to the file stems."""
+    """Certified accuracy, its lower bound and the ACR of certify runs.
+
+    Certified accuracy at radius r is the fraction of examples certified correct with radius
+    ≥ r (abstentions count as wrong); the lower bound is Cohen et al.'s Theorem 6 (Appendix D),
+    holding with probability 1 − ``rho``; ACR is the mean of radius·1[correct].
+
+    Parameters
+    ----------
+    paths : str, os.PathLike or sequence of them
+        One certify run file or several.
+    radii : sequence of float
+        L2 radii in input units.
+    names : sequence of str, optional
+        One name per run; default the file stems.
+    rho : float, default 0.001
+        Failure probability of the lower bound, in (0, 1).
+
+    Returns
+    -------
+    list of RunSummary
+        One per run, in the order of ``paths``.
+
+    Raises
+    ------
+    ValueError
+        If no path is given, names and paths differ in number, a radius or ``rho`` is out of
+        range, or a file is not a certify run.
+    FileNotFoundError
+        If a run file does not exist.
+    """
     paths = _as_path_list(paths)
     if not paths:
         raise ValueError("paths must name at least one certify run")

@@ -199,10 +199,32 @@ def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], where: str) -
 def load_checkpoint(
     path: str | Path, *, device: str | torch.device | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model its metadata describes and load the weights.
+    """Rebuild the model a checkpoint's metadata describes and load its weights.
 
-    ``path`` is a checkpoint file or ``"zoo:NAME"`` (a shipped model, see ``smoothcert zoo``).
-    Returns (model in eval mode, metadata); never unpickles.
+    Checkpoints are safetensors files with JSON metadata; nothing is ever unpickled.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A checkpoint file (``.safetensors``) or ``"zoo:NAME"``, a shipped model
+        (``smoothcert zoo`` lists them).
+    device : str or torch.device, optional
+        Where to put the model; default where it was built (CPU).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The model, in eval mode; it takes images in [0, 1] and normalizes inside.
+    metadata : dict
+        The checkpoint's metadata: architecture, dataset, training method and σ, history.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is not a smoothcert checkpoint, its weights do not match its metadata,
+        or ``device`` is not a torch device.
     """
     if device is not None:
         try:

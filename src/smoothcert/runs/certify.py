@@ -216,20 +216,62 @@ def certify_dataset(
     adaptive_options: dict[str, Any] | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, Any]]:
-    """CERTIFY every ``skip``-th example of ``dataset`` (``max_examples`` in all) and store one
-    committed row per example in the run file ``out``; resume it if it exists.
+    """CERTIFY every selected example of a dataset into a resumable run file.
 
-    ``model`` is a base classifier (then ``sigma`` and ``num_classes`` are required) or a ready
-    :class:`SmoothedClassifier`. ``dataset[i]`` must give (input, label). ``config`` adds
-    entries that identify the run (e.g. the checkpoint's sha256); ``info`` adds provenance.
-    With ``adaptive_radii``, each example is certified by the sequential procedure of
-    :func:`smoothcert.adaptive.certify_adaptive` (``n`` is then its largest sample size, and
-    ``adaptive_options`` its n_first / growth / futility / final_share / align, stored in the
-    run's config with the defaults filled in); the row's ``n`` is the number of
-    estimation draws actually used.
-    ``shard=(rank, world)`` certifies only every world-th selected example, from position rank
-    (see :mod:`smoothcert.distributed`; shards merge into the unsharded run).
-    Returns all rows of the run, ordered by idx.
+    Selects every ``skip``-th example of ``dataset`` (``max_examples`` in all), certifies each
+    (Cohen et al. §3.2, CERTIFY) and stores one committed row per example in the SQLite run
+    file ``out``; if ``out`` exists with the same configuration, the run resumes. Each
+    example's noise comes from a generator seeded by (``seed``, idx), so a resumed or sharded
+    run equals an uninterrupted one.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or SmoothedClassifier
+        A base classifier (then ``sigma`` and ``num_classes`` are required) or a ready
+        ``SmoothedClassifier``.
+    dataset : indexable
+        ``dataset[i]`` gives (input, label); inputs in [0, 1].
+    out : str or os.PathLike
+        The run file (SQLite).
+    sigma, num_classes : optional
+        Noise level and number of classes when ``model`` is a base classifier.
+    n0, n, alpha : int, int, float
+        Selection draws, estimation draws and failure probability per example.
+    batch_size : int, default 1000
+        Noisy copies per forward pass when ``model`` is a base classifier.
+    skip, max_examples : int, int or None
+        Certify every ``skip``-th example, ``max_examples`` in all (None: all).
+    seed : int or None, default 0
+        Seed of every example's generator.
+    config, info : dict, optional
+        ``config`` adds entries that identify the run (e.g. the checkpoint's sha256; a resume
+        must match them exactly); ``info`` adds provenance.
+    progress, on_start : callable, optional
+        Progress callback and a hook called once the run file is open.
+    adaptive_radii : list of float, optional
+        Target radii: certify by the sequential procedure of
+        ``smoothcert.adaptive.certify_adaptive``; ``n`` is then its largest sample size and a
+        row's ``n`` the number of estimation draws actually used.
+    adaptive_options : dict, optional
+        The sequential procedure's n_first / growth / futility / final_share / align, stored
+        in the run's config with the defaults filled in.
+    shard : (int, int), default (0, 1)
+        ``(rank, world)``: certify only every world-th selected example, from position rank
+        (see ``smoothcert.distributed``); shards merge into the unsharded run.
+
+    Returns
+    -------
+    list of dict
+        All rows of the run, ordered by idx: label, prediction (-1 = abstain), radius,
+        correct, n_a, n, p_a_lower, the two count vectors and seconds.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range, the dataset does not fit the model, or ``out`` holds
+        a different run.
+    FileNotFoundError
+        If the folder of ``out`` does not exist.
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)

@@ -62,7 +62,18 @@ NOT_IDENTITY = ("out_dir", "device", "eval_batch_size")
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a training run (units in the comments)."""
+    """Everything that determines a training run.
+
+    Every field has a default; ``smoothcert train --help`` gives the unit and range of each
+    (the CLI flags set these fields). Validated by ``train`` before anything is written.
+
+    Examples
+    --------
+    >>> config = TrainConfig(dataset="mnist", arch="cnn3", method="gaussian",
+    ...                      method_options={"sigma": 0.25}, epochs=5, out_dir="runs/x")
+    >>> config.method_options["sigma"], config.batch_size
+    (0.25, 128)
+    """
 
     dataset: str = "mnist"  # a smoothcert.data.load_dataset name
     arch: str = "cnn3"  # a smoothcert.models.list_models() name
@@ -359,12 +370,32 @@ def train(
     """Train ``config.arch`` on ``config.dataset`` with ``config.method``.
 
     Resumes when ``config.out_dir`` holds this run (same identity), else starts fresh.
-
-    ``train_set`` / ``test_set`` override loading (``subset``/``test_subset`` still apply).
     ``best.safetensors`` is the epoch with the best validation accuracy (under noise when the
     method has σ) on the last ``val_size`` training examples, held out from training; with
     ``val_size=0`` it is the last epoch. The test set is only reported, never selected on.
-    ``log`` receives one line per epoch (and on resume); the library itself never prints.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Everything that determines the run.
+    train_set, test_set : ImageDataset, optional
+        Override loading ``config.dataset`` (``subset``/``test_subset`` still apply).
+    progress : bool, default True
+        Show a progress bar per epoch.
+    log : callable, optional
+        Receives one line per epoch (and on resume); the library itself never prints.
+
+    Returns
+    -------
+    TrainResult
+        The output folder, the trained model, one metrics dict per epoch, and the paths of
+        ``last.safetensors`` and ``best.safetensors``.
+
+    Raises
+    ------
+    ValueError
+        If a configuration value is out of range (the message names the field), or
+        ``config.out_dir`` holds a different run.
     """
     config.validate()
     method = get_method(config.method, **config.method_options)

@@ -37,10 +37,17 @@ def _invocation(action: argparse.Action) -> str:
     return ", ".join(f"{opt} {args}" for opt in action.option_strings)
 
 
+def _usage(parser: argparse.ArgumentParser) -> str:
+    """The usage line as ``--help`` prints it, wrapped at 80 columns whatever the terminal."""
+    formatter = argparse.HelpFormatter(parser.prog, width=80)
+    formatter.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups)
+    return formatter.format_help()
+
+
 def _command_section(name: str, parser: argparse.ArgumentParser) -> list[str]:
     formatter = parser._get_formatter()
     lines = [f"## `smoothcert {name}`", "", _cell(parser.description or ""), "", "```text"]
-    lines += [" ".join(parser.format_usage().split()), "```", ""]
+    lines += [_usage(parser).rstrip(), "```", ""]
     rows = [a for a in parser._actions if a.help != argparse.SUPPRESS and a.dest != "help"]
     if rows:
         lines += ["| argument | meaning |", "|---|---|"]

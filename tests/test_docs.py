@@ -68,7 +68,7 @@ def nav_pages(node) -> list[str]:
 def test_every_nav_page_exists_and_every_page_is_in_the_nav() -> None:
     yaml = pytest.importorskip("yaml")
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
-    assert config["hooks"] == ["docs/gen_cli.py"]
+    assert "docs/gen_cli.py" in config["hooks"]
     pages = nav_pages(config["nav"])
     generated = {gen_cli().PAGE}
     assert generated <= set(pages)

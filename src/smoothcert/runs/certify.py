@@ -232,7 +232,7 @@ def certify_dataset(
     dataset : indexable
         ``dataset[i]`` gives (input, label); inputs in [0, 1].
     out : str or os.PathLike
-        The run file (SQLite).
+        The run file (SQLite); missing folders are created.
     sigma, num_classes : optional
         Noise level and number of classes when ``model`` is a base classifier.
     n0, n, alpha : int, int, float
@@ -270,8 +270,6 @@ def certify_dataset(
     ValueError
         If an argument is out of range, the dataset does not fit the model, or ``out`` holds
         a different run.
-    FileNotFoundError
-        If the folder of ``out`` does not exist.
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)

@@ -223,7 +223,9 @@ def _load_data(args: argparse.Namespace, name: str, meta: dict[str, Any]) -> Any
     if labels is not None:
         raise ValueError("--labels goes with --dataset npy:IMAGES.npy only")
     if name.startswith("folder:"):
-        return load_unlabeled_folder(name[7:])
+        # Read as the model takes them: one channel for a one-channel model, else RGB.
+        shape = meta.get("input_shape") or ()
+        return load_unlabeled_folder(name[7:], grayscale=bool(shape) and shape[0] == 1)
     # Data options the model was trained with (e.g. an image folder's resize) apply when the
     # dataset is the checkpoint's own.
     kwargs = dict(meta.get("data_options") or {}) if name == meta.get("dataset") else {}

@@ -55,6 +55,7 @@ def export_program(model: nn.Module, path: str | Path, input_shape: Sequence[int
 def export_torchscript(model: nn.Module, path: str | Path, input_shape: Sequence[int]) -> Path:
     """``model`` traced to TorchScript at ``path``."""
     model.eval()
-    with torch.inference_mode(False), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # deprecation and tracer warnings: the library never prints
         torch.jit.trace(model, _example(input_shape)).save(str(path))
     return Path(path)

@@ -6,6 +6,7 @@ explicit ``trust_code=True``."""
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -73,7 +74,9 @@ def load_exported_program(path: Path, device: torch.device) -> nn.Module:
 
 def load_torchscript(path: Path, device: torch.device) -> nn.Module:
     try:
-        return torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():  # torch deprecates TorchScript; loading still works
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location=device)
     except Exception as exc:
         raise ValueError(f"{path} is not a loadable TorchScript archive ({_first(exc)})") from None
 

@@ -364,3 +364,49 @@ def test_npy_layout_and_dtype_errors(tmp_path) -> None:
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="not a NumPy"):
         load_npy_dataset(tmp_path / "obj.npy")  # object arrays are pickles: never loaded
+
+
+def test_help_says_where_the_radius_lives(capsys) -> None:
+    """--help of certify, predict and bench names the formats and the normalization rule."""
+    from smoothcert.cli import build_parser
+
+    for command in ("certify", "predict", "bench"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "must include its own normalization" in text, command
+        assert "[0,1] pixel units" in text and "--trust-model-code" in text, command
+
+
+def test_input_normalization_is_prepended_and_stored(trained, exported, tmp_path) -> None:
+    """A graph that expects normalized inputs, with --input-mean/--input-std, certifies like
+    the graph that normalizes itself; the normalization is part of the run's identity."""
+    from smoothcert.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(trained)
+    body = export_onnx(model[1], tmp_path / "body.onnx", MNIST)  # without its Normalize layer
+    norm = ["--input-mean", str(meta["mean"][0]), "--input-std", str(meta["std"][0])]
+    common = ["--dataset", "mnist", "--sigma", str(SIGMA), *CERTIFY]
+    smoothcert("certify", "--model", exported["cnn3.onnx"], *common, "--out", tmp_path / "a.db")
+    smoothcert("certify", "--model", body, *norm, *common, "--out", tmp_path / "b.db")
+    for a, b in zip(_rows(tmp_path / "a.db"), _rows(tmp_path / "b.db"), strict=True):
+        assert a[:3] == b[:3]
+        moved = np.abs(np.array(json.loads(a[4])) - np.array(json.loads(b[4]))).sum()
+        assert moved <= 2 * MAX_ORT_DISAGREEMENT * 400
+    stored = _config(tmp_path / "b.db")["model"]
+    assert stored["input_mean"] == [meta["mean"][0]] and stored["input_std"] == [meta["std"][0]]
+    # Without the normalization it is another run: refused, the file untouched.
+    before = (tmp_path / "b.db").read_bytes()
+    proc = smoothcert("certify", "--model", body, *common, "--out", tmp_path / "b.db", check=False)
+    assert proc.returncode != 0 and (tmp_path / "b.db").read_bytes() == before
+
+
+def test_bench_measures_the_onnx_model(exported, tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    proc = smoothcert("bench", "--model", exported["cnn3.onnx"], "--dataset", "mnist",
+                      "--sigma", str(SIGMA), "--batch", "100", "--rounds", "1",
+                      "--batches-per-round", "1", "--json", out)  # fmt: skip
+    record = json.loads(out.read_text())
+    assert list(record["paths"]) == ["fp32"]  # bf16 / channels-last do not apply to a graph
+    assert record["paths"]["fp32"]["counts_samples_per_s"] > 0
+    assert "bf16_fp32_disagreement" not in record and "onnx" in proc.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -175,21 +176,20 @@ def load_model(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, An
     """(model, metadata) for a smoothcert checkpoint or a model from outside (the metadata then
     holds its ``source``: format, sha256, runtime)."""
     from smoothcert.checkpoint import load_checkpoint
+    from smoothcert.models.adapters import RUNS_CODE, model_format
     from smoothcert.models.adapters import load_model as load_external
-    from smoothcert.models.adapters import model_format
 
     spec = _model_spec(args)
+    fmt = model_format(spec)
     outside = ("weights", "num_classes", "input_shape", "input_mean", "input_std")
-    if model_format(spec) == "checkpoint":
+    if fmt == "checkpoint":
         given = [n for n in outside if getattr(args, n, None) is not None]
         if given:
             flags = ", ".join("--" + n.replace("_", "-") for n in given)
             raise ValueError(f"{flags}: only for models from outside (the checkpoint says it)")
         args.checkpoint = Path(spec)
         return load_checkpoint(spec, device=device)
-    from smoothcert.models.adapters import RUNS_CODE
-
-    if model_format(spec) in RUNS_CODE and not args.trust_model_code:
+    if fmt in RUNS_CODE and not args.trust_model_code:
         raise ValueError(
             f"loading {spec} runs code stored in the file (pickle or TorchScript): pass "
             "--trust-model-code only for a file you trust, or export the model to ONNX"
@@ -198,17 +198,26 @@ def load_model(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, An
     finite("input-std", args.input_std, positive=True)
     if args.input_mean is not None and not all(math.isfinite(v) for v in args.input_mean):
         raise ValueError(f"--input-mean must be finite, got {args.input_mean}")
-    args.checkpoint = Path(spec) if not spec.startswith("python:") else None
-    return load_external(
-        spec,
-        device=device,
-        weights=args.weights,
-        num_classes=args.num_classes,
-        input_shape=args.input_shape,
-        input_mean=args.input_mean,
-        input_std=args.input_std,
-        trust_code=args.trust_model_code,
-    )
+    args.checkpoint = None if fmt == "python" else Path(spec)
+    try:
+        return load_external(
+            spec,
+            device=device,
+            weights=args.weights,
+            num_classes=args.num_classes,
+            input_shape=args.input_shape,
+            input_mean=args.input_mean,
+            input_std=args.input_std,
+            trust_code=args.trust_model_code,
+        )
+    except ValueError as exc:  # the library names parameters; the user typed flags
+        raise ValueError(_as_flags(str(exc), outside)) from None
+
+
+def _as_flags(message: str, names: Sequence[str]) -> str:
+    for name in names:
+        message = re.sub(rf"(?<![\w-]){name}\b", "--" + name.replace("_", "-"), message)
+    return message
 
 
 def _load_data(args: argparse.Namespace, name: str, meta: dict[str, Any]) -> Any:

@@ -104,15 +104,18 @@ def load_model(
     shape = _resolve_shape(_check_input_shape(input_shape), getattr(base, "input_shape", None))
     if (input_mean is None) != (input_std is None):
         raise ValueError("input_mean and input_std go together: give both or neither")
+    # Where inputs (and the noise) live: the device for PyTorch, the CPU for ONNX Runtime,
+    # which takes host memory whatever its execution provider.
+    torch_side = torch.device("cpu") if fmt == "onnx" else device
     model = base
     if input_mean is not None:
         mean = _per_channel("input_mean", input_mean, shape[0])
         std = _per_channel("input_std", input_std, shape[0])  # type: ignore[arg-type]
-        model = nn.Sequential(Normalize(mean, std).to(device), base)
+        model = nn.Sequential(Normalize(mean, std).to(torch_side), base)
         source |= {"input_mean": mean, "input_std": std}
     model.eval()
     model.input_shape = shape
-    width = probe(model, shape, device)
+    width = probe(model, shape, torch_side)
     if num_classes is not None and num_classes != width:
         raise ValueError(
             f"the model returns logits of width {width} but num_classes is {num_classes}"

@@ -38,8 +38,9 @@ class OnnxClassifier(nn.Module):
     """An ONNX graph with one float32 input [batch, *input_shape] and (first) output
     [batch, num_classes], run by an ONNX Runtime session on ``device``'s execution provider.
 
-    It has no parameters: ``SmoothedClassifier`` samples on CPU (or the CUDA device given), and
-    bf16 autocast and channels-last do not apply (the graph fixes its own arithmetic).
+    It has no parameters, so ``SmoothedClassifier`` draws the noise on the CPU; with the CUDA
+    provider ONNX Runtime copies each batch to the GPU itself. bf16 autocast and channels-last
+    do not apply (the graph fixes its own arithmetic).
     """
 
     def __init__(self, path: str | Path, device: torch.device, threads: int | None = None):
@@ -90,7 +91,6 @@ class OnnxClassifier(nn.Module):
         self.graph_input_shape: tuple[int | None, ...] = tuple(shape[1:])
         self.graph_num_classes: int | None = out_shape[-1] if len(out_shape) == 2 else None
         self.providers: list[str] = list(self.session.get_providers())
-        self.device = device
         if all(d is not None for d in self.graph_input_shape):
             self.input_shape = tuple(int(d) for d in self.graph_input_shape)  # type: ignore[arg-type]
 
@@ -100,7 +100,7 @@ class OnnxClassifier(nn.Module):
         # On CPU this shares memory with x (no copy) when x is float32 and contiguous.
         batch = x.detach().to("cpu", torch.float32).contiguous().numpy()
         (logits,) = self.session.run([self.output_name], {self.input_name: batch})
-        return torch.from_numpy(logits).to(self.device)
+        return torch.from_numpy(logits).to(x.device)
 
     def extra_repr(self) -> str:
         shape = "×".join("?" if d is None else str(d) for d in self.graph_input_shape)

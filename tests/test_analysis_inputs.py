@@ -220,3 +220,25 @@ def test_fractional_counts_are_value_errors_naming_them(name):
     kwargs = FAST | {name: 2.5}
     with pytest.raises(ValueError, match=rf"^{name} must be an integer"):
         certificate(_model(), _data(), 1.0, 0.1, 0.25, **kwargs)
+
+
+def _summary(name: str, acc: list[float], lower: list[float]) -> analysis.RunSummary:
+    return analysis.RunSummary(
+        name=name, radii=[0.0, 0.5, 1.0], certified_accuracy=acc, lower_bound=lower, acr=0.3,
+        num_examples=100, sigma=0.25, n=1000, alpha=0.001,
+    )  # fmt: skip
+
+
+def test_best_per_radius_takes_each_radius_from_its_best_run():
+    a = _summary("σ = 0.25", [0.9, 0.6, 0.0], [0.85, 0.55, 0.0])
+    b = _summary("σ = 0.5", [0.8, 0.7, float("nan")], [0.75, 0.65, float("nan")])
+    best = analysis.best_per_radius([a, b], "best σ")
+    assert best.name == "best σ"
+    assert best.certified_accuracy == [0.9, 0.7, 0.0]  # NaN (not measured) never wins
+    assert best.lower_bound == [0.85, 0.65, 0.0]  # the winning run's own bound
+    assert np.isnan(best.acr)
+    c = _summary("c", [0.9, 0.6, float("nan")], [0.8, 0.5, float("nan")])
+    d = _summary("d", [0.1, 0.1, float("nan")], [0.0, 0.0, float("nan")])
+    assert np.isnan(analysis.best_per_radius([c, d]).certified_accuracy[2])
+    with pytest.raises(ValueError, match="at least one"):
+        analysis.best_per_radius([])

@@ -249,18 +249,21 @@ def benchmark(
     disagreement_inputs: Sequence[torch.Tensor] = (),
     disagreement_draws: int = 100,
     baseline: Callable[[int], object] | None = None,
+    paths: Sequence[tuple[str, bool]] | None = None,
 ) -> dict:
     """What ``smoothcert bench`` reports for a model and an input like ``x``: every path
     (channels-last ones only for conv nets) measured by :func:`interleaved`, each path's and
     the fastest path's speedup over plain fp32 (median of per-round ratios), the batch size the
     automatic search picks for the fastest path, and the bf16/fp32 disagreement on
-    ``disagreement_inputs`` (skipped when empty). ``baseline(n)``, if given (benchmarks/: the
+    ``disagreement_inputs`` (skipped when empty). ``paths`` limits the paths measured.
+    ``baseline(n)``, if given (benchmarks/: the
     paper's pseudocode), joins every round, and the record adds the speedups over it."""
     # disagreement_draws is used only after all the timing: check it before, not after.
     check_positive_count("disagreement_draws", disagreement_draws)
     device = _device(model, x.device)
     conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    paths = [p for p in PATHS if conv or not p[1]]
+    if paths is None:  # every path that applies (an ONNX Runtime model: fp32 only)
+        paths = [p for p in PATHS if conv or not p[1]]
     measured = interleaved(
         model, x, num_classes=num_classes, sigma=sigma, batch_size=batch_size, paths=paths,
         rounds=rounds, batches_per_round=batches_per_round, baseline=baseline,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +16,17 @@ def add_model_and_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint",
         type=Path,
+        nargs="?",
+        default=None,
         help="model checkpoint (.safetensors) from `smoothcert train`, or zoo:NAME "
-        "(`smoothcert zoo` lists them)",
+        "(`smoothcert zoo` lists them); or give --model",
     )
+    add_model_options(parser)
     parser.add_argument(
-        "--dataset", default=None, help="dataset name (default: the checkpoint's dataset)"
+        "--dataset",
+        default=None,
+        help="dataset name, npy:IMAGES.npy (with --labels), or folder:DIR (images without "
+        "labels, predict only) (default: the checkpoint's dataset)",
     )
     parser.add_argument(
         "--data-root",
@@ -39,6 +47,58 @@ def add_model_and_data(parser: argparse.ArgumentParser) -> None:
         "--device",
         default=None,
         help="torch device, e.g. cpu or cuda:0 (default: cuda if available)",
+    )
+
+
+MODEL_HELP = (
+    "the model: a smoothcert checkpoint or zoo:NAME, FILE.onnx (run by ONNX Runtime; pip install "
+    "'smoothcert[onnx]'), FILE.pt2 (torch.export), a TorchScript archive, or "
+    "python:package.module:factory (your code; with --weights). The certificate is in the "
+    "model's input space: the model must include its own normalization (or add it with "
+    "--input-mean/--input-std) for σ and radii in [0,1] pixel units"
+)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model and what a model from outside smoothcert needs (see docs/own-model.md)."""
+    group = parser.add_argument_group("models from outside smoothcert (docs/own-model.md)")
+    group.add_argument("--model", default=None, help=MODEL_HELP)
+    group.add_argument(
+        "--weights", type=Path, default=None, help="safetensors weights for a python: model"
+    )
+    group.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="allow loading .pt2 and TorchScript files: their loaders run code stored in the "
+        "file (pickle, TorchScript); only for files you trust",
+    )
+    group.add_argument(
+        "--num-classes", type=int, default=None, help="number of classes (default: the model's)"
+    )
+    group.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="DIM",
+        help="shape of one input, e.g. 1 28 28 (default: the model's, where it states it)",
+    )
+    group.add_argument(
+        "--input-mean",
+        type=float,
+        nargs="+",
+        default=None,
+        help="prepend (x - mean) / std to a model that expects normalized inputs (per channel)",
+    )
+    group.add_argument("--input-std", type=float, nargs="+", default=None, help="see --input-mean")
+    group.add_argument(
+        "--labels", type=Path, default=None, help="labels .npy for --dataset npy:IMAGES.npy"
+    )
+    group.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", "nchw", "nhwc"),
+        help="axis order of an npy: dataset (auto: from the model's input shape, else inferred)",
     )
 
 
@@ -106,45 +166,140 @@ def _probe(device: Any, spec: str) -> None:
         raise ValueError(f"--device {spec} is not available on this machine ({reason})") from None
 
 
-def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
-    """(model, checkpoint metadata, dataset), validated against each other."""
-    from smoothcert.checkpoint import load_checkpoint, resolve_checkpoint
-    from smoothcert.data import load_dataset
+def _model_spec(args: argparse.Namespace) -> str:
+    """The model argument: the positional checkpoint or --model, exactly one of them."""
+    model = getattr(args, "model", None)
+    if (args.checkpoint is None) == (model is None):
+        raise ValueError("give the model either as CHECKPOINT or as --model, not both or neither")
+    return str(args.checkpoint if model is None else model)
 
-    device = resolve_device(args.device)
-    # zoo:NAME becomes its verified file, so run files record a real path and its sha256.
-    args.checkpoint = resolve_checkpoint(args.checkpoint)
-    model, meta = load_checkpoint(args.checkpoint, device=device)
-    dataset_name = args.dataset or meta.get("dataset")
-    if not dataset_name:
-        raise ValueError("the checkpoint names no dataset; pass --dataset")
+
+def load_model(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, Any]]:
+    """(model, metadata) for a smoothcert checkpoint or a model from outside (the metadata then
+    holds its ``source``: format, sha256, runtime)."""
+    from smoothcert.checkpoint import load_checkpoint, resolve_checkpoint
+    from smoothcert.models.adapters import RUNS_CODE, model_format
+    from smoothcert.models.adapters import load_model as load_external
+
+    spec = _model_spec(args)
+    fmt = model_format(spec)
+    outside = ("weights", "num_classes", "input_shape", "input_mean", "input_std")
+    if fmt == "checkpoint":
+        given = [n for n in outside if getattr(args, n, None) is not None]
+        if given:
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise ValueError(f"{flags}: only for models from outside (the checkpoint says it)")
+        # zoo:NAME becomes its verified file, so run files record a real path and its sha256.
+        args.checkpoint = resolve_checkpoint(spec)
+        return load_checkpoint(args.checkpoint, device=device)
+    if fmt in RUNS_CODE and not args.trust_model_code:
+        raise ValueError(
+            f"loading {spec} runs code stored in the file (pickle or TorchScript): pass "
+            "--trust-model-code only for a file you trust, or export the model to ONNX"
+        )
+    positive_int("num_classes", args.num_classes)
+    finite("input-std", args.input_std, positive=True)
+    if args.input_mean is not None and not all(math.isfinite(v) for v in args.input_mean):
+        raise ValueError(f"--input-mean must be finite, got {args.input_mean}")
+    args.checkpoint = None if fmt == "python" else Path(spec)
+    try:
+        return load_external(
+            spec,
+            device=device,
+            weights=args.weights,
+            num_classes=args.num_classes,
+            input_shape=args.input_shape,
+            input_mean=args.input_mean,
+            input_std=args.input_std,
+            trust_code=args.trust_model_code,
+        )
+    except ValueError as exc:  # the library names parameters; the user typed flags
+        raise ValueError(_as_flags(str(exc), outside)) from None
+
+
+def _as_flags(message: str, names: Sequence[str]) -> str:
+    for name in names:
+        message = re.sub(rf"(?<![\w-]){name}\b", "--" + name.replace("_", "-"), message)
+    return message
+
+
+def _load_data(args: argparse.Namespace, name: str, meta: dict[str, Any]) -> Any:
+    from smoothcert.data import load_dataset
+    from smoothcert.data.arrays import load_npy_dataset, load_unlabeled_folder
+
+    labels = getattr(args, "labels", None)
+    if name.startswith("npy:"):
+        return load_npy_dataset(
+            name[4:], labels, layout=args.layout, input_shape=meta.get("input_shape")
+        )
+    if labels is not None:
+        raise ValueError("--labels goes with --dataset npy:IMAGES.npy only")
+    if name.startswith("folder:"):
+        # Read as the model takes them: one channel for a one-channel model, else RGB.
+        shape = meta.get("input_shape") or ()
+        return load_unlabeled_folder(name[7:], grayscale=bool(shape) and shape[0] == 1)
     # Data options the model was trained with (e.g. an image folder's resize) apply when the
     # dataset is the checkpoint's own.
-    kwargs = dict(meta.get("data_options") or {}) if dataset_name == meta.get("dataset") else {}
+    kwargs = dict(meta.get("data_options") or {}) if name == meta.get("dataset") else {}
     if args.data_root is not None:
         kwargs["root"] = args.data_root
-    dataset = load_dataset(dataset_name, args.split, **kwargs)
+    return load_dataset(name, args.split, **kwargs)
+
+
+def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """(model, checkpoint metadata, dataset), validated against each other."""
+    device = resolve_device(args.device)
+    model, meta = load_model(args, device)
+    dataset_name = args.dataset or meta.get("dataset")
+    if not dataset_name:
+        raise ValueError("the model names no dataset; pass --dataset")
+    dataset = _load_data(args, dataset_name, meta)
     shape = tuple(meta.get("input_shape") or ())
+    what = "checkpoint" if "source" not in meta else "model"
     if shape and tuple(dataset.info.input_shape) != shape:
         raise ValueError(
             f"dataset {dataset_name!r} has inputs of shape {tuple(dataset.info.input_shape)} "
-            f"but the checkpoint expects {shape}"
+            f"but the {what} expects {shape}"
         )
-    if meta.get("num_classes") not in (None, dataset.info.num_classes):
+    if dataset.info.num_classes is None:  # the user's arrays: labels must be the model's classes
+        dataset.check_labels(meta["num_classes"])
+    elif meta.get("num_classes") not in (None, dataset.info.num_classes):
         raise ValueError(
             f"dataset {dataset_name!r} has {dataset.info.num_classes} classes "
-            f"but the checkpoint has {meta['num_classes']}"
+            f"but the {what} has {meta['num_classes']}"
         )
     return model, meta, dataset
 
 
-def checkpoint_identity(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(config entries that identify the model, provenance info) for a run."""
+def checkpoint_identity(
+    path: Path | None, meta: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config entries that identify the model, provenance info) for a run. A model from
+    outside is identified by its ``source`` (file sha256, format, runtime and version,
+    normalization), so resuming with another file or runtime is refused."""
     from smoothcert.runs import file_sha256
 
+    if "source" in meta:
+        shown = str(path.resolve()) if path is not None else meta["source"].get("factory")
+        return {"model": meta["source"]}, {"model": shown, "argv": sys.argv}
     config = {"checkpoint_sha256": file_sha256(path)}
     info = {"checkpoint": str(path.resolve()), "checkpoint_metadata": meta, "argv": sys.argv}
     return config, info
+
+
+def runs_onnx(meta: dict[str, Any]) -> bool:
+    return meta.get("source", {}).get("runtime") == "onnxruntime"
+
+
+def cede_threads_to_onnx(meta: dict[str, Any]) -> None:
+    """With an ONNX Runtime model, torch only draws the noise: one torch thread, so that idle
+    OpenMP threads spinning after each draw do not take the cores from ONNX Runtime's own
+    threads (on a busy two-core machine that cost a quarter of the throughput; see
+    benchmarks/onnx_throughput.py)."""
+    if runs_onnx(meta):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def warn(message: str) -> None:
@@ -259,9 +414,13 @@ def prepare_smoothed_run(args: argparse.Namespace, counts: tuple[str, ...], verb
     model, meta, dataset = load_model_and_data(args)
     sigma = args.sigma if args.sigma is not None else meta.get("sigma")
     if sigma is None or not sigma > 0:
+        what = "checkpoint" if "source" not in meta else "model"
         raise ValueError(
-            f"the checkpoint gives no usable training σ ({meta.get('sigma')}); pass --sigma"
+            f"the {what} gives no usable training σ ({meta.get('sigma')}); pass --sigma"
         )
+    if runs_onnx(meta) and args.precision != "fp32":
+        raise ValueError("--precision bf16 does not apply to an ONNX model (its graph fixes it)")
+    cede_threads_to_onnx(meta)
     if meta.get("sigma") not in (None, sigma):
         warn(
             f"{verb} at σ = {sigma} a model trained with σ = {meta['sigma']} "

@@ -19,7 +19,13 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="model checkpoint (.safetensors)")
+    from smoothcert.cli._common import add_model_options
+
+    parser.add_argument(
+        "checkpoint", type=Path, nargs="?", default=None,
+        help="model checkpoint (.safetensors), or give --model",
+    )  # fmt: skip
+    add_model_options(parser)
     parser.add_argument(
         "--dataset", default=None, help="dataset for real inputs (default: the checkpoint's)"
     )
@@ -55,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if args.disagreement_images < 0:
         raise ValueError("--disagreement-images must be >= 0")
     _common.finite("sigma", args.sigma, positive=True)
-    if args.json is not None:
-        _common.check_json_target(args.json, args.checkpoint)  # before minutes of measuring
+    if args.json is not None:  # before minutes of measuring
+        _common.check_json_target(args.json, args.checkpoint or Path(args.model or ""))
     args.split = "test"
     import torch
 
@@ -65,16 +71,21 @@ def run(args: argparse.Namespace) -> int:
     model, meta, dataset = _common.load_model_and_data(args)
     sigma = args.sigma if args.sigma is not None else meta.get("sigma")
     if sigma is None or not sigma > 0:
-        raise ValueError("the checkpoint gives no training σ; pass --sigma")
+        raise ValueError("the model gives no training σ; pass --sigma")
     x, _ = dataset[0]
     count = min(args.disagreement_images, len(dataset))
+    onnx = _common.runs_onnx(meta)
+    if onnx:  # its graph fixes the arithmetic: no bf16 or channels-last paths to compare
+        count = 0
+    _common.cede_threads_to_onnx(meta)
     record = throughput.benchmark(
         model, torch.as_tensor(x), num_classes=meta["num_classes"], sigma=sigma,
         batch_size=args.batch, rounds=args.rounds, batches_per_round=args.batches_per_round,
         disagreement_inputs=[torch.as_tensor(dataset[i][0]) for i in range(count)],
-        disagreement_draws=args.disagreement_draws,
+        disagreement_draws=args.disagreement_draws, paths=[("fp32", False)] if onnx else None,
     )  # fmt: skip
-    record = {"checkpoint": str(args.checkpoint), "arch": meta.get("arch"), **record}
+    arch = meta.get("arch") or meta.get("source", {}).get("format")
+    record = {"checkpoint": str(args.checkpoint or args.model), "arch": arch, **record}
     print(_table(record, args.n))
     if args.json is not None:
         from smoothcert.checkpoint import atomic_write_bytes

@@ -47,12 +47,14 @@ def run(args: argparse.Namespace) -> int:
     classifier, dataset, config, info = _common.prepare_smoothed_run(
         args, ("n", "skip", "max"), "predicting"
     )
+    if args.reference and getattr(dataset, "labeled", True) is False:
+        raise ValueError("--reference needs labeled data")
     if args.reference:
         _check_reference_matches(args, config | run_identity(classifier))
         shared = _reference_overlap(args, len(dataset))
 
     def postfix(tally: dict, row: dict) -> dict:
-        tally["correct"] = tally.get("correct", 0) + row["correct"]
+        tally["correct"] = tally.get("correct", 0) + (row["correct"] or 0)  # None: no label
         tally["abstain"] = tally.get("abstain", 0) + int(row["prediction"] < 0)
         return {
             "acc": f"{tally['correct'] / tally['done']:.3f}",
@@ -79,12 +81,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     m = len(rows)
-    accuracy = sum(r["correct"] for r in rows) / m if m else 0.0
+    accuracy = sum(r["correct"] or 0 for r in rows) / m if m else 0.0
     abstain = sum(r["prediction"] < 0 for r in rows) / m if m else 0.0
-    print(
-        f"{m} examples: accuracy {accuracy:.3f}, abstained {abstain:.3f} "
-        f"(n = {args.n}, alpha = {args.alpha})"
-    )
+    shown = f"accuracy {accuracy:.3f}" if getattr(dataset, "labeled", True) else "no labels"
+    print(f"{m} examples: {shown}, abstained {abstain:.3f} (n = {args.n}, alpha = {args.alpha})")
     if args.reference:
         categories = predict_categories(args.out, args.reference)
         covered = len(shared & {r["idx"] for r in rows})

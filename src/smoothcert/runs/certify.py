@@ -186,7 +186,10 @@ def _run_examples(
             start = time.perf_counter()
             row = evaluate(x, example_generator(seed, idx, classifier.device))
             seconds = time.perf_counter() - start
-            row = {"label": int(label), **row, "correct": int(row["prediction"] == int(label))}
+            if label is None:  # unlabeled data (PREDICT only): no correctness to record
+                row = {"label": None, **row, "correct": None}
+            else:
+                row = {"label": int(label), **row, "correct": int(row["prediction"] == int(label))}
             row["seconds"] = seconds
             store.add(idx, row)
             if progress is not None:
@@ -273,6 +276,11 @@ def certify_dataset(
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
+    if getattr(dataset, "labeled", True) is False:
+        raise ValueError(
+            "certifying needs labeled data (certified accuracy is against the labels); "
+            "predicting works without labels"
+        )
     check_positive_count("n0", n0)
     check_positive_count("n", n)
     check_alpha(alpha)

@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n", type=int, default=100_000, help="samples per certificate for the time estimate"
     )
+    parser.add_argument(
+        "--sound",
+        action="store_true",
+        help="measure counts() in sound mode (noise on the 8-bit grid; docs/certification.md)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if any)")
     parser.add_argument("--json", type=Path, default=None, help="also write the record here")
 
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         model, torch.as_tensor(x), num_classes=meta["num_classes"], sigma=sigma,
         batch_size=args.batch, rounds=args.rounds, batches_per_round=args.batches_per_round,
         disagreement_inputs=[torch.as_tensor(dataset[i][0]) for i in range(count)],
-        disagreement_draws=args.disagreement_draws,
+        disagreement_draws=args.disagreement_draws, sound=args.sound,
     )  # fmt: skip
     record = {"checkpoint": str(args.checkpoint), "arch": meta.get("arch"), **record}
     print(_table(record, args.n))
@@ -104,7 +109,8 @@ def _check_json_target(path: Path, checkpoint: Path) -> None:
 def _table(record: dict, n: int) -> str:
     m = record["machine"]
     lines = [
-        f"{record['arch']} {tuple(record['input_shape'])} σ={record['sigma']} on {m['device']} "
+        f"{record['arch']} {tuple(record['input_shape'])} σ={record['sigma']}"
+        f"{' (sound mode)' if record.get('sound') else ''} on {m['device']} "
         f"({m['cores']} cores, {m['torch_threads']} threads, torch {m['torch']})",
         f"batch {record['batch_size']}, {record['rounds']} rounds of "
         f"{record['samples_per_round']} samples per path",

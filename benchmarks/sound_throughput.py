@@ -51,8 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     x = levels.float() / 255  # an input on the 8-bit grid, which sound mode requires
     paths = {
         mode: SmoothedClassifier(
-            model, 10, args.sigma, batch_size=args.batch_size, input_shape=shape,
-            precision=args.precision, sound=(mode == "sound"),
+            model,
+            10,
+            args.sigma,
+            batch_size=args.batch_size,
+            input_shape=shape,
+            precision=args.precision,
+            sound=(mode == "sound"),
         )  # fmt: skip
         for mode in ("standard", "sound")
     }

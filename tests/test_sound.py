@@ -19,7 +19,7 @@ from scipy import stats as sps
 from torch import nn
 
 from helpers import smoothcert, untrained_checkpoint
-from smoothcert import sound, stats
+from smoothcert import analysis, sound, stats
 from smoothcert.runs import certify_dataset
 from smoothcert.smoothing import SmoothedClassifier
 
@@ -310,6 +310,10 @@ def test_sound_is_stored_and_a_resume_in_the_other_mode_is_refused(tmp_path: Pat
         with pytest.raises(ValueError, match="different arguments .*sound"):
             certify_dataset(classifier(other), GridData(), path, **kw)
         assert path.read_bytes() == before
+    # the stored rows are re-analysed as they are; Figure 8's re-derivation would drop dη
+    assert analysis.analyze([sound_run])[0].num_examples == 4
+    with pytest.raises(ValueError, match="is a sound run"):
+        analysis.figure8(sound_run)
     with pytest.raises(ValueError, match="adaptive_radii cannot be used with a sound"):
         certify_dataset(classifier(True), GridData(), tmp_path / "a.db", adaptive_radii=[0.1])
     assert not (tmp_path / "a.db").exists()

@@ -275,7 +275,8 @@ class SmoothedClassifier:
                 raise ValueError(
                     f"sound=True needs a float32 or float64 base model, got {model_dtype(base)}"
                 )
-            self._lattice = lattice.lattice_noise(self.sigma)  # validates σ for the table
+            # Built once per σ (and validates σ for the table), moved to the device once.
+            self._lattice = lattice.lattice_noise(self.sigma).to(self.device)
         if channels_last is None:
             channels_last = _has_conv2d(base) and (self.device.type == "cpu" or precision == "bf16")
         self.channels_last: bool = channels_last

@@ -26,6 +26,7 @@ The construction here (derivation in docs/certification.md, "Sound mode"):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -96,6 +97,12 @@ class LatticeNoise:
     guide: torch.Tensor  # float32, 2**16 entries
     tv: float
 
+    def to(self, device: torch.device) -> LatticeNoise:
+        """The same table with its tensors on ``device`` (moved once, not per draw)."""
+        return dataclasses.replace(
+            self, thresholds=self.thresholds.to(device), guide=self.guide.to(device)
+        )
+
     def probabilities(self) -> np.ndarray:
         """P(J = j) for j = −support … support under the table, as exact fractions of 2⁶²
         (int64 numerators)."""
@@ -157,14 +164,12 @@ def values_from_bits(
     ``draw_low(m)`` (m more 31-bit integers, int32) and inverted in the full table. Equals
     −support + #{i : thresholds[i] ≤ high·2³¹ + low} for every element."""
     bucket = torch.bitwise_right_shift(high, _DRAW_BITS - _GUIDE_BITS).flatten()
-    guide = noise.guide.to(high.device)
-    values = guide.index_select(0, bucket)
+    values = noise.guide.index_select(0, bucket)
     ambiguous = torch.isnan(values).nonzero().squeeze(1)
     if ambiguous.numel():
         low = draw_low(ambiguous.numel()).to(torch.int64)
         full = (high.flatten()[ambiguous].to(torch.int64) << _DRAW_BITS) | low
-        table = noise.thresholds.to(high.device)
-        exact = torch.searchsorted(table, full, right=True) - noise.support
+        exact = torch.searchsorted(noise.thresholds, full, right=True) - noise.support
         values[ambiguous] = exact.to(torch.float32)
     return values.view(high.shape)
 

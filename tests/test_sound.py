@@ -332,3 +332,8 @@ def test_cli_certify_and_predict_sound(tmp_path: Path, mnist_test) -> None:
                        "--skip", "500", "--batch", "100", "--no-progress", check=False)  # fmt: skip
     assert again.returncode != 0 and "sound" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
+    bench = smoothcert("bench", ckpt, "--sound", "--batch", "50", "--rounds", "1",
+                       "--batches-per-round", "1", "--disagreement-images", "0", "--json",
+                       tmp_path / "bench.json")  # fmt: skip
+    assert "(sound mode)" in bench.stdout
+    assert json.loads((tmp_path / "bench.json").read_text())["sound"] is True

@@ -42,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigma", type=float, default=0.25)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--batches-per-round", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--json", action="store_true", help="print the JSON record only")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     model, shape, source = _model(args.arch)
     model.eval()

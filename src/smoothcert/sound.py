@@ -157,31 +157,38 @@ def _guide(thresholds: torch.Tensor, support: int) -> torch.Tensor:
 
 
 def values_from_bits(
-    noise: LatticeNoise, high: torch.Tensor, draw_low: Callable[[int], torch.Tensor]
+    noise: LatticeNoise,
+    high: torch.Tensor,
+    draw_low: Callable[[int], torch.Tensor],
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """J (float32, integer values) for 31-bit uniform integers ``high`` (int32, the top 31 of
     the 62 bits): looked up in the guide, and only where its bucket is ambiguous completed by
     ``draw_low(m)`` (m more 31-bit integers, int32) and inverted in the full table. Equals
-    −support + #{i : thresholds[i] ≤ high·2³¹ + low} for every element."""
+    −support + #{i : thresholds[i] ≤ high·2³¹ + low} for every element. Written into ``out``
+    (float32, contiguous, high's shape) when given."""
     bucket = torch.bitwise_right_shift(high, _DRAW_BITS - _GUIDE_BITS).flatten()
-    values = noise.guide.index_select(0, bucket)
+    if out is None:
+        out = torch.empty(high.shape, dtype=torch.float32, device=high.device)
+    values = out.view(-1)
+    torch.index_select(noise.guide, 0, bucket, out=values)
     ambiguous = torch.isnan(values).nonzero().squeeze(1)
     if ambiguous.numel():
         low = draw_low(ambiguous.numel()).to(torch.int64)
         full = (high.flatten()[ambiguous].to(torch.int64) << _DRAW_BITS) | low
         exact = torch.searchsorted(noise.thresholds, full, right=True) - noise.support
         values[ambiguous] = exact.to(torch.float32)
-    return values.view(high.shape)
+    return out
 
 
 def draw_lattice_noise(
     noise: LatticeNoise, out: torch.Tensor, generator: torch.Generator | None
 ) -> None:
-    """Fill ``out`` (float32) with i.i.d. draws of J (in grid units) from random integers of
+    """Fill ``out`` (float32, contiguous) with i.i.d. draws of J (in grid units) from random integers of
     ``generator``: 31 bits per element, 31 more for the few in ambiguous buckets."""
 
     def bits(shape: tuple[int, ...] | int) -> torch.Tensor:
         # random_() on int32 is uniform on [0, 2³¹): the generator's 32-bit word mod 2³¹.
         return torch.empty(shape, dtype=torch.int32, device=out.device).random_(generator=generator)
 
-    out.copy_(values_from_bits(noise, bits(tuple(out.shape)), bits))
+    values_from_bits(noise, bits(tuple(out.shape)), bits, out=out)

@@ -184,8 +184,8 @@ def values_from_bits(
 def draw_lattice_noise(
     noise: LatticeNoise, out: torch.Tensor, generator: torch.Generator | None
 ) -> None:
-    """Fill ``out`` (float32, contiguous) with i.i.d. draws of J (in grid units) from random integers of
-    ``generator``: 31 bits per element, 31 more for the few in ambiguous buckets."""
+    """Fill ``out`` (float32, contiguous) with i.i.d. draws of J (in grid units) from random
+    integers of ``generator``: 31 bits per element, 31 more for the few in ambiguous buckets."""
 
     def bits(shape: tuple[int, ...] | int) -> torch.Tensor:
         # random_() on int32 is uniform on [0, 2³¹): the generator's 32-bit word mod 2³¹.

@@ -17,7 +17,8 @@ The construction here (derivation in docs/certification.md, "Sound mode"):
   smoothing (σ) of the fixed classifier f∘Q, and Theorem 1 gives the radius σΦ⁻¹(pA) for
   every grid point (indeed every point) within it;
 - J is drawn by inverting a table of the CDF in units of 2⁻⁶² from uniform 62-bit integers
-  (:class:`LatticeNoise`); the table's total-variation distance to the rounded Gaussian
+  (:class:`LatticeNoise`; the first 16 bits usually decide, the other 46 are drawn only when
+  they do not); the table's total-variation distance to the rounded Gaussian
   (rounding of the table plus the tail beyond the support) is computed in 128-bit arithmetic
   and subtracted from pA's lower bound, d times for d coordinates;
 - the base classifier sees fl((k + J)/255): the integer k + J is exact in float32, and one
@@ -56,7 +57,7 @@ RADIUS_MARGIN = 1e-12
 ulps)."""
 
 _GUIDE_BITS = 16  # the first 16 of the 62 bits pick a bucket; most buckets hold one value
-_DRAW_BITS = 31  # torch's int32 random_() gives 31 uniform bits per element
+_LOW_BITS = TABLE_BITS - _GUIDE_BITS  # the other 46 bits, drawn only where needed
 _MAX_LEVEL = (1 << 24) - 1  # integers k + J stay exact in float32
 
 
@@ -158,24 +159,23 @@ def _guide(thresholds: torch.Tensor, support: int) -> torch.Tensor:
 
 def values_from_bits(
     noise: LatticeNoise,
-    high: torch.Tensor,
+    bucket: torch.Tensor,
     draw_low: Callable[[int], torch.Tensor],
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """J (float32, integer values) for 31-bit uniform integers ``high`` (int32, the top 31 of
-    the 62 bits): looked up in the guide, and only where its bucket is ambiguous completed by
-    ``draw_low(m)`` (m more 31-bit integers, int32) and inverted in the full table. Equals
-    −support + #{i : thresholds[i] ≤ high·2³¹ + low} for every element. Written into ``out``
-    (float32, contiguous, high's shape) when given."""
-    bucket = torch.bitwise_right_shift(high, _DRAW_BITS - _GUIDE_BITS).flatten()
+    """J (float32, integer values) for uniform 16-bit integers ``bucket`` (int32, the top 16 of
+    the 62 bits): looked up in the guide, and only where the bucket is ambiguous completed by
+    ``draw_low(m)`` (m uniform 46-bit integers, int64) and inverted in the full table. Equals
+    −support + #{i : thresholds[i] ≤ bucket·2⁴⁶ + low} for every element. Written into
+    ``out`` (float32, contiguous, bucket's shape) when given."""
     if out is None:
-        out = torch.empty(high.shape, dtype=torch.float32, device=high.device)
+        out = torch.empty(bucket.shape, dtype=torch.float32, device=bucket.device)
     values = out.view(-1)
-    torch.index_select(noise.guide, 0, bucket, out=values)
+    torch.index_select(noise.guide, 0, bucket.flatten(), out=values)
     ambiguous = torch.isnan(values).nonzero().squeeze(1)
     if ambiguous.numel():
-        low = draw_low(ambiguous.numel()).to(torch.int64)
-        full = (high.flatten()[ambiguous].to(torch.int64) << _DRAW_BITS) | low
+        low = draw_low(ambiguous.numel())
+        full = (bucket.flatten()[ambiguous].to(torch.int64) << _LOW_BITS) | low
         exact = torch.searchsorted(noise.thresholds, full, right=True) - noise.support
         values[ambiguous] = exact.to(torch.float32)
     return out
@@ -185,10 +185,18 @@ def draw_lattice_noise(
     noise: LatticeNoise, out: torch.Tensor, generator: torch.Generator | None
 ) -> None:
     """Fill ``out`` (float32, contiguous) with i.i.d. draws of J (in grid units) from random
-    integers of ``generator``: 31 bits per element, 31 more for the few in ambiguous buckets."""
+    integers of ``generator``: 16 bits per element (a bucket of the guide), 46 more for the
+    few in ambiguous buckets. ``randint`` over a power-of-two range is exactly uniform (the
+    generator's 32- or 64-bit words modulo the range); it runs serially, which on a busy CPU
+    beats splitting a 31-bit draw with a parallel shift."""
+    bucket = torch.randint(
+        0, 1 << _GUIDE_BITS, tuple(out.shape), dtype=torch.int32, device=out.device,
+        generator=generator,
+    )  # fmt: skip
 
-    def bits(shape: tuple[int, ...] | int) -> torch.Tensor:
-        # random_() on int32 is uniform on [0, 2³¹): the generator's 32-bit word mod 2³¹.
-        return torch.empty(shape, dtype=torch.int32, device=out.device).random_(generator=generator)
+    def draw_low(m: int) -> torch.Tensor:
+        return torch.randint(
+            0, 1 << _LOW_BITS, (m,), dtype=torch.int64, device=out.device, generator=generator
+        )
 
-    values_from_bits(noise, bits(tuple(out.shape)), bits, out=out)
+    values_from_bits(noise, bucket, draw_low, out=out)

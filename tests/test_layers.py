@@ -30,6 +30,7 @@ LAYERS = {
     "analysis": 7,
     "dcert_report": 7,
     "cli": 8,
+    "experiments": 8,  # beside the CLI: stages are CLI commands, reports read runs/analysis
 }
 
 

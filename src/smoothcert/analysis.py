@@ -236,6 +236,35 @@ def analyze(
     return out
 
 
+def best_per_radius(summaries: Sequence[RunSummary], name: str = "best") -> RunSummary:
+    """The upper envelope of several runs' certified accuracy: at each radius, the best run's
+    value and that run's Theorem-6 bound (the "best σ per radius" curve of Cohen et al.).
+
+    The choice is made after seeing the results, so the envelope is a summary, not an
+    estimate of any one classifier's accuracy. No ACR (it would mix classifiers).
+    """
+    if not summaries:
+        raise ValueError("summaries must hold at least one run summary")
+    radii = _shared_radii(summaries)
+    acc = np.array([s.certified_accuracy for s in summaries], float)
+    lower = np.array([s.lower_bound for s in summaries], float)
+    filled = np.where(np.isfinite(acc), acc, -np.inf)
+    best = filled.argmax(axis=0)
+    cols = np.arange(len(radii))
+    measured = np.isfinite(filled[best, cols])
+    return RunSummary(
+        name=name,
+        radii=radii,
+        certified_accuracy=np.where(measured, acc[best, cols], np.nan).tolist(),
+        lower_bound=np.where(measured, lower[best, cols], np.nan).tolist(),
+        acr=float("nan"),
+        num_examples=min(s.num_examples for s in summaries),
+        sigma=float("nan"),
+        n=min(s.n for s in summaries),
+        alpha=max(s.alpha for s in summaries),
+    )
+
+
 def _adaptive_view(summary: RunSummary, largest_target: float) -> RunSummary:
     """An adaptive run stops sampling once its target radii are decided, so beyond the largest
     target its radii say when it stopped, not what n samples would certify: accuracies there

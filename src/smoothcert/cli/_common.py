@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -272,3 +273,19 @@ def prepare_smoothed_run(args: argparse.Namespace, counts: tuple[str, ...], verb
     config, info = checkpoint_identity(args.checkpoint, meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
     return classifier, dataset, config, info
+
+
+def check_json_target(path: Path, checkpoint: Path) -> None:
+    """--json may replace an earlier JSON record, never anything else (a run file, the
+    checkpoint itself): refuse those, and a directory, before any measuring."""
+    if path.is_dir():
+        raise ValueError(f"--json {path} is a directory; give a file name")
+    if checkpoint.exists() and path.exists() and path.samefile(checkpoint):
+        raise ValueError(f"--json {path} is the checkpoint being measured")
+    if path.is_file():
+        try:
+            json.loads(path.read_text())
+        except (UnicodeDecodeError, ValueError):
+            raise ValueError(
+                f"--json {path} exists and is not a JSON file; refusing to overwrite it"
+            ) from None

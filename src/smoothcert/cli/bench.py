@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--disagreement-images must be >= 0")
     _common.finite("sigma", args.sigma, positive=True)
     if args.json is not None:
-        _check_json_target(args.json, args.checkpoint)  # before minutes of measuring
+        _common.check_json_target(args.json, args.checkpoint)  # before minutes of measuring
     args.split = "test"
     import torch
 
@@ -88,22 +88,6 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_bytes(args.json, (json.dumps(record, indent=2) + "\n").encode())
         print(f"wrote {args.json}")
     return 0
-
-
-def _check_json_target(path: Path, checkpoint: Path) -> None:
-    """--json may replace an earlier JSON record, never anything else (a run file, the
-    checkpoint itself): refuse those, and a directory, before any measuring."""
-    if path.is_dir():
-        raise ValueError(f"--json {path} is a directory; give a file name")
-    if checkpoint.exists() and path.exists() and path.samefile(checkpoint):
-        raise ValueError(f"--json {path} is the checkpoint being measured")
-    if path.is_file():
-        try:
-            json.loads(path.read_text())
-        except (UnicodeDecodeError, ValueError):
-            raise ValueError(
-                f"--json {path} exists and is not a JSON file; refusing to overwrite it"
-            ) from None
 
 
 def _table(record: dict, n: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from smoothcert.cli import _common
 
@@ -36,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="penalize c(x, x0) instead of c(x + z, x0) (the ablation of Fig. 2(b))",
     )
     parser.add_argument("--batch", type=int, default=128, help="examples per batch")
+    parser.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="also write the result (and the arguments behind it) to this JSON file",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -50,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     _common.finite("sigma", args.sigma, positive=False)
     _common.finite("step-size", args.step_size, positive=True)
     num_noise = args.num_noise or (1 if args.sigma == 0 else 4)
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:  # before minutes of ascent
+        _common.check_json_target(json_path, Path(args.checkpoint))
     model, _meta, dataset = _common.load_model_and_data(args)
     indices = list(range(0, len(dataset), args.skip))[: args.max]
     data = dataset.batch(indices)
@@ -78,4 +88,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"rho_adv (without noise) = {result.rho_adv:.4f} ± {result.rho_adv_se:.4f}")
     print(f"eps = sqrt(rho_adv)     = {result.eps:.4f}")
     print(f"adversarial loss = {result.loss:.4f}, final gradient norm = {result.grad_norm:.4g}")
+    if json_path is not None:
+        import json
+
+        from smoothcert.checkpoint import atomic_write_bytes
+
+        record = {
+            "checkpoint": args.checkpoint,
+            "split": args.split,
+            "examples": result.num_examples,
+            "gamma": args.gamma,
+            "sigma": args.sigma,
+            "num_noise": num_noise,
+            "steps": args.steps,
+            "step_size": args.step_size or 0.5 / args.gamma,
+            "cost_with_noise": not args.cost_without_noise,
+            "seed": args.seed,
+            "rho": result.rho,
+            "rho_se": result.rho_se,
+            "rho_adv": result.rho_adv,
+            "rho_adv_se": result.rho_adv_se,
+            "eps": result.eps,
+            "loss": result.loss,
+            "grad_norm": result.grad_norm,
+        }
+        atomic_write_bytes(json_path, (json.dumps(record, indent=2) + "\n").encode())
     return 0

@@ -1,0 +1,392 @@
+"""The report of an experiment: our tables beside the paper's, the scale, the machine, the time
+each stage took, and the run file behind every number.
+
+The ``[report]`` table of an experiment file lists sections, each a ``kind`` with its inputs
+(paths may use the scale's variables):
+
+- ``training``: ``runs = {label = "TRAIN_DIR"}``: the last epoch's accuracies and the noisy
+  accuracy per epoch (whether training had converged);
+- ``certified-accuracy``: ``runs = {label = "RUN.db"}``, ``radii``, optional
+  ``paper = "KEY"`` naming a table of ``[paper]`` (rows by label, one value per radius) and
+  ``plot = "FILE.png"``: certified accuracy, Theorem 6's lower bound, ACR, the paper's numbers
+  and the difference;
+- ``agreement``: ``a``/``b`` two certify runs of the same model (e.g. adaptive and fixed n)
+  and ``radii``: certified accuracy of both on the examples they share, and how often their
+  predictions agree;
+- ``predict``: ``runs = {label = "PREDICT.db"}`` and ``reference``: Table 4's categories;
+- ``figure8``: ``run``, ``radii``, ``plot``: the Lecuyer/Li bounds and the n and α projections;
+- ``attack``: ``runs = {label = "ATTACK.db"}``: accuracy under attack per radius;
+- ``dcert``: ``run`` and optional ``plot``: the distributional certificate's tables;
+- ``rho``: ``runs = {label = "RHO.json"}`` (from ``rho --json``), optional ``paper``: the
+  transport costs ρ, ρ_adv and the matched radius ε = √ρ_adv (the NAL paper's Eq. 8);
+- ``notes``: ``text``: a paragraph of the experiment file, as written.
+
+A section whose runs do not exist yet says so, so a report can be written at any time.
+All numbers come from :mod:`smoothcert.analysis` and the run readers: the report adds none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from smoothcert.experiments.runner import experiment_status, format_seconds
+from smoothcert.experiments.spec import Experiment, Stage
+
+REPORT_FILE = "report.md"
+
+
+def write_report(experiment: Experiment) -> Path:
+    """Write ``RESULTS/report.md`` (and its figures beside it); returns the report's path."""
+    out_dir = experiment.results_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = _header(experiment)
+    for i, section in enumerate(experiment.report.get("sections", []), 1):
+        section = experiment.substitute(section)
+        kind = section.get("kind")
+        writer = _SECTIONS.get(kind)
+        if writer is None:
+            raise ValueError(
+                f"{experiment.path}: report section {i} has unknown kind {kind!r}; "
+                f"kinds are {', '.join(_SECTIONS)}"
+            )
+        lines += ["", f"## {section.get('title', kind)}", ""]
+        lines += writer(experiment, section, out_dir)
+    lines += ["", *_stages_table(experiment)]
+    path = out_dir / REPORT_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _header(experiment: Experiment) -> list[str]:
+    from smoothcert import __version__
+    from smoothcert.store import machine_info
+
+    m = machine_info()
+    machine = f"{m['platform']}, {m['cpus']} CPUs, torch {m['torch']}" + (
+        f", {m['cuda']}" if m.get("cuda") else ", no GPU"
+    )
+    return [
+        f"# {experiment.title}",
+        "",
+        f"Scale **{experiment.scale}** of `{experiment.path.as_posix()}` "
+        f"(reproduce: `smoothcert experiment run {experiment.path.as_posix()} "
+        f"--scale {experiment.scale}`). Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
+        f"smoothcert {__version__} on {machine}.",
+        *(
+            ["", str(experiment.variables["about"]).strip()]
+            if "about" in experiment.variables
+            else []
+        ),
+    ]
+
+
+def _stages_table(experiment: Experiment) -> list[str]:
+    lines = [
+        "## Stages",
+        "",
+        "| stage | status | progress | time spent | command |",
+        "|---|---|---|---|---|",
+    ]
+    for s in experiment_status(experiment):
+        lines.append(
+            f"| {s.stage.name} | {s.status} | {s.progress} | {format_seconds(s.seconds)} | "
+            f"`{s.stage.command}` |"
+        )
+    return lines
+
+
+def _producer(experiment: Experiment, path: str) -> Stage | None:
+    for stage in experiment.stages:
+        if stage.option("--out") == path:
+            return stage
+    return None
+
+
+def _sources(experiment: Experiment, paths: dict[str, str]) -> list[str]:
+    lines = ["", "Run files:"]
+    for label, path in paths.items():
+        stage = _producer(experiment, path)
+        made = f" — stage `{stage.name}`" if stage else ""
+        lines.append(f"- {label}: `{path}`{made}")
+    return lines
+
+
+def _missing(paths: dict[str, str]) -> list[str]:
+    return [f"- {label}: `{p}` (not run yet)" for label, p in paths.items() if not Path(p).exists()]
+
+
+def _num(v: float, digits: int = 3) -> str:
+    return f"{v:.{digits}f}" if v is not None and math.isfinite(v) else "—"
+
+
+# ------------------------------------------------------------------------------- sections
+
+
+def _training(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    import json
+
+    runs: dict[str, str] = section["runs"]
+    lines = [
+        "| model | epochs | train acc | test acc | test acc under noise | last-5-epoch change "
+        "(noisy test acc) | seconds per epoch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    curves: dict[str, list[float]] = {}
+    for label, run_dir in runs.items():
+        metrics = Path(run_dir) / "metrics.jsonl"
+        if not metrics.is_file():
+            lines.append(f"| {label} | not run yet | | | | | |")
+            continue
+        rows = [json.loads(t) for t in metrics.read_text().splitlines() if t.strip()]
+        if not rows:
+            continue
+        last = rows[-1]
+        noisy = [r.get("test_acc_noise", float("nan")) for r in rows]
+        curves[label] = noisy
+        trend = noisy[-1] - noisy[-6] if len(noisy) > 5 else float("nan")
+        per_epoch = np.mean([r["train_seconds"] + r["eval_seconds"] for r in rows])
+        lines.append(
+            f"| {label} | {last['epoch']} | {_num(last['train_acc'])} | "
+            f"{_num(last.get('test_acc', float('nan')))} | {_num(noisy[-1])} | "
+            f"{'+' if trend >= 0 else ''}{_num(trend)} | {per_epoch:.0f} |"
+        )
+    if curves and section.get("plot"):
+        _plot_lines(
+            curves, out_dir / section["plot"], "epoch", "test accuracy under noise (base model)"
+        )
+        lines += ["", f"![noisy test accuracy per epoch]({section['plot']})"]
+    return lines + _sources(experiment, runs)
+
+
+def _plot_lines(curves: dict[str, list[float]], path: Path, xlabel: str, ylabel: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, ys in curves.items():
+        ax.plot(range(1, len(ys) + 1), ys, marker=".", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _certified_accuracy(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    from smoothcert.analysis import analyze, best_per_radius, format_table, plot_curves
+
+    runs: dict[str, str] = section["runs"]
+    radii = [float(r) for r in section["radii"]]
+    present = {k: v for k, v in runs.items() if Path(v).exists()}
+    lines = _missing(runs)
+    if not present:
+        return lines or ["(no runs)"]
+    summaries = analyze(list(present.values()), radii, names=list(present))
+    if section.get("envelope") and len(summaries) > 1:
+        summaries.append(best_per_radius(summaries, section["envelope"]))
+    if lines:
+        lines.append("")
+    lines += ["Certified accuracy (fraction of the examples certified correct at radius ≥ r):", ""]
+    lines.append(format_table(summaries))
+    lines += ["", "Theorem 6 lower bound on each certified accuracy (each radius separately):", ""]
+    lines.append(format_table(summaries, lower_bound=True))
+    paper = experiment.paper.get(section.get("paper", ""), {})
+    if paper:
+        lines += ["", f"Ours − paper ({paper.get('source', 'the paper')}):", ""]
+        header = ["run", *(f"r = {r:g}" for r in radii)]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for s in summaries:
+            published = paper.get("rows", {}).get(s.name)
+            if published is None:
+                continue
+            cells = []
+            for ours, theirs in zip(s.certified_accuracy, published, strict=False):
+                cells.append(
+                    f"{_num(ours, 2)} vs {theirs:.2f} ({'+' if ours - theirs >= 0 else ''}"
+                    f"{ours - theirs:.2f})"
+                    if math.isfinite(ours)
+                    else f"— vs {theirs:.2f}"
+                )
+            lines.append(f"| {s.name} | " + " | ".join(cells) + " |")
+    ns = sorted({s.num_examples for s in summaries})
+    lines += ["", f"Examples per run: {', '.join(map(str, ns))}."]
+    if section.get("plot"):
+        curves = [s for s in summaries if s.per_example]  # the envelope has no examples
+        plot_curves({section.get("title", "certified accuracy"): curves}, out_dir / section["plot"])
+        lines += ["", f"![certified accuracy against radius]({section['plot']})"]
+    return lines + _sources(experiment, runs)
+
+
+def _agreement(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    from smoothcert.analysis import certified_accuracy, load_certify_run
+
+    paths = {"a": section["a"], "b": section["b"]}
+    labels = {"a": section.get("a_label", "a"), "b": section.get("b_label", "b")}
+    lines = _missing({labels[k]: v for k, v in paths.items()})
+    if lines:
+        return lines
+    rows = {k: {r["idx"]: r for r in load_certify_run(p)[1]} for k, p in paths.items()}
+    shared = sorted(set(rows["a"]) & set(rows["b"]))
+    if not shared:
+        return ["The two runs share no examples yet."]
+    radii = [float(r) for r in section["radii"]]
+    header = ["run", *(f"r = {r:g}" for r in radii)]
+    lines = [
+        f"On the {len(shared)} examples both runs certified:",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for k in ("a", "b"):
+        radius = np.array([rows[k][i]["radius"] for i in shared], float)
+        correct = np.array(
+            [bool(rows[k][i]["correct"]) and rows[k][i]["prediction"] >= 0 for i in shared]
+        )
+        acc = certified_accuracy(radius, correct, radii)
+        lines.append(f"| {labels[k]} | " + " | ".join(_num(v) for v in acc) + " |")
+    same = sum(rows["a"][i]["prediction"] == rows["b"][i]["prediction"] for i in shared)
+    evals = {k: float(np.mean([rows[k][i]["n"] for i in shared])) for k in ("a", "b") if shared}
+    lines += [
+        "",
+        f"Same prediction (class or abstention) on {same}/{len(shared)} examples; mean samples "
+        f"per example: {labels['a']} {evals['a']:.0f}, {labels['b']} {evals['b']:.0f}.",
+    ]
+    return lines + _sources(experiment, {labels[k]: v for k, v in paths.items()})
+
+
+def _predict(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    from smoothcert.analysis import PREDICT_CATEGORIES, predict_categories
+
+    runs: dict[str, str] = section["runs"]
+    reference = section["reference"]
+    lines = _missing(runs | {"reference": reference})
+    lines += [""] if lines else []
+    present = {k: v for k, v in runs.items() if Path(v).exists()}
+    if not present or not Path(reference).exists():
+        return lines or ["(no runs)"]
+    header = ["run", *PREDICT_CATEGORIES]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    paper = experiment.paper.get(section.get("paper", ""), {}).get("rows", {})
+    for label, path in present.items():
+        cats = predict_categories(path, reference)
+        lines.append(
+            f"| {label} | " + " | ".join(_num(cats[c], 2) for c in PREDICT_CATEGORIES) + " |"
+        )
+        if label in paper:
+            lines.append(
+                f"| {label} (paper) | " + " | ".join(f"{v:.2f}" for v in paper[label]) + " |"
+            )
+    return lines + _sources(experiment, present | {"reference": reference})
+
+
+def _figure8(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    from smoothcert.analysis import figure8, format_table, plot_curves
+
+    run = section["run"]
+    if not Path(run).exists():
+        return [f"`{run}` not run yet."]
+    radii = [float(r) for r in section["radii"]]
+    groups = figure8(run, radii)
+    lines = []
+    for name, summaries in groups.items():
+        lines += [f"**{name}**", "", format_table(summaries), ""]
+    if section.get("plot"):
+        plot_curves(groups, out_dir / section["plot"])
+        lines += [f"![Figure 8]({section['plot']})"]
+    return lines + _sources(experiment, {"run": run})
+
+
+def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    from smoothcert.store import RunStore
+
+    runs: dict[str, str] = section["runs"]
+    lines = _missing(runs)
+    lines += [""] if lines else []
+    present = {k: v for k, v in runs.items() if Path(v).exists()}
+    table: dict[str, tuple[list[float], list[float], int]] = {}
+    for label, path in present.items():
+        with RunStore.read(path) as store:
+            eps = [float(e) for e in store.config["eps"]]
+            correct = np.array([r["correct"] for r in store.rows()], float)
+        if len(correct):
+            table[label] = (eps, correct.mean(axis=0).tolist(), len(correct))
+    if not table:
+        return lines or ["(no runs)"]
+    all_eps = sorted({e for eps, _, _ in table.values() for e in eps})
+    header = ["model", "examples", *(f"ε = {e:g}" for e in all_eps)]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, (eps, acc, n) in table.items():
+        by_eps = dict(zip(eps, acc, strict=True))
+        cells = [_num(by_eps.get(e, float("nan"))) for e in all_eps]
+        lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    return lines + _sources(experiment, present)
+
+
+def _dcert(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    from smoothcert.dcert_report import dcert_report, plot_dcert
+    from smoothcert.runs.dcert import read_dcert
+
+    run = section["run"]
+    if not Path(run).exists():
+        return [f"`{run}` not run yet."]
+    result = read_dcert(run)
+    lines = [dcert_report(result)]
+    if section.get("plot"):
+        plot_dcert(result, out_dir / section["plot"], title=section.get("title"))
+        lines += ["", f"![certificate and worst-case loss]({section['plot']})"]
+    return lines + _sources(experiment, {"run": run})
+
+
+def _rho(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    import json
+
+    runs: dict[str, str] = section["runs"]
+    lines = _missing(runs)
+    lines += [""] if lines else []
+    paper = experiment.paper.get(section.get("paper", ""), {}).get("rows", {})
+    lines += [
+        "| model | γ | σ | examples | ρ (with noise) | ρ_adv | ε = √ρ_adv | ε (paper) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    present = {k: v for k, v in runs.items() if Path(v).exists()}
+    for label, path in present.items():
+        r = json.loads(Path(path).read_text())
+        published = paper.get(label)
+        lines.append(
+            f"| {label} | {r['gamma']:g} | {r['sigma']:g} | {r['examples']} | "
+            f"{r['rho']:.4f} ± {r['rho_se']:.4f} | {r['rho_adv']:.4f} ± {r['rho_adv_se']:.4f} | "
+            f"{r['eps']:.3f} | {published if published is not None else ''} |"
+        )
+    return lines + _sources(experiment, present)
+
+
+def _notes(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    return [str(section.get("text", "")).strip()]
+
+
+_SECTIONS: dict[str, Callable[[Experiment, dict, Path], list[str]]] = {
+    "training": _training,
+    "certified-accuracy": _certified_accuracy,
+    "agreement": _agreement,
+    "predict": _predict,
+    "figure8": _figure8,
+    "attack": _attack,
+    "dcert": _dcert,
+    "rho": _rho,
+    "notes": _notes,
+}
+
+
+def section_kinds() -> list[str]:
+    return list(_SECTIONS)

@@ -1,0 +1,292 @@
+"""Run an experiment's stages in order, skip finished ones, and say where a run stands.
+
+Each stage is a `smoothcert` command, and every command already resumes (training from its
+resume state, certification from the rows in its run file), so running an experiment again
+after a crash or at the next session continues where it stopped. The runner only keeps books
+in ``RUNS/experiment-state.json``: per stage its exact arguments, status, attempts and the
+wall time spent (updated every half minute while a stage runs, so a kill loses at most that).
+A stage counts as finished only with the same arguments: editing a scale reruns what changed.
+One runner per experiment and scale at a time (an advisory lock on ``RUNS/.experiment.lock``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from smoothcert.experiments.spec import Experiment, Stage
+
+STATE_FILE = "experiment-state.json"
+LOCK_FILE = ".experiment.lock"
+_HEARTBEAT_S = 30.0
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    stage: Stage
+    status: str  # "done" | "running" | "failed" | "interrupted" | "left"
+    seconds: float  # wall time spent so far, over every attempt
+    left_seconds: float | None  # estimate of the time still needed (None: unknown)
+    progress: str  # e.g. "12/30 epochs", "140/500 examples", "" when unknown
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _atomic_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_state(experiment: Experiment) -> dict[str, Any]:
+    path = experiment.runs_dir / STATE_FILE
+    if not path.is_file():
+        return {"stages": {}}
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ValueError(f"{path} is corrupt; delete it to start the bookkeeping anew") from None
+    if not isinstance(state, dict) or not isinstance(state.get("stages"), dict):
+        raise ValueError(f"{path} is corrupt; delete it to start the bookkeeping anew")
+    return state
+
+
+@contextlib.contextmanager
+def _experiment_lock(experiment: Experiment) -> Iterator[None]:
+    experiment.runs_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(experiment.runs_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"experiment {experiment.name} at scale {experiment.scale} is already running "
+                f"(lock {experiment.runs_dir / LOCK_FILE}); see `experiment status`"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def is_running(experiment: Experiment) -> bool:
+    """Whether a runner holds this experiment's lock now."""
+    lock = experiment.runs_dir / LOCK_FILE
+    if not lock.exists():
+        return False
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def is_done(stage: Stage, state: dict[str, Any]) -> bool:
+    entry = state["stages"].get(stage.name)
+    return bool(entry) and entry.get("status") == "done" and entry.get("argv") == list(stage.argv)
+
+
+def run_experiment(
+    experiment: Experiment,
+    execute: Callable[[list[str]], int],
+    *,
+    only: list[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> bool:
+    """Run the stages not yet done, in order; stop at the first that fails.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        From :func:`smoothcert.experiments.load_experiment`.
+    execute : callable
+        Runs one stage's smoothcert arguments and returns its exit code (the CLI's ``main``).
+    only : list of str, optional
+        Run just these stages (names), still in file order.
+    log : callable, optional
+        Receives one line per stage started, skipped or finished.
+
+    Returns
+    -------
+    bool
+        True when every selected stage is done.
+    """
+    say = log or (lambda _line: None)
+    stages = [s for s in experiment.stages if only is None or s.name in only]
+    if only is not None:
+        unknown = sorted(set(only) - {s.name for s in experiment.stages})
+        if unknown:
+            names = ", ".join(s.name for s in experiment.stages)
+            raise ValueError(f"unknown stage(s) {', '.join(unknown)}; stages are: {names}")
+    with _experiment_lock(experiment):
+        state = read_state(experiment)
+        state_path = experiment.runs_dir / STATE_FILE
+        for i, stage in enumerate(stages, 1):
+            if is_done(stage, state):
+                say(f"[{i}/{len(stages)}] {stage.name}: done")
+                continue
+            say(f"[{i}/{len(stages)}] {stage.name}: {stage.command}")
+            entry = state["stages"].setdefault(stage.name, {"seconds": 0.0, "attempts": 0})
+            if entry.get("argv") not in (None, list(stage.argv)):
+                entry["previous_argv"] = entry.get("argv")
+            entry.update(argv=list(stage.argv), status="running", started=_now())
+            entry["attempts"] = int(entry.get("attempts", 0)) + 1
+            state["current"] = {"stage": stage.name, "pid": os.getpid(), "started": _now()}
+            _atomic_json(state_path, state)
+            code = _execute_with_heartbeat(execute, stage, state, entry, state_path)
+            entry["finished"] = _now()
+            entry["status"] = "done" if code == 0 else ("interrupted" if code == 130 else "failed")
+            entry["exit_code"] = code
+            state.pop("current", None)
+            _atomic_json(state_path, state)
+            if code != 0:
+                say(f"{stage.name}: {entry['status']} (exit code {code}); rerun to continue")
+                return False
+            say(f"{stage.name}: done in {format_seconds(entry['seconds'])}")
+    return True
+
+
+def _execute_with_heartbeat(
+    execute: Callable[[list[str]], int],
+    stage: Stage,
+    state: dict[str, Any],
+    entry: dict[str, Any],
+    state_path: Path,
+) -> int:
+    """Run the stage, adding its wall time to ``entry`` every half minute and at the end."""
+    base, t0 = float(entry.get("seconds", 0.0)), time.monotonic()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def beat() -> None:
+        while not stop.wait(_HEARTBEAT_S):
+            with lock:
+                entry["seconds"] = base + time.monotonic() - t0
+                with contextlib.suppress(OSError):
+                    _atomic_json(state_path, state)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        code = execute(list(stage.argv))
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        stop.set()
+        thread.join()
+        entry["seconds"] = base + time.monotonic() - t0
+    return code
+
+
+def format_seconds(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def experiment_status(experiment: Experiment) -> list[StageStatus]:
+    """Each stage's status, time spent and an estimate of the time left.
+
+    The estimate reads the stage's own outputs where it can (a training run's completed epochs
+    and their mean time; a certification run's rows and their mean seconds); otherwise it uses
+    the time a finished stage of the same template took; otherwise it is unknown.
+    """
+    state = read_state(experiment)
+    running = is_running(experiment)
+    current = state.get("current", {}).get("stage") if running else None
+    finished_by_template: dict[str, float] = {}
+    for stage in experiment.stages:
+        if is_done(stage, state):
+            finished_by_template.setdefault(
+                stage.template, state["stages"][stage.name].get("seconds", 0.0)
+            )
+    out = []
+    for stage in experiment.stages:
+        entry = state["stages"].get(stage.name, {})
+        seconds = float(entry.get("seconds", 0.0))
+        if is_done(stage, state):
+            out.append(StageStatus(stage, "done", seconds, 0.0, ""))
+            continue
+        if stage.name == current:
+            status = "running"
+        elif entry.get("argv") == list(stage.argv) and entry.get("status") in (
+            "failed",
+            "interrupted",
+        ):
+            status = entry["status"]
+        else:
+            status = "left"
+        left, progress = _probe(stage)
+        if left is None and stage.template in finished_by_template:
+            left = max(finished_by_template[stage.template] - seconds, 0.0)
+        out.append(StageStatus(stage, status, seconds, left, progress))
+    return out
+
+
+def _probe(stage: Stage) -> tuple[float | None, str]:
+    """(seconds left, progress text) from the stage's own outputs, when they tell."""
+    command, out = stage.argv[0], stage.option("--out")
+    if out is None:
+        return None, ""
+    if command == "train":
+        return _probe_training(Path(out), stage.option("--epochs"))
+    if command in ("certify", "predict", "attack"):
+        return _probe_rows(Path(out), stage.option("--max"))
+    return None, ""
+
+
+def _probe_training(out: Path, epochs_text: str | None) -> tuple[float | None, str]:
+    epochs = int(epochs_text) if epochs_text and epochs_text.isdigit() else 10
+    metrics = out / "metrics.jsonl"
+    if not metrics.is_file():
+        return None, f"0/{epochs} epochs"
+    try:
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError:
+        return None, ""
+    done = len(rows)
+    if not rows:
+        return None, f"0/{epochs} epochs"
+    per_epoch = sum(r.get("train_seconds", 0) + r.get("eval_seconds", 0) for r in rows) / done
+    return max(epochs - done, 0) * per_epoch, f"{done}/{epochs} epochs"
+
+
+def _probe_rows(out: Path, max_text: str | None) -> tuple[float | None, str]:
+    if not out.is_file():
+        return None, ""
+    try:
+        con = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+        try:
+            cols = [r[1] for r in con.execute("PRAGMA table_info(results)")]
+            if "seconds" in cols:
+                done, spent = con.execute("SELECT COUNT(*), SUM(seconds) FROM results").fetchone()
+            else:
+                done, spent = con.execute("SELECT COUNT(*), NULL FROM results").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None, ""
+    total = int(max_text) if max_text and max_text.isdigit() else None
+    progress = f"{done}/{total} examples" if total else f"{done} examples"
+    if total is None or not done or spent is None:
+        return None, progress
+    return max(total - done, 0) * spent / done, progress

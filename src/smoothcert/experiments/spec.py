@@ -1,0 +1,237 @@
+"""Experiment files: a TOML description of an experiment as stages, at named scales.
+
+An experiment file has a name, named scales (tables of variables) and an ordered list of
+stages. A stage is one `smoothcert` command whose arguments may name variables as ``{var}``;
+``foreach`` repeats a stage for every value of a list variable. An argument that is exactly
+``{var}`` where ``var`` is a list is spliced in as several arguments (so a scale can add flags
+another scale leaves out), and every scale gets ``{runs}`` = ``runs/NAME/SCALE`` and
+``{results}`` = ``results/NAME/SCALE``::
+
+    name = "cohen-mnist"
+    title = "Cohen et al.: Gaussian training and CERTIFY on MNIST"
+
+    [scales.smoke]
+    sigmas = [0.25]
+    epochs = 1
+
+    [[stages]]
+    name = "train-sigma{sigma}"
+    foreach = "sigma in sigmas"
+    command = ["train", "--sigma", "{sigma}", "--epochs", "{epochs}", "--out", "{runs}/train"]
+
+The ``[report]`` table describes what the report shows (see :mod:`.report`); it is read by the
+report, not here, apart from the same variable substitution.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_FOREACH = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+in\s+([A-Za-z_][A-Za-z0-9_]*)\s*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One command of an experiment at one scale, with every variable substituted."""
+
+    name: str  # unique within the experiment, e.g. "train-sigma0.25"
+    template: str  # the stage's name before substitution (stages from one foreach share it)
+    argv: tuple[str, ...]  # the smoothcert arguments, e.g. ("train", "--dataset", "mnist", ...)
+
+    @property
+    def command(self) -> str:
+        """The shell command that runs this stage by hand."""
+        return " ".join(["smoothcert", *(_shell_quote(a) for a in self.argv)])
+
+    def option(self, flag: str) -> str | None:
+        """The value following ``flag`` in the arguments (None when absent)."""
+        args = list(self.argv)
+        if flag in args and args.index(flag) + 1 < len(args):
+            return args[args.index(flag) + 1]
+        return None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment file resolved at one scale."""
+
+    path: Path
+    name: str
+    title: str
+    scale: str
+    scales: tuple[str, ...]
+    variables: dict[str, Any]
+    stages: tuple[Stage, ...]
+    report: dict[str, Any] = field(default_factory=dict)
+    paper: dict[str, Any] = field(default_factory=dict)  # published numbers, as written
+
+    @property
+    def runs_dir(self) -> Path:
+        return Path(self.variables["runs"])
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.variables["results"])
+
+    def substitute(self, value: Any) -> Any:
+        """``value`` (str, list or table) with ``{var}`` replaced by this scale's variables."""
+        return _substitute(value, self.variables, where="report")
+
+
+def _shell_quote(arg: str) -> str:
+    if arg and all(c.isalnum() or c in "-_./:=,+@%" for c in arg):
+        return arg
+    return "'" + arg.replace("'", "'\"'\"'") + "'"
+
+
+def _format(text: str, variables: dict[str, Any], where: str) -> str:
+    def value(match: re.Match) -> str:
+        key = match.group(1)
+        if key not in variables:
+            raise ValueError(f"{where}: unknown variable {{{key}}}")
+        v = variables[key]
+        if isinstance(v, (list, dict)):
+            raise ValueError(f"{where}: list variable {{{key}}} must be a whole argument")
+        return _scalar_text(v)
+
+    return _VAR.sub(value, text)
+
+
+def _scalar_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _substitute(value: Any, variables: dict[str, Any], where: str) -> Any:
+    if isinstance(value, str):
+        whole = _VAR.fullmatch(value)
+        if whole and isinstance(variables.get(whole.group(1)), list):
+            return list(variables[whole.group(1)])
+        return _format(value, variables, where)
+    if isinstance(value, list):
+        return [_substitute(v, variables, where) for v in value]
+    if isinstance(value, dict):
+        return {
+            _format(k, variables, where): _substitute(v, variables, where) for k, v in value.items()
+        }
+    return value
+
+
+def _expand_argv(args: list[Any], variables: dict[str, Any], where: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for arg in args:
+        if not isinstance(arg, (str, int, float)) or isinstance(arg, bool):
+            raise ValueError(f"{where}: command arguments must be strings or numbers, got {arg!r}")
+        whole = _VAR.fullmatch(arg) if isinstance(arg, str) else None
+        if whole and isinstance(variables.get(whole.group(1)), list):
+            # A list's items may name scalar variables themselves (one level).
+            out += [_format(_scalar_text(v), variables, where) for v in variables[whole.group(1)]]
+        else:
+            out.append(_format(str(arg), variables, where))
+    return tuple(out)
+
+
+def load_experiment(path: str | Path, scale: str, *, root: str | Path | None = None) -> Experiment:
+    """Read the experiment file ``path`` and resolve it at ``scale``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The TOML file.
+    scale : str
+        One of the file's ``[scales]``, e.g. ``"smoke"``, ``"cpu"`` or ``"paper"``.
+    root : str or Path, optional
+        Where ``runs/`` and ``results/`` go (default: the current directory).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        The file is not valid TOML, misses a required key, names an unknown scale or variable,
+        or gives two stages one name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"experiment file {path} does not exist")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"experiment file {path} is not valid TOML: {exc}") from None
+    name = doc.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"{path}: 'name' must be a plain name (letters, digits, . _ -)")
+    scales = doc.get("scales")
+    if not isinstance(scales, dict) or not scales:
+        raise ValueError(f"{path}: no [scales.NAME] tables")
+    if scale not in scales:
+        raise ValueError(f"scale must be one of {', '.join(scales)} (from {path}), got {scale!r}")
+    base = Path(root) if root is not None else Path()
+    variables: dict[str, Any] = {
+        "name": name,
+        "scale": scale,
+        "runs": (base / "runs" / name / scale).as_posix(),
+        "results": (base / "results" / name / scale).as_posix(),
+    }
+    variables.update(doc.get("variables", {}))
+    variables.update(scales[scale])
+    stage_docs = doc.get("stages")
+    if not isinstance(stage_docs, list) or not stage_docs:
+        raise ValueError(f"{path}: no [[stages]]")
+    stages: list[Stage] = []
+    for i, sd in enumerate(stage_docs):
+        stages += _expand_stage(sd, variables, f"{path}: stage {i + 1}")
+    names = [s.name for s in stages]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{path}: stage names must be unique, repeated: {', '.join(dupes)}")
+    return Experiment(
+        path=path,
+        name=name,
+        title=str(doc.get("title", name)),
+        scale=scale,
+        scales=tuple(scales),
+        variables=variables,
+        stages=tuple(stages),
+        report=doc.get("report", {}),
+        paper=doc.get("paper", {}),
+    )
+
+
+def _expand_stage(sd: Any, variables: dict[str, Any], where: str) -> list[Stage]:
+    if not isinstance(sd, dict) or not isinstance(sd.get("name"), str):
+        raise ValueError(f"{where}: a stage needs a name")
+    where = f"{where} ({sd['name']})"
+    command = sd.get("command")
+    if not isinstance(command, list) or not command:
+        raise ValueError(f"{where}: 'command' must be a non-empty list of arguments")
+    bindings: list[dict[str, Any]] = [{}]
+    if "foreach" in sd:
+        m = _FOREACH.match(str(sd["foreach"]))
+        if not m:
+            raise ValueError(f"{where}: foreach must read 'VAR in LIST', got {sd['foreach']!r}")
+        var, lst = m.groups()
+        values = variables.get(lst)
+        if not isinstance(values, list):
+            raise ValueError(f"{where}: foreach needs a list variable, {lst!r} is not one")
+        bindings = [{var: v} for v in values]
+    if sd.get("only") is not None and variables["scale"] not in sd["only"]:
+        return []
+    stages = []
+    for binding in bindings:
+        env = variables | binding
+        stages.append(
+            Stage(
+                name=_format(sd["name"], env, where),
+                template=sd["name"],
+                argv=_expand_argv(command, env, where),
+            )
+        )
+    return stages

@@ -1,0 +1,213 @@
+"""Experiment files: every shipped file runs at smoke scale end to end, resumes, and reports;
+bad files and concurrent runners get one-line errors."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers import smoothcert
+from smoothcert.experiments import experiment_status, load_experiment, run_experiment
+from smoothcert.experiments.runner import LOCK_FILE, STATE_FILE
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_the_three_reproductions_ship():
+    assert {p.stem for p in EXPERIMENTS} >= {"cohen-cifar10", "cohen-mnist", "nal-mnist"}
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_scale_resolves_to_commands_the_cli_parses(path):
+    from smoothcert.cli import build_parser
+
+    parser = build_parser()
+    for scale in ("smoke", "cpu", "paper"):
+        experiment = load_experiment(path, scale)
+        assert experiment.stages, scale
+        for stage in experiment.stages:
+            assert "{" not in stage.command, stage.command  # every variable substituted
+            args = parser.parse_args(list(stage.argv))  # flags exist and parse
+            assert args.command == stage.argv[0]
+            if stage.option("--out") is not None:
+                assert stage.option("--out").startswith(f"runs/{experiment.name}/{scale}/")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_smoke_scale_runs_end_to_end_then_skips_everything(path, tmp_path, mnist_train):
+    r = smoothcert("experiment", "run", path, "--scale", "smoke", "--root", tmp_path)
+    report = tmp_path / "results" / path.stem / "smoke" / "report.md"
+    assert report.is_file(), r.stdout
+    text = report.read_text()
+    experiment = load_experiment(path, "smoke", root=tmp_path)
+    assert f"Scale **smoke** of `{path.relative_to(REPO).as_posix()}`" in text or path.stem in text
+    for stage in experiment.stages:  # the command behind every stage is in the report
+        assert f"| {stage.name} | done |" in text
+    assert "not run yet" not in text.split("## Stages")[1]
+    # Every figure the report links exists beside it.
+    for line in text.splitlines():
+        if line.startswith("!["):
+            assert (report.parent / line.split("(")[1].rstrip(")")).is_file(), line
+    state = json.loads((tmp_path / "runs" / path.stem / "smoke" / STATE_FILE).read_text())
+    assert all(s["status"] == "done" and s["attempts"] == 1 for s in state["stages"].values())
+
+    again = smoothcert("experiment", "run", path, "--scale", "smoke", "--root", tmp_path)
+    assert again.stdout.count(": done\n") == len(experiment.stages)
+    state2 = json.loads((tmp_path / "runs" / path.stem / "smoke" / STATE_FILE).read_text())
+    assert all(s["attempts"] == 1 for s in state2["stages"].values())  # nothing reran
+    status = smoothcert("experiment", "status", path, "--scale", "smoke", "--root", tmp_path)
+    assert status.stdout.count(" done ") == len(experiment.stages)
+
+
+def _tiny(tmp_path: Path, epochs: int = 1, extra: str = "") -> Path:
+    f = tmp_path / "tiny.toml"
+    f.write_text(
+        f"""
+name = "tiny"
+[scales.smoke]
+epochs = {epochs}
+{extra}
+[[stages]]
+name = "train"
+command = ["train", "--dataset", "mnist", "--arch", "cnn3", "--method", "gaussian",
+  "--sigma", "0.25", "--epochs", "{{epochs}}", "--subset", "64", "--test-subset", "32",
+  "--batch-size", "32", "--no-progress", "--out", "{{runs}}/train"]
+[[stages]]
+name = "certify"
+command = ["certify", "{{runs}}/train/last.safetensors", "--n0", "10", "--n", "50",
+  "--max", "2", "--batch", "50", "--no-progress", "--out", "{{runs}}/c.db"]
+[[report.sections]]
+kind = "certified-accuracy"
+radii = [0.0, 0.25]
+runs.only = "{{runs}}/c.db"
+"""
+    )
+    return f
+
+
+def test_a_failing_stage_stops_the_run_and_is_retried_next_time(tmp_path, mnist_train):
+    f = _tiny(tmp_path)
+    experiment = load_experiment(f, "smoke", root=tmp_path)
+    codes = iter([3])
+
+    def failing_then_cli(argv: list[str]) -> int:
+        from smoothcert.cli import main
+
+        return next(codes, None) or main(argv)
+
+    assert run_experiment(experiment, failing_then_cli) is False
+    [train, certify] = experiment_status(experiment)
+    assert (train.status, certify.status) == ("failed", "left")
+    assert run_experiment(experiment, failing_then_cli) is True
+    state = json.loads((tmp_path / "runs/tiny/smoke" / STATE_FILE).read_text())
+    assert state["stages"]["train"]["attempts"] == 2
+    assert [s.status for s in experiment_status(experiment)] == ["done", "done"]
+
+
+def test_changed_arguments_rerun_the_stage_which_resumes(tmp_path, mnist_train):
+    experiment = load_experiment(
+        _tiny(tmp_path, extra='more = ["--eval-batch-size", "16"]'), "smoke", root=tmp_path
+    )
+    assert run_experiment(experiment, _cli)
+    # The stage's command now ends with the extra flags: no longer the finished stage.
+    text = (
+        (tmp_path / "tiny.toml").read_text().replace('"{runs}/train"]', '"{runs}/train", "{more}"]')
+    )
+    (tmp_path / "tiny.toml").write_text(text)
+    changed = load_experiment(tmp_path / "tiny.toml", "smoke", root=tmp_path)
+    assert [s.status for s in experiment_status(changed)] == ["left", "done"]
+    lines: list[str] = []
+    assert run_experiment(changed, _cli, log=lines.append)
+    assert "[2/2] certify: done" in lines and lines[0].startswith("[1/2] train: smoothcert")
+    metrics = (tmp_path / "runs/tiny/smoke/train/metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 1  # the training run was found finished, not retrained
+
+
+def test_status_estimates_time_left_from_a_training_runs_epochs(tmp_path):
+    experiment = load_experiment(_tiny(tmp_path, epochs=4), "smoke", root=tmp_path)
+    out = tmp_path / "runs/tiny/smoke/train"
+    out.mkdir(parents=True)
+    rows = [{"epoch": 1, "train_seconds": 9.0, "eval_seconds": 1.0}]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    [train, certify] = experiment_status(experiment)
+    assert (train.status, train.progress, train.left_seconds) == ("left", "1/4 epochs", 30.0)
+    assert certify.left_seconds is None
+
+
+def _cli(argv: list[str]) -> int:
+    from smoothcert.cli import main
+
+    return main(argv)
+
+
+def test_a_second_runner_is_refused_while_one_holds_the_lock(tmp_path):
+    f = _tiny(tmp_path)
+    runs = tmp_path / "runs/tiny/smoke"
+    runs.mkdir(parents=True)
+    fd = os.open(runs / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        r = smoothcert("experiment", "run", f, "--scale", "smoke", "--root", tmp_path, check=False)
+        assert r.returncode == 2
+        assert "is already running" in r.stderr and len(r.stderr.splitlines()) == 1
+        status = smoothcert("experiment", "status", f, "--scale", "smoke", "--root", tmp_path)
+        assert "left" in status.stdout
+    finally:
+        os.close(fd)
+    assert not (runs / "train").exists()
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("name = 'x'\n[scales.smoke]\n[[stages]\n", "is not valid TOML"),
+        ("name = 'x'\n[[stages]]\nname='a'\ncommand=['fetch']\n", "no [scales.NAME] tables"),
+        ("name = 'x'\n[scales.cpu]\n[[stages]]\nname='a'\ncommand=['fetch']\n", "scale must be"),
+        (
+            "name = 'x'\n[scales.smoke]\n[[stages]]\nname='a'\ncommand=['train', '{nope}']\n",
+            "unknown variable {nope}",
+        ),
+        (
+            "name = 'x'\n[scales.smoke]\nl=[1,2]\n[[stages]]\nname='a'\ncommand=['a-{l}']\n",
+            "list variable {l} must be a whole argument",
+        ),
+        (
+            "name = 'x'\n[scales.smoke]\n[[stages]]\nname='a'\ncommand=['fetch']\n"
+            "[[stages]]\nname='a'\ncommand=['fetch']\n",
+            "stage names must be unique, repeated: a",
+        ),
+        ("name = '../x'\n[scales.smoke]\n", "'name' must be a plain name"),
+        (
+            "name = 'x'\n[scales.smoke]\ns=1\n[[stages]]\nname='a{v}'\nforeach='v in s'\n"
+            "command=['fetch']\n",
+            "foreach needs a list variable",
+        ),
+    ],
+)
+def test_bad_experiment_files_are_one_line_errors(tmp_path, body, message):
+    f = tmp_path / "bad.toml"
+    f.write_text(body)
+    r = smoothcert("experiment", "run", f, "--scale", "smoke", "--root", tmp_path, check=False)
+    assert r.returncode == 2
+    assert message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_file_and_unknown_stage(tmp_path):
+    r = smoothcert("experiment", "status", tmp_path / "none.toml", check=False)
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    f = _tiny(tmp_path)
+    r = smoothcert(
+        "experiment", "run", f, "--scale", "smoke", "--stage", "nope", "--root", tmp_path,
+        check=False,
+    )  # fmt: skip
+    assert r.returncode == 2 and "unknown stage(s) nope; stages are: train, certify" in r.stderr

@@ -16,6 +16,7 @@ LAYERS = {
     "stats": 0,
     "smoothing": 1,
     "adaptive": 1,
+    "sound": 1,
     "throughput": 1,
     "attacks": 2,
     "certificates": 3,

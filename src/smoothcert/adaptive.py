@@ -208,8 +208,10 @@ def certify_adaptive(
         )
     if not isinstance(n0, int | np.integer) or isinstance(n0, bool) or n0 < 1:
         raise ValueError(f"n0 must be a positive integer, got {n0!r}")
+    if classifier.sound:
+        raise ValueError("certify_adaptive does not support a sound classifier (sound=True) yet")
     plan = plan_looks(
-        radii, classifier.sigma, alpha, n_max, n_first=n_first, growth=growth,
+        radii, classifier.noise_sigma, alpha, n_max, n_first=n_first, growth=growth,
         final_share=final_share, futility=futility, align=align,
     )  # fmt: skip
     return run_plan(plan, lambda m: classifier.counts(x, m, generator=generator), n0)
@@ -249,6 +251,7 @@ def run_plan(plan: AdaptivePlan, draw: Callable[[int], np.ndarray], n0: int) -> 
         certified=certified,
         looks=looks,
         schedule=plan.looks,
+        sigma=plan.sigma,
     )
 
 

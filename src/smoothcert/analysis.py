@@ -321,6 +321,10 @@ def figure8(
     if config.get("adaptive_radii") is not None:
         # Its bounds were taken at α/J over several looks: a fixed-n re-analysis would be wrong.
         raise ValueError(f"{path} is an adaptive run; Figure 8's re-analysis needs a fixed-n run")
+    if config.get("sound"):
+        # Its pA bounds include the noise table's total-variation term, which this re-analysis
+        # of the standard bounds would drop.
+        raise ValueError(f"{path} is a sound run; Figure 8's re-analysis covers standard runs")
     sigma, n_run, alpha = config["sigma"], config["n"], config["alpha"]
     kw = {"rho": rho}
     by_bound = []

@@ -8,6 +8,11 @@ Speed (docs/performance.md): counts are tallied on the device; noise is drawn in
 of samples so the counts for a seed do not depend on the batch size; the base classifier can
 run under bf16 autocast and in channels-last layout; the batch size can be tuned to the
 throughput plateau. With precision="bf16" the certificate holds for the bf16 classifier.
+
+The radius uses the σ that scaled the noise (:attr:`SmoothedClassifier.noise_sigma`: σ rounded
+to float32 for float32 models, as torch rounds the ``alpha`` of x + σε). With ``sound=True``
+inputs, noise and noisy inputs live on the 8-bit grid (:mod:`smoothcert.sound`) and the
+certificate holds for the classifier as computed in floating point.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import itertools
 import math
 import numbers
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from smoothcert import sound as lattice
 from smoothcert import stats
 
 ABSTAIN = -1
@@ -62,6 +68,8 @@ class Certificate:
     p_a_lower: float
     counts_selection: np.ndarray = field(repr=False)
     counts_estimation: np.ndarray = field(repr=False)
+    sigma: float | None = field(default=None, kw_only=True)
+    """The σ of the radius: the σ that scaled the noise (None where not recorded)."""
 
     @property
     def abstained(self) -> bool:
@@ -86,7 +94,8 @@ def noise_chunk(sample_numel: int) -> int:
 
 
 class _NoiseStream:
-    """Draws ε ~ N(0, I) for consecutive samples in fixed chunks (see :func:`noise_chunk`)."""
+    """Draws ε ~ N(0, I) for consecutive samples in fixed chunks (see :func:`noise_chunk`);
+    with ``draw``, any noise that ``draw(out)`` writes into a [chunk, *shape] tensor."""
 
     def __init__(
         self,
@@ -94,22 +103,27 @@ class _NoiseStream:
         dtype: torch.dtype,
         device: torch.device,
         generator: torch.Generator | None,
+        draw: Callable[[torch.Tensor], None] | None = None,
     ) -> None:
         self.chunk = noise_chunk(math.prod(shape))
         self.generator = generator
+        self.draw = draw or self._randn
         self.pool = torch.empty((self.chunk, *shape), dtype=dtype, device=device)
         self.left = 0  # unused samples at the end of the pool
+
+    def _randn(self, out: torch.Tensor) -> None:
+        torch.randn(out.shape, generator=self.generator, out=out)
 
     def fill(self, out: torch.Tensor) -> None:
         """Fill ``out`` ([b, *shape], contiguous) with the next b samples of the stream."""
         b, pos, c = out.shape[0], 0, self.chunk
         while pos < b:
             if self.left == 0 and b - pos >= c:  # a whole chunk: draw in place, no copy
-                torch.randn(self.pool.shape, generator=self.generator, out=out[pos : pos + c])
+                self.draw(out[pos : pos + c])
                 pos += c
                 continue
             if self.left == 0:
-                torch.randn(self.pool.shape, generator=self.generator, out=self.pool)
+                self.draw(self.pool)
                 self.left = c
             take = min(self.left, b - pos)
             start = c - self.left
@@ -227,6 +241,12 @@ class SmoothedClassifier:
         Feed image batches [B, C, H, W] in channels-last layout (and convert the base model's
         4-D parameters to it, in place: values are unchanged). None means where it helps:
         models with Conv2d layers, on CPU or with bf16.
+    sound : bool, default False
+        Certify the classifier as computed in floating point (:mod:`smoothcert.sound`):
+        inputs must be on the 8-bit grid (every value k/255), the noise is the rounded Gaussian
+        on that grid drawn from random integers, the base model sees (k + J)/255 computed
+        exactly, and CERTIFY's pA lower bound is lowered by the noise table's total-variation
+        bound (below 10⁻¹² for CIFAR-10). Needs a float32 or float64 model.
 
     Raises
     ------
@@ -265,6 +285,7 @@ class SmoothedClassifier:
         input_shape: Sequence[int] | None = None,
         precision: str = "fp32",
         channels_last: bool | None = None,
+        sound: bool = False,
     ) -> None:
         if not isinstance(base, nn.Module):
             raise ValueError(f"base must be a torch.nn.Module, got {type(base).__name__}")
@@ -284,6 +305,8 @@ class SmoothedClassifier:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if channels_last is not None and not isinstance(channels_last, bool):
             raise ValueError(f"channels_last must be True, False or None, got {channels_last!r}")
+        if not isinstance(sound, bool):
+            raise ValueError(f"sound must be True or False, got {sound!r}")
         self.base = base
         self.num_classes = int(num_classes)
         self.sigma = float(sigma)
@@ -291,6 +314,14 @@ class SmoothedClassifier:
         shape = input_shape if input_shape is not None else getattr(base, "input_shape", None)
         self.input_shape: tuple[int, ...] | None = _check_input_shape(shape)
         self.precision = precision
+        self.sound = sound
+        if sound:
+            if model_dtype(base) not in (torch.float32, torch.float64):
+                raise ValueError(
+                    f"sound=True needs a float32 or float64 base model, got {model_dtype(base)}"
+                )
+            # Built once per σ (and validates σ for the table), moved to the device once.
+            self._lattice = lattice.lattice_noise(self.sigma).to(self.device)
         if channels_last is None:
             channels_last = _has_conv2d(base) and (self.device.type == "cpu" or precision == "bf16")
         self.channels_last: bool = channels_last
@@ -298,6 +329,15 @@ class SmoothedClassifier:
         self._fixed_batch_size = int(batch_size) if batch_size is not None else None
         self._tuned: dict[tuple[tuple[int, ...], torch.dtype], int] = {}
         self.batch_size_timings: dict[int, float] = {}  # batch size -> samples/s when tuned
+
+    @property
+    def noise_sigma(self) -> float:
+        """The σ that scales the noise, hence the σ of every radius: σ itself in sound mode
+        (the noise table is built for it) and for float64 models, else σ rounded to float32
+        (torch computes x + σε with σ as a float32 for float32, bf16 and float16 tensors)."""
+        if self.sound or model_dtype(self.base) == torch.float64:
+            return self.sigma
+        return float(torch.tensor(self.sigma, dtype=torch.float32))
 
     @property
     def batch_size(self) -> int | None:
@@ -362,7 +402,7 @@ class SmoothedClassifier:
             batch = torch.randn(
                 (b, *x.shape[1:]), generator=generator, dtype=x.dtype, device=self.device
             )
-            batch.mul_(self.sigma).add_(x)
+            batch.mul_(self.sigma).add_(x / lattice.GRID_LEVELS if self.sound else x)
             if self._uses_channels_last(batch):
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with self._autocast():
@@ -387,7 +427,7 @@ class SmoothedClassifier:
 
     def _prepare(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """One input as a [1, *input_shape] tensor on the device in the model's dtype
-        (:func:`model_dtype`), validated."""
+        (:func:`model_dtype`), validated; in sound mode its grid levels k = 255·x."""
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(x)
         if not isinstance(x, torch.Tensor):
@@ -406,6 +446,9 @@ class SmoothedClassifier:
             x = x.unsqueeze(0)
         # Convert before the check: a huge float64 value becomes Inf in float32.
         dtype = model_dtype(self.base)
+        if self.sound:
+            # The grid levels k (x = k/255), exact integers in the model's dtype.
+            return lattice.grid_levels(x).to(dtype=dtype, device=self.device)
         x = x.to(dtype=dtype)
         if not torch.isfinite(x).all():
             raise ValueError(f"x contains NaN or Inf (as {dtype}, the base model's dtype)")
@@ -427,7 +470,15 @@ class SmoothedClassifier:
         # most batch_size; counted on the device so nothing per sample crosses to the host.
         batch_size = self._batch_size_for(x)
         counts = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
-        noise = _NoiseStream(tuple(x.shape[1:]), x.dtype, self.device, generator)
+        draw = None
+        if self.sound:
+            table = self._lattice
+
+            def draw(out: torch.Tensor) -> None:
+                lattice.draw_lattice_noise(table, out, generator)
+
+        noise = _NoiseStream(tuple(x.shape[1:]), x.dtype, self.device, generator, draw)
+        sigma = self.noise_sigma
         eps = torch.empty((min(batch_size, n), *x.shape[1:]), dtype=x.dtype, device=self.device)
         inputs = eps
         if self._uses_channels_last(x):
@@ -442,7 +493,12 @@ class SmoothedClassifier:
                 b = min(batch_size, remaining)
                 noise.fill(eps[:b])
                 batch = inputs[:b]
-                torch.add(x, eps[:b], alpha=self.sigma, out=batch)  # x + σε, in one pass
+                if self.sound:
+                    # (k + J)/255: the integer k + J is exact, then one rounded division.
+                    torch.add(x, eps[:b], out=batch)
+                    batch.div_(lattice.GRID_LEVELS)
+                else:
+                    torch.add(x, eps[:b], alpha=sigma, out=batch)  # x + σε, in one pass
                 logits = self._check_logits(self.base(batch), b)
                 all_finite &= torch.isfinite(logits).all()
                 counts += torch.bincount(logits.argmax(dim=1), minlength=self.num_classes)
@@ -592,7 +648,11 @@ class SmoothedClassifier:
         counts_estimation = self.counts(x, n, generator=generator)
         n_a = int(counts_estimation[c_hat])
         p_a_lower = float(stats.lower_confidence_bound(n_a, n, alpha))
-        prediction, radius = stats.certify_decision(c_hat, p_a_lower, self.sigma)
+        if self.sound:
+            p_a_lower = self.sound_lower_bound(p_a_lower, self._prepare(x)[0].numel())
+        prediction, radius = stats.certify_decision(c_hat, p_a_lower, self.noise_sigma)
+        if self.sound:
+            radius *= 1 - lattice.RADIUS_MARGIN
         return Certificate(
             prediction=prediction,
             radius=radius,
@@ -601,7 +661,14 @@ class SmoothedClassifier:
             p_a_lower=p_a_lower,
             counts_selection=counts_selection,
             counts_estimation=counts_estimation,
+            sigma=self.noise_sigma,
         )
+
+    def sound_lower_bound(self, p_a_lower: float, dim: int) -> float:
+        """A lower bound on pA under the rounded Gaussian from one under the drawn noise, for
+        inputs of ``dim`` values: minus dim times the table's total-variation bound per
+        coordinate (the distance between product measures is at most the sum; sound mode)."""
+        return max(0.0, p_a_lower - dim * self._lattice.tv)
 
 
 def _sync(device: torch.device) -> None:

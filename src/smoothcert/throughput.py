@@ -140,11 +140,13 @@ def interleaved(
     rounds: int = 5,
     batches_per_round: int = 2,
     baseline: Callable[[int], object] | None = None,
+    sound: bool = False,
 ) -> dict:
     """For each (precision, channels_last) path, alternate forward-only and counts()
     measurements round-robin for ``rounds`` rounds at the same batch size. ``baseline(n)``, if
     given, is timed in each round too (e.g. a plain implementation of the paper's pseudocode).
-    ``x`` is converted to the model's dtype, as ``SmoothedClassifier`` does."""
+    ``x`` is converted to the model's dtype, as ``SmoothedClassifier`` does. With ``sound``,
+    counts() runs in sound mode (x must be on the 8-bit grid)."""
     rounds = check_positive_count("rounds", rounds)
     batches_per_round = check_positive_count("batches_per_round", batches_per_round)
     batch_size = check_positive_count("batch_size", batch_size)
@@ -160,6 +162,7 @@ def interleaved(
             channels_last=p[1],
             input_shape=tuple(x.shape),
             device=device,
+            sound=sound,
         )  # fmt: skip
         for p in paths
     }  # built first: the constructor validates num_classes and sigma before any work
@@ -250,6 +253,7 @@ def benchmark(
     disagreement_draws: int = 100,
     baseline: Callable[[int], object] | None = None,
     paths: Sequence[tuple[str, bool]] | None = None,
+    sound: bool = False,
 ) -> dict:
     """What ``smoothcert bench`` reports for a model and an input like ``x``: every path
     (channels-last ones only for conv nets) measured by :func:`interleaved`, each path's and
@@ -266,7 +270,7 @@ def benchmark(
         paths = [p for p in PATHS if conv or not p[1]]
     measured = interleaved(
         model, x, num_classes=num_classes, sigma=sigma, batch_size=batch_size, paths=paths,
-        rounds=rounds, batches_per_round=batches_per_round, baseline=baseline,
+        rounds=rounds, batches_per_round=batches_per_round, baseline=baseline, sound=sound,
     )  # fmt: skip
     rates = {k: v.pop("counts_rates") for k, v in measured["paths"].items()}
     base = measured.pop("baseline_rates", None)
@@ -276,6 +280,7 @@ def benchmark(
         "machine": machine(device),
         "input_shape": list(x.shape),
         "sigma": sigma,
+        "sound": sound,
         **measured,
         "fastest": fastest,
         "over_fp32": {k: per_round_ratio(r, plain) for k, r in rates.items()},
@@ -288,6 +293,7 @@ def benchmark(
     auto = SmoothedClassifier(
         model, num_classes, sigma, batch_size=None, precision=best["precision"],
         channels_last=best["channels_last"], input_shape=tuple(x.shape), device=device,
+        sound=sound,
     )  # fmt: skip
     chosen = auto.resolve_batch_size(x)
     set_layout(model, False)

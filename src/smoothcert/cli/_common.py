@@ -362,6 +362,12 @@ def add_classifier_options(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "on", "off"),
         help="channels-last memory layout for conv nets (auto: on CPU or with bf16)",
     )
+    parser.add_argument(
+        "--sound",
+        action="store_true",
+        help="certify the classifier as computed in floating point: 8-bit inputs, noise on the "
+        "8-bit grid drawn from random integers (docs/certification.md, 'Sound mode')",
+    )
 
 
 def smoothed_classifier(
@@ -388,6 +394,7 @@ def smoothed_classifier(
         input_shape=dataset.info.input_shape,
         precision=args.precision,
         channels_last=channels_last,
+        sound=args.sound,
     )
 
 

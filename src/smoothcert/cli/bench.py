@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n", type=int, default=100_000, help="samples per certificate for the time estimate"
     )
+    parser.add_argument(
+        "--sound",
+        action="store_true",
+        help="measure counts() in sound mode (noise on the 8-bit grid; docs/certification.md)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if any)")
     parser.add_argument("--json", type=Path, default=None, help="also write the record here")
 
@@ -83,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch, rounds=args.rounds, batches_per_round=args.batches_per_round,
         disagreement_inputs=[torch.as_tensor(dataset[i][0]) for i in range(count)],
         disagreement_draws=args.disagreement_draws, paths=[("fp32", False)] if onnx else None,
+        sound=args.sound,
     )  # fmt: skip
     arch = meta.get("arch") or meta.get("source", {}).get("format")
     record = {"checkpoint": str(args.checkpoint or args.model), "arch": arch, **record}
@@ -99,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
 def _table(record: dict, n: int) -> str:
     m = record["machine"]
     lines = [
-        f"{record['arch']} {tuple(record['input_shape'])} σ={record['sigma']} on {m['device']} "
+        f"{record['arch']} {tuple(record['input_shape'])} σ={record['sigma']}"
+        f"{' (sound mode)' if record.get('sound') else ''} on {m['device']} "
         f"({m['cores']} cores, {m['torch_threads']} threads, torch {m['torch']})",
         f"batch {record['batch_size']}, {record['rounds']} rounds of "
         f"{record['samples_per_round']} samples per path",

@@ -174,7 +174,10 @@ def _run_examples(
     if seed is None:
         # No seed given: draw one now and keep it in the run, so resuming stays consistent.
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-    store = RunStore.open(out, kind, config, schema, info=(info or {}) | {"seed_used": seed})
+    # The σ that scaled the noise (the radii's σ), recorded as provenance: the config keeps
+    # the requested σ so that runs made before it was recorded still resume.
+    info = (info or {}) | {"seed_used": seed, "sigma_noise": classifier.noise_sigma}
+    store = RunStore.open(out, kind, config, schema, info=info)
     seed = int(store.info.get("seed_used", seed))
     done = store.done_indices()
     todo = [i for i in indices if i not in done]
@@ -284,6 +287,8 @@ def certify_dataset(
     check_positive_count("n0", n0)
     check_positive_count("n", n)
     check_alpha(alpha)
+    if adaptive_radii is not None and classifier.sound:
+        raise ValueError("adaptive_radii cannot be used with a sound classifier (sound=True) yet")
     if adaptive_radii is not None:
         adaptive_options = _adaptive_plan_options(
             adaptive_radii, adaptive_options, classifier.sigma, alpha, n
@@ -494,10 +499,14 @@ def _classifier(
 
 
 def _classifier_options(classifier: SmoothedClassifier) -> dict[str, Any]:
-    """Settings of the classifier that change its results (stored in the run's config)."""
+    """Settings of the classifier that change its results (stored in the run's config).
+    ``sound`` is stored only when on, so that runs made before sound mode existed resume, and
+    a run resumed in the other mode is refused either way."""
     options = {}
     for name in ("precision", "channels_last"):
         value = getattr(classifier, name, None)
         if value is not None:
             options[name] = value
+    if getattr(classifier, "sound", False):
+        options["sound"] = True
     return options

@@ -262,9 +262,18 @@ def certified_accuracy_lower_bound(
 
     where Y = ``num_certified_correct`` examples were certified correct at radius ≥ r out of m,
     each with CERTIFY's failure rate α. Clipped below at 0.
+
+    The proof bounds the variance p(1 − p) of a wrong certificate's indicator, p ≤ α, by
+    α(1 − α), which holds only for α ≤ ½ (p(1 − p) increases up to ½): a larger α is refused.
+    The bound holds at one radius with probability ≥ 1 − ρ; at K radii together, with
+    probability ≥ 1 − Kρ (union bound).
     """
     y, m_arr = _check_counts(num_certified_correct, m)
     a = _check_alpha(alpha)
+    if (a > 0.5).any():
+        raise ValueError(
+            f"alpha must be in (0, 0.5] for Theorem 6's lower bound, got {_first(a, a > 0.5)}"
+        )
     r = _check_alpha(rho, "rho")
     log_term = np.log(1 / r)
     bound = (

@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         args, ("n", "skip", "max"), "predicting"
     )
     if args.reference:
-        _check_reference_matches(args, config | run_identity(classifier))
+        _check_reference_matches(
+            args, config | run_identity(classifier) | {"precision": classifier.precision}
+        )
         shared = _reference_overlap(args, len(dataset))
 
     def postfix(tally: dict, row: dict) -> dict:
@@ -116,8 +118,17 @@ def _check_reference_matches(args: argparse.Namespace, config: dict) -> None:
     and split (``config`` is what the predict run will store)."""
     from pathlib import Path
 
-    from smoothcert.analysis import check_reference
+    from smoothcert.analysis import check_independent_noise, check_reference
+    from smoothcert.runs.certify import PREDICT_NOISE_STREAM, is_legacy_predict_run
+    from smoothcert.store import RunStore
 
     if Path(args.reference).resolve() == Path(args.out).resolve():
         raise ValueError(f"--reference {args.reference} is the --out run itself")
     check_reference(args.reference, config)
+    with RunStore.read(args.reference) as ref:
+        ref_kind, ref_config, ref_seed = ref.kind, ref.config, ref.info.get("seed_used")
+    if not is_legacy_predict_run(args.out):  # a legacy run is checked once it is done
+        stream_config = {"n": args.n, "noise_stream": PREDICT_NOISE_STREAM}
+        check_independent_noise(
+            "predict", stream_config, args.seed, ref_kind, ref_config, ref_seed
+        )

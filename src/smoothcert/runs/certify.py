@@ -30,6 +30,7 @@ __all__ = [
     "PREDICT_SCHEMA",
     "select_indices",
     "example_generator",
+    "noise_stream",
     "model_fingerprint",
     "file_sha256",
     "run_identity",
@@ -81,9 +82,20 @@ def select_indices(num_examples: int, skip: int = 1, max_examples: int | None = 
     return indices if max_examples is None else indices[:max_examples]
 
 
-def example_generator(seed: int, idx: int, device: torch.device) -> torch.Generator:
-    """The generator of example ``idx``: independent streams for distinct (seed, idx)."""
-    state = np.random.SeedSequence([seed, idx]).generate_state(2, dtype=np.uint32)
+# The noise stream of a predict run: its draws are seeded by (seed, idx, PREDICT_STREAM, n), so
+# they are independent of a certify run's (seeded by (seed, idx) alone) and of a predict run
+# with another n. Without it, PREDICT's n draws were a prefix of a same-seed reference run's
+# and agreed with it more often than independent draws would (Table 4's "accurate" inflated).
+PREDICT_STREAM = 1
+PREDICT_NOISE_STREAM = "seed, idx, predict, n"  # recorded in the config of new predict runs
+
+
+def example_generator(
+    seed: int, idx: int, device: torch.device, stream: tuple[int, ...] = ()
+) -> torch.Generator:
+    """The generator of example ``idx``: independent streams for distinct (seed, idx, stream).
+    Certify runs use no ``stream`` (their published noise stays as it was)."""
+    state = np.random.SeedSequence([seed, idx, *stream]).generate_state(2, dtype=np.uint32)
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
@@ -148,6 +160,7 @@ def _run_examples(
     evaluate: Callable[[Any, torch.Generator], dict[str, Any]],
     progress: Progress | None,
     on_start: OnStart | None,
+    stream: tuple[int, ...] = (),
 ) -> list[dict[str, Any]]:
     """The resumable loop shared by every per-example run: open (or resume) the run, then for
     each selected example not yet stored, evaluate it with its own generator, commit its row,
@@ -182,7 +195,7 @@ def _run_examples(
         for idx in todo:
             x, label = dataset[idx]
             start = time.perf_counter()
-            row = evaluate(x, example_generator(seed, idx, classifier.device))
+            row = evaluate(x, example_generator(seed, idx, classifier.device, stream))
             seconds = time.perf_counter() - start
             row = {"label": int(label), **row, "correct": int(row["prediction"] == int(label))}
             row["seconds"] = seconds
@@ -311,6 +324,11 @@ def predict_dataset(
         }
 
     run_config = {"command": "predict", "n": n, "alpha": alpha} | (config or {})
+    stream: tuple[int, ...] = (PREDICT_STREAM, n)
+    if is_legacy_predict_run(out):
+        stream = ()  # a run started before the predict stream resumes with the noise it began
+    else:
+        run_config["noise_stream"] = PREDICT_NOISE_STREAM
     return _run_examples(
         classifier,
         dataset,
@@ -324,7 +342,30 @@ def predict_dataset(
         evaluate,
         progress,
         on_start,
+        stream,
     )
+
+
+def is_legacy_predict_run(out: str | os.PathLike) -> bool:
+    """Whether ``out`` holds a predict run from before the predict noise stream (no
+    ``noise_stream`` in its config): its rows drew the same noise as a certify run's."""
+    path = Path(out)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with RunStore.read(path) as store:
+            return store.kind == "predict" and "noise_stream" not in store.config
+    except (ValueError, OSError):
+        return False  # not a run: RunStore.open reports it
+
+
+def noise_stream(kind: str, config: dict[str, Any]) -> tuple[str, int | None]:
+    """The noise stream of a stored certify or predict run: ("base", None) for certify runs
+    and predict runs from before the predict stream, ("predict", n) for the others. Two runs
+    with the same seed draw overlapping noise exactly when their streams are equal."""
+    if kind == "predict" and config.get("noise_stream") == PREDICT_NOISE_STREAM:
+        return "predict", int(config["n"])
+    return "base", None
 
 
 def _adaptive_plan_options(

@@ -129,6 +129,4 @@ def _check_reference_matches(args: argparse.Namespace, config: dict) -> None:
         ref_kind, ref_config, ref_seed = ref.kind, ref.config, ref.info.get("seed_used")
     if not is_legacy_predict_run(args.out):  # a legacy run is checked once it is done
         stream_config = {"n": args.n, "noise_stream": PREDICT_NOISE_STREAM}
-        check_independent_noise(
-            "predict", stream_config, args.seed, ref_kind, ref_config, ref_seed
-        )
+        check_independent_noise("predict", stream_config, args.seed, ref_kind, ref_config, ref_seed)

@@ -143,7 +143,9 @@ def test_certificate_curve_lies_above_empirical_worst_case_loss(trained, sigma):
     fast = {"steps": 30, "num_noise": 4, "num_eval": 32}
     table = surrogate_table(model, data, [0.5, 1.0, 2.0, 4.0], sigma, seed=1, **fast)
     points = worst_case_loss(model, data, [0.75, 1.5, 3.0], sigma, seed=2, **fast)
-    curve = curve_from_table(table, [p.rho_adv_test for p in points])
+    # Weak duality is an identity on the same examples: compare the in-sample minimum (the
+    # split certificate is a mean over other examples, with its own sampling error).
+    curve = curve_from_table(table, [p.rho_adv_test for p in points], select="in-sample")
     mc = math.sqrt((table.value_se**2).mean() / len(data[0]))  # Monte-Carlo error of a mean
     for p, bound in zip(points, curve.value, strict=True):
         assert p.rho_adv_test > 0 and p.loss > 0

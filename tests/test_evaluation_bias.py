@@ -275,3 +275,14 @@ def test_restarts_find_the_sup_a_single_ascent_from_x0_misses() -> None:
     assert one.lagrangian.tolist() == pytest.approx([at_x0] * 3, rel=1e-5)
     best = surrogate(Shell(), x0, y, 1.0, 0.0, restarts=3, **kw)
     assert bool((best.lagrangian > 3.5).all())  # ≈ 5 nats of loss minus a cost below 1
+
+
+# ------------------------------------------------------------------ adaptive CERTIFY docs
+
+
+def test_the_adaptive_docs_state_one_bound_for_the_futility_rule() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "adaptive.md").read_text()
+    # It used to say "at most β" in one section and "at most Jβ" in another; the rule is
+    # checked at the J − 1 looks before the last, each wrong with probability ≤ β.
+    assert "(J − 1)·β" in text
+    assert "at most Jβ" not in text and "given up with\nprobability at most β" not in text

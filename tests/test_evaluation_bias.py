@@ -147,10 +147,7 @@ class Band(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.flatten(1).sum(1) - 1.0
-        if self.kind == "shell":
-            logit0 = (s - 1.0) ** 2 - 0.16
-        else:
-            logit0 = 0.25 - s**2
+        logit0 = (s - 1.0) ** 2 - 0.16 if self.kind == "shell" else 0.25 - s**2
         return torch.stack([self.scale * logit0, torch.zeros_like(s)], 1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from smoothcert.cli import _common
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             "abstain": f"{tally['abstain'] / tally['done']:.3f}",
         }
 
-    bar = _common.RowProgress(args.no_progress, postfix)
+    bar = _common.RowProgress(args.no_progress, postfix, run=args.out)
     try:
         rows = predict_dataset(
             classifier,
@@ -78,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
             on_start=bar.start,
             shard=args.shard,
         )
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"smoothcert predict: {bar.interrupted()}", file=sys.stderr)
+        return 130
     finally:
         bar.close()
     m = len(rows)

@@ -393,9 +393,10 @@ def _adaptive_plan_options(
 
 def check_tsv_target(tsv_path: str | os.PathLike, run_path: str | os.PathLike) -> Path:
     """Refuse a TSV target that would destroy data or cannot be written, before any work: the
-    run file itself, any SQLite file (another run), a directory, or a missing or read-only
-    directory. A missing directory is accepted when it is the run file's own, which creating
-    the run makes. Returns the target as a Path."""
+    run file itself, any SQLite file (another run), a directory, or a directory that is
+    read-only. Missing directories are created when the TSV is written, as they are for a run
+    file (one rule for both outputs), provided their nearest existing ancestor is a writable
+    directory. Returns the target as a Path."""
     tsv, run = Path(tsv_path), Path(run_path)
     if tsv.resolve() == run.resolve() or (
         tsv.exists() and run.exists() and os.path.samefile(tsv, run)
@@ -410,13 +411,13 @@ def check_tsv_target(tsv_path: str | os.PathLike, run_path: str | os.PathLike) -
                     f"TSV output {tsv} is an SQLite file (a run file?); refusing to overwrite it"
                 )
     folder = tsv.resolve().parent
-    run_folder = run.resolve().parent
-    if not folder.is_dir():
-        if folder == run_folder or folder in run_folder.parents:
-            return tsv  # created with the run file, whose own checks cover it
-        raise ValueError(f"directory {folder} of TSV output {tsv} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"directory {folder} of TSV output {tsv} is not writable")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(
+            f"cannot create directory {folder} of TSV output {tsv}: {existing} is a file"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"directory {existing} of TSV output {tsv} is not writable")
     return tsv
 
 
@@ -432,6 +433,7 @@ def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
             raise ValueError(f"{run_path} is a {store.kind!r} run; only certify runs export to TSV")
         rows = store.rows()
     tsv_path = check_tsv_target(tsv_path, run_path)
+    tsv_path.parent.mkdir(parents=True, exist_ok=True)  # as a run file's folder is
     lines = ["idx\tlabel\tpredict\tradius\tcorrect\ttime\n"] + [
         f"{r['idx']}\t{r['label']}\t{r['prediction']}\t{float(r['radius'])!r}\t"
         f"{r['correct']}\t{_elapsed(r['seconds'])}\n"

@@ -15,6 +15,7 @@ from smoothcert.runs.dcert import dcert_dataset, read_dcert
 from smoothcert.store import RunStore
 
 FAST = ["--steps", "2", "--num-noise", "2", "--num-eval", "4", "--batch", "2", "--no-progress"]
+FAST += ["--restarts", "1"]  # the ascent restarts are tested in test_evaluation_bias.py
 GRID = ["--gammas", "1", "3", "--gamma-adv", "2"]
 
 

@@ -21,10 +21,15 @@ def dcert_report(result: DcertResult, rhos: Sequence[float] | None = None) -> st
     n = result.tables["cert", "smooth"].lagrangian.shape[0]
     lines.append(
         f"n = {n} examples, σ = {result.sigma:g}, dσ² = {noise:.4g}; "
-        "values are mean cross-entropy ± standard error over examples; each certificate is "
-        "taken at the γ of the grid chosen on the even-position examples and estimated on "
-        "the odd-position ones (in-sample: the minimum over the grid on all examples, "
-        "biased low by that choice)"
+        "values are mean cross-entropy ± standard error over examples; "
+        + (
+            "each certificate is taken at the γ of the grid chosen on the even-position "
+            "examples and estimated on the odd-position ones (in-sample: the minimum over the "
+            "grid on all examples, biased low by that choice)"
+            if n >= 2
+            else "with one example γ cannot be chosen on other examples: every certificate is "
+            "the in-sample minimum over the grid (biased low)"
+        )
     )
     lines.append("")
     lines.append(

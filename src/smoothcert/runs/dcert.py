@@ -57,7 +57,11 @@ class DcertResult:
     tables: dict[tuple[str, str], SurrogateTable]  # (part, setting) -> per-example table
 
     def curve(self, setting: str, rhos: Sequence[float]) -> CertificateCurve:
-        return curve_from_table(self.tables["cert", setting], rhos)
+        """The certificate with γ chosen on half the examples; with a single example there is
+        no other half, and the curve is the in-sample minimum (its ``select`` says so)."""
+        table = self.tables["cert", setting]
+        select = "split" if table.lagrangian.shape[0] >= 2 else "in-sample"
+        return curve_from_table(table, rhos, select=select)
 
     def worst_case(self, setting: str) -> list[WorstCasePoint]:
         return worst_case_from_table(self.tables["adv", setting])

@@ -54,8 +54,8 @@ class SmoothAdv(Method):
     train_copies: str = field(
         default="one",
         metadata={
-            "help": "noisy copies the loss trains on: one (of the m, the authors' default) or "
-            "all (their multi-noise option)"
+            "help": "noisy copies the loss trains on: one (of the m, as the authors' code "
+            "does) or all (their multi-noise option)"
         },
     )
     random_zero_grad: bool = field(

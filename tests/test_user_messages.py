@@ -123,3 +123,13 @@ def test_export_creates_a_missing_folder_as_certify_out_does(checkpoint, tmp_pat
     (tmp_path / "file").write_text("x")
     bad = smoothcert("export", run, tmp_path / "file" / "r.tsv", check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "is a file" in bad.stderr
+
+
+def test_analyze_says_each_radius_holds_separately(checkpoint, tmp_path) -> None:
+    run = tmp_path / "r.db"
+    smoothcert("certify", checkpoint, *FAST[:-4], "--max", "2", "--out", run, "--no-progress")
+    out = smoothcert("analyze", run, "--radii", "0", "0.5", "1", "--rho", "0.01").stdout
+    assert (
+        "lower bound (Theorem 6), holding at each radius separately with probability 0.99; "
+        "at all 3 radii together with probability >= 0.97 (union bound)" in out
+    )

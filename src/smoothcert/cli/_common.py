@@ -112,12 +112,6 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], 
     dataset_name = args.dataset or meta.get("dataset")
     if not dataset_name:
         raise ValueError("the checkpoint names no dataset; pass --dataset")
-    if args.dataset and meta.get("dataset") not in (None, args.dataset):
-        warn(
-            f"the checkpoint was trained on {meta['dataset']!r}, not on --dataset "
-            f"{args.dataset!r} (allowed when the inputs have the same shape, but its "
-            "predictions there are usually meaningless)"
-        )
     # Data options the model was trained with (e.g. an image folder's resize) apply when the
     # dataset is the checkpoint's own.
     kwargs = dict(meta.get("data_options") or {}) if dataset_name == meta.get("dataset") else {}
@@ -134,6 +128,13 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], 
         raise ValueError(
             f"dataset {dataset_name!r} has {dataset.info.num_classes} classes "
             f"but the checkpoint has {meta['num_classes']}"
+        )
+    if args.dataset and meta.get("dataset") not in (None, args.dataset):
+        # after the checks above: a refused command prints its error alone
+        warn(
+            f"the checkpoint was trained on {meta['dataset']!r}, not on --dataset "
+            f"{args.dataset!r} (allowed when the inputs have the same shape, but its "
+            "predictions there are usually meaningless)"
         )
     return model, meta, dataset
 

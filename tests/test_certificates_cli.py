@@ -15,6 +15,7 @@ from smoothcert.runs.dcert import dcert_dataset, read_dcert
 from smoothcert.store import RunStore
 
 FAST = ["--steps", "2", "--num-noise", "2", "--num-eval", "4", "--batch", "2", "--no-progress"]
+FAST += ["--restarts", "1"]  # the ascent restarts are tested in test_evaluation_bias.py
 GRID = ["--gammas", "1", "3", "--gamma-adv", "2"]
 
 
@@ -97,3 +98,20 @@ def test_dcert_dataset_rejects_bad_arguments(checkpoint, mnist_test, tmp_path):
         dcert_dataset(model, mnist_test, tmp_path / "a.db", **(kw | {"indices": []}))
     with pytest.raises(ValueError, match="indices"):
         dcert_dataset(model, mnist_test, tmp_path / "a.db", **(kw | {"indices": [10**6]}))
+
+
+def test_dcert_restarts_default_to_three_and_old_runs_keep_one(checkpoint, tmp_path, capsys):
+    quick = [a for a in FAST if a not in ("--restarts", "1")]
+    new = tmp_path / "new.db"
+    assert main(["dcert", str(checkpoint), *GRID, *quick, "--out", str(new), "--max", "2"]) == 0
+    with RunStore.read(new) as store:
+        assert store.config["surrogate"]["restarts"] == 3  # recorded for new runs
+    old = tmp_path / "old.db"  # a run made before restarts existed stores no such key
+    assert main(["dcert", str(checkpoint), *GRID, *FAST, "--out", str(old), "--max", "2"]) == 0
+    with RunStore.read(old) as store:
+        assert "restarts" not in store.config["surrogate"]
+    # the same command without --restarts extends it with one start, as it began
+    assert main(["dcert", str(checkpoint), *GRID, *quick, "--out", str(old), "--max", "4"]) == 0
+    with RunStore.read(old) as store:
+        assert "restarts" not in store.config["surrogate"] and len(store.rows()) == 4
+    capsys.readouterr()

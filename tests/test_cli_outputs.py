@@ -306,8 +306,9 @@ def test_matching_reference_gives_table4(checkpoint: Path, certify_run: Path, tm
 
 def test_unwritable_tsv_target_is_refused_before_the_run(checkpoint: Path, tmp_path: Path) -> None:
     db = tmp_path / "t.db"
-    proc = certify(checkpoint, "--out", db, "--tsv", tmp_path / "nodir" / "x.tsv", check=False)
-    refused(proc, f"directory {tmp_path / 'nodir'} of TSV output", "does not exist")
+    (tmp_path / "file").write_text("not a folder")
+    proc = certify(checkpoint, "--out", db, "--tsv", tmp_path / "file" / "x.tsv", check=False)
+    refused(proc, f"cannot create directory {tmp_path / 'file'} of TSV output", "is a file")
     assert not db.exists()
     other = tmp_path / "other.db"
     certify(checkpoint, "--out", other)

@@ -55,7 +55,7 @@ def test_fashion_mnist_real_and_samples():
 
 
 def test_fetch_command_table():
-    assert set(fetch.FETCHERS) == {"mnist", "fashion-mnist", "samples"}
+    assert set(fetch.FETCHERS) == {"mnist", "fashion-mnist", "cifar10", "samples"}
 
 
 def test_cifar10_jpeg_matches_the_original_sample_pixels():

@@ -224,7 +224,9 @@ def test_smoothadv_warmup_and_radius(mnist_train):
     out = m.loss(model, x, y, ctx(0, epoch=1))
     assert out.stats["eps"] == 0.5
     assert 0.3 < out.stats["delta"] <= 0.5 + 1e-6
-    assert out.targets.shape == (32,)
+    assert out.targets.shape == (16,)  # trained on one of the 2 noisy copies per example
+    multi = SmoothAdv(eps=1.0, warmup_epochs=4, steps=3, num_noise=2, sigma=0.1, train_copies="all")
+    assert multi.loss(model, x, y, ctx(0, epoch=1)).targets.shape == (32,)
 
 
 def test_trades_adversary_in_ball_and_raises_kl(mnist_train):

@@ -29,7 +29,9 @@ pA = P(f(x+ε) = ĉA) given the selection, so P(L_j > pA) ≤ α_j for each j an
 bound (Bonferroni), P(∃ j ≤ J: L_j > pA) ≤ Σ_j α_j ≤ α. Outside that event every bound taken
 is ≤ pA, so the returned radius σ·Φ⁻¹(p_a_lower) ≤ σ·Φ⁻¹(pA), which Theorem 1 (with
 pB ≤ 1 − pA) certifies; stopping early only removes looks from the union. The futility rule
-only ever *stops certifying*, so it changes how much is certified (power), never validity.
+only ever *stops certifying*, so it changes how much is certified (power), never validity;
+a threshold still reachable at the true rate pA is given up with probability at most (J − 1)β
+(U_j < pA at one of the J − 1 looks before the last; docs/adaptive.md derives it).
 This is a group-sequential design with α spent over pre-planned looks (in the spirit of
 Lan & DeMets 1983), using the union bound instead of the joint distribution of the looks, which
 makes it conservative but exact for any plan fixed in advance.

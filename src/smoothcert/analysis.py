@@ -152,7 +152,10 @@ def _summary(
     acc = certified_accuracy(radius, correct, radii)
     m = len(radius)
     counts = np.round(acc * m).astype(int)
-    lower = np.asarray(stats.certified_accuracy_lower_bound(counts, m, alpha, rho), float)
+    if alpha <= 0.5:
+        lower = np.asarray(stats.certified_accuracy_lower_bound(counts, m, alpha, rho), float)
+    else:  # Theorem 6 needs α ≤ ½: no lower bound for such a run (shown as "—")
+        lower = np.full(len(acc), np.nan)
     return RunSummary(
         name=name,
         radii=list(map(float, radii)),
@@ -407,6 +410,40 @@ def check_reference(
                 f"has {config.get(key)!r}: it must be a run of the same model, sigma, dataset "
                 "and split"
             )
+    if config is not None:
+        # bf16 and fp32 base classifiers are different smoothed classifiers: g(x) may differ.
+        ours, theirs = config.get("precision", "fp32"), ref_config.get("precision", "fp32")
+        if ours != theirs:
+            raise ValueError(
+                f"reference run {path} has precision {theirs!r} but the predict run has "
+                f"{ours!r}: it must be a run of the same precision"
+            )
+
+
+def check_independent_noise(
+    predict_kind: str,
+    predict_config: Mapping[str, Any],
+    predict_seed: int | None,
+    reference_kind: str,
+    reference_config: Mapping[str, Any],
+    reference_seed: int | None,
+) -> None:
+    """Refuse a reference run whose noise overlaps the predict run's: the same seed and the
+    same noise stream (:func:`smoothcert.runs.certify.noise_stream`), e.g. a predict run from
+    before the predict stream against a certify run of the same seed. PREDICT's draws would
+    then be the reference's own, and "accurate" would count agreement with itself."""
+    from smoothcert.runs.certify import noise_stream
+
+    if predict_seed is None or reference_seed is None or int(predict_seed) != int(reference_seed):
+        return
+    if noise_stream(predict_kind, dict(predict_config)) == noise_stream(
+        reference_kind, dict(reference_config)
+    ):
+        raise ValueError(
+            f"the reference run draws the same noise as the predict run (seed {predict_seed}, "
+            "same noise stream): its top class is not an independent estimate of g(x); use a "
+            "reference with another seed"
+        )
 
 
 def predict_categories(
@@ -415,13 +452,17 @@ def predict_categories(
     """Table 4: fractions of PREDICT outcomes. "correct" = the true label; "accurate" = g(x),
     taken (as in the paper) to be the top class of the reference run's counts — a certify run
     (its estimation counts) or a predict run with a larger n — of the same model and σ on the
-    same examples (:func:`check_reference`)."""
+    same examples (:func:`check_reference`), at the same precision, whose noise is independent
+    of the predict run's (:func:`check_independent_noise`)."""
     with RunStore.read(predict_path) as store:
         if store.kind != "predict":
             raise ValueError(f"{predict_path} is a {store.kind!r} run, expected a predict run")
-        rows, config = store.rows(), store.config
+        rows, config, seed = store.rows(), store.config, store.info.get("seed_used")
     check_reference(reference_path, config)
     with RunStore.read(reference_path) as ref:
+        check_independent_noise(
+            "predict", config, seed, ref.kind, ref.config, ref.info.get("seed_used")
+        )
         key = _REFERENCE_COUNTS[ref.kind]
         reference = {r["idx"]: (r["label"], int(np.argmax(r[key]))) for r in ref.rows()}
     common = [r for r in rows if r["idx"] in reference]

@@ -229,6 +229,7 @@ def surrogate(
     loss_fn: LossFn = cross_entropy_per_example,
     generator: torch.Generator | None = None,
     eval_chunk: int = 32,
+    restarts: int = 1,
 ) -> SurrogateResult:
     """Estimate φ̃γ(θ; x0) = sup_x E_z[ℓ(θ; x+z) − γ‖x+z−x0‖²] for a batch.
 
@@ -243,6 +244,13 @@ def surrogate(
     3. The value at x* is re-estimated with ``num_eval`` FRESH draws: the ascent's own draws
        are biased upward by the selection. Its standard error and the gradient norm at x*
        (the convergence diagnostic) come from the same fresh draws.
+
+    With ``restarts`` > 1 the ascent also runs from ``restarts`` − 1 random starts
+    x0 + δ, δ uniform in direction with ‖δ‖₂ = 1/√γ (where the penalty γ‖δ‖² is one nat, the
+    scale of a cross-entropy), and step 2 keeps, per example, the best iterate of all runs:
+    the sup is then not the value of a single local maximum. Random starts come from
+    ``generator`` after the first run's draws, so ``restarts=1`` gives the same numbers as
+    before restarts existed.
 
     With σ = 0 this is WRM's surrogate sup_x{ℓ(θ; x) − γ‖x − x0‖²} (one draw suffices).
     The model's train/eval mode is left as given; its parameters receive no gradient.
@@ -263,22 +271,25 @@ def surrogate(
     x0 = x0.detach()
     dim = x0[0].numel()
 
-    x, best_x, best_obj = x0.clone(), x0.clone(), None
-    for k in range(steps + 1):
-        # steps=1 evaluates F at x_k with fresh draws and returns x_{k+1}; the last call only
-        # evaluates x_K.
-        r = surrogate_ascent(
-            model, x0, y, gamma=gamma, sigma=sigma, num_noise=num_noise,
-            steps=1 if k < steps else 0,
-            step_size=(lambda _i, k=k: step_size(k)) if callable(step_size) else step_size,
-            cost_with_noise=False, init=x, loss_fn=loss_fn, generator=generator,
-            diagnostics=k == steps,
-        )  # fmt: skip
-        obj = r.objective
-        better = torch.ones_like(obj, dtype=torch.bool) if best_obj is None else obj > best_obj
-        best_obj = obj if best_obj is None else torch.where(better, obj, best_obj)
-        best_x[better] = x[better]
-        x = r.x
+    restarts = check_count("restarts", restarts, 1)
+    best_x, best_obj = x0.clone(), None
+    for run in range(restarts):
+        x = x0.clone() if run == 0 else _random_start(x0, gamma, generator)
+        for k in range(steps + 1):
+            # steps=1 evaluates F at x_k with fresh draws and returns x_{k+1}; the last call
+            # only evaluates x_K.
+            r = surrogate_ascent(
+                model, x0, y, gamma=gamma, sigma=sigma, num_noise=num_noise,
+                steps=1 if k < steps else 0,
+                step_size=(lambda _i, k=k: step_size(k)) if callable(step_size) else step_size,
+                cost_with_noise=False, init=x, loss_fn=loss_fn, generator=generator,
+                diagnostics=k == steps,
+            )  # fmt: skip
+            obj = r.objective
+            better = torch.ones_like(obj, dtype=torch.bool) if best_obj is None else obj > best_obj
+            best_obj = obj if best_obj is None else torch.where(better, obj, best_obj)
+            best_x[better] = x[better]
+            x = r.x
 
     losses, grad_loss = _smoothed_loss_and_grad(
         model, best_x, y, sigma, num_eval, loss_fn, generator, eval_chunk
@@ -302,6 +313,13 @@ def surrogate(
         gamma=float(gamma),
         sigma=sigma,
     )
+
+
+def _random_start(x0: torch.Tensor, gamma: float, generator: torch.Generator | None):
+    """x0 + δ with a uniformly random direction and ‖δ‖₂ = 1/√γ (a restart of the ascent)."""
+    d = torch.randn(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator)
+    d = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x0.dim() - 1)))
+    return x0 + d / math.sqrt(gamma)
 
 
 # --------------------------------------------------------------------------- over a data set
@@ -568,41 +586,73 @@ def certificate(
 
 @dataclass
 class CertificateCurve:
-    """For each ρ: min over the γ grid of γρ + mean φ̃γ (Theorem 3's inf over γ, on a grid)."""
+    """For each ρ: γρ + mean φ̃γ at a γ of the grid chosen without optimistic bias.
+
+    The minimum over γ of Monte-Carlo estimates picks, among the grid, the estimate that came
+    out lowest by chance, so it is biased low. With ``select="split"`` (the default) γ is chosen
+    on the examples at even positions and the certificate is the mean over the examples at odd
+    positions (fresh examples and fresh draws) at that γ; its standard error over those
+    examples is that of a fixed γ, since the choice did not see them. ``in_sample`` keeps the
+    minimum over the grid on all examples, for comparison (optimistic)."""
 
     rho_adv: np.ndarray  # [R] the adversary's budget E‖x − x0‖²
     rho: np.ndarray  # [R] the same budget counted with the noise, ρ_adv + dσ²
     value: np.ndarray  # [R] the certified bound (an estimate)
-    se: np.ndarray  # [R] its standard error over examples, at the minimizing γ
-    gamma: np.ndarray  # [R] the minimizing γ of the grid
+    se: np.ndarray  # [R] its standard error over the examples it is a mean over
+    gamma: np.ndarray  # [R] the γ of the grid the bound is taken at
     gammas: np.ndarray  # [G] the grid
-    mean_lagrangian: np.ndarray  # [G] mean sup_x{ℓ̂ − γ‖x − x0‖²}
+    mean_lagrangian: np.ndarray  # [G] mean sup_x{ℓ̂ − γ‖x − x0‖²} over all examples
     grad_norm_median: np.ndarray  # [G] convergence diagnostic per γ
     sigma: float
     noise_cost: float  # dσ²
-    n: int
+    n: int  # examples in all
+    select: str = "split"
+    n_select: int = 0  # examples γ was chosen on
+    n_eval: int = 0  # examples the value is a mean over
+    in_sample: np.ndarray | None = None  # [R] min over the grid on all examples (optimistic)
+
+
+SELECT = ("split", "in-sample")
 
 
 def curve_from_table(
-    table: SurrogateTable, rhos: Sequence[float], *, rho_with_noise: bool = False
+    table: SurrogateTable,
+    rhos: Sequence[float],
+    *,
+    rho_with_noise: bool = False,
+    select: str = "split",
 ) -> CertificateCurve:
-    """certificate(ρ_adv) = min_γ∈grid { γρ_adv + mean sup_x[ℓ̂(θ; x) − γ‖x − x0‖²] }."""
+    """certificate(ρ_adv) = γ*ρ_adv + mean sup_x[ℓ̂(θ; x) − γ*‖x − x0‖²], γ* from the grid.
+
+    ``select="split"``: γ* = argmin_γ {γρ_adv + mean over the even-position examples}, the
+    value and its standard error from the odd-position examples (needs two examples).
+    ``select="in-sample"``: γ* and the value from all examples, the min over the grid (biased
+    low by the selection; kept for comparison and for the grid's lower envelope)."""
+    if select not in SELECT:
+        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
     r = np.asarray(list(rhos), dtype=np.float64)
     if r.ndim != 1 or r.size == 0:
         raise ValueError(f"rhos must be a non-empty list of numbers, got {rhos!r}")
     rho_adv = np.array([_rho_adv(float(v), table.noise_cost, rho_with_noise, "rhos") for v in r])
     n = table.lagrangian.shape[0]
-    mean_lag = table.lagrangian.mean(0)
-    se_lag = (
-        table.lagrangian.std(0, ddof=1) / math.sqrt(n) if n > 1 else np.full(len(mean_lag), np.nan)
-    )
-    bounds = rho_adv[:, None] * table.gammas[None, :] + mean_lag[None, :]  # [R, G]
+    lag = table.lagrangian
+    if select == "split" and n < 2:
+        raise ValueError(
+            "the certificate needs at least 2 examples: γ is chosen on half of them and the "
+            "bound estimated on the other half"
+        )
+    mean_lag = lag.mean(0)
+    in_sample = (rho_adv[:, None] * table.gammas[None, :] + mean_lag[None, :]).min(1)
+    choose, evaluate = (lag[0::2], lag[1::2]) if select == "split" else (lag, lag)
+    bounds = rho_adv[:, None] * table.gammas[None, :] + choose.mean(0)[None, :]  # [R, G]
     best = bounds.argmin(1)
+    m = evaluate.shape[0]
+    se_eval = evaluate.std(0, ddof=1) / math.sqrt(m) if m > 1 else np.full(lag.shape[1], np.nan)
     return CertificateCurve(
         rho_adv=rho_adv,
         rho=rho_adv + table.noise_cost,
-        value=bounds[np.arange(len(r)), best],
-        se=se_lag[best],
+        value=rho_adv * table.gammas[best] + evaluate.mean(0)[best],
+        se=se_eval[best],
         gamma=table.gammas[best],
         gammas=table.gammas.copy(),
         mean_lagrangian=mean_lag,
@@ -610,6 +660,10 @@ def curve_from_table(
         sigma=table.sigma,
         noise_cost=table.noise_cost,
         n=n,
+        select=select,
+        n_select=choose.shape[0],
+        n_eval=m,
+        in_sample=in_sample,
     )
 
 
@@ -621,14 +675,18 @@ def certificate_curve(
     sigma: float,
     *,
     rho_with_noise: bool = False,
+    select: str = "split",
     **kwargs,
 ) -> CertificateCurve:
-    """The certified bound on the worst-case expected loss as a function of ρ (Theorem 1,
-    minimized over a grid of γ as in Theorem 3). ``rhos`` are ρ_adv = E‖x − x0‖² unless
-    ``rho_with_noise``; the result reports both. Keyword arguments go to
-    :func:`surrogate_table` and :func:`surrogate`."""
+    """The certified bound on the worst-case expected loss as a function of ρ (Theorem 1, at a
+    γ of the grid as in Theorem 3, chosen on other examples than those it is estimated on:
+    :func:`curve_from_table`). ``rhos`` are ρ_adv = E‖x − x0‖² unless ``rho_with_noise``; the
+    result reports both. Keyword arguments go to :func:`surrogate_table` and
+    :func:`surrogate` (e.g. ``restarts``)."""
+    if select not in SELECT:
+        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
     table = surrogate_table(model, data, gammas, sigma, **kwargs)
-    return curve_from_table(table, rhos, rho_with_noise=rho_with_noise)
+    return curve_from_table(table, rhos, rho_with_noise=rho_with_noise, select=select)
 
 
 @dataclass

@@ -353,6 +353,11 @@ def certified_accuracy_lower_bound(
     where Y = ``num_certified_correct`` examples were certified correct at radius ≥ r out of m,
     each with CERTIFY's failure rate α. Clipped below at 0.
 
+    The proof bounds the variance p(1 − p) of a wrong certificate's indicator, p ≤ α, by
+    α(1 − α), which holds only for α ≤ ½ (p(1 − p) increases up to ½): a larger α is refused.
+    The bound holds at one radius with probability ≥ 1 − ρ; at K radii together, with
+    probability ≥ 1 − Kρ (union bound).
+
     Parameters
     ----------
     num_certified_correct : int or array_like
@@ -360,7 +365,7 @@ def certified_accuracy_lower_bound(
     m : int or array_like
         Examples certified in all.
     alpha : float or array_like
-        CERTIFY's failure probability per example, in (0, 1).
+        CERTIFY's failure probability per example, in (0, 0.5].
     rho : float or array_like
         Failure probability of this bound, in (0, 1).
 
@@ -376,6 +381,10 @@ def certified_accuracy_lower_bound(
     """
     y, m_arr = _check_counts(num_certified_correct, m)
     a = _check_alpha(alpha)
+    if (a > 0.5).any():
+        raise ValueError(
+            f"alpha must be in (0, 0.5] for Theorem 6's lower bound, got {_first(a, a > 0.5)}"
+        )
     r = _check_alpha(rho, "rho")
     log_term = np.log(1 / r)
     bound = (

@@ -94,15 +94,33 @@ def pgd_ascent(
     step_size: torch.Tensor,
     loss_of: Callable[[torch.Tensor], torch.Tensor],
     start: torch.Tensor,
+    zero_grad_generator: torch.Generator | None = None,
+    random_zero_grad: bool = False,
 ) -> torch.Tensor:
-    """The L2 PGD loop: ascend ``loss_of`` (a per-example loss of x') from ``start``."""
+    """The L2 PGD loop: ascend ``loss_of`` (a per-example loss of x') from ``start``. With
+    ``random_zero_grad``, an example whose gradient is exactly zero steps along a random
+    unit direction (from ``zero_grad_generator``) instead of staying where it is."""
     x_adv = start
     for _ in range(steps):
         x_adv = x_adv.detach().requires_grad_(True)
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(loss_of(x_adv).sum(), x_adv)
-        x_adv = project_l2(x, x_adv.detach() + _view(step_size, x) * l2_normalize(grad), eps)
+        direction = l2_normalize(grad)
+        if random_zero_grad:
+            direction = _random_where_zero(grad, direction, zero_grad_generator)
+        x_adv = project_l2(x, x_adv.detach() + _view(step_size, x) * direction, eps)
     return x_adv.detach()
+
+
+def _random_where_zero(grad: torch.Tensor, direction: torch.Tensor, generator) -> torch.Tensor:
+    zero = grad.flatten(1).abs().amax(dim=1) == 0
+    if not bool(zero.any()):
+        return direction
+    # drawn for the whole batch, so the stream does not depend on which examples are zero
+    random = l2_normalize(
+        torch.randn(grad.shape, dtype=grad.dtype, device=grad.device, generator=generator)
+    )
+    return torch.where(_view(zero, grad), random, direction)
 
 
 def _check(x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
@@ -195,6 +213,7 @@ def pgd_l2_smoothed(
     step_size: float | torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     random_start: bool = False,
+    random_zero_grad: bool = False,
 ) -> torch.Tensor:
     """L2 PGD on the smoothed classifier (Salman et al. 2019, SmoothAdv; Cohen et al. App. J.3).
 
@@ -202,7 +221,9 @@ def pgd_l2_smoothed(
     of size 2ε/steps along the normalized gradient. By default each step draws ``num_noise``
     fresh copies z ~ N(0, σ²I) from ``generator``; passing ``noise`` [B, m, ...] fixes the draws
     for every step instead (what SmoothAdv's training code does, which then trains on x' + the
-    same draws). Same guarantees as :func:`pgd_l2` (eval mode, no parameter grads, x intact).
+    same draws). With ``random_zero_grad`` an example whose gradient is exactly zero steps
+    along a random direction from ``generator`` (SmoothAdv's attack). Same guarantees as
+    :func:`pgd_l2` (eval mode, no parameter grads, x intact).
     """
     _check(x, y, steps)
     if objective not in OBJECTIVES:
@@ -223,4 +244,6 @@ def pgd_l2_smoothed(
         return smoothed_loss(model, x_adv, y, z, objective)
 
     with eval_mode(model):
-        return pgd_ascent(x, eps_t, steps, alpha, loss_of, start)
+        return pgd_ascent(
+            x, eps_t, steps, alpha, loss_of, start, generator, random_zero_grad=random_zero_grad
+        )

@@ -51,41 +51,85 @@ def _predict(model: nn.Module, x: torch.Tensor, noise_sigma, noise_samples, gene
         return counts.argmax(1)  # first maximum: ties go to the lowest class index
 
 
+def check_steps(steps: int | Sequence[int]) -> list[int]:
+    """The attacks' step counts as a non-empty list of positive integers."""
+    items = [steps] if isinstance(steps, int | np.integer) else list(steps)
+    if not items or any(isinstance(s, bool) or not isinstance(s, int | np.integer) for s in items):
+        raise ValueError(f"steps must be a positive integer or a list of them, got {steps!r}")
+    if any(s < 1 for s in items):
+        raise ValueError(f"steps must be >= 1, got {steps!r}")
+    return [int(s) for s in items]
+
+
 def attack_batch(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     eps_list: Sequence[float],
-    steps: int,
+    steps: int | Sequence[int],
     *,
     noise_sigma: float | None = None,
     noise_samples: int = 8,
     objective: str = "expected",
     generator: torch.Generator | None = None,
+    restarts: int = 1,
 ) -> torch.Tensor:
-    """Predictions [B, len(eps_list)] of one batch under PGD at each radius (see module doc)."""
+    """Predictions [B, len(eps_list)] of one batch under PGD at each radius (see module doc).
+
+    Every attack in ``steps`` (one PGD run per step count) runs ``restarts`` times: the first
+    from x (the NAL paper's protocol), the others from a point drawn uniformly in the ε-ball
+    (``generator``). An example's prediction at ε is that of the first run that fooled it, so
+    it counts as correct only if every run failed. With one step count and one restart no
+    random start is drawn: the results are those of the single attack.
+    """
+    runs = [(s, r) for s in check_steps(steps) for r in range(restarts)]
     columns = []
     for eps in eps_list:
-        if noise_sigma is None:
-            x_adv = pgd_l2(model, x, y, eps, steps) if eps > 0 else x
-        else:
-            x_adv = (
-                pgd_l2_smoothed(
-                    model,
-                    x,
-                    y,
-                    eps,
-                    steps,
-                    noise_sigma,
-                    noise_samples,
-                    objective=objective,
-                    generator=generator,
-                )
-                if eps > 0
-                else x
-            )
-        columns.append(_predict(model, x_adv, noise_sigma, noise_samples, generator))
+        pred = None
+        for num_steps, restart in runs if eps > 0 else runs[:1]:
+            x_adv = x if eps == 0 else _attack(
+                model, x, y, eps, num_steps, restart > 0, noise_sigma, noise_samples,
+                objective, generator,
+            )  # fmt: skip
+            p = _predict(model, x_adv, noise_sigma, noise_samples, generator)
+            pred = p if pred is None else torch.where(pred == y, p, pred)  # keep a success
+        columns.append(pred)
     return torch.stack(columns, dim=1)
+
+
+def _attack(model, x, y, eps, steps, random_start, noise_sigma, noise_samples, objective, gen):
+    if noise_sigma is None:
+        return pgd_l2(model, x, y, eps, steps, random_start=random_start, generator=gen)
+    return pgd_l2_smoothed(
+        model, x, y, eps, steps, noise_sigma, noise_samples, objective=objective,
+        generator=gen, random_start=random_start,
+    )  # fmt: skip
+
+
+def robust_correct(correct: np.ndarray, eps_list: Sequence[float]) -> np.ndarray:
+    """[N, K] bool: example i is robust at eps_list[k] only if it was correct under attack at
+    every radius ε ≤ eps_list[k] — the ε-ball contains every smaller ball, so an adversarial
+    example found at a smaller radius also lies within ε (per-example minimum over radii; a
+    weaker run at a larger radius must not report the example robust again)."""
+    correct = np.asarray(correct, dtype=bool)
+    eps = np.asarray(list(eps_list), dtype=float)
+    if correct.size == 0:
+        return correct.reshape(len(correct), len(eps))
+    order = np.argsort(eps, kind="stable")
+    running = np.logical_and.accumulate(correct[:, order], axis=1)
+    out = np.empty_like(running)
+    out[:, order] = running
+    # equal radii share the verdict of the stricter of them
+    for value in np.unique(eps):
+        same = eps == value
+        out[:, same] = out[:, same].all(axis=1, keepdims=True)
+    return out
+
+
+def check_restarts(restarts: int) -> int:
+    if isinstance(restarts, bool) or not isinstance(restarts, int | np.integer) or restarts < 1:
+        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+    return int(restarts)
 
 
 def as_tensors(data, max_examples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,12 +161,13 @@ def attack_seeded_batch(
     x: torch.Tensor,
     y: torch.Tensor,
     eps_list: list[float],
-    steps: int,
+    steps: int | Sequence[int],
     noise_sigma: float | None,
     noise_samples: int,
     objective: str,
     seed: int,
     first_index: int,
+    restarts: int = 1,
 ) -> torch.Tensor:
     """:func:`attack_batch` with the batch's generator seeded by (seed, its first index), on
     the host: the seeding shared by :func:`robust_accuracy` and the resumable attack runs."""
@@ -137,6 +182,7 @@ def attack_seeded_batch(
         noise_samples=noise_samples,
         objective=objective,
         generator=gen,
+        restarts=restarts,
     ).cpu()
 
 
@@ -144,7 +190,7 @@ def robust_accuracy(
     model: nn.Module,
     data,
     eps_list: Sequence[float],
-    steps: int = 20,
+    steps: int | Sequence[int] = 20,
     *,
     noise_sigma: float | None = None,
     noise_samples: int = 8,
@@ -153,8 +199,14 @@ def robust_accuracy(
     max_examples: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    restarts: int = 1,
 ) -> RobustAccuracy:
     """Accuracy under L2 PGD (``steps`` steps of 2ε/steps) at every radius in ``eps_list``.
+
+    ``steps`` may list several attacks and ``restarts`` adds random starts (see
+    :func:`attack_batch`); an example counts as robust at ε only if every run at every radius
+    ≤ ε failed on it (:func:`robust_correct`), so more attacks never raise the accuracy.
+    ``correct`` holds that per-example verdict, ``predictions`` each radius's own result.
 
     ``data`` is (images in [0,1], labels) or a dataset (see :func:`as_tensors`); the first
     ``max_examples`` examples are attacked. With ``noise_sigma`` the classifier is evaluated with
@@ -171,6 +223,8 @@ def robust_accuracy(
         raise ValueError(f"noise_samples must be >= 1, got {noise_samples}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_steps(steps)
+    check_restarts(restarts)
     x_all, y_all = as_tensors(data, max_examples)
     device = next(model.parameters()).device
     starts = range(0, len(y_all), batch_size)
@@ -184,12 +238,22 @@ def robust_accuracy(
         y = y_all[start : start + batch_size].to(device)
         predictions.append(
             attack_seeded_batch(
-                model, x, y, eps_list, steps, noise_sigma, noise_samples, objective, seed, start
-            )
+                model,
+                x,
+                y,
+                eps_list,
+                steps,
+                noise_sigma,
+                noise_samples,
+                objective,
+                seed,
+                start,
+                restarts,
+            )  # fmt: skip
         )
     pred = torch.cat(predictions).numpy() if predictions else np.zeros((0, len(eps_list)), int)
     labels = y_all.numpy()
-    correct = pred == labels[:, None]
+    correct = robust_correct(pred == labels[:, None], eps_list)
     accuracy = {
         e: float(correct[:, k].mean()) if len(labels) else float("nan")
         for k, e in enumerate(eps_list)

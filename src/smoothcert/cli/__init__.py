@@ -78,8 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as exc:
-        # Bad input: one line on stderr, never a traceback.
-        print(f"smoothcert {args.command}: error: {exc}", file=sys.stderr)
+        # Bad input: one line on stderr, never a traceback; in the command line's words when
+        # the library has them (e.g. a missing dataset: which `smoothcert fetch` to run).
+        message = getattr(exc, "cli_message", None) or exc
+        print(f"smoothcert {args.command}: error: {message}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:
         # A run file damaged while in use (opening one is checked first): rows already

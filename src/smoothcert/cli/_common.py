@@ -268,6 +268,13 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], 
             f"dataset {dataset_name!r} has {dataset.info.num_classes} classes "
             f"but the {what} has {meta['num_classes']}"
         )
+    if args.dataset and meta.get("dataset") not in (None, args.dataset):
+        # after the checks above: a refused command prints its error alone
+        warn(
+            f"the checkpoint was trained on {meta['dataset']!r}, not on --dataset "
+            f"{args.dataset!r} (allowed when the inputs have the same shape, but its "
+            "predictions there are usually meaningless)"
+        )
     return model, meta, dataset
 
 
@@ -308,18 +315,27 @@ def warn(message: str) -> None:
 
 class RowProgress:
     """A tqdm bar over a run's examples, opened only once the run is (re)opened, so a refused
-    run prints nothing but its error. ``postfix(tally, row)`` updates the running figures."""
+    run prints nothing but its error. ``postfix(tally, row)`` updates the running figures,
+    which count the rows stored before a resume too. A resumed run says so in one line on
+    stderr, with or without the bar."""
 
-    def __init__(self, disable: bool, postfix) -> None:
-        self.disable, self.postfix = disable, postfix
+    def __init__(self, disable: bool, postfix, run: str | None = None) -> None:
+        self.disable, self.postfix, self.run = disable, postfix, run
         self.bar = None
         self.tally: dict[str, float] = {"done": 0}
+        self.total = 0
 
     def start(self, done: int, todo: int) -> None:
         from tqdm import tqdm
 
+        self.total = done + todo
+        if done and self.run is not None:
+            print(f"resuming {self.run}: {done}/{self.total} done", file=sys.stderr, flush=True)
+            for row in _stored_rows(self.run):
+                self.tally["done"] += 1
+                self.postfix(self.tally, row)
         self.bar = tqdm(
-            total=done + todo,
+            total=self.total,
             initial=done,
             disable=self.disable,
             unit="ex",
@@ -332,9 +348,32 @@ class RowProgress:
         self.bar.update(1)
         self.bar.set_postfix(self.postfix(self.tally, row))
 
+    def interrupted(self) -> str:
+        """The line to print on Ctrl-C: the rows committed to the run file (a row stored just
+        before the interrupt may not have reached the bar)."""
+        import sqlite3
+
+        from smoothcert.store import RunStore
+
+        done = int(self.tally["done"])
+        if self.run is not None and self.bar is not None:
+            try:
+                with RunStore.read(self.run) as store:
+                    done = len(store.done_indices())
+            except (ValueError, OSError, sqlite3.DatabaseError):
+                pass  # the bar's count is the best we know
+        return f"interrupted after {done}/{self.total}; rerun the same command to resume"
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _stored_rows(path: str) -> list[dict]:
+    from smoothcert.store import RunStore
+
+    with RunStore.read(path) as store:
+        return store.rows()
 
 
 def add_classifier_options(parser: argparse.ArgumentParser) -> None:

@@ -24,7 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eps", type=float, nargs="+", required=True, help="L2 radii (input units)"
     )
-    parser.add_argument("--steps", type=int, default=20, help="PGD steps (step 2ε/steps)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=[20],
+        help="PGD steps (step 2ε/steps); several values run one attack each, and an example "
+        "counts as robust only if every attack failed",
+    )
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="runs of each attack per radius: the first from the input, the others from a "
+        "random point in the ball",
+    )
     parser.add_argument(
         "--noise-sigma", type=float, default=None, help="Gaussian noise std at test time"
     )
@@ -55,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
     from smoothcert.runs import select_indices
     from smoothcert.runs.attack import attack_dataset
 
-    for name in ("batch", "skip", "max", "steps", "noise_samples"):
+    for name in ("batch", "skip", "max", "restarts", "noise_samples"):
         _common.positive_int(name.replace("_", "-"), getattr(args, name))
+    for steps in args.steps:
+        _common.positive_int("steps", steps)
     if not all(math.isfinite(e) and e >= 0 for e in args.eps):
         raise ValueError(f"--eps must be radii >= 0 and finite, got {args.eps}")
     _common.finite("noise-sigma", args.noise_sigma, positive=True)
@@ -79,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             args.eps,
             args.steps,
+            restarts=args.restarts,
             noise_sigma=args.noise_sigma,
             noise_samples=args.noise_samples,
             objective=args.objective,
@@ -96,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
         if args.noise_sigma is None
         else f"noise σ = {args.noise_sigma} at test time, {args.noise_samples} draws"
     )
-    print(f"{result['count']} examples, L2 PGD {args.steps} steps, {setting}")
+    steps = "/".join(map(str, args.steps))
+    print(
+        f"{result['count']} examples, L2 PGD {steps} steps x {args.restarts} restart(s), "
+        f"{setting}; robust at a radius = correct under every attack at every radius up to it"
+    )
     radii = [f"{e:g}" for e in result["eps"]]
     print("| L2 radius | " + " | ".join(radii) + " |")
     print("|---|" + "|".join("---" for _ in radii) + "|")

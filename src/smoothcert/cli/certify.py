@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from smoothcert.cli import _common
 
@@ -120,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
     classifier, dataset, config, info = _common.prepare_smoothed_run(
         args, ("n0", "n", "skip", "max", "n_first"), "certifying"
     )
+    if args.n0 > args.n:
+        _common.warn(
+            f"--n0 {args.n0} is larger than --n {args.n}: the selection draws more samples "
+            "than the estimation the radius comes from (usually n0 is far smaller than n)"
+        )
 
     def postfix(tally: dict, row: dict) -> dict:
         tally["certified"] = tally.get("certified", 0) + int(
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             "s_per_ex": f"{tally['seconds'] / tally['done']:.2f}",
         }
 
-    bar = _common.RowProgress(args.no_progress, postfix)
+    bar = _common.RowProgress(args.no_progress, postfix, run=args.out)
     try:
         rows = certify_dataset(
             classifier,
@@ -160,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
                 else None
             ),
         )
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"smoothcert certify: {bar.interrupted()}", file=sys.stderr)
+        return 130
     finally:
         bar.close()
     if rows:  # a shard can be given no examples (more shards than examples)

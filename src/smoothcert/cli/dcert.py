@@ -14,13 +14,14 @@ HELP = "distributional robustness certificate vs empirical worst-case loss (NAL 
 DESCRIPTION = (
     "For every selected example and every γ of --gammas, estimate sup_x {ℓ̂(x) − γ‖x − x0‖²} "
     "(ℓ̂ the loss smoothed at noise σ, one perturbation shared by the noise draws) by gradient "
-    "ascent, re-estimated with fresh draws; the certificate is min over γ of "
-    "γ·ρ_adv + mean sup (an upper bound on the expected loss of any adversary that moves inputs "
-    "by E‖x − x0‖² ≤ ρ_adv before the noise; ρ with the noise = ρ_adv + dσ²). The empirical "
-    "worst case runs the same ascent at each --gamma-adv with independent draws. Everything is "
-    "also computed at σ = 0 (WRM's certificate of the unsmoothed loss). Rows are committed to "
-    "--out as they are produced; rerunning resumes, a larger --max extends the run (to the same "
-    "numbers as a fresh run with that --max). "
+    "ascent (best of --restarts starts), re-estimated with fresh draws. The certificate is "
+    "γ·ρ_adv + mean sup at the γ of the grid that minimizes it on the even-position examples, "
+    "estimated on the odd-position ones: an upper bound on the expected loss of any adversary "
+    "that moves inputs by E‖x − x0‖² ≤ ρ_adv before the noise (ρ with the noise = "
+    "ρ_adv + dσ²). The empirical worst case runs the same ascent at each --gamma-adv with "
+    "independent draws. Everything is also computed at σ = 0 (WRM's certificate of the "
+    "unsmoothed loss). Rows are committed to --out as they are produced; rerunning resumes, a "
+    "larger --max extends the run (to the same numbers as a fresh run with that --max). "
     "Units: ρ in squared L2 input units ([0,1] pixels), γ in 1/input units², loss in nats."
 )
 
@@ -71,6 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fresh noise draws to re-estimate ℓ̂ at the maximizer (σ > 0)",
     )
     parser.add_argument(
+        "--restarts",
+        type=int,
+        default=None,
+        help="starts per ascent, the best kept: x0 and random points at distance 1/√γ "
+        "(default: 3 for a new run, what an existing run was made with)",
+    )
+    parser.add_argument(
         "--batch",
         type=int,
         default=50,
@@ -104,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from smoothcert.runs import select_indices
     from smoothcert.runs.dcert import dcert_dataset
 
-    for name in ("steps", "num_noise", "num_eval", "batch", "skip", "max", "threads"):
+    for name in ("steps", "num_noise", "num_eval", "batch", "skip", "max", "threads", "restarts"):
         if name == "steps" and args.steps == 0:
             continue
         _common.positive_int(name.replace("_", "-"), getattr(args, name))
@@ -150,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             step_size=args.step_size,
             num_noise=args.num_noise,
             num_eval=args.num_eval,
+            restarts=args.restarts,
         )
     finally:
         bar.close()

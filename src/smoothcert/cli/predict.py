@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from smoothcert.cli import _common
 
@@ -50,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.reference and getattr(dataset, "labeled", True) is False:
         raise ValueError("--reference needs labeled data")
     if args.reference:
-        _check_reference_matches(args, config | run_identity(classifier))
+        _check_reference_matches(
+            args, config | run_identity(classifier) | {"precision": classifier.precision}
+        )
         shared = _reference_overlap(args, len(dataset))
 
     def postfix(tally: dict, row: dict) -> dict:
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             "abstain": f"{tally['abstain'] / tally['done']:.3f}",
         }
 
-    bar = _common.RowProgress(args.no_progress, postfix)
+    bar = _common.RowProgress(args.no_progress, postfix, run=args.out)
     try:
         rows = predict_dataset(
             classifier,
@@ -78,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
             on_start=bar.start,
             shard=args.shard,
         )
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"smoothcert predict: {bar.interrupted()}", file=sys.stderr)
+        return 130
     finally:
         bar.close()
     m = len(rows)
@@ -116,8 +123,15 @@ def _check_reference_matches(args: argparse.Namespace, config: dict) -> None:
     and split (``config`` is what the predict run will store)."""
     from pathlib import Path
 
-    from smoothcert.analysis import check_reference
+    from smoothcert.analysis import check_independent_noise, check_reference
+    from smoothcert.runs.certify import PREDICT_NOISE_STREAM, is_legacy_predict_run
+    from smoothcert.store import RunStore
 
     if Path(args.reference).resolve() == Path(args.out).resolve():
         raise ValueError(f"--reference {args.reference} is the --out run itself")
     check_reference(args.reference, config)
+    with RunStore.read(args.reference) as ref:
+        ref_kind, ref_config, ref_seed = ref.kind, ref.config, ref.info.get("seed_used")
+    if not is_legacy_predict_run(args.out):  # a legacy run is checked once it is done
+        stream_config = {"n": args.n, "noise_stream": PREDICT_NOISE_STREAM}
+        check_independent_noise("predict", stream_config, args.seed, ref_kind, ref_config, ref_seed)

@@ -90,6 +90,15 @@ class ImageDataset(Dataset):
         return f"ImageDataset({i.name!r}, split={i.split!r}, n={len(self)}, shape={i.input_shape})"
 
 
+class DatasetNotFound(FileNotFoundError):
+    """A dataset's files are missing. ``str()`` says what to do in the Python API's words;
+    ``cli_message`` says the same in the command line's (the CLI prints that one)."""
+
+    def __init__(self, message: str, cli_message: str) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message
+
+
 def cache_dir() -> Path:
     """``$SMOOTHCERT_CACHE``, default ``~/.cache/smoothcert``."""
     env = os.environ.get("SMOOTHCERT_CACHE")

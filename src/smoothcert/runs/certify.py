@@ -30,6 +30,7 @@ __all__ = [
     "PREDICT_SCHEMA",
     "select_indices",
     "example_generator",
+    "noise_stream",
     "model_fingerprint",
     "file_sha256",
     "run_identity",
@@ -81,9 +82,20 @@ def select_indices(num_examples: int, skip: int = 1, max_examples: int | None = 
     return indices if max_examples is None else indices[:max_examples]
 
 
-def example_generator(seed: int, idx: int, device: torch.device) -> torch.Generator:
-    """The generator of example ``idx``: independent streams for distinct (seed, idx)."""
-    state = np.random.SeedSequence([seed, idx]).generate_state(2, dtype=np.uint32)
+# The noise stream of a predict run: its draws are seeded by (seed, idx, PREDICT_STREAM, n), so
+# they are independent of a certify run's (seeded by (seed, idx) alone) and of a predict run
+# with another n. Without it, PREDICT's n draws were a prefix of a same-seed reference run's
+# and agreed with it more often than independent draws would (Table 4's "accurate" inflated).
+PREDICT_STREAM = 1
+PREDICT_NOISE_STREAM = "seed, idx, predict, n"  # recorded in the config of new predict runs
+
+
+def example_generator(
+    seed: int, idx: int, device: torch.device, stream: tuple[int, ...] = ()
+) -> torch.Generator:
+    """The generator of example ``idx``: independent streams for distinct (seed, idx, stream).
+    Certify runs use no ``stream`` (their published noise stays as it was)."""
+    state = np.random.SeedSequence([seed, idx, *stream]).generate_state(2, dtype=np.uint32)
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
@@ -150,6 +162,7 @@ def _run_examples(
     evaluate: Callable[[Any, torch.Generator], dict[str, Any]],
     progress: Progress | None,
     on_start: OnStart | None,
+    stream: tuple[int, ...] = (),
 ) -> list[dict[str, Any]]:
     """The resumable loop shared by every per-example run: open (or resume) the run, then for
     each selected example not yet stored, evaluate it with its own generator, commit its row,
@@ -187,7 +200,7 @@ def _run_examples(
         for idx in todo:
             x, label = dataset[idx]
             start = time.perf_counter()
-            row = evaluate(x, example_generator(seed, idx, classifier.device))
+            row = evaluate(x, example_generator(seed, idx, classifier.device, stream))
             seconds = time.perf_counter() - start
             if label is None:  # unlabeled data (PREDICT only): no correctness to record
                 row = {"label": None, **row, "correct": None}
@@ -366,6 +379,11 @@ def predict_dataset(
         }
 
     run_config = {"command": "predict", "n": n, "alpha": alpha} | (config or {})
+    stream: tuple[int, ...] = (PREDICT_STREAM, n)
+    if is_legacy_predict_run(out):
+        stream = ()  # a run started before the predict stream resumes with the noise it began
+    else:
+        run_config["noise_stream"] = PREDICT_NOISE_STREAM
     return _run_examples(
         classifier,
         dataset,
@@ -379,7 +397,30 @@ def predict_dataset(
         evaluate,
         progress,
         on_start,
+        stream,
     )
+
+
+def is_legacy_predict_run(out: str | os.PathLike) -> bool:
+    """Whether ``out`` holds a predict run from before the predict noise stream (no
+    ``noise_stream`` in its config): its rows drew the same noise as a certify run's."""
+    path = Path(out)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with RunStore.read(path) as store:
+            return store.kind == "predict" and "noise_stream" not in store.config
+    except (ValueError, OSError):
+        return False  # not a run: RunStore.open reports it
+
+
+def noise_stream(kind: str, config: dict[str, Any]) -> tuple[str, int | None]:
+    """The noise stream of a stored certify or predict run: ("base", None) for certify runs
+    and predict runs from before the predict stream, ("predict", n) for the others. Two runs
+    with the same seed draw overlapping noise exactly when their streams are equal."""
+    if kind == "predict" and config.get("noise_stream") == PREDICT_NOISE_STREAM:
+        return "predict", int(config["n"])
+    return "base", None
 
 
 def _adaptive_plan_options(
@@ -407,9 +448,10 @@ def _adaptive_plan_options(
 
 def check_tsv_target(tsv_path: str | os.PathLike, run_path: str | os.PathLike) -> Path:
     """Refuse a TSV target that would destroy data or cannot be written, before any work: the
-    run file itself, any SQLite file (another run), a directory, or a missing or read-only
-    directory. A missing directory is accepted when it is the run file's own, which creating
-    the run makes. Returns the target as a Path."""
+    run file itself, any SQLite file (another run), a directory, or a directory that is
+    read-only. Missing directories are created when the TSV is written, as they are for a run
+    file (one rule for both outputs), provided their nearest existing ancestor is a writable
+    directory. Returns the target as a Path."""
     tsv, run = Path(tsv_path), Path(run_path)
     if tsv.resolve() == run.resolve() or (
         tsv.exists() and run.exists() and os.path.samefile(tsv, run)
@@ -424,13 +466,13 @@ def check_tsv_target(tsv_path: str | os.PathLike, run_path: str | os.PathLike) -
                     f"TSV output {tsv} is an SQLite file (a run file?); refusing to overwrite it"
                 )
     folder = tsv.resolve().parent
-    run_folder = run.resolve().parent
-    if not folder.is_dir():
-        if folder == run_folder or folder in run_folder.parents:
-            return tsv  # created with the run file, whose own checks cover it
-        raise ValueError(f"directory {folder} of TSV output {tsv} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"directory {folder} of TSV output {tsv} is not writable")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(
+            f"cannot create directory {folder} of TSV output {tsv}: {existing} is a file"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"directory {existing} of TSV output {tsv} is not writable")
     return tsv
 
 
@@ -446,6 +488,7 @@ def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
             raise ValueError(f"{run_path} is a {store.kind!r} run; only certify runs export to TSV")
         rows = store.rows()
     tsv_path = check_tsv_target(tsv_path, run_path)
+    tsv_path.parent.mkdir(parents=True, exist_ok=True)  # as a run file's folder is
     lines = ["idx\tlabel\tpredict\tradius\tcorrect\ttime\n"] + [
         f"{r['idx']}\t{r['label']}\t{r['prediction']}\t{float(r['radius'])!r}\t"
         f"{r['correct']}\t{_elapsed(r['seconds'])}\n"

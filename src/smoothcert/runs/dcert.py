@@ -57,7 +57,11 @@ class DcertResult:
     tables: dict[tuple[str, str], SurrogateTable]  # (part, setting) -> per-example table
 
     def curve(self, setting: str, rhos: Sequence[float]) -> CertificateCurve:
-        return curve_from_table(self.tables["cert", setting], rhos)
+        """The certificate with γ chosen on half the examples; with a single example there is
+        no other half, and the curve is the in-sample minimum (its ``select`` says so)."""
+        table = self.tables["cert", setting]
+        select = "split" if table.lagrangian.shape[0] >= 2 else "in-sample"
+        return curve_from_table(table, rhos, select=select)
 
     def worst_case(self, setting: str) -> list[WorstCasePoint]:
         return worst_case_from_table(self.tables["adv", setting])
@@ -78,6 +82,7 @@ def dcert_dataset(
     config: dict | None = None,
     info: dict | None = None,
     progress: Callable[[int], None] | None = None,
+    restarts: int | None = None,
     **surrogate_kwargs,
 ) -> DcertResult:
     """Certificate curve and empirical worst-case loss, smoothed (σ) and unsmoothed (σ = 0),
@@ -94,6 +99,9 @@ def dcert_dataset(
     passes every --skip-th example). The certificate's ascents (γ grid) and the adversary's
     (γ_adv sweep) use independent draws, so comparing them is an honest check of weak duality.
     ``progress`` is called with the number of examples added after each block.
+    ``restarts`` is the number of starts of each ascent (:func:`smoothcert.certificates.surrogate`);
+    None means :data:`DEFAULT_RESTARTS` for a new run and, for an existing run, what it was
+    made with (1 for runs from before restarts), so a run resumes as it began.
     """
     grid = check_gammas(gammas)
     adv = check_gammas(gamma_adv, "gamma_adv")
@@ -106,6 +114,11 @@ def dcert_dataset(
         raise ValueError("no examples selected")
     pool = idx if selection is None else [int(i) for i in selection]
     _check_selection(idx, pool, dataset_length(dataset))
+    if restarts is None:
+        restarts = _stored_restarts(out)
+    restarts = check_count("restarts", restarts, 1)
+    if restarts > 1:  # runs with one start store no key: those from before restarts resume
+        surrogate_kwargs = surrogate_kwargs | {"restarts": restarts}
     run_config = {
         "command": "dcert",
         "model_sha256": model_fingerprint(model),
@@ -161,6 +174,24 @@ def dcert_dataset(
 
 
 SELECTION_KEY = "selection_sha"
+
+#: Starts per ascent of a new dcert run: x0 and two random starts (best of the three).
+DEFAULT_RESTARTS = 3
+
+
+def _stored_restarts(out) -> int:
+    """The restarts an existing dcert run at ``out`` was made with (1 when its config names
+    none), or DEFAULT_RESTARTS when there is no such run."""
+    path = Path(out)
+    if not path.is_file() or path.stat().st_size == 0:
+        return DEFAULT_RESTARTS
+    try:
+        with RunStore.read(path) as store:
+            if store.kind != "dcert":
+                return DEFAULT_RESTARTS
+            return int(store.config.get("surrogate", {}).get("restarts", 1))
+    except (ValueError, OSError, sqlite3.DatabaseError):
+        return DEFAULT_RESTARTS  # not a (sound) run store: RunStore.open gives the error
 
 
 def _check_selection(idx: list[int], pool: list[int], n_data: int) -> None:

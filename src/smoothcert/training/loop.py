@@ -39,7 +39,7 @@ from smoothcert.checkpoint import (
 from smoothcert.data import AUGMENTATIONS, ImageDataset, augment_batch, load_dataset
 from smoothcert.models import create_model
 from smoothcert.training.evaluate import accuracy
-from smoothcert.training.method import BatchContext, Method, get_method
+from smoothcert.training.method import BatchContext, Method, get_method, method_class
 from smoothcert.training.precision import (
     PRECISIONS,
     AutocastModel,
@@ -282,8 +282,31 @@ def _with_defaults(previous: dict[str, Any]) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError):
         return filled  # an unknown method: the comparison reports it
     if isinstance(options, dict):
-        filled["method_options"] = defaults | options
+        legacy = method_class(filled["method"]).LEGACY
+        filled["method_options"] = defaults | legacy | options
     return filled
+
+
+def recorded_legacy_options(config: TrainConfig) -> dict[str, Any]:
+    """For a run being resumed in ``config.out_dir`` whose config.json predates some of the
+    method's hyperparameters: those the caller left unset, at the values the run was trained
+    with (:attr:`Method.LEGACY`), so it resumes with the behaviour it began with. Else {}."""
+    cfg = Path(config.out_dir) / CONFIG_FILE
+    try:
+        previous = json.loads(cfg.read_text())
+        cls = method_class(config.method)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(previous, dict) or previous.get("method") != config.method:
+        return {}
+    recorded = previous.get("method_options")
+    if not isinstance(recorded, dict):
+        return {}
+    return {
+        k: v
+        for k, v in cls.LEGACY.items()
+        if k not in recorded and config.method_options.get(k) is None
+    }
 
 
 def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -398,6 +421,9 @@ def train(
         ``config.out_dir`` holds a different run.
     """
     config.validate()
+    legacy = recorded_legacy_options(config)
+    if legacy:
+        config = dataclasses.replace(config, method_options=config.method_options | legacy)
     method = get_method(config.method, **config.method_options)
     # Record every hyperparameter explicitly, so defaults changing later cannot alter a resume.
     config = dataclasses.replace(config, method_options=method.hyperparameters())

@@ -44,6 +44,10 @@ class Method:
     """Base class. Subclasses are dataclasses whose fields are the method's hyperparameters."""
 
     name: ClassVar[str] = ""
+    #: Hyperparameters added after runs were recorded without them, at the value those runs
+    #: were trained with (the behaviour before the option existed). A run whose config.json
+    #: lacks one resumes with this value, not with the new default (training.loop).
+    LEGACY: ClassVar[dict[str, Any]] = {}
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext

@@ -3,9 +3,21 @@ smoothed classifiers", SmoothAdv_PGD training).
 
 Per batch: draw m copies z_1..z_m ~ N(0, σ²I) per example; find one δ with ‖δ‖₂ ≤ ε_t and
 x + δ ∈ [0,1] by T steps of L2 PGD (step 2ε_t/T, δ from 0) on the soft smoothed classifier's
-loss −log((1/m) Σ_j softmax(f(x + δ + z_j))_y), the same draws at every step; then minimize
-(1/m) Σ_j CE(f(x + δ + z_j), y) on those same copies. ε_t grows linearly over the first
-``warmup_epochs`` epochs: ε_t = ε · min(1, (epoch + 1)/warmup_epochs).
+loss −log((1/m) Σ_j softmax(f(x + δ + z_j))_y), the same draws at every step; where the
+attack's gradient is exactly zero the step goes along a random direction (as the authors'
+attack does, instead of not moving). Then minimize the cross-entropy at x + δ + z_j:
+
+- ``train_copies="one"`` (the authors' default): on one of the m copies per example, z_1;
+  the other m − 1 copies only shape δ;
+- ``train_copies="all"`` (their "multi-noise" option): the mean over all m copies.
+
+The authors' script also splits each loaded batch of B examples into m mini-batches of B/m
+examples (each replicated m times, one optimizer step each); here one optimizer step sees one
+batch, so ``--batch-size B/m`` gives the same examples per step.
+
+ε_t grows linearly over the first ``warmup_epochs`` epochs: ε_t = ε · min(1, (epoch + 1)/w).
+Runs recorded before ``train_copies`` and ``random_zero_grad`` existed trained on all copies
+and stayed put at a zero gradient; they resume so.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from smoothcert.training.method import BatchContext, Method, MethodOutput, regis
 @dataclass
 class SmoothAdv(Method):
     name = "smoothadv"
+    LEGACY = {"train_copies": "all", "random_zero_grad": False}
 
     sigma: float = field(
         default=0.25, metadata={"help": "std of the Gaussian noise (input units, pixels in [0,1])"}
@@ -37,6 +50,20 @@ class SmoothAdv(Method):
     )
     warmup_epochs: int = field(
         default=10, metadata={"help": "epochs over which ε grows linearly to eps (epochs)"}
+    )
+    train_copies: str = field(
+        default="one",
+        metadata={
+            "help": "noisy copies the loss trains on: one (of the m, as the authors' code "
+            "does) or all (their multi-noise option)"
+        },
+    )
+    random_zero_grad: bool = field(
+        default=True,
+        metadata={
+            "help": "step along a random direction where the attack's gradient is exactly "
+            "zero, as the authors' attack does (false: no step there)"
+        },
     )
     objective: str = field(
         default="smoothadv",
@@ -57,6 +84,8 @@ class SmoothAdv(Method):
             raise ValueError(f"num_noise must be >= 1, got {self.num_noise}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.train_copies not in ("one", "all"):
+            raise ValueError(f"train_copies must be one or all, got {self.train_copies!r}")
         if self.objective not in ("smoothadv", "expected"):
             raise ValueError(f"objective must be smoothadv or expected, got {self.objective!r}")
 
@@ -84,7 +113,11 @@ class SmoothAdv(Method):
                 self.num_noise,
                 objective=self.objective,
                 noise=noise,
+                generator=ctx.generator,
+                random_zero_grad=self.random_zero_grad,
             )
+        if self.train_copies == "one":
+            noise = noise[:, :1]  # the copies are i.i.d.: the first is "one of the m"
         batch, m = noise.shape[:2]
         noisy = (x_adv.unsqueeze(1) + noise).reshape(batch * m, *x.shape[1:])
         targets = y.repeat_interleave(m)

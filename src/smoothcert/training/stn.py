@@ -6,7 +6,10 @@ Per batch:  CE(f(x), y) + λ · KL( softmax f(x) ‖ softmax f(x + z) ),  z ~ N(
 Li et al.'s code writes the divergence as a cross-entropy of the noisy prediction against the
 clean one; KL differs from it by the clean prediction's entropy, which (unlike in their
 code) also trains the clean branch toward confident predictions. Gradients flow through both
-branches.
+branches. The clean and the noisy inputs go through the model in
+separate forward passes, so batch-norm statistics are those of one kind of input each (as
+TRADES does); runs recorded before ``separate_passes`` existed used one joint pass and resume
+with it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def kl_from_logits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tens
 @dataclass
 class STN(Method):
     name = "stn"
+    LEGACY = {"separate_passes": False}
 
     sigma: float = field(
         default=0.25,
@@ -39,6 +43,14 @@ class STN(Method):
     lam: float = field(
         default=1.0,
         metadata={"help": "weight λ of the stability term KL(f(x) ‖ f(x+z)) (unitless)"},
+    )
+
+    separate_passes: bool = field(
+        default=True,
+        metadata={
+            "help": "clean and noisy inputs in separate forward passes, so batch-norm "
+            "statistics do not mix them (false: one joint pass)"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -53,9 +65,11 @@ class STN(Method):
         z = self.sigma * torch.randn(
             x.shape, dtype=x.dtype, device=x.device, generator=ctx.generator
         )
-        # One forward pass for both branches (batch statistics, if any, see both).
-        logits = model(torch.cat([x, x + z]))
-        clean, noisy = logits[: len(x)], logits[len(x) :]
+        if self.separate_passes:
+            clean, noisy = model(x), model(x + z)
+        else:  # one joint pass: batch statistics, if any, see both
+            logits = model(torch.cat([x, x + z]))
+            clean, noisy = logits[: len(x)], logits[len(x) :]
         ce = F.cross_entropy(clean, y)
         stability = kl_from_logits(clean, noisy).mean()
         return MethodOutput(

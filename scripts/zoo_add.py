@@ -23,6 +23,7 @@ from smoothcert.analysis import analyze
 from smoothcert.checkpoint import load_checkpoint
 from smoothcert.experiments import load_experiment
 from smoothcert.models.zoo import MANIFEST, ZOO_DIR, ZooEntry, list_zoo, sha256_of
+from smoothcert.store import RunStore
 
 MAX_FILE, MAX_TOTAL = 5_000_000, 40_000_000
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default="cpu")
     p.add_argument("--train-stage", required=True)
     p.add_argument("--certify-stage", default=None)
+    p.add_argument(
+        "--certify-run", default=None, help="a certify run file instead of --certify-stage"
+    )
     p.add_argument("--radii", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     p.add_argument("--notes", default="")
     args = p.parse_args(argv)
@@ -49,12 +53,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refused: {size} bytes (the zoo would hold {others + size})", file=sys.stderr)
         return 1
     accuracy, certify_command = {}, ""
-    if args.certify_stage:
-        certify = stages[args.certify_stage]
-        [summary] = analyze([certify.option("--out")], args.radii)
+    if args.certify_stage or args.certify_run:
+        run_path = args.certify_run or stages[args.certify_stage].option("--out")
+        [summary] = analyze([run_path], args.radii)
         pairs = zip(summary.radii, summary.certified_accuracy, strict=True)
         accuracy = {f"{r:g}": a for r, a in pairs}
-        certify_command = f"{certify.command}  ({summary.num_examples} test images)"
+        if args.certify_stage:
+            command = stages[args.certify_stage].command
+        else:  # the command line the run file recorded
+            with RunStore.read(run_path) as store:
+                argv = store.info.get("argv") or []
+            command = "smoothcert " + " ".join(str(a) for a in argv[1:])
+        certify_command = f"{command}  ({summary.num_examples} test images)"
     shutil.copyfile(source, target)
     entry = ZooEntry(
         name=args.name,

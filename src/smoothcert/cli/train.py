@@ -14,9 +14,11 @@ DESCRIPTION = (
     "OUT/best.safetensors (the epoch with the best accuracy on the --val-size held-out training "
     "examples, under noise when the method has σ; the last epoch without --val-size: never "
     "chosen on the test set), OUT/metrics.jsonl and "
-    "the resume state; rerunning the same command after an interruption continues from the "
-    "last completed epoch. Method hyperparameter flags apply to the methods that have them; "
-    "their default (None) means the method's own default."
+    "the resume state (at each epoch end and every --checkpoint-every within an epoch); "
+    "rerunning the same command after an interruption continues from the last one. Under "
+    "torchrun, each process trains on its share of every --batch-size batch. Method "
+    "hyperparameter flags apply to the methods that have them; their default (None) means "
+    "the method's own default."
 )
 
 
@@ -154,6 +156,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
     )
+    g.add_argument(
+        "--checkpoint-every",
+        default="10m",
+        metavar="N|Nm",
+        help="also write the resume state within an epoch every N optimizer steps or every N "
+        "minutes (e.g. 500, 10m); 0 = at epoch ends only",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="DataLoader worker processes decoding a streamed image folder (0: in this process)",
+    )
+    g.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="under torchrun on CUDA: batch-norm statistics over the global batch "
+        "(default: per process)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     add_method_options(parser)
@@ -196,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
+        checkpoint_every=args.checkpoint_every,
+        workers=args.workers,
+        sync_bn=args.sync_bn,
     )
     try:
         result = train(
@@ -204,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(
             f"smoothcert train: interrupted; rerun the same command to resume from the last "
-            f"completed epoch in {args.out}",
+            f"resume point in {args.out}",
             file=sys.stderr,
         )
         return 130

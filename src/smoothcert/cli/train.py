@@ -233,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    if result.rank != 0:  # under torchrun, rank 0 speaks for the job
+        return 0
     if result.resumed_from_epoch == config.epochs:
         print(f"{args.out}: already trained for {config.epochs} epochs; nothing to do")
     print(f"last checkpoint: {result.last_checkpoint}")

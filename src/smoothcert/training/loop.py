@@ -189,6 +189,7 @@ class TrainResult:
     last_checkpoint: Path
     best_checkpoint: Path | None
     resumed_from_epoch: int  # completed epochs found on disk at the start (0: fresh run)
+    rank: int = 0  # this process's rank under torchrun (only rank 0 writes files)
 
 
 def derived_seed(seed: int, epoch: int, stream: int) -> int:
@@ -635,6 +636,7 @@ def _train(
         last_checkpoint=out / LAST_FILE,
         best_checkpoint=(out / BEST_FILE) if (out / BEST_FILE).is_file() else None,
         resumed_from_epoch=start_epoch,
+        rank=ranks.rank,
     )
 
 

@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="imagefolder only: resize the short side to PIXELS and centre-crop a square",
     )
     g.add_argument(
+        "--stream",
+        action="store_true",
+        help="imagefolder only: read images from disk as training needs them (decoded and "
+        "augmented in --workers processes) instead of loading the split into memory",
+    )
+    g.add_argument(
         "--subset",
         type=int,
         default=None,
@@ -76,10 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--augment",
-        choices=("auto", "none", "crop-flip"),
+        choices=("auto", "none", "crop-flip", "resized-crop-flip"),
         default="auto",
         help="training augmentation; auto = what the dataset calls for "
-        "(crop-flip for CIFAR-10, none for MNIST)",
+        "(crop-flip for CIFAR-10, none for MNIST); resized-crop-flip (ImageNet style) needs "
+        "--stream",
     )
 
     g = parser.add_argument_group("optimization")
@@ -181,6 +188,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_method_options(parser)
 
 
+def _data_options(args: argparse.Namespace) -> dict:
+    options: dict = {}
+    if args.resize is not None:
+        options["resize"] = args.resize
+    if args.stream:
+        options["stream"] = True
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -198,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         method_options=options,
         out_dir=args.out,
         data_root=args.data_root,
-        data_options={"resize": args.resize} if args.resize is not None else {},
+        data_options=_data_options(args),
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=args.optimizer,

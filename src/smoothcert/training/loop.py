@@ -19,7 +19,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smoothcert.checkpoint import atomic_write_bytes, save_checkpoint
 from smoothcert.data import AUGMENTATIONS, ImageDataset, augment_batch, load_dataset
+from smoothcert.data.stream import StreamingImageFolder, TrainItems, UnreadableImage, collate
 from smoothcert.models import create_model
 from smoothcert.training import ddp
 from smoothcert.training.evaluate import accuracy, count_correct
@@ -400,6 +402,11 @@ def train(
         raise ValueError(f"the training set needs at least 2 examples, got {len(train_set)}")
     augmentation = train_set.info.augmentation if config.augment == "auto" else config.augment
     eval_sigma = config.eval_sigma if config.eval_sigma is not None else method.noise_sigma
+    if augmentation == "resized-crop-flip" and not isinstance(train_set, StreamingImageFolder):
+        raise ValueError(
+            "augment resized-crop-flip needs a streamed image folder "
+            "(dataset imagefolder with stream=True)"
+        )
 
     info = train_set.info
     # The model before the output directory: an architecture that cannot take these inputs
@@ -427,6 +434,9 @@ def train(
             config, method, model, runner, scaler, device, ranks, every, say, progress,
             train_set, test_set, val_set, augmentation, eval_sigma,
         )  # fmt: skip
+    except UnreadableImage as exc:  # a streamed file, met in training or evaluation
+        out = Path(config.out_dir).expanduser()
+        raise ValueError(_unreadable(out, exc, ranks.main)) from None
     finally:
         ddp.stop(started)
 
@@ -513,8 +523,18 @@ def _train(
             if augment_state is not None:
                 aug_gen.set_state(augment_state)
         t0 = time.perf_counter()
+        size = config.batch_size
+        plan = [i for i in range(first, steps_per_epoch) if min(size, n - i * size) >= min_batch]
+        if isinstance(train_set, StreamingImageFolder):
+            batches = _streamed_batches(
+                train_set, order, plan, config, epoch, augmentation, device, ranks
+            )
+        else:
+            batches = _memory_batches(
+                train_set, order, plan, config, epoch, augmentation, aug_gen, device, ranks
+            )
         bar = tqdm(
-            range(first, steps_per_epoch),
+            batches,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             disable=not (progress and ranks.main),
             leave=False,
@@ -522,26 +542,19 @@ def _train(
             initial=first,
             total=steps_per_epoch,
         )
-        for i in bar:
-            idx = order[i * config.batch_size : (i + 1) * config.batch_size]
-            if len(idx) < min_batch:
-                continue  # only ever the last batch
+        for i, x, y in bar:
             lr = learning_rate(config, epoch, i, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            mine = ddp.share(idx, ranks)
-            x, y = train_set.batch(mine)
-            x, y = x.to(device), y.to(device)
-            if ranks.distributed:  # per-rank streams, pure functions of (seed, epoch, batch)
+            if ranks.distributed:  # the rank's method noise: a function of (seed, epoch, batch)
                 r = ranks.rank
-                aug_gen.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_AUGMENT, r))
                 generator.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_METHOD, r))
-            x = augment_batch(x, augmentation, aug_gen)
             ctx = BatchContext(epoch=epoch, epochs=config.epochs, step=step, generator=generator)
             output = method.loss(runner, x, y, ctx)
             loss = output.loss
-            if ranks.distributed and len(mine) * ranks.world != len(idx):
-                loss = loss * (len(mine) * ranks.world / len(idx))  # uneven last batch
+            whole = min(size, n - i * size)  # the global batch
+            if ranks.distributed and len(y) * ranks.world != whole:
+                loss = loss * (len(y) * ranks.world / whole)  # uneven last batch
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -638,6 +651,73 @@ def _train(
         resumed_from_epoch=start_epoch,
         rank=ranks.rank,
     )
+
+
+def _memory_batches(
+    train_set: ImageDataset,
+    order: torch.Tensor,
+    plan: list[int],
+    config: TrainConfig,
+    epoch: int,
+    augmentation: str,
+    aug_gen: torch.Generator,
+    device: torch.device,
+    ranks: ddp.Ranks,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(batch index, augmented inputs, labels) of this rank for the batches in ``plan``, from
+    in-memory arrays, augmented on the device with ``aug_gen`` (per rank and batch under DDP)."""
+    size = config.batch_size
+    for i in plan:
+        x, y = train_set.batch(ddp.share(order[i * size : (i + 1) * size], ranks))
+        x, y = x.to(device), y.to(device)
+        if ranks.distributed:
+            r = ranks.rank
+            aug_gen.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_AUGMENT, r))
+        yield i, augment_batch(x, augmentation, aug_gen), y
+
+
+class _EpochKeys:
+    """The DataLoader batch sampler of a streamed epoch: this rank's (epoch, index) keys per
+    planned batch, made lazily (an ImageNet epoch as Python tuples would be ~100 MB)."""
+
+    def __init__(
+        self, order: torch.Tensor, plan: list[int], size: int, epoch: int, ranks: ddp.Ranks
+    ) -> None:
+        self.order, self.plan, self.size, self.epoch, self.ranks = order, plan, size, epoch, ranks
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for i in self.plan:
+            mine = ddp.share(self.order[i * self.size : (i + 1) * self.size], self.ranks)
+            yield [(self.epoch, j) for j in mine.tolist()]
+
+
+def _streamed_batches(
+    train_set: StreamingImageFolder,
+    order: torch.Tensor,
+    plan: list[int],
+    config: TrainConfig,
+    epoch: int,
+    augmentation: str,
+    device: torch.device,
+    ranks: ddp.Ranks,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """The same batches from an image folder streamed from disk: decoded and augmented per
+    (seed, epoch, index) in ``config.workers`` DataLoader processes (0: this one)."""
+    loader = DataLoader(
+        TrainItems(train_set, augmentation, config.seed),
+        batch_sampler=_EpochKeys(order, plan, config.batch_size, epoch, ranks),
+        num_workers=config.workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
+    for i, batch in zip(plan, loader, strict=True):
+        if isinstance(batch, str):  # an unreadable image, reported by the worker
+            raise UnreadableImage(batch)
+        x, y = batch
+        yield i, x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
 def _reduce_step(
@@ -786,18 +866,36 @@ def _restore_outputs(
             )
 
 
-def _diverged(out: Path, epoch: int, step: int, loss: float, main: bool = True) -> str:
-    """The message for a non-finite loss. With no completed epoch there is nothing to resume,
-    so the run's config.json is removed and the same --out takes a corrected command."""
-    where = f"training diverged at epoch {epoch + 1}, step {step} (loss {loss})"
-    if not (out / RESUME_FILE).exists():
-        # Checkpoints without a resume state are from an epoch that never committed.
-        for name in () if not main else (CONFIG_FILE, BEST_FILE, LAST_FILE, METRICS_FILE):
+def _discard_uncommitted(out: Path, main: bool) -> bool:
+    """After a failure: with no resume state there is nothing to resume, so the run's files are
+    removed (by rank 0) and the same --out takes a corrected command. True when removed."""
+    if (out / RESUME_FILE).exists():
+        return False
+    if main:  # checkpoints without a resume state are from an epoch that never committed
+        for name in (CONFIG_FILE, BEST_FILE, LAST_FILE, METRICS_FILE):
             (out / name).unlink(missing_ok=True)
+    return True
+
+
+def _diverged(out: Path, epoch: int, step: int, loss: float, main: bool = True) -> str:
+    """The message for a non-finite loss."""
+    where = f"training diverged at epoch {epoch + 1}, step {step} (loss {loss})"
+    if _discard_uncommitted(out, main):
         return f"{where}; nothing was kept: rerun with a lower --lr (or a saner method setting)"
     return (
         f"{where}; {out} keeps its last resume point (resumable with the same arguments); "
         "to train with a lower --lr, choose a new --out"
+    )
+
+
+def _unreadable(out: Path, error: UnreadableImage, main: bool) -> str:
+    """The message for an image a streamed folder cannot decode: the run stops (skipping it
+    would change every later batch) and keeps its last resume point, if any."""
+    if _discard_uncommitted(out, main):
+        return f"{error}; nothing was kept: replace the file with a readable image and rerun"
+    return (
+        f"{error}; {out} keeps its last resume point: replace the file with a readable image "
+        "and rerun the same command"
     )
 
 

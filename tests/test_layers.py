@@ -23,6 +23,7 @@ LAYERS = {
     "data": 4,
     "models": 4,
     "checkpoint": 4,
+    "launch": 4,
     "training": 5,
     "store": 6,
     "distributed": 6,

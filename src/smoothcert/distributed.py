@@ -16,21 +16,22 @@ same command on each with the usual ``--nnodes/--node-rank`` and copy the shard 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from smoothcert.launch import check_shard, local_device, shard_from_env
 from smoothcert.store import RunStore
 
-
-def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """(rank, world size) from torchrun's RANK and WORLD_SIZE; (0, 1) when not under torchrun."""
-    env = os.environ if env is None else env
-    try:
-        world = int(env.get("WORLD_SIZE", "1"))
-        rank = int(env.get("RANK", "0"))
-    except ValueError:
-        raise ValueError("RANK and WORLD_SIZE must be integers") from None
-    return check_shard(rank, world)
+__all__ = [
+    "check_shard",
+    "local_device",
+    "merge_runs",
+    "parse_shard",
+    "selection_gaps",
+    "shard_from_env",
+    "shard_of",
+    "shard_path",
+]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -40,24 +41,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     except ValueError:
         raise ValueError(f"--shard must look like RANK/WORLD, e.g. 0/4, got {text!r}") from None
     return check_shard(rank, world)
-
-
-def check_shard(rank: int, world: int) -> tuple[int, int]:
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(
-            f"shard rank must be in [0, {world}) with world size >= 1, got {rank}/{world}"
-        )
-    return rank, world
-
-
-def local_device(env: Mapping[str, str] | None = None) -> str | None:
-    """``cuda:LOCAL_RANK`` under torchrun with CUDA available, else None (the default device)."""
-    import torch
-
-    env = os.environ if env is None else env
-    if "LOCAL_RANK" in env and torch.cuda.is_available():
-        return f"cuda:{int(env['LOCAL_RANK']) % torch.cuda.device_count()}"
-    return None
 
 
 def shard_path(out: str | os.PathLike, rank: int, world: int) -> Path:

@@ -14,9 +14,11 @@ DESCRIPTION = (
     "OUT/best.safetensors (the epoch with the best accuracy on the --val-size held-out training "
     "examples, under noise when the method has σ; the last epoch without --val-size: never "
     "chosen on the test set), OUT/metrics.jsonl and "
-    "the resume state; rerunning the same command after an interruption continues from the "
-    "last completed epoch. Method hyperparameter flags apply to the methods that have them; "
-    "their default (None) means the method's own default."
+    "the resume state (at each epoch end and every --checkpoint-every within an epoch); "
+    "rerunning the same command after an interruption continues from the last one. Under "
+    "torchrun, each process trains on its share of every --batch-size batch. Method "
+    "hyperparameter flags apply to the methods that have them; their default (None) means "
+    "the method's own default."
 )
 
 
@@ -51,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="imagefolder only: resize the short side to PIXELS and centre-crop a square",
     )
     g.add_argument(
+        "--stream",
+        action="store_true",
+        help="imagefolder only: read images from disk as training needs them (decoded and "
+        "augmented in --workers processes) instead of loading the split into memory",
+    )
+    g.add_argument(
         "--subset",
         type=int,
         default=None,
@@ -74,10 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--augment",
-        choices=("auto", "none", "crop-flip"),
+        choices=("auto", "none", "crop-flip", "resized-crop-flip"),
         default="auto",
         help="training augmentation; auto = what the dataset calls for "
-        "(crop-flip for CIFAR-10, none for MNIST)",
+        "(crop-flip for CIFAR-10, none for MNIST); resized-crop-flip (ImageNet style) needs "
+        "--stream",
     )
 
     g = parser.add_argument_group("optimization")
@@ -154,9 +163,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
     )
+    g.add_argument(
+        "--checkpoint-every",
+        default="10m",
+        metavar="N|Nm",
+        help="also write the resume state within an epoch every N optimizer steps or every N "
+        "minutes (e.g. 500, 10m); 0 = at epoch ends only",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="DataLoader worker processes decoding a streamed image folder (0: in this process)",
+    )
+    g.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="under torchrun on CUDA: batch-norm statistics over the global batch "
+        "(default: per process)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     add_method_options(parser)
+
+
+def _data_options(args: argparse.Namespace) -> dict:
+    options: dict = {}
+    if args.resize is not None:
+        options["resize"] = args.resize
+    if args.stream:
+        options["stream"] = True
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         method_options=options,
         out_dir=args.out,
         data_root=args.data_root,
-        data_options={"resize": args.resize} if args.resize is not None else {},
+        data_options=_data_options(args),
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
@@ -196,6 +234,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
+        checkpoint_every=args.checkpoint_every,
+        workers=args.workers,
+        sync_bn=args.sync_bn,
     )
     try:
         result = train(
@@ -204,10 +245,12 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(
             f"smoothcert train: interrupted; rerun the same command to resume from the last "
-            f"completed epoch in {args.out}",
+            f"resume point in {args.out}",
             file=sys.stderr,
         )
         return 130
+    if result.rank != 0:  # under torchrun, rank 0 speaks for the job
+        return 0
     if result.resumed_from_epoch == config.epochs:
         print(f"{args.out}: already trained for {config.epochs} epochs; nothing to do")
     print(f"last checkpoint: {result.last_checkpoint}")

@@ -1,4 +1,5 @@
-"""Datasets as in-memory uint8 arrays with metadata, cached as .npy after the first decode.
+"""Datasets as in-memory uint8 arrays with metadata, cached as .npy after the first decode;
+image folders can also stream from disk (:mod:`smoothcert.data.stream`).
 
 ``load_dataset(name, split)`` is the one entry point; ``smoothcert fetch`` obtains the data.
 """
@@ -10,6 +11,7 @@ from typing import Any
 
 from smoothcert.data.augment import augment_batch, random_crop_flip
 from smoothcert.data.base import AUGMENTATIONS, DatasetInfo, ImageDataset, cache_dir
+from smoothcert.data.stream import StreamingImageFolder
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "imagefolder")
 SPLITS = ("train", "test")
@@ -19,6 +21,7 @@ __all__ = [
     "DATASETS",
     "DatasetInfo",
     "ImageDataset",
+    "StreamingImageFolder",
     "augment_batch",
     "cache_dir",
     "load_dataset",
@@ -29,12 +32,13 @@ __all__ = [
 
 def load_dataset(
     name: str, split: str, *, root: str | Path | None = None, **options: Any
-) -> ImageDataset:
+) -> ImageDataset | StreamingImageFolder:
     """Load split ``split`` ("train" | "test") of dataset ``name``.
 
     names: "mnist", "fashion-mnist" (IDX files), "cifar10" (python batches or the JPEG archives),
     "imagefolder" (``root/<split>/<class>/*``; options ``resize``, ``grayscale``,
-    ``augmentation``; any other option is a ValueError).
+    ``augmentation``, ``stream``; any other option is a ValueError). With ``stream=True`` the
+    result is a :class:`StreamingImageFolder` that decodes images when they are read.
     Raises FileNotFoundError saying how to obtain missing data.
     """
     if name not in DATASETS:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from smoothcert.checkpoint import atomic_write
 
-AUGMENTATIONS = ("none", "crop-flip")
+AUGMENTATIONS = ("none", "crop-flip", "resized-crop-flip")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class DatasetInfo:
     class_names: tuple[str, ...]
     mean: tuple[float, ...]  # per channel, in [0,1] pixel units
     std: tuple[float, ...]
-    augmentation: str = "none"  # training augmentation the field uses: "none" | "crop-flip"
+    augmentation: str = "none"  # training augmentation: "none" | "crop-flip" | "resized-crop-flip"
 
 
 class ImageDataset(Dataset):

@@ -3,6 +3,7 @@ layout."""
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from pathlib import Path
 
@@ -16,20 +17,11 @@ from smoothcert.data.base import (
     cached_arrays,
     fingerprint,
 )
+from smoothcert.data.stream import StreamingImageFolder, channel_mean_std_sample, resize_center_crop
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 # The keyword options of load_imagefolder, which load_dataset passes through.
-OPTIONS = ("resize", "grayscale", "augmentation")
-
-
-def _resize_center_crop(im: Image.Image, size: int) -> Image.Image:
-    """Resize the short side to ``size`` and take the central size×size crop."""
-    w, h = im.size
-    scale = size / min(w, h)
-    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
-    w, h = im.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return im.crop((left, top, left + size, top + size))
+OPTIONS = ("resize", "grayscale", "augmentation", "stream")
 
 
 def channel_mean_std(
@@ -55,7 +47,7 @@ def channel_mean_std(
     )
 
 
-def _check_options(resize: object, grayscale: object, augmentation: object) -> None:
+def _check_options(resize: object, grayscale: object, augmentation: object, stream: object) -> None:
     # bool is an int to Python, but resize=True is surely a mistake.
     if resize is not None and (
         not isinstance(resize, numbers.Integral) or isinstance(resize, bool) or resize <= 0
@@ -68,6 +60,10 @@ def _check_options(resize: object, grayscale: object, augmentation: object) -> N
         raise ValueError(
             f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {augmentation!r}"
         )
+    if not isinstance(stream, bool | np.bool_):
+        raise ValueError(f"stream must be True or False, got {stream!r}")
+    if augmentation == "resized-crop-flip" and not stream:
+        raise ValueError("augmentation resized-crop-flip needs stream=True (it crops the files)")
 
 
 def _list_images(folder: Path, classes: list[str]) -> list[tuple[int, Path]]:
@@ -95,7 +91,7 @@ def _read_image(path: Path, mode: str, resize: int | None) -> np.ndarray:
         with Image.open(path) as im:
             im = im.convert(mode)
             if resize is not None:
-                im = _resize_center_crop(im, resize)
+                im = resize_center_crop(im, resize)
             a = np.asarray(im, dtype=np.uint8)
     except (OSError, Image.DecompressionBombError) as exc:  # unidentified/truncated are OSErrors
         raise ValueError(f"{path} is not a readable image ({exc})") from None
@@ -109,12 +105,15 @@ def load_imagefolder(
     resize: int | None = None,
     grayscale: bool = False,
     augmentation: str = "crop-flip",
-) -> ImageDataset:
+    stream: bool = False,
+) -> ImageDataset | StreamingImageFolder:
     """Class = sub-folder name (sorted); all images must share one size unless ``resize`` is set.
 
     Every class folder must hold at least one image (ValueError naming the empty one).
+    ``stream=True`` keeps only the file names and decodes each image when it is read (see
+    :mod:`smoothcert.data.stream`); otherwise the split is decoded once into a cached array.
     """
-    _check_options(resize, grayscale, augmentation)
+    _check_options(resize, grayscale, augmentation, stream)
     if root is None:
         raise FileNotFoundError(
             "dataset 'imagefolder' needs root= / --data-root: a directory with "
@@ -131,6 +130,8 @@ def load_imagefolder(
     files = _list_images(folder, classes)
     resize = None if resize is None else int(resize)
     mode = "L" if grayscale else "RGB"
+    if stream:
+        return _streaming(folder, files, classes, split, resize, mode, augmentation)
 
     def decode():
         arrays = []
@@ -157,3 +158,36 @@ def load_imagefolder(
         augmentation=augmentation,
     )
     return ImageDataset(images, labels, info)
+
+
+def _streaming(
+    folder: Path,
+    files: list[tuple[int, Path]],
+    classes: list[str],
+    split: str,
+    resize: int | None,
+    mode: str,
+    augmentation: str,
+) -> StreamingImageFolder:
+    """The streamed view: relative file names in one byte array, statistics from a sample."""
+    names = np.array([str(f.relative_to(folder)).encode() for _, f in files])
+    labels = np.array([ci for ci, _ in files], dtype=np.int64)
+    if resize is None:
+        first = _read_image(files[0][1], mode, None)
+        shape = first.shape
+    else:
+        shape = (1 if mode == "L" else 3, resize, resize)
+    info = DatasetInfo(
+        name="imagefolder",
+        split=split,
+        num_classes=len(classes),
+        input_shape=tuple(int(v) for v in shape),
+        class_names=tuple(classes),
+        mean=(0.5,) * shape[0],
+        std=(0.25,) * shape[0],
+        augmentation=augmentation,
+    )
+    dataset = StreamingImageFolder(folder, names, labels, info, resize, mode)
+    mean, std = channel_mean_std_sample(dataset)
+    dataset.info = dataclasses.replace(info, mean=mean, std=std)
+    return dataset

@@ -19,7 +19,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,19 +27,22 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smoothcert.checkpoint import (
-    atomic_write_bytes,
-    decode_tensors,
-    encode_tensors,
-    load_state,
-    save_checkpoint,
-)
+from smoothcert.checkpoint import atomic_write_bytes, save_checkpoint
 from smoothcert.data import AUGMENTATIONS, ImageDataset, augment_batch, load_dataset
+from smoothcert.data.stream import StreamingImageFolder, TrainItems, UnreadableImage, collate
 from smoothcert.models import create_model
-from smoothcert.training.evaluate import accuracy
-from smoothcert.training.method import BatchContext, Method, get_method, method_class
+from smoothcert.training import ddp
+from smoothcert.training.evaluate import accuracy, count_correct
+from smoothcert.training.method import (
+    BatchContext,
+    Method,
+    MethodOutput,
+    get_method,
+    method_class,
+)
 from smoothcert.training.precision import (
     PRECISIONS,
     AutocastModel,
@@ -47,7 +50,15 @@ from smoothcert.training.precision import (
     default_channels_last,
     grad_scaler,
 )
-from smoothcert.training.state import flatten_optimizer, unflatten_optimizer
+from smoothcert.training.resume import (
+    DEFAULT_CHECKPOINT_EVERY,
+    CheckpointClock,
+    CheckpointEvery,
+    EpochSums,
+    parse_checkpoint_every,
+    read_resume,
+    write_resume,
+)
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
@@ -57,7 +68,7 @@ METRICS_FILE = "metrics.jsonl"
 LAST_FILE = "last.safetensors"
 BEST_FILE = "best.safetensors"
 # Fields that do not change the result, so a resumed run may differ in them.
-NOT_IDENTITY = ("out_dir", "device", "eval_batch_size")
+NOT_IDENTITY = ("out_dir", "device", "eval_batch_size", "checkpoint_every", "workers")
 
 
 @dataclass
@@ -104,7 +115,11 @@ class TrainConfig:
     eval_batch_size: int = 500  # examples per evaluation forward pass
     precision: str = "fp32"  # "fp32" | "bf16" (autocast, CPU or CUDA) | "fp16" (CUDA, scaled)
     channels_last: bool | None = None  # None: on for conv nets in bf16/fp16, off in fp32
-    device: str | None = None  # None: CUDA when available, else CPU
+    device: str | None = None  # None: CUDA when available (under torchrun cuda:LOCAL_RANK)
+    # Mid-epoch resume states: N steps (int or "N"), "Nm" minutes, or 0/"off" (epochs only).
+    checkpoint_every: int | str = DEFAULT_CHECKPOINT_EVERY
+    workers: int = 0  # DataLoader worker processes decoding a streamed image folder
+    sync_bn: bool = False  # batch-norm statistics over the global batch under torchrun (CUDA)
 
     def validate(self) -> None:
         def positive_int(name: str, allow_none: bool = False) -> None:
@@ -163,6 +178,11 @@ class TrainConfig:
             raise ValueError(
                 f"channels_last must be True, False or None, got {self.channels_last!r}"
             )
+        parse_checkpoint_every(self.checkpoint_every)
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 0:
+            raise ValueError(f"workers must be an integer >= 0, got {self.workers!r}")
+        if not isinstance(self.sync_bn, bool):
+            raise ValueError(f"sync_bn must be True or False, got {self.sync_bn!r}")
         if self.augment != "auto" and self.augment not in AUGMENTATIONS:
             raise ValueError(
                 f"augment must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
@@ -188,6 +208,7 @@ class TrainResult:
     last_checkpoint: Path
     best_checkpoint: Path | None
     resumed_from_epoch: int  # completed epochs found on disk at the start (0: fresh run)
+    rank: int = 0  # this process's rank under torchrun (only rank 0 writes files)
 
 
 def derived_seed(seed: int, epoch: int, stream: int) -> int:
@@ -359,29 +380,6 @@ def _model_metadata(
     }
 
 
-def _write_resume(path: Path, model: nn.Module, optimizer, generator, meta: dict[str, Any]) -> None:
-    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-    optim_tensors, structure = flatten_optimizer(optimizer.state_dict())
-    tensors.update(optim_tensors)
-    tensors["rng/method"] = generator.get_state()
-    atomic_write_bytes(path, encode_tensors(tensors, meta | {"optimizer": structure}))
-
-
-def _read_resume(path: Path, model: nn.Module, optimizer, generator) -> dict[str, Any]:
-    tensors, meta = decode_tensors(path)
-    model_tensors = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
-    load_state(model, model_tensors, str(path))
-    device = next(model.parameters()).device
-    optim_tensors = {k: v.to(device) for k, v in tensors.items() if k.startswith("optim/")}
-    # Adam's "step" counters stay on the CPU, as torch keeps them.
-    for k in optim_tensors:
-        if k.endswith("/step"):
-            optim_tensors[k] = tensors[k]
-    optimizer.load_state_dict(unflatten_optimizer(optim_tensors, meta["optimizer"]))
-    generator.set_state(tensors["rng/method"])
-    return meta
-
-
 def train(
     config: TrainConfig,
     *,
@@ -396,6 +394,10 @@ def train(
     ``best.safetensors`` is the epoch with the best validation accuracy (under noise when the
     method has σ) on the last ``val_size`` training examples, held out from training; with
     ``val_size=0`` it is the last epoch. The test set is only reported, never selected on.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) every process calls this with the same config: each
+    trains on its share of every global batch of ``batch_size`` examples, gradients are
+    averaged over the processes, evaluation is sharded, and only rank 0 writes files and logs.
 
     Parameters
     ----------
@@ -427,8 +429,14 @@ def train(
     method = get_method(config.method, **config.method_options)
     # Record every hyperparameter explicitly, so defaults changing later cannot alter a resume.
     config = dataclasses.replace(config, method_options=method.hyperparameters())
-    device = resolve_device(config.device)
-    say = log or (lambda _msg: None)
+    ranks = ddp.ranks_from_env()
+    ddp.check_batch_size(config.batch_size, ranks.world)
+    device_request = config.device
+    if ranks.distributed and device_request in (None, "auto"):
+        device_request = ddp.default_device()  # cuda:LOCAL_RANK, one GPU per process
+    device = resolve_device(device_request)
+    every = parse_checkpoint_every(config.checkpoint_every)
+    say = (log or (lambda _msg: None)) if ranks.main else (lambda _msg: None)
 
     if train_set is None:
         train_set = load_dataset(
@@ -457,6 +465,11 @@ def train(
         raise ValueError(f"the training set needs at least 2 examples, got {len(train_set)}")
     augmentation = train_set.info.augmentation if config.augment == "auto" else config.augment
     eval_sigma = config.eval_sigma if config.eval_sigma is not None else method.noise_sigma
+    if augmentation == "resized-crop-flip" and not isinstance(train_set, StreamingImageFolder):
+        raise ValueError(
+            "augment resized-crop-flip needs a streamed image folder "
+            "(dataset imagefolder with stream=True)"
+        )
 
     info = train_set.info
     # The model before the output directory: an architecture that cannot take these inputs
@@ -464,6 +477,8 @@ def train(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # weight init, without touching the caller's global RNG
         model = create_model(config.arch, info.num_classes, info.input_shape, info.mean, info.std)
+    if config.sync_bn:
+        model = ddp.sync_batch_norm(model, device, ranks)
     model.to(device)
     check_precision(config.precision, device)
     if config.channels_last is None:  # resolved before the identity is recorded
@@ -476,27 +491,87 @@ def train(
     runner = AutocastModel(model, config.precision, bool(config.channels_last))
     scaler = grad_scaler(config.precision, device)
 
+    started = ddp.start(ranks, device)
+    try:
+        return _train(
+            config, method, model, runner, scaler, device, ranks, every, say, progress,
+            train_set, test_set, val_set, augmentation, eval_sigma,
+        )  # fmt: skip
+    except UnreadableImage as exc:  # a streamed file, met in training or evaluation
+        out = Path(config.out_dir).expanduser()
+        raise ValueError(_unreadable(out, exc, ranks.main)) from None
+    finally:
+        ddp.stop(started)
+
+
+def _train(
+    config: TrainConfig,
+    method: Method,
+    model: nn.Module,
+    runner: nn.Module,
+    scaler: torch.amp.GradScaler | None,
+    device: torch.device,
+    ranks: ddp.Ranks,
+    every: CheckpointEvery,
+    say: Callable[[str], None],
+    progress: bool,
+    train_set: ImageDataset,
+    test_set: ImageDataset | None,
+    val_set: ImageDataset | None,
+    augmentation: str,
+    eval_sigma: float | None,
+) -> TrainResult:
+    """The epochs of :func:`train` (arguments validated, model built, process group joined)."""
     out = Path(config.out_dir).expanduser()
-    _prepare_out_dir(out, config.identity())
+    if ranks.main:
+        try:
+            _prepare_out_dir(out, config.identity())
+        except ValueError:
+            if ranks.distributed:
+                ddp.agree(False, device)  # release the other ranks before reporting
+            raise
+    if ranks.distributed and not ddp.agree(True, device):
+        raise ValueError(f"rank 0 refused the output directory {out}; see its message")
     optimizer = _make_optimizer(config, model)
     generator = torch.Generator(device=device)
     generator.manual_seed(derived_seed(config.seed, 0, STREAM_METHOD))
 
     history: list[dict[str, Any]] = []
-    start_epoch, step, best_score = 0, 0, -math.inf
+    start_epoch, start_batch, step, best_score = 0, 0, 0, -math.inf
+    partial, augment_state = None, None
     resume_path = out / RESUME_FILE
     if resume_path.is_file():
-        meta = _read_resume(resume_path, model, optimizer, generator)
+        meta, augment_state = read_resume(resume_path, model, optimizer, generator)
         start_epoch, step, history = meta["epoch"], meta["step"], meta["history"]
+        # Absent in states written at an epoch boundary (and before mid-epoch states existed).
+        start_batch, partial = meta.get("batch", 0), meta.get("epoch_sums")
         if scaler is not None and meta.get("grad_scaler"):
             scaler.load_state_dict(meta["grad_scaler"])
         best_score = meta["best_score"] if meta["best_score"] is not None else -math.inf
-        say(f"resuming {out} after epoch {start_epoch}/{config.epochs}")
-        _restore_outputs(out, model, config, method, train_set, history, val_set is None, say)
+        if start_batch:
+            say(
+                f"resuming {out} in epoch {start_epoch + 1}/{config.epochs} "
+                f"after batch {start_batch}"
+            )
+        else:
+            say(f"resuming {out} after epoch {start_epoch}/{config.epochs}")
+        if ranks.main:
+            _restore_outputs(
+                out, model, config, method, train_set, history, val_set is None, start_batch, say
+            )
+    if ranks.distributed and not ddp.same_everywhere([start_epoch, start_batch, step], device):
+        raise ValueError(
+            f"the processes found different resume states in {out}: with several machines, "
+            "--out must be a directory every machine shares"
+        )
 
     n = len(train_set)
     steps_per_epoch = math.ceil(n / config.batch_size)
+    # A batch of one breaks batch norm; under DDP every process needs at least two.
+    min_batch = 2 * ranks.world
+    clock = CheckpointClock(every)
     for epoch in range(start_epoch, config.epochs):
+        first = start_batch if epoch == start_epoch else 0
         model.train()
         order = torch.randperm(
             n,
@@ -504,101 +579,131 @@ def train(
         )
         aug_gen = torch.Generator(device=device)
         aug_gen.manual_seed(derived_seed(config.seed, epoch, STREAM_AUGMENT))
-        loss_sum, correct, seen, stat_sums, stat_count = 0.0, 0, 0, {}, 0
-        lr = learning_rate(config, epoch, 0, steps_per_epoch)
+        sums = EpochSums()
+        lr = learning_rate(config, epoch, max(first - 1, 0), steps_per_epoch)
+        if first:  # continue the interrupted epoch where its resume state left it
+            sums = EpochSums.from_json(partial)
+            if augment_state is not None:
+                aug_gen.set_state(augment_state)
         t0 = time.perf_counter()
+        size = config.batch_size
+        plan = [i for i in range(first, steps_per_epoch) if min(size, n - i * size) >= min_batch]
+        if isinstance(train_set, StreamingImageFolder):
+            batches = _streamed_batches(
+                train_set, order, plan, config, epoch, augmentation, device, ranks
+            )
+        else:
+            batches = _memory_batches(
+                train_set, order, plan, config, epoch, augmentation, aug_gen, device, ranks
+            )
         bar = tqdm(
-            range(steps_per_epoch),
+            batches,
             desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not progress,
+            disable=not (progress and ranks.main),
             leave=False,
             dynamic_ncols=True,
+            initial=first,
+            total=steps_per_epoch,
         )
-        for i in bar:
-            idx = order[i * config.batch_size : (i + 1) * config.batch_size]
-            if len(idx) < 2:
-                continue  # a batch of one breaks batch norm; it is only ever the last one
+        for i, x, y in bar:
             lr = learning_rate(config, epoch, i, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = train_set.batch(idx)
-            x, y = x.to(device), y.to(device)
-            x = augment_batch(x, augmentation, aug_gen)
+            if ranks.distributed:  # the rank's method noise: a function of (seed, epoch, batch)
+                r = ranks.rank
+                generator.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_METHOD, r))
             ctx = BatchContext(epoch=epoch, epochs=config.epochs, step=step, generator=generator)
             output = method.loss(runner, x, y, ctx)
+            loss = output.loss
+            whole = min(size, n - i * size)  # the global batch
+            if ranks.distributed and len(y) * ranks.world != whole:
+                loss = loss * (len(y) * ranks.world / whole)  # uneven last batch
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
-                output.loss.backward()
-                optimizer.step()
+                loss.backward()
             else:  # fp16: scale the loss so small gradients survive, unscale before the step
-                scaler.scale(output.loss).backward()
+                scaler.scale(loss).backward()
+            if ranks.distributed:
+                loss_value, correct, seen, stats = _reduce_step(model, loss, output, ranks)
+            if scaler is None:
+                optimizer.step()
+            else:
                 scaler.step(optimizer)
                 scaler.update()
             step += 1
-            loss_value = float(output.loss.detach())
+            if not ranks.distributed:
+                loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
-                raise ValueError(_diverged(out, epoch, step, loss_value))
-            with torch.no_grad():
-                correct += int((output.logits.argmax(1) == output.targets).sum())
-                seen += len(output.targets)
-            loss_sum += loss_value
-            for key, value in output.stats.items():
-                stat_sums[key] = stat_sums.get(key, 0.0) + float(value)
-            stat_count += 1
-            bar.set_postfix(
-                loss=f"{loss_sum / stat_count:.4f}", acc=f"{correct / max(seen, 1):.4f}"
-            )
+                raise ValueError(_diverged(out, epoch, step, loss_value, ranks.main))
+            if not ranks.distributed:
+                with torch.no_grad():
+                    correct = int((output.logits.argmax(1) == output.targets).sum())
+                seen, stats = len(output.targets), output.stats
+            sums.add(loss_value, correct, seen, stats)
+            acc = sums.correct / max(sums.seen, 1)
+            bar.set_postfix(loss=f"{sums.loss / sums.batches:.4f}", acc=f"{acc:.4f}")
+            if ranks.main and i + 1 < steps_per_epoch and clock.due(step):
+                _write_resume_point(
+                    resume_path, model, optimizer, generator, history, best_score, scaler,
+                    epoch=epoch, batch=i + 1, step=step, sums=sums,
+                    seconds=time.perf_counter() - t0,
+                    aug_gen=None if ranks.distributed else aug_gen,
+                )  # fmt: skip
+                clock.restart()
         bar.close()
-        train_seconds = time.perf_counter() - t0
+        train_seconds = sums.seconds + time.perf_counter() - t0
 
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": lr,
-            "train_loss": loss_sum / max(stat_count, 1),
-            "train_acc": correct / max(seen, 1),
+            "train_loss": sums.loss / max(sums.batches, 1),
+            "train_acc": sums.correct / max(sums.seen, 1),
         }
-        metrics.update({k: v / max(stat_count, 1) for k, v in stat_sums.items()})
+        metrics.update({k: v / max(sums.batches, 1) for k, v in sums.stats.items()})
         t1 = time.perf_counter()
+        if ranks.distributed:  # rank 0's running statistics everywhere, as DDP keeps them
+            ddp.broadcast_buffers(model)
         if test_set is not None:  # reported only: selecting on it would bias every result
             metrics.update(
                 evaluate_split(
-                    runner, test_set, "test", eval_sigma, config, epoch, STREAM_EVAL, device
-                )
+                    runner,
+                    test_set,
+                    "test",
+                    eval_sigma,
+                    config,
+                    epoch,
+                    STREAM_EVAL,
+                    device,
+                    ranks,
+                )  # fmt: skip
             )
         if val_set is not None:
             val_metrics = evaluate_split(
-                runner, val_set, "val", eval_sigma, config, epoch, STREAM_VAL, device
+                runner, val_set, "val", eval_sigma, config, epoch, STREAM_VAL, device, ranks
             )
             metrics.update(val_metrics)
             score = val_metrics.get("val_acc_noise", val_metrics["val_acc"])
         metrics["train_seconds"] = round(train_seconds, 3)
         metrics["eval_seconds"] = round(time.perf_counter() - t1, 3)
         history.append(metrics)
-
-        # Commit order: best, last, then the resume state (the commit point), then the log.
-        meta = _model_metadata(config, method, train_set, epoch + 1, metrics)
-        if val_set is None:  # no held-out set: best is the last epoch
-            save_checkpoint(out / BEST_FILE, model, meta)
-        elif score > best_score:
-            best_score = score
-            save_checkpoint(out / BEST_FILE, model, meta)
-        save_checkpoint(out / LAST_FILE, model, meta)
-        _write_resume(
-            resume_path,
-            model,
-            optimizer,
-            generator,
-            {
-                "epoch": epoch + 1,
-                "step": step,
-                "history": history,
-                "best_score": best_score,
-                "grad_scaler": scaler.state_dict() if scaler is not None else None,
-            },
-        )
-        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
-        atomic_write_bytes(out / METRICS_FILE, lines.encode())
-        say(_epoch_line(metrics, config.epochs))
+        if val_set is not None and score > best_score:
+            best_score, is_best = score, True
+        else:
+            is_best = val_set is None  # no held-out set: best is the last epoch
+        if ranks.main:
+            # Commit order: best, last, then the resume state (the commit point), then the log.
+            meta = _model_metadata(config, method, train_set, epoch + 1, metrics)
+            if is_best:
+                save_checkpoint(out / BEST_FILE, model, meta)
+            save_checkpoint(out / LAST_FILE, model, meta)
+            _write_resume_point(
+                resume_path, model, optimizer, generator, history, best_score, scaler,
+                epoch=epoch + 1, batch=0, step=step,
+            )  # fmt: skip
+            clock.restart()
+            lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
+            atomic_write_bytes(out / METRICS_FILE, lines.encode())
+            say(_epoch_line(metrics, config.epochs))
 
     return TrainResult(
         out_dir=out,
@@ -607,7 +712,125 @@ def train(
         last_checkpoint=out / LAST_FILE,
         best_checkpoint=(out / BEST_FILE) if (out / BEST_FILE).is_file() else None,
         resumed_from_epoch=start_epoch,
+        rank=ranks.rank,
     )
+
+
+def _memory_batches(
+    train_set: ImageDataset,
+    order: torch.Tensor,
+    plan: list[int],
+    config: TrainConfig,
+    epoch: int,
+    augmentation: str,
+    aug_gen: torch.Generator,
+    device: torch.device,
+    ranks: ddp.Ranks,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(batch index, augmented inputs, labels) of this rank for the batches in ``plan``, from
+    in-memory arrays, augmented on the device with ``aug_gen`` (per rank and batch under DDP)."""
+    size = config.batch_size
+    for i in plan:
+        x, y = train_set.batch(ddp.share(order[i * size : (i + 1) * size], ranks))
+        x, y = x.to(device), y.to(device)
+        if ranks.distributed:
+            r = ranks.rank
+            aug_gen.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_AUGMENT, r))
+        yield i, augment_batch(x, augmentation, aug_gen), y
+
+
+class _EpochKeys:
+    """The DataLoader batch sampler of a streamed epoch: this rank's (epoch, index) keys per
+    planned batch, made lazily (an ImageNet epoch as Python tuples would be ~100 MB)."""
+
+    def __init__(
+        self, order: torch.Tensor, plan: list[int], size: int, epoch: int, ranks: ddp.Ranks
+    ) -> None:
+        self.order, self.plan, self.size, self.epoch, self.ranks = order, plan, size, epoch, ranks
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for i in self.plan:
+            mine = ddp.share(self.order[i * self.size : (i + 1) * self.size], self.ranks)
+            yield [(self.epoch, j) for j in mine.tolist()]
+
+
+def _streamed_batches(
+    train_set: StreamingImageFolder,
+    order: torch.Tensor,
+    plan: list[int],
+    config: TrainConfig,
+    epoch: int,
+    augmentation: str,
+    device: torch.device,
+    ranks: ddp.Ranks,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """The same batches from an image folder streamed from disk: decoded and augmented per
+    (seed, epoch, index) in ``config.workers`` DataLoader processes (0: this one)."""
+    loader = DataLoader(
+        TrainItems(train_set, augmentation, config.seed),
+        batch_sampler=_EpochKeys(order, plan, config.batch_size, epoch, ranks),
+        num_workers=config.workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
+    for i, batch in zip(plan, loader, strict=True):
+        if isinstance(batch, str):  # an unreadable image, reported by the worker
+            raise UnreadableImage(batch)
+        x, y = batch
+        yield i, x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def _reduce_step(
+    model: nn.Module, loss: torch.Tensor, output: MethodOutput, ranks: ddp.Ranks
+) -> tuple[float, int, int, dict[str, float]]:
+    """Average the gradients over the processes and reduce the step's statistics with them in
+    one collective: (global mean loss, correct, seen, per-rank mean of each method statistic).
+    The loss is the same on every rank, so a divergence stops them all."""
+    keys = sorted(output.stats)
+    with torch.no_grad():
+        correct = (output.logits.argmax(1) == output.targets).sum().float()
+        dev = loss.device
+        stats = [torch.tensor(float(output.stats[k]), device=dev) for k in keys]
+        values = torch.stack([loss.detach().float(), *stats])
+        counts = torch.stack([correct, torch.tensor(float(len(output.targets)), device=dev)])
+    averaged, summed = ddp.reduce_step(model, values, ranks.world, counts)
+    averaged, summed = averaged.tolist(), summed.tolist()
+    stats = dict(zip(keys, averaged[1:], strict=True))
+    return averaged[0], round(summed[0]), round(summed[1]), stats
+
+
+def _write_resume_point(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    history: list[dict[str, Any]],
+    best_score: float,
+    scaler: torch.amp.GradScaler | None,
+    *,
+    epoch: int,
+    batch: int,
+    step: int,
+    sums: EpochSums | None = None,
+    seconds: float = 0.0,
+    aug_gen: torch.Generator | None = None,
+) -> None:
+    """The resume state after ``batch`` batches of epoch ``epoch`` (0: at its start)."""
+    meta: dict[str, Any] = {
+        "epoch": epoch,
+        "step": step,
+        "history": history,
+        "best_score": best_score if math.isfinite(best_score) else None,
+        "grad_scaler": scaler.state_dict() if scaler is not None else None,
+    }
+    if batch:
+        running = EpochSums.from_json(sums.to_json())
+        running.seconds += seconds
+        meta |= {"batch": batch, "epoch_sums": running.to_json()}
+    write_resume(path, model, optimizer, generator, meta, aug_gen if batch else None)
 
 
 def evaluate_split(
@@ -619,24 +842,50 @@ def evaluate_split(
     epoch: int,
     stream: int,
     device: torch.device,
+    ranks: ddp.Ranks | None = None,
 ) -> dict[str, Any]:
     """``{name}_acc`` and, when the method has σ, ``{name}_acc_noise`` at that σ (one noise
-    draw per example, seeded per epoch and split) with ``eval_sigma``."""
-    out: dict[str, Any] = {
-        f"{name}_acc": accuracy(model, dataset, batch_size=config.eval_batch_size, device=device)
-    }
+    draw per example, seeded per epoch and split) with ``eval_sigma``. Under DDP each rank
+    evaluates every world-th example (its noise seeded per rank) and the counts are summed."""
+    if ranks is None or not ranks.distributed:
+        out: dict[str, Any] = {
+            f"{name}_acc": accuracy(
+                model, dataset, batch_size=config.eval_batch_size, device=device
+            )
+        }
+        if eval_sigma:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(derived_seed(config.seed, epoch, stream))
+            out["eval_sigma"] = eval_sigma
+            out[f"{name}_acc_noise"] = accuracy(
+                model,
+                dataset,
+                sigma=eval_sigma,
+                generator=gen,
+                batch_size=config.eval_batch_size,
+                device=device,
+            )
+        return out
+    mine = range(ranks.rank, len(dataset), ranks.world)
+    counts = [count_correct(model, dataset, mine, batch_size=config.eval_batch_size)]
     if eval_sigma:
         gen = torch.Generator(device=device)
-        gen.manual_seed(derived_seed(config.seed, epoch, stream))
-        out["eval_sigma"] = eval_sigma
-        out[f"{name}_acc_noise"] = accuracy(
-            model,
-            dataset,
-            sigma=eval_sigma,
-            generator=gen,
-            batch_size=config.eval_batch_size,
-            device=device,
+        gen.manual_seed(ddp.rank_seed(config.seed, epoch, 0, stream, ranks.rank))
+        counts.append(
+            count_correct(
+                model,
+                dataset,
+                mine,
+                sigma=eval_sigma,
+                generator=gen,
+                batch_size=config.eval_batch_size,
+            )
         )
+    total = ddp.all_sum([float(c) for c in counts], device)
+    out = {f"{name}_acc": total[0] / len(dataset)}
+    if eval_sigma:
+        out["eval_sigma"] = eval_sigma
+        out[f"{name}_acc_noise"] = total[1] / len(dataset)
     return out
 
 
@@ -648,43 +897,68 @@ def _restore_outputs(
     train_set: ImageDataset,
     history: list[dict[str, Any]],
     best_is_last: bool,
+    batch: int,
     say: Callable[[str], None],
 ) -> None:
-    """Rewrite outputs deleted since the resume point from the resume state (its weights are
-    the last completed epoch's): last.safetensors, metrics.jsonl, and best.safetensors when it
-    is the last epoch. A best chosen on validation cannot be rebuilt: say so."""
+    """Rewrite outputs deleted since the resume point from the resume state: metrics.jsonl,
+    and, when the state is an epoch boundary (its weights are the last completed epoch's),
+    last.safetensors and best.safetensors when it is the last epoch. A best chosen on
+    validation cannot be rebuilt, nor can a checkpoint from a mid-epoch state: say so."""
     if not history:
         return
+    if not (out / METRICS_FILE).is_file():
+        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
+        atomic_write_bytes(out / METRICS_FILE, lines.encode())
     meta = _model_metadata(config, method, train_set, len(history), history[-1])
     if not (out / LAST_FILE).is_file():
-        save_checkpoint(out / LAST_FILE, model, meta)
-        say(f"rewrote the missing {out / LAST_FILE} from the resume state")
+        if batch:
+            say(f"warning: {out / LAST_FILE} is missing; the end of this epoch writes it again")
+        else:
+            save_checkpoint(out / LAST_FILE, model, meta)
+            say(f"rewrote the missing {out / LAST_FILE} from the resume state")
     if not (out / BEST_FILE).is_file():
-        if best_is_last:
+        if best_is_last and not batch:
             save_checkpoint(out / BEST_FILE, model, meta)
             say(f"rewrote the missing {out / BEST_FILE} (the last epoch) from the resume state")
+        elif best_is_last:
+            say(f"warning: {out / BEST_FILE} is missing; the end of this epoch writes it again")
         else:
             say(
                 f"warning: {out / BEST_FILE} is missing; it was chosen on the validation split "
                 "and cannot be rebuilt (a later epoch that beats it will write it again)"
             )
-    if not (out / METRICS_FILE).is_file():
-        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
-        atomic_write_bytes(out / METRICS_FILE, lines.encode())
 
 
-def _diverged(out: Path, epoch: int, step: int, loss: float) -> str:
-    """The message for a non-finite loss. With no completed epoch there is nothing to resume,
-    so the run's config.json is removed and the same --out takes a corrected command."""
-    where = f"training diverged at epoch {epoch + 1}, step {step} (loss {loss})"
-    if not (out / RESUME_FILE).exists():
-        # Checkpoints without a resume state are from an epoch that never committed.
+def _discard_uncommitted(out: Path, main: bool) -> bool:
+    """After a failure: with no resume state there is nothing to resume, so the run's files are
+    removed (by rank 0) and the same --out takes a corrected command. True when removed."""
+    if (out / RESUME_FILE).exists():
+        return False
+    if main:  # checkpoints without a resume state are from an epoch that never committed
         for name in (CONFIG_FILE, BEST_FILE, LAST_FILE, METRICS_FILE):
             (out / name).unlink(missing_ok=True)
+    return True
+
+
+def _diverged(out: Path, epoch: int, step: int, loss: float, main: bool = True) -> str:
+    """The message for a non-finite loss."""
+    where = f"training diverged at epoch {epoch + 1}, step {step} (loss {loss})"
+    if _discard_uncommitted(out, main):
         return f"{where}; nothing was kept: rerun with a lower --lr (or a saner method setting)"
     return (
-        f"{where}; {out} keeps its last completed epoch (resumable with the same arguments); "
+        f"{where}; {out} keeps its last resume point (resumable with the same arguments); "
         "to train with a lower --lr, choose a new --out"
+    )
+
+
+def _unreadable(out: Path, error: UnreadableImage, main: bool) -> str:
+    """The message for an image a streamed folder cannot decode: the run stops (skipping it
+    would change every later batch) and keeps its last resume point, if any."""
+    if _discard_uncommitted(out, main):
+        return f"{error}; nothing was kept: replace the file with a readable image and rerun"
+    return (
+        f"{error}; {out} keeps its last resume point: replace the file with a readable image "
+        "and rerun the same command"
     )
 
 

@@ -67,8 +67,13 @@ def start(ranks: Ranks, device: torch.device) -> bool:
     return True
 
 
-def stop(started: bool) -> None:
+def stop(started: bool, *, finished: bool = False) -> None:
+    """Leave the process group. After a finished run every process first waits for the
+    others: a process that tears down gloo while a peer is still closing its connections can
+    make that peer abort ("terminate called without an active exception")."""
     if started and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

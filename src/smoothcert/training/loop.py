@@ -491,17 +491,19 @@ def train(
     runner = AutocastModel(model, config.precision, bool(config.channels_last))
     scaler = grad_scaler(config.precision, device)
 
-    started = ddp.start(ranks, device)
+    started, finished = ddp.start(ranks, device), False
     try:
-        return _train(
+        result = _train(
             config, method, model, runner, scaler, device, ranks, every, say, progress,
             train_set, test_set, val_set, augmentation, eval_sigma,
         )  # fmt: skip
+        finished = True
+        return result
     except UnreadableImage as exc:  # a streamed file, met in training or evaluation
         out = Path(config.out_dir).expanduser()
         raise ValueError(_unreadable(out, exc, ranks.main)) from None
     finally:
-        ddp.stop(started)
+        ddp.stop(started, finished=finished)
 
 
 def _train(

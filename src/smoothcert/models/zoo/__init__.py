@@ -8,11 +8,12 @@ the manifest, so a damaged or swapped file is refused rather than certified.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from smoothcert.data.base import sha256_file
 
 ZOO_DIR = Path(__file__).resolve().parent
 MANIFEST = "manifest.json"
@@ -57,11 +58,7 @@ def is_zoo_name(spec: object) -> bool:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def zoo_path(spec: str | Path) -> Path:

@@ -13,6 +13,8 @@ PACKAGE = Path(smoothcert.__file__).parent
 
 #: Top-level module or subpackage -> layer (0 = top); helpers sit with their users.
 LAYERS = {
+    "checks": 0,  # leaves: torch-free scalar checks and atomic file writes
+    "atomic": 0,
     "stats": 0,
     "smoothing": 1,
     "adaptive": 1,

@@ -10,16 +10,16 @@ header and raw tensor bytes only: nothing is ever unpickled.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
+
+from smoothcert.atomic import atomic_write_bytes
 
 METADATA_KEY = "smoothcert"
 REQUIRED_KEYS = ("arch", "num_classes", "input_shape", "mean", "std")
@@ -33,37 +33,6 @@ def _version() -> str:
     from smoothcert import __version__
 
     return __version__
-
-
-def _refuse_directory(path: Path) -> None:
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory; give a file path to write to")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """``write(f)`` into a temp file, fsync, rename over ``path``: a crash leaves the old file
-    or the new one, never a partial or empty one.
-
-    ValueError if ``path`` is a directory (refused before writing anything); on any failure
-    the temp file is removed, so no full-size stray file is left next to ``path``.
-    """
-    path = Path(path)
-    _refuse_directory(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # also KeyboardInterrupt: the partial file is never wanted
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def encode_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> bytes:
@@ -111,7 +80,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
     and nothing is written.
     """
     path = Path(path)
-    _refuse_directory(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give a file path to write to")
     state = model.state_dict()
     _check_model_matches_metadata(state, metadata, path)
     meta = {k: None for k in STANDARD_KEYS} | dict(metadata)

@@ -6,6 +6,7 @@ Each command is a module in this package that defines::
     HELP: str                       # one line for `smoothcert --help`
     def add_arguments(parser): ...  # its flags (argparse lives only under smoothcert.cli)
     def run(args) -> int: ...       # the exit code
+    PARAMETER_FLAGS: dict           # optional: library parameter -> flag where the names differ
 
 Commands are discovered, so adding one is adding a module.
 """
@@ -21,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from smoothcert import __version__
+from smoothcert.checks import ParameterError
 
 
 def _command_modules() -> list:
@@ -61,7 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+        flags = {a.dest: a.option_strings[-1] for a in p._actions if a.option_strings}
+        flags |= getattr(module, "PARAMETER_FLAGS", {})
+        _FLAGS[module.NAME] = flags
     return parser
+
+
+#: command -> {library parameter name: its flag}: a library error names a parameter (n0), the
+#: command line reports the flag the user typed (--n0). A command module may add names that
+#: differ from its flags' dests in ``PARAMETER_FLAGS``.
+_FLAGS: dict[str, dict[str, str]] = {}
+
+
+def _in_flags(command: str, exc: Exception) -> str:
+    """The message of ``exc`` in the command line's words."""
+    message = getattr(exc, "cli_message", None)
+    if message:
+        return message
+    if isinstance(exc, ParameterError):
+        flag = _FLAGS.get(command, {}).get(exc.parameter)
+        if flag:
+            return f"{flag} {exc.problem}"
+    return str(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,8 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as exc:
         # Bad input: one line on stderr, never a traceback; in the command line's words when
         # the library has them (e.g. a missing dataset: which `smoothcert fetch` to run).
-        message = getattr(exc, "cli_message", None) or exc
-        print(f"smoothcert {args.command}: error: {message}", file=sys.stderr)
+        print(f"smoothcert {args.command}: error: {_in_flags(args.command, exc)}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:
         # A run file damaged while in use (opening one is checked first): rows already

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     record = {"checkpoint": str(args.checkpoint or args.model), "arch": arch, **record}
     print(_table(record, args.n))
     if args.json is not None:
-        from smoothcert.checkpoint import atomic_write_bytes
+        from smoothcert.atomic import atomic_write_bytes
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(args.json, (json.dumps(record, indent=2) + "\n").encode())

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if json_path is not None:
         import json
 
-        from smoothcert.checkpoint import atomic_write_bytes
+        from smoothcert.atomic import atomic_write_bytes
 
         record = {
             "checkpoint": str(args.checkpoint),

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from smoothcert.checkpoint import atomic_write
+from smoothcert.atomic import atomic_write
 
 AUGMENTATIONS = ("none", "crop-flip", "resized-crop-flip")
 

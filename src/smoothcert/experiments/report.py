@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smoothcert.atomic import atomic_write_text
 from smoothcert.experiments.runner import experiment_status, format_seconds
 from smoothcert.experiments.spec import Experiment, Stage
 
@@ -58,9 +59,7 @@ def write_report(experiment: Experiment) -> Path:
         lines += writer(experiment, section, out_dir)
     lines += ["", *_stages_table(experiment)]
     path = out_dir / REPORT_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
 
 

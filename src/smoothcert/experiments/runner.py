@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from smoothcert.atomic import atomic_write_json
 from smoothcert.experiments.spec import Experiment, Stage
 
 STATE_FILE = "experiment-state.json"
@@ -42,12 +43,6 @@ class StageStatus:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _atomic_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def read_state(experiment: Experiment) -> dict[str, Any]:
@@ -146,13 +141,13 @@ def run_experiment(
             entry.update(argv=list(stage.argv), status="running", started=_now())
             entry["attempts"] = int(entry.get("attempts", 0)) + 1
             state["current"] = {"stage": stage.name, "pid": os.getpid(), "started": _now()}
-            _atomic_json(state_path, state)
+            atomic_write_json(state_path, state, sort_keys=True)
             code = _execute_with_heartbeat(execute, stage, state, entry, state_path)
             entry["finished"] = _now()
             entry["status"] = "done" if code == 0 else ("interrupted" if code == 130 else "failed")
             entry["exit_code"] = code
             state.pop("current", None)
-            _atomic_json(state_path, state)
+            atomic_write_json(state_path, state, sort_keys=True)
             if code != 0:
                 say(f"{stage.name}: {entry['status']} (exit code {code}); rerun to continue")
                 return False
@@ -177,7 +172,7 @@ def _execute_with_heartbeat(
             with lock:
                 entry["seconds"] = base + time.monotonic() - t0
                 with contextlib.suppress(OSError):
-                    _atomic_json(state_path, state)
+                    atomic_write_json(state_path, state, sort_keys=True)
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()

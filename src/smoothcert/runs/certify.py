@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from smoothcert import stats
-from smoothcert.checkpoint import atomic_write_bytes
+from smoothcert.atomic import atomic_write_bytes
 from smoothcert.distributed import check_shard, shard_of
 from smoothcert.smoothing import SmoothedClassifier, check_alpha, check_positive_count, is_integer
 from smoothcert.store import SQLITE_HEADER, RunStore

@@ -30,7 +30,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smoothcert.checkpoint import atomic_write_bytes, save_checkpoint
+from smoothcert.atomic import atomic_write_bytes
+from smoothcert.checkpoint import save_checkpoint
 from smoothcert.data import AUGMENTATIONS, ImageDataset, augment_batch, load_dataset
 from smoothcert.data.stream import StreamingImageFolder, TrainItems, UnreadableImage, collate
 from smoothcert.models import create_model

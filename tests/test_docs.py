@@ -79,7 +79,8 @@ def test_every_nav_page_exists_and_every_page_is_in_the_nav() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["smoothcert.smoothing", "smoothcert.stats", "smoothcert.training.loop"]
+    "module",
+    ["smoothcert.checks", "smoothcert.smoothing", "smoothcert.stats", "smoothcert.training.loop"],
 )
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

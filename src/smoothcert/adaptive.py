@@ -48,7 +48,8 @@ import torch
 from scipy.stats import norm
 
 from smoothcert import stats
-from smoothcert.smoothing import ABSTAIN, Certificate, SmoothedClassifier, check_alpha, is_real
+from smoothcert.checks import is_real, probability
+from smoothcert.smoothing import ABSTAIN, Certificate, SmoothedClassifier
 
 #: Defaults of the plan (docs/adaptive.md explains how they were chosen, without the test
 #: images the procedure is evaluated on).
@@ -145,7 +146,7 @@ def plan_looks(
     n*(r_i) of each target radius reachable before n_max, and the levels. The early level
     a = α(1 − s)/(J − 1) and the aligned looks depend on each other through J; J is raised
     until the looks fit it, so Σ_j α_j ≤ α (equality unless aligned looks coincide)."""
-    alpha = check_alpha(alpha)  # numpy scalars accepted, bools not
+    alpha = probability("alpha", alpha)  # numpy scalars accepted, bools not
     if not (is_real(futility) and 0 < futility < 1):
         raise ValueError(f"futility must be in (0, 1), got {futility!r}")
     if not (is_real(final_share) and 0 < final_share <= 1):

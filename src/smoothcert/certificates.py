@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surrogate_ascent
-from smoothcert.smoothing import is_integer, is_real
+from smoothcert.checks import is_integer, is_real
 
 __all__ = [
     "Certificate",

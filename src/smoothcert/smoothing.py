@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import numbers
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from torch import nn
 
 from smoothcert import sound as lattice
 from smoothcert import stats
+from smoothcert.checks import is_integer, is_real, positive_int, probability
 
 ABSTAIN = -1
 """The label PREDICT and CERTIFY return when they abstain."""
@@ -152,35 +152,6 @@ def model_dtype(model: nn.Module) -> torch.dtype:
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.float32
-
-
-#: The largest finite float32: a number beyond it becomes inf inside a float32 model.
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-
-
-def is_real(value: object) -> bool:
-    """A real scalar argument: int, float or a numpy integer/floating scalar, but not a bool
-    (True would otherwise pass silently as 1)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def is_integer(value: object) -> bool:
-    """An integer argument: int or a numpy integer, but not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def check_alpha(alpha: object) -> float:
-    """A failure probability: a real number in (0, 1), as a float."""
-    if not (is_real(alpha) and 0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    return float(alpha)
-
-
-def check_positive_count(name: str, value: object) -> int:
-    """``value`` as an int, refused (naming ``name``) unless it is an integer >= 1."""
-    if not is_integer(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_input_shape(shape: object) -> tuple[int, ...] | None:
@@ -551,7 +522,7 @@ class SmoothedClassifier:
             If ``x`` has the wrong shape or non-finite values, or ``n`` is not a positive
             integer.
         """
-        n = check_positive_count("n", n)
+        n = positive_int("n", n)
         x = self._prepare(x)
         self._check_generator(generator)
         self._prepare_model(x)
@@ -591,7 +562,7 @@ class SmoothedClassifier:
             A class index, or ``ABSTAIN`` (-1). With probability at least 1 − α it is g(x) or
             ``ABSTAIN``.
         """
-        alpha = check_alpha(alpha)
+        alpha = probability("alpha", alpha)
         return stats.predict_from_counts(self.counts(x, n, generator=generator), alpha)
 
     def certify(
@@ -640,9 +611,9 @@ class SmoothedClassifier:
         >>> cert.prediction, round(cert.radius / 0.5, 4)  # every draw agrees: σ·Φ⁻¹(α^(1/n))
         (0, 2.4633)
         """
-        n0 = check_positive_count("n0", n0)
-        n = check_positive_count("n", n)
-        alpha = check_alpha(alpha)
+        n0 = positive_int("n0", n0)
+        n = positive_int("n", n)
+        alpha = probability("alpha", alpha)
         counts_selection = self.counts(x, n0, generator=generator)
         c_hat = int(np.argmax(counts_selection))
         counts_estimation = self.counts(x, n, generator=generator)

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from smoothcert.smoothing import SmoothedClassifier, check_positive_count, model_dtype
+from smoothcert.checks import positive_int
+from smoothcert.smoothing import SmoothedClassifier, model_dtype
 
 #: (precision, channels_last) paths, slowest first.
 PATHS: tuple[tuple[str, bool], ...] = (
@@ -147,9 +148,9 @@ def interleaved(
     given, is timed in each round too (e.g. a plain implementation of the paper's pseudocode).
     ``x`` is converted to the model's dtype, as ``SmoothedClassifier`` does. With ``sound``,
     counts() runs in sound mode (x must be on the 8-bit grid)."""
-    rounds = check_positive_count("rounds", rounds)
-    batches_per_round = check_positive_count("batches_per_round", batches_per_round)
-    batch_size = check_positive_count("batch_size", batch_size)
+    rounds = positive_int("rounds", rounds)
+    batches_per_round = positive_int("batches_per_round", batches_per_round)
+    batch_size = positive_int("batch_size", batch_size)
     device = _device(model, x.device)
     x = x.to(device=device, dtype=model_dtype(model))
     gs = {
@@ -215,7 +216,7 @@ def disagreement(
     noisy inputs x + σε (``draws`` per input): the price of certifying the bf16 classifier."""
     if len(inputs) == 0:
         raise ValueError("inputs must contain at least one input, got none")
-    draws = check_positive_count("draws", draws)
+    draws = positive_int("draws", draws)
     device = _device(model, inputs[0].device)
     dtype = model_dtype(model)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -263,7 +264,7 @@ def benchmark(
     ``baseline(n)``, if given (benchmarks/: the
     paper's pseudocode), joins every round, and the record adds the speedups over it."""
     # disagreement_draws is used only after all the timing: check it before, not after.
-    check_positive_count("disagreement_draws", disagreement_draws)
+    positive_int("disagreement_draws", disagreement_draws)
     device = _device(model, x.device)
     conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     if paths is None:  # every path that applies (an ONNX Runtime model: fp32 only)

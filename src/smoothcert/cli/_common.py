@@ -113,7 +113,7 @@ def finite(flag: str, values: float | Sequence[float] | None, *, positive: bool)
     print nan (or a meaningless number) with exit code 0."""
     if values is None:
         return
-    from smoothcert.smoothing import FLOAT32_MAX  # here: `smoothcert --help` needs no torch
+    from smoothcert.checks import FLOAT32_MAX
 
     items = list(values) if isinstance(values, Sequence) else [values]
     bound = "> 0" if positive else ">= 0"

@@ -11,11 +11,11 @@ from typing import Any
 
 from torch import nn
 
+from smoothcert.checks import is_integer
 from smoothcert.models.cnn import CNN3, LeNet
 from smoothcert.models.normalize import Normalize
 from smoothcert.models.resnet import CifarResNet, CifarResNet18, ResNet50
 from smoothcert.models.vgg import VGG16
-from smoothcert.smoothing import is_integer
 
 __all__ = ["Normalize", "create_model", "list_models", "count_parameters"]
 

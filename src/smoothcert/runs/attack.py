@@ -22,7 +22,7 @@ from smoothcert.attacks.robust import (
     check_steps,
     robust_correct,
 )
-from smoothcert.smoothing import FLOAT32_MAX, is_integer
+from smoothcert.checks import FLOAT32_MAX, is_integer
 from smoothcert.store import RunStore, pending_blocks
 
 ATTACK_SCHEMA = {

@@ -20,8 +20,9 @@ from torch import nn
 
 from smoothcert import stats
 from smoothcert.atomic import atomic_write_bytes
+from smoothcert.checks import is_integer, positive_int, probability
 from smoothcert.distributed import check_shard, shard_of
-from smoothcert.smoothing import SmoothedClassifier, check_alpha, check_positive_count, is_integer
+from smoothcert.smoothing import SmoothedClassifier
 from smoothcert.store import SQLITE_HEADER, RunStore
 
 __all__ = [
@@ -297,9 +298,9 @@ def certify_dataset(
             "certifying needs labeled data (certified accuracy is against the labels); "
             "predicting works without labels"
         )
-    check_positive_count("n0", n0)
-    check_positive_count("n", n)
-    check_alpha(alpha)
+    positive_int("n0", n0)
+    positive_int("n", n)
+    probability("alpha", alpha)
     if adaptive_radii is not None and classifier.sound:
         raise ValueError("adaptive_radii cannot be used with a sound classifier (sound=True) yet")
     if adaptive_radii is not None:
@@ -364,8 +365,8 @@ def predict_dataset(
     """PREDICT on every selected example, stored and resumable like :func:`certify_dataset`."""
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
-    check_positive_count("n", n)
-    check_alpha(alpha)
+    positive_int("n", n)
+    probability("alpha", alpha)
 
     def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
         # PREDICT (§3.2) from its counts; the counts are kept for re-analysis.

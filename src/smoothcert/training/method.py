@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from smoothcert.smoothing import FLOAT32_MAX
+from smoothcert.checks import FLOAT32_MAX
 
 
 @dataclass

@@ -12,7 +12,9 @@ DESCRIPTION = (
     "GPUs). `run` skips finished stages and resumes interrupted ones (rerun the same command "
     "after a crash), then writes results/NAME/SCALE/report.md; `status` shows what is done, "
     "running and left, the time spent and an estimate of the time left; `report` writes the "
-    "report from whatever has finished so far."
+    "report from whatever has finished so far. Under torchrun (`torchrun --nproc-per-node W -m "
+    "smoothcert -- experiment run FILE`) training is data-parallel and certification sharded "
+    "over the W workers."
 )
 
 
@@ -69,11 +71,19 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "report":
         print(f"report: {write_report(experiment)}")
         return 0
-    finished = run_experiment(
-        experiment, main, only=args.stage, log=lambda line: print(line, flush=True)
-    )
-    if not finished:
-        return 1
-    if args.stage is None:
-        print(f"report: {write_report(experiment)}")
-    return 0
+    from smoothcert.experiments.workers import join_workers
+
+    workers = join_workers()  # several under torchrun: see smoothcert.experiments.workers
+    try:
+        finished = run_experiment(
+            experiment,
+            main,
+            only=args.stage,
+            log=lambda line: print(line, flush=True),
+            workers=workers,
+        )
+        if finished and args.stage is None and workers.main:
+            print(f"report: {write_report(experiment)}")
+    finally:
+        workers.close()
+    return 0 if finished else 1

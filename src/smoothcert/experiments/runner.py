@@ -26,6 +26,7 @@ from typing import Any
 
 from smoothcert.atomic import atomic_write_json
 from smoothcert.experiments.spec import Experiment, Stage
+from smoothcert.experiments.workers import SHARDED, Workers, merge_shards
 
 STATE_FILE = "experiment-state.json"
 LOCK_FILE = ".experiment.lock"
@@ -101,6 +102,7 @@ def run_experiment(
     *,
     only: list[str] | None = None,
     log: Callable[[str], None] | None = None,
+    workers: Workers | None = None,
 ) -> bool:
     """Run the stages not yet done, in order; stop at the first that fails.
 
@@ -113,22 +115,39 @@ def run_experiment(
     only : list of str, optional
         Run just these stages (names), still in file order.
     log : callable, optional
-        Receives one line per stage started, skipped or finished.
+        Receives one line per stage started, skipped or finished (on worker 0).
+    workers : Workers, optional
+        The runners of a torchrun launch (:mod:`smoothcert.experiments.workers`); one
+        process by default.
 
     Returns
     -------
     bool
         True when every selected stage is done.
     """
-    say = log or (lambda _line: None)
+    workers = workers or Workers()
+    say = (log or (lambda _line: None)) if workers.main else (lambda _line: None)
     stages = [s for s in experiment.stages if only is None or s.name in only]
     if only is not None:
         unknown = sorted(set(only) - {s.name for s in experiment.stages})
         if unknown:
             names = ", ".join(s.name for s in experiment.stages)
             raise ValueError(f"unknown stage(s) {', '.join(unknown)}; stages are: {names}")
-    with _experiment_lock(experiment):
+    with contextlib.ExitStack() as held:
+        refused: ValueError | None = None
+        if workers.main:  # one set of books: worker 0 holds the lock and writes the state
+            try:
+                held.enter_context(_experiment_lock(experiment))
+            except ValueError as exc:
+                refused = exc
+        if not workers.agree(refused is None):
+            raise refused or ValueError(
+                f"experiment {experiment.name} at scale {experiment.scale}: worker 0 could not "
+                "take its lock"
+            )
+        # Every worker decides what to skip from the same state, read before any is written.
         state = read_state(experiment)
+        workers.agree(True)
         state_path = experiment.runs_dir / STATE_FILE
         for i, stage in enumerate(stages, 1):
             if is_done(stage, state):
@@ -136,13 +155,18 @@ def run_experiment(
                 continue
             say(f"[{i}/{len(stages)}] {stage.name}: {stage.command}")
             entry = state["stages"].setdefault(stage.name, {"seconds": 0.0, "attempts": 0})
-            if entry.get("argv") not in (None, list(stage.argv)):
-                entry["previous_argv"] = entry.get("argv")
-            entry.update(argv=list(stage.argv), status="running", started=_now())
-            entry["attempts"] = int(entry.get("attempts", 0)) + 1
-            state["current"] = {"stage": stage.name, "pid": os.getpid(), "started": _now()}
-            atomic_write_json(state_path, state, sort_keys=True)
-            code = _execute_with_heartbeat(execute, stage, state, entry, state_path)
+            if workers.main:
+                if entry.get("argv") not in (None, list(stage.argv)):
+                    entry["previous_argv"] = entry.get("argv")
+                entry.update(argv=list(stage.argv), status="running", started=_now())
+                entry["attempts"] = int(entry.get("attempts", 0)) + 1
+                state["current"] = {"stage": stage.name, "pid": os.getpid(), "started": _now()}
+                atomic_write_json(state_path, state, sort_keys=True)
+            code = _run_stage(experiment, execute, stage, state, entry, state_path, workers)
+            if not workers.main:
+                if code != 0:
+                    return False
+                continue
             entry["finished"] = _now()
             entry["status"] = "done" if code == 0 else ("interrupted" if code == 130 else "failed")
             entry["exit_code"] = code
@@ -153,6 +177,39 @@ def run_experiment(
                 return False
             say(f"{stage.name}: done in {format_seconds(entry['seconds'])}")
     return True
+
+
+def _run_stage(
+    experiment: Experiment,
+    execute: Callable[[list[str]], int],
+    stage: Stage,
+    state: dict[str, Any],
+    entry: dict[str, Any],
+    state_path: Path,
+    workers: Workers,
+) -> int:
+    """One stage on the workers that run it, then (sharded stages) worker 0's merge; the exit
+    code every worker agrees on (1 when another worker failed)."""
+    command = stage.argv[0]
+    code = 0
+    if workers.main:
+        code = _execute_with_heartbeat(execute, stage, state, entry, state_path)
+    elif workers.runs(command):
+        code = execute(list(stage.argv))
+    if not workers.agree(code == 0):
+        return code or 1
+    if workers.world > 1 and command in SHARDED and stage.option("--out"):
+        merged = True
+        if workers.main:
+            try:
+                rows = merge_shards(stage.option("--out"), workers.world)
+                print(f"{stage.name}: merged {workers.world} shards ({rows} rows)", flush=True)
+            except (ValueError, OSError) as exc:
+                print(f"{stage.name}: merging the shards failed: {exc}", flush=True)
+                merged = False
+        if not workers.agree(merged):
+            return 1
+    return 0
 
 
 def _execute_with_heartbeat(
@@ -267,7 +324,26 @@ def _probe_training(out: Path, epochs_text: str | None) -> tuple[float | None, s
 
 def _probe_rows(out: Path, max_text: str | None) -> tuple[float | None, str]:
     if not out.is_file():
+        return _probe_shards(out, max_text)
+    counted = _count_rows(out)
+    if counted is None:
         return None, ""
+    return _rows_progress(*counted, max_text)
+
+
+def _probe_shards(out: Path, max_text: str | None) -> tuple[float | None, str]:
+    """Progress of a stage that workers of a torchrun launch write as shard files."""
+    shards = sorted(out.parent.glob(f"{out.stem}.shard*-of-*{out.suffix}"))
+    counts = [c for c in (_count_rows(s) for s in shards) if c is not None]
+    if not counts:
+        return None, ""
+    done = sum(c[0] for c in counts)
+    spent = sum(c[1] or 0.0 for c in counts) / len(counts)  # the workers run side by side
+    return _rows_progress(done, spent if any(c[1] for c in counts) else None, max_text)
+
+
+def _count_rows(out: Path) -> tuple[int, float | None] | None:
+    """(rows, summed seconds or None) of a run file; None when it cannot be read."""
     try:
         con = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
         try:
@@ -279,7 +355,13 @@ def _probe_rows(out: Path, max_text: str | None) -> tuple[float | None, str]:
         finally:
             con.close()
     except sqlite3.Error:
-        return None, ""
+        return None
+    return int(done), spent
+
+
+def _rows_progress(
+    done: int, spent: float | None, max_text: str | None
+) -> tuple[float | None, str]:
     total = int(max_text) if max_text and max_text.isdigit() else None
     progress = f"{done}/{total} examples" if total else f"{done} examples"
     if total is None or not done or spent is None:

@@ -230,6 +230,8 @@ class SmoothedClassifier:
             return next(reversed(self._tuned.values()))
         return None
 
+    # ------------------------------------------------------------------ SAMPLE UNDER NOISE
+
     def counts(
         self, x: torch.Tensor | np.ndarray, n: int, *, generator: torch.Generator | None = None
     ) -> np.ndarray:
@@ -264,8 +266,6 @@ class SmoothedClassifier:
         with evaluating(self.base):
             counts = self._counts_tensor(x, n, generator)
         return counts.cpu().numpy()
-
-    # ------------------------------------------------------------------ SAMPLE UNDER NOISE
 
     def _counts_tensor(
         self, x: torch.Tensor, n: int, generator: torch.Generator | None
@@ -328,7 +328,7 @@ class SmoothedClassifier:
             )
         return logits
 
-    # ------------------------------------------------------------------ PREDICT / CERTIFY
+    # ------------------------------------------------------------------ PREDICT
 
     def predict(
         self,
@@ -362,6 +362,8 @@ class SmoothedClassifier:
         """
         alpha = probability("alpha", alpha)
         return stats.predict_from_counts(self.counts(x, n, generator=generator), alpha)
+
+    # ------------------------------------------------------------------ CERTIFY
 
     def certify(
         self,

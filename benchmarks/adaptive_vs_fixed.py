@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from smoothcert import ABSTAIN, SmoothedClassifier
-from smoothcert.adaptive import FINAL_SHARE, FUTILITY, GROWTH, N_FIRST, certify_adaptive
+from smoothcert.adaptive import AdaptiveOptions, certify_adaptive
 
 
 def summarize(rows: list[dict], radii: list[float]) -> dict:
@@ -93,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=100_000, help="fixed n, and n_max of adaptive")
     p.add_argument("--alpha", type=float, default=0.001)
     p.add_argument("--radii", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
-    p.add_argument("--n-first", type=int, default=N_FIRST)
-    p.add_argument("--growth", type=float, default=GROWTH)
-    p.add_argument("--futility", type=float, default=FUTILITY)
-    p.add_argument("--final-share", type=float, default=FINAL_SHARE)
+    plan = AdaptiveOptions()  # the library's defaults
+    p.add_argument("--n-first", type=int, default=plan.n_first)
+    p.add_argument("--growth", type=float, default=plan.growth)
+    p.add_argument("--futility", type=float, default=plan.futility)
+    p.add_argument("--final-share", type=float, default=plan.final_share)
     p.add_argument("--no-align", action="store_true", help="geometric looks only")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     p.add_argument("--batch-size", type=int, default=1000)

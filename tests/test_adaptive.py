@@ -249,8 +249,12 @@ def test_bad_arguments(kwargs, message: str) -> None:
 
 
 def test_cli_defaults_are_the_library_defaults() -> None:
-    from smoothcert import adaptive
+    import argparse
+
+    from smoothcert.adaptive import AdaptiveOptions
     from smoothcert.cli import certify
 
-    names = ("N_FIRST", "GROWTH", "FUTILITY", "FINAL_SHARE")
-    assert [getattr(certify, n) for n in names] == [getattr(adaptive, n) for n in names]
+    parser = argparse.ArgumentParser()
+    certify.add_arguments(parser)
+    names = ("n_first", "growth", "futility", "final_share")
+    assert [parser.get_default(n) for n in names] == [getattr(AdaptiveOptions(), n) for n in names]

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from smoothcert import SmoothedClassifier
-from smoothcert.smoothing import _AUTO_BATCH_CANDIDATES, noise_chunk
+from smoothcert.smoothing import noise_chunk
+from smoothcert.throughput import AUTO_BATCH_CANDIDATES
 
 
 class Recorder(nn.Module):
@@ -116,8 +117,8 @@ def test_automatic_batch_size_is_chosen_once_and_gives_the_same_counts() -> None
     g = SmoothedClassifier(model, 4, sigma=0.25, batch_size=None, channels_last=False)
     assert g.auto_batch_size and g.batch_size is None
     chosen = g.resolve_batch_size(x)
-    assert chosen in _AUTO_BATCH_CANDIDATES and g.batch_size == chosen
-    assert set(g.batch_size_timings) <= set(_AUTO_BATCH_CANDIDATES)
+    assert chosen in AUTO_BATCH_CANDIDATES and g.batch_size == chosen
+    assert set(g.batch_size_timings) <= set(AUTO_BATCH_CANDIDATES)
     assert all(rate > 0 for rate in g.batch_size_timings.values())
     assert model.training  # restored after timing
     timings = dict(g.batch_size_timings)

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "ABSTAIN": "smoothcert.smoothing",
+    "ABSTAIN": "smoothcert.stats",
     "Certificate": "smoothcert.smoothing",
     "SmoothedClassifier": "smoothcert.smoothing",
     "load_dataset": "smoothcert.data",

@@ -48,12 +48,76 @@ import torch
 from scipy.stats import norm
 
 from smoothcert import stats
-from smoothcert.checks import is_real, probability
-from smoothcert.smoothing import ABSTAIN, Certificate, SmoothedClassifier
+from smoothcert.checks import ParameterError, finite_real, is_real, positive_int, probability
+from smoothcert.smoothing import Certificate, SmoothedClassifier
+from smoothcert.stats import ABSTAIN
 
-#: Defaults of the plan (docs/adaptive.md explains how they were chosen, without the test
-#: images the procedure is evaluated on).
-N_FIRST, GROWTH, FUTILITY, FINAL_SHARE = 100, 2.0, 0.05, 0.5
+
+@dataclass(frozen=True)
+class AdaptiveOptions:
+    """The options of the plan (:func:`plan_looks`) and their defaults, the only copy of them:
+    :func:`plan_looks`, :func:`certify_adaptive`, ``smoothcert certify --adaptive`` and the
+    adaptive runs of :mod:`smoothcert.runs` all take theirs from here. docs/adaptive.md
+    explains how the defaults were chosen, without the test images the procedure is evaluated
+    on.
+
+    Attributes
+    ----------
+    n_first : int, default 100
+        The first look of the geometric grid (a positive integer).
+    growth : float, default 2.0
+        The grid's growth factor between looks (finite, > 1).
+    futility : float, default 0.05
+        β in (0, 1), the level of the upper bound that declares a radius out of reach (power
+        only, never validity).
+    final_share : float, default 0.5
+        The share s of α spent at the last look, in (0, 1): the earlier looks share the rest.
+        (With a single look, that look gets all of α whatever s is.)
+    align : bool, default True
+        Add the aligned look n*(r_i) of each target radius to the grid.
+
+    Raises
+    ------
+    ParameterError
+        If a field is out of its range; the message names the field.
+    """
+
+    n_first: int = 100
+    growth: float = 2.0
+    futility: float = 0.05
+    final_share: float = 0.5
+    align: bool = True
+
+    def __post_init__(self) -> None:
+        # Each field checked, then stored as a plain Python value (numpy scalars in, JSON out).
+        checked = {
+            "n_first": positive_int("n_first", self.n_first),
+            "growth": _growth(self.growth),
+            "futility": probability("futility", self.futility),
+            "final_share": _final_share(self.final_share),
+        }
+        if not isinstance(self.align, bool):
+            raise ParameterError("align", f"must be True or False, got {self.align!r}")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+
+def _growth(value: object) -> float:
+    if not (is_real(value) and math.isfinite(value)):  # type: ignore[arg-type]
+        raise ParameterError("growth", f"must be a finite number > 1, got {value!r}")
+    if not value > 1:  # type: ignore[operator]
+        raise ParameterError("growth", f"must be > 1, got {value!r}")
+    return float(value)  # type: ignore[arg-type]  # growth**j in float32 would lose precision
+
+
+def _final_share(value: object) -> float:
+    # s = 1 would leave nothing for the looks before the last (look_levels divides the rest).
+    if is_real(value) and value >= 1:  # type: ignore[operator]
+        raise ParameterError(
+            "final_share",
+            f"must be < 1 (the looks before the last spend the rest of alpha), got {value!r}",
+        )
+    return probability("final_share", value)
 
 
 @dataclass(frozen=True)
@@ -85,23 +149,22 @@ class AdaptivePlan:
     futility: float
 
 
-def look_schedule(n_max: int, n_first: int = N_FIRST, growth: float = GROWTH) -> list[int]:
+def look_schedule(
+    n_max: int, n_first: int = AdaptiveOptions.n_first, growth: float = AdaptiveOptions.growth
+) -> list[int]:
     """The geometric grid n_j = ⌈n_first·growth^(j−1)⌉ (strictly increasing), with the last
     look exactly n_max."""
-    for name, value in (("n_max", n_max), ("n_first", n_first)):
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    n_max = positive_int("n_max", n_max)
+    options = AdaptiveOptions(n_first=n_first, growth=growth)  # checks both
+    n_first, growth = options.n_first, options.growth
     if n_first > n_max:
-        raise ValueError(f"n_first must be at most n_max ({n_max}), got {n_first}")
-    if not (is_real(growth) and math.isfinite(growth) and growth > 1):
-        raise ValueError(f"growth must be a finite number > 1, got {growth!r}")
-    growth = float(growth)  # growth**j in float32 (np.float32 growth) would lose precision
+        raise ParameterError("n_first", f"must be at most n_max ({n_max}), got {n_first}")
     looks, j = [], 0
     while True:
         try:
-            n_j = min(int(n_max), math.ceil(n_first * growth**j))
+            n_j = min(n_max, math.ceil(n_first * growth**j))
         except OverflowError:  # growth^j beyond the float range: far past n_max anyway
-            n_j = int(n_max)
+            n_j = n_max
         if not looks or n_j > looks[-1]:
             looks.append(n_j)
         if n_j == n_max:
@@ -109,13 +172,14 @@ def look_schedule(n_max: int, n_first: int = N_FIRST, growth: float = GROWTH) ->
         j += 1
 
 
-def look_levels(alpha: float, looks: int, final_share: float = FINAL_SHARE) -> list[float]:
+def look_levels(
+    alpha: float, looks: int, final_share: float = AdaptiveOptions.final_share
+) -> list[float]:
     """The Bonferroni split of α over the looks: α·final_share at the last look and
     α(1 − final_share)/(looks − 1) at each earlier one (all of α with a single look)."""
+    final_share = AdaptiveOptions(final_share=final_share).final_share  # in (0, 1)
     if looks == 1:
         return [alpha]
-    if final_share >= 1:
-        raise ValueError("final_share must be < 1 when there is more than one look")
     early = alpha * (1 - final_share) / (looks - 1)
     return [early] * (looks - 1) + [alpha * final_share]
 
@@ -136,36 +200,31 @@ def plan_looks(
     alpha: float,
     n_max: int,
     *,
-    n_first: int = N_FIRST,
-    growth: float = GROWTH,
-    final_share: float = FINAL_SHARE,
-    futility: float = FUTILITY,
-    align: bool = True,
+    n_first: int = AdaptiveOptions.n_first,
+    growth: float = AdaptiveOptions.growth,
+    final_share: float = AdaptiveOptions.final_share,
+    futility: float = AdaptiveOptions.futility,
+    align: bool = AdaptiveOptions.align,
 ) -> AdaptivePlan:
     """Step 2 of the module docstring: the geometric grid, plus (``align``) the aligned look
     n*(r_i) of each target radius reachable before n_max, and the levels. The early level
     a = α(1 − s)/(J − 1) and the aligned looks depend on each other through J; J is raised
     until the looks fit it, so Σ_j α_j ≤ α (equality unless aligned looks coincide)."""
     alpha = probability("alpha", alpha)  # numpy scalars accepted, bools not
-    if not (is_real(futility) and 0 < futility < 1):
-        raise ValueError(f"futility must be in (0, 1), got {futility!r}")
-    if not (is_real(final_share) and 0 < final_share <= 1):
-        raise ValueError(f"final_share must be in (0, 1], got {final_share!r}")
-    if not (is_real(sigma) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-    alpha, futility, final_share, sigma = map(float, (alpha, futility, final_share, sigma))
+    options = AdaptiveOptions(n_first, growth, futility, final_share, align)
+    sigma = finite_real("sigma", sigma, positive=True)
     targets = _check_radii(radii)
-    grid = look_schedule(n_max, n_first, growth)
+    grid = look_schedule(n_max, options.n_first, options.growth)
     thresholds = [0.5, *(float(t) for t in norm.cdf(np.asarray(targets) / sigma))]
     looks, budget = grid, len(grid)
-    while align and len(grid) > 1:
-        early = look_levels(alpha, budget, final_share)[0]
+    while options.align and len(grid) > 1:
+        early = look_levels(alpha, budget, options.final_share)[0]
         aligned = {all_correct_look(t, early) for t in thresholds[1:] if 0.5 < t < 1}
         looks = sorted(set(grid) | {n for n in aligned if n < n_max})
         if len(looks) <= budget:
             break
         budget = len(looks)
-    levels = look_levels(alpha, budget, final_share)
+    levels = look_levels(alpha, budget, options.final_share)
     levels = levels[: len(looks) - 1] + levels[-1:]
     return AdaptivePlan(
         radii=tuple(targets),
@@ -173,7 +232,7 @@ def plan_looks(
         looks=tuple(looks),
         levels=tuple(levels),
         thresholds=tuple(thresholds),
-        futility=float(futility),
+        futility=options.futility,
     )
 
 
@@ -185,11 +244,11 @@ def certify_adaptive(
     *,
     n0: int = 100,
     n_max: int = 100_000,
-    n_first: int = N_FIRST,
-    growth: float = GROWTH,
-    futility: float = FUTILITY,
-    final_share: float = FINAL_SHARE,
-    align: bool = True,
+    n_first: int = AdaptiveOptions.n_first,
+    growth: float = AdaptiveOptions.growth,
+    futility: float = AdaptiveOptions.futility,
+    final_share: float = AdaptiveOptions.final_share,
+    align: bool = AdaptiveOptions.align,
     generator: torch.Generator | None = None,
 ) -> AdaptiveCertificate:
     """Sequential CERTIFY (module docstring, steps 1–4): with probability at least 1 − α, if the
@@ -203,14 +262,14 @@ def certify_adaptive(
     futility: β in (0, 1), the level of the upper bound that declares a radius out of reach;
         a larger β stops sooner on hopeless radii at a larger risk of giving up a radius the
         last look would have certified. It never affects validity.
-    final_share: the share of α spent at the last look, in (0, 1] (1 only with one look).
+    final_share: the share of α spent at the last look, in (0, 1).
+    The defaults of n_first … align are those of :class:`AdaptiveOptions`.
     """
     if not isinstance(classifier, SmoothedClassifier):
-        raise ValueError(
-            f"classifier must be a SmoothedClassifier, got {type(classifier).__name__}"
+        raise ParameterError(
+            "classifier", f"must be a SmoothedClassifier, got {type(classifier).__name__}"
         )
-    if not isinstance(n0, int | np.integer) or isinstance(n0, bool) or n0 < 1:
-        raise ValueError(f"n0 must be a positive integer, got {n0!r}")
+    n0 = positive_int("n0", n0)
     if classifier.sound:
         raise ValueError("certify_adaptive does not support a sound classifier (sound=True) yet")
     plan = plan_looks(
@@ -270,9 +329,9 @@ def _check_radii(radii: Sequence[float]) -> list[float]:
     try:
         values = [float(r) for r in radii]
     except (TypeError, ValueError):
-        raise ValueError(f"radii must be a sequence of numbers, got {radii!r}") from None
+        raise ParameterError("radii", f"must be a sequence of numbers, got {radii!r}") from None
     if not values:
-        raise ValueError("radii must contain at least one target radius")
+        raise ParameterError("radii", "must contain at least one target radius")
     if not all(math.isfinite(r) and r >= 0 for r in values):
-        raise ValueError(f"radii must be finite and >= 0, got {values}")
+        raise ParameterError("radii", f"must be finite and >= 0, got {values}")
     return sorted(set(values))

@@ -1,13 +1,26 @@
 """The smoothed classifier g(x) = argmax_c P(f(x + ε) = c), ε ~ N(0, σ²I), with PREDICT and
 CERTIFY (Cohen, Rosenfeld, Kolter 2019, §3.2 and Appendix C).
 
+The module reads as the algorithm, top to bottom:
+
+1. :class:`Certificate`, what CERTIFY returns.
+2. :class:`SmoothedClassifier`, whose methods follow the paper's pseudocode:
+   :meth:`~SmoothedClassifier.counts` (SAMPLE UNDER NOISE: the class counts of f(x + ε) over
+   n draws), then :meth:`~SmoothedClassifier.predict` (PREDICT: a binomial test on the counts)
+   and :meth:`~SmoothedClassifier.certify` (CERTIFY: a selection stage, an estimation stage
+   and a Clopper–Pearson bound turned into a radius). The statistics themselves, and the
+   ``ABSTAIN`` label they return, live in :mod:`smoothcert.stats`. Input checks, the execution
+   settings and the batch size come after.
+3. The helpers: the noise stream, eval/inference mode, the model's dtype and device.
+
 Noise is added in the caller's input space ([0,1] pixels for images); normalization belongs
 inside the base model, so σ and certified radii are L2 distances in input units.
 
 Speed (docs/performance.md): counts are tallied on the device; noise is drawn in fixed chunks
 of samples so the counts for a seed do not depend on the batch size; the base classifier can
 run under bf16 autocast and in channels-last layout; the batch size can be tuned to the
-throughput plateau. With precision="bf16" the certificate holds for the bf16 classifier.
+throughput plateau (:func:`smoothcert.throughput.tune_batch_size`). With precision="bf16" the
+certificate holds for the bf16 classifier.
 
 The radius uses the σ that scaled the noise (:attr:`SmoothedClassifier.noise_sigma`: σ rounded
 to float32 for float32 models, as torch rounds the ``alpha`` of x + σε). With ``sound=True``
@@ -20,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -30,10 +42,17 @@ from torch import nn
 
 from smoothcert import sound as lattice
 from smoothcert import stats
-from smoothcert.checks import is_integer, is_real, positive_int, probability
-
-ABSTAIN = -1
-"""The label PREDICT and CERTIFY return when they abstain."""
+from smoothcert.checks import (
+    ParameterError,
+    finite_real,
+    integer_at_least,
+    is_integer,
+    one_of,
+    optional_positive_int,
+    positive_int,
+    probability,
+)
+from smoothcert.stats import ABSTAIN
 
 
 @dataclass(frozen=True)
@@ -78,107 +97,6 @@ class Certificate:
 
 PRECISIONS = ("fp32", "bf16")
 """Accepted values of ``precision``: fp32, or bf16 autocast on the model's device."""
-
-_NOISE_CHUNK_ELEMENTS = 1 << 20  # randn calls of up to ~1M values: few ops per batch
-_MAX_NOISE_CHUNK = 1000  # samples: the default batch size draws its noise in one call
-_AUTO_BATCH_CANDIDATES = tuple(2**k for k in range(4, 14))  # 16 .. 8192
-_AUTO_BATCH_MAX_BYTES = 256 << 20  # noisy-input buffer cap while tuning
-_AUTO_BATCH_BUDGET_S = 8.0  # stop tuning when the next size would exceed this wall time ...
-_AUTO_BATCH_MIN = 256  # ... but always try sizes up to here: small batches waste throughput
-
-
-def noise_chunk(sample_numel: int) -> int:
-    """Samples per randn call: the noise stream is a sequence of randn([chunk, *shape]) calls,
-    so it depends only on the generator and the input shape, never on the batch size."""
-    return max(1, min(_MAX_NOISE_CHUNK, _NOISE_CHUNK_ELEMENTS // max(1, sample_numel)))
-
-
-class _NoiseStream:
-    """Draws ε ~ N(0, I) for consecutive samples in fixed chunks (see :func:`noise_chunk`);
-    with ``draw``, any noise that ``draw(out)`` writes into a [chunk, *shape] tensor."""
-
-    def __init__(
-        self,
-        shape: tuple[int, ...],
-        dtype: torch.dtype,
-        device: torch.device,
-        generator: torch.Generator | None,
-        draw: Callable[[torch.Tensor], None] | None = None,
-    ) -> None:
-        self.chunk = noise_chunk(math.prod(shape))
-        self.generator = generator
-        self.draw = draw or self._randn
-        self.pool = torch.empty((self.chunk, *shape), dtype=dtype, device=device)
-        self.left = 0  # unused samples at the end of the pool
-
-    def _randn(self, out: torch.Tensor) -> None:
-        torch.randn(out.shape, generator=self.generator, out=out)
-
-    def fill(self, out: torch.Tensor) -> None:
-        """Fill ``out`` ([b, *shape], contiguous) with the next b samples of the stream."""
-        b, pos, c = out.shape[0], 0, self.chunk
-        while pos < b:
-            if self.left == 0 and b - pos >= c:  # a whole chunk: draw in place, no copy
-                self.draw(out[pos : pos + c])
-                pos += c
-                continue
-            if self.left == 0:
-                self.draw(self.pool)
-                self.left = c
-            take = min(self.left, b - pos)
-            start = c - self.left
-            out[pos : pos + take].copy_(self.pool[start : start + take])
-            self.left -= take
-            pos += take
-
-
-def _has_conv2d(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype the base model computes in: that of its first floating parameter
-    (else floating buffer, e.g. a normalization layer's), float32 when it has none. Inputs are
-    converted to it, since a float64 input into float32 weights fails inside the model."""
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
-
-
-def _check_input_shape(shape: object) -> tuple[int, ...] | None:
-    if shape is None:
-        return None
-    try:
-        dims = tuple(shape)  # type: ignore[call-overload]
-    except TypeError:
-        dims = None
-    if dims is None or not all(is_integer(d) and d >= 1 for d in dims):
-        raise ValueError(
-            f"input_shape must be a sequence of positive integers (the shape of one input, "
-            f"e.g. (1, 28, 28)), got {shape!r}"
-        )
-    return tuple(int(d) for d in dims)
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode and inference mode for the duration; the training flag is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
 
 
 class SmoothedClassifier:
@@ -259,28 +177,20 @@ class SmoothedClassifier:
         sound: bool = False,
     ) -> None:
         if not isinstance(base, nn.Module):
-            raise ValueError(f"base must be a torch.nn.Module, got {type(base).__name__}")
-        if not isinstance(num_classes, int | np.integer) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if not (is_real(sigma) and math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a positive finite noise level, got {sigma!r}")
-        if batch_size is not None and (
-            not isinstance(batch_size, int | np.integer)
-            or isinstance(batch_size, bool)
-            or batch_size < 1
-        ):
-            raise ValueError(
-                f"batch_size must be a positive integer or None (automatic), got {batch_size!r}"
-            )
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+            raise ParameterError("base", f"must be a torch.nn.Module, got {type(base).__name__}")
+        num_classes = integer_at_least("num_classes", num_classes, 2)
+        sigma = finite_real("sigma", sigma, positive=True)
+        batch_size = optional_positive_int("batch_size", batch_size)
+        precision = one_of("precision", precision, PRECISIONS)
         if channels_last is not None and not isinstance(channels_last, bool):
-            raise ValueError(f"channels_last must be True, False or None, got {channels_last!r}")
+            raise ParameterError(
+                "channels_last", f"must be True, False or None, got {channels_last!r}"
+            )
         if not isinstance(sound, bool):
-            raise ValueError(f"sound must be True or False, got {sound!r}")
+            raise ParameterError("sound", f"must be True or False, got {sound!r}")
         self.base = base
-        self.num_classes = int(num_classes)
-        self.sigma = float(sigma)
+        self.num_classes = num_classes
+        self.sigma = sigma
         self.device = torch.device(device) if device is not None else _model_device(base)
         shape = input_shape if input_shape is not None else getattr(base, "input_shape", None)
         self.input_shape: tuple[int, ...] | None = _check_input_shape(shape)
@@ -297,7 +207,7 @@ class SmoothedClassifier:
             channels_last = _has_conv2d(base) and (self.device.type == "cpu" or precision == "bf16")
         self.channels_last: bool = channels_last
         self.auto_batch_size: bool = batch_size is None
-        self._fixed_batch_size = int(batch_size) if batch_size is not None else None
+        self._fixed_batch_size = batch_size
         self._tuned: dict[tuple[tuple[int, ...], torch.dtype], int] = {}
         self.batch_size_timings: dict[int, float] = {}  # batch size -> samples/s when tuned
 
@@ -320,119 +230,42 @@ class SmoothedClassifier:
             return next(reversed(self._tuned.values()))
         return None
 
-    # ------------------------------------------------------------------ execution settings
+    # ------------------------------------------------------------------ SAMPLE UNDER NOISE
 
-    def _uses_channels_last(self, x: torch.Tensor) -> bool:
-        return self.channels_last and x.dim() == 4
+    def counts(
+        self, x: torch.Tensor | np.ndarray, n: int, *, generator: torch.Generator | None = None
+    ) -> np.ndarray:
+        """Count the base classifier's answers f(x + ε) over n noise draws (Appendix C, SAMPLE
+        UNDER NOISE).
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        Parameters
+        ----------
+        x : torch.Tensor or numpy.ndarray
+            One input of shape ``input_shape``, in [0, 1] pixel units.
+        n : int
+            Number of noise draws (at least 1).
+        generator : torch.Generator, optional
+            Source of the noise; on the classifier's device. The same seed gives the same
+            counts, whatever the batch size.
 
-    def _prepare_model(self, x: torch.Tensor) -> None:
-        # Channels-last weights with channels-last inputs avoid a layout reorder per call.
-        if self._uses_channels_last(x):
-            self.base.to(memory_format=torch.channels_last)
+        Returns
+        -------
+        numpy.ndarray
+            int64 counts of length ``num_classes``, summing to n.
 
-    def resolve_batch_size(self, x: torch.Tensor | np.ndarray | None = None) -> int:
-        """The batch size for inputs like ``x`` (default: zeros of ``input_shape``), tuning it
-        once per input shape when the instance was built with ``batch_size=None``."""
-        if self._fixed_batch_size is not None:
-            return self._fixed_batch_size
-        if x is None:
-            if self.input_shape is None:
-                raise ValueError("x is needed to choose a batch size when input_shape is unknown")
-            x = torch.zeros(self.input_shape)
+        Raises
+        ------
+        ValueError
+            If ``x`` has the wrong shape or non-finite values, or ``n`` is not a positive
+            integer.
+        """
+        n = positive_int("n", n)
         x = self._prepare(x)
+        self._check_generator(generator)
         self._prepare_model(x)
         with evaluating(self.base):
-            return self._batch_size_for(x)
-
-    def _batch_size_for(self, x: torch.Tensor) -> int:
-        # x is prepared ([1, *shape]); the caller holds eval + inference mode.
-        if self._fixed_batch_size is not None:
-            return self._fixed_batch_size
-        key = (tuple(x.shape[1:]), x.dtype)
-        if key not in self._tuned:
-            self._tuned[key] = self._tune_batch_size(x)
-        return self._tuned[key]
-
-    def _tune_batch_size(self, x: torch.Tensor) -> int:
-        """Time the base model on noisy copies of x at doubling batch sizes; stop at the plateau
-        (two sizes without a 5% gain) or when the next size would exceed the time budget, and
-        return the smallest size within 5% of the best. Only speed depends on the choice: the
-        noise, hence the counts, do not depend on the batch size."""
-        bytes_per_sample = x[0].numel() * x.element_size()
-        generator = torch.Generator(device=self.device).manual_seed(0)  # never the caller's
-        rates: dict[int, float] = {}
-        best, stale, started = 0.0, 0, time.perf_counter()
-        for b in _AUTO_BATCH_CANDIDATES:
-            if b > 16 and b * bytes_per_sample > _AUTO_BATCH_MAX_BYTES:
-                break
-            batch = torch.randn(
-                (b, *x.shape[1:]), generator=generator, dtype=x.dtype, device=self.device
-            )
-            batch.mul_(self.sigma).add_(x / lattice.GRID_LEVELS if self.sound else x)
-            if self._uses_channels_last(batch):
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                self.base(batch)  # warm-up (allocator, kernel selection)
-                reps, t0 = 0, time.perf_counter()
-                while reps < 2 or time.perf_counter() - t0 < 0.1:
-                    self.base(batch)
-                    reps += 1
-                    _sync(self.device)
-                rates[b] = reps * b / (time.perf_counter() - t0)
-            stale = 0 if rates[b] > 1.05 * best else stale + 1
-            best = max(best, rates[b])
-            # the next size costs about 3 passes (warm-up + 2) of 2b samples at this rate
-            next_cost = 3 * 2 * b / rates[b]
-            over_budget = time.perf_counter() - started + next_cost > _AUTO_BATCH_BUDGET_S
-            if stale >= 2 or (over_budget and b >= _AUTO_BATCH_MIN):
-                break
-        self.batch_size_timings = rates
-        return min(b for b, r in rates.items() if r >= 0.95 * best)
-
-    # ------------------------------------------------------------------ input handling
-
-    def _prepare(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """One input as a [1, *input_shape] tensor on the device in the model's dtype
-        (:func:`model_dtype`), validated; in sound mode its grid levels k = 255·x."""
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(x)
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"x must be a torch.Tensor or numpy array, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise ValueError(f"x must be a floating-point tensor (inputs in [0,1]), got {x.dtype}")
-        if self.input_shape is not None:
-            if tuple(x.shape) == self.input_shape:
-                x = x.unsqueeze(0)
-            elif tuple(x.shape) != (1, *self.input_shape):
-                raise ValueError(
-                    f"x must be one input of shape {self.input_shape} "
-                    f"(or (1, *{self.input_shape})), got shape {tuple(x.shape)}"
-                )
-        else:
-            x = x.unsqueeze(0)
-        # Convert before the check: a huge float64 value becomes Inf in float32.
-        dtype = model_dtype(self.base)
-        if self.sound:
-            # The grid levels k (x = k/255), exact integers in the model's dtype.
-            return lattice.grid_levels(x).to(dtype=dtype, device=self.device)
-        x = x.to(dtype=dtype)
-        if not torch.isfinite(x).all():
-            raise ValueError(f"x contains NaN or Inf (as {dtype}, the base model's dtype)")
-        return x.to(self.device)
-
-    def _check_generator(self, generator: torch.Generator | None) -> None:
-        if generator is not None and torch.device(generator.device).type != self.device.type:
-            raise ValueError(
-                f"generator is on {generator.device} but sampling happens on {self.device}; "
-                f"create it with torch.Generator(device={str(self.device)!r})"
-            )
-
-    # ------------------------------------------------------------------ SAMPLE UNDER NOISE
+            counts = self._counts_tensor(x, n, generator)
+        return counts.cpu().numpy()
 
     def _counts_tensor(
         self, x: torch.Tensor, n: int, generator: torch.Generator | None
@@ -495,42 +328,7 @@ class SmoothedClassifier:
             )
         return logits
 
-    def counts(
-        self, x: torch.Tensor | np.ndarray, n: int, *, generator: torch.Generator | None = None
-    ) -> np.ndarray:
-        """Count the base classifier's answers f(x + ε) over n noise draws (Appendix C, SAMPLE
-        UNDER NOISE).
-
-        Parameters
-        ----------
-        x : torch.Tensor or numpy.ndarray
-            One input of shape ``input_shape``, in [0, 1] pixel units.
-        n : int
-            Number of noise draws (at least 1).
-        generator : torch.Generator, optional
-            Source of the noise; on the classifier's device. The same seed gives the same
-            counts, whatever the batch size.
-
-        Returns
-        -------
-        numpy.ndarray
-            int64 counts of length ``num_classes``, summing to n.
-
-        Raises
-        ------
-        ValueError
-            If ``x`` has the wrong shape or non-finite values, or ``n`` is not a positive
-            integer.
-        """
-        n = positive_int("n", n)
-        x = self._prepare(x)
-        self._check_generator(generator)
-        self._prepare_model(x)
-        with evaluating(self.base):
-            counts = self._counts_tensor(x, n, generator)
-        return counts.cpu().numpy()
-
-    # ------------------------------------------------------------------ PREDICT / CERTIFY
+    # ------------------------------------------------------------------ PREDICT
 
     def predict(
         self,
@@ -564,6 +362,8 @@ class SmoothedClassifier:
         """
         alpha = probability("alpha", alpha)
         return stats.predict_from_counts(self.counts(x, n, generator=generator), alpha)
+
+    # ------------------------------------------------------------------ CERTIFY
 
     def certify(
         self,
@@ -641,7 +441,207 @@ class SmoothedClassifier:
         coordinate (the distance between product measures is at most the sum; sound mode)."""
         return max(0.0, p_a_lower - dim * self._lattice.tv)
 
+    # ------------------------------------------------------------------ input handling
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    def _prepare(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """One input as a [1, *input_shape] tensor on the device in the model's dtype
+        (:func:`model_dtype`), validated; in sound mode its grid levels k = 255·x."""
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"x must be a torch.Tensor or numpy array, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"x must be a floating-point tensor (inputs in [0,1]), got {x.dtype}")
+        if self.input_shape is not None:
+            if tuple(x.shape) == self.input_shape:
+                x = x.unsqueeze(0)
+            elif tuple(x.shape) != (1, *self.input_shape):
+                raise ValueError(
+                    f"x must be one input of shape {self.input_shape} "
+                    f"(or (1, *{self.input_shape})), got shape {tuple(x.shape)}"
+                )
+        else:
+            x = x.unsqueeze(0)
+        # Convert before the check: a huge float64 value becomes Inf in float32.
+        dtype = model_dtype(self.base)
+        if self.sound:
+            # The grid levels k (x = k/255), exact integers in the model's dtype.
+            return lattice.grid_levels(x).to(dtype=dtype, device=self.device)
+        x = x.to(dtype=dtype)
+        if not torch.isfinite(x).all():
+            raise ValueError(f"x contains NaN or Inf (as {dtype}, the base model's dtype)")
+        return x.to(self.device)
+
+    def _check_generator(self, generator: torch.Generator | None) -> None:
+        if generator is not None and torch.device(generator.device).type != self.device.type:
+            raise ValueError(
+                f"generator is on {generator.device} but sampling happens on {self.device}; "
+                f"create it with torch.Generator(device={str(self.device)!r})"
+            )
+
+    # ------------------------------------------------------------------ execution settings
+
+    def _uses_channels_last(self, x: torch.Tensor) -> bool:
+        return self.channels_last and x.dim() == 4
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _prepare_model(self, x: torch.Tensor) -> None:
+        # Channels-last weights with channels-last inputs avoid a layout reorder per call.
+        if self._uses_channels_last(x):
+            self.base.to(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------ batch size
+
+    def resolve_batch_size(self, x: torch.Tensor | np.ndarray | None = None) -> int:
+        """The batch size for inputs like ``x`` (default: zeros of ``input_shape``), tuning it
+        once per input shape when the instance was built with ``batch_size=None``."""
+        if self._fixed_batch_size is not None:
+            return self._fixed_batch_size
+        if x is None:
+            if self.input_shape is None:
+                raise ValueError("x is needed to choose a batch size when input_shape is unknown")
+            x = torch.zeros(self.input_shape)
+        x = self._prepare(x)
+        self._prepare_model(x)
+        with evaluating(self.base):
+            return self._batch_size_for(x)
+
+    def _batch_size_for(self, x: torch.Tensor) -> int:
+        # x is prepared ([1, *shape]); the caller holds eval + inference mode.
+        if self._fixed_batch_size is not None:
+            return self._fixed_batch_size
+        key = (tuple(x.shape[1:]), x.dtype)
+        if key not in self._tuned:
+            self._tuned[key] = self._tune_batch_size(x)
+        return self._tuned[key]
+
+    def _tune_batch_size(self, x: torch.Tensor) -> int:
+        """Time the base model on noisy copies of x (:func:`smoothcert.throughput.tune_batch_size`).
+        Only speed depends on the choice: the noise, hence the counts, do not depend on the
+        batch size."""
+        # Imported here: throughput measures this module's classifier, so it imports this
+        # module at its top; the classifier needs it only when batch_size=None.
+        from smoothcert.throughput import tune_batch_size
+
+        generator = torch.Generator(device=self.device).manual_seed(0)  # never the caller's
+        center = x / lattice.GRID_LEVELS if self.sound else x
+
+        def noisy_batch(b: int) -> torch.Tensor:
+            batch = torch.randn(
+                (b, *x.shape[1:]), generator=generator, dtype=x.dtype, device=self.device
+            )
+            batch.mul_(self.sigma).add_(center)
+            if self._uses_channels_last(batch):
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            return batch
+
+        with self._autocast():
+            chosen, self.batch_size_timings = tune_batch_size(
+                self.base, noisy_batch, x[0].numel() * x.element_size(), self.device
+            )
+        return chosen
+
+
+# ---------------------------------------------------------------------------- helpers
+
+_NOISE_CHUNK_ELEMENTS = 1 << 20  # randn calls of up to ~1M values: few ops per batch
+_MAX_NOISE_CHUNK = 1000  # samples: the default batch size draws its noise in one call
+
+
+def noise_chunk(sample_numel: int) -> int:
+    """Samples per randn call: the noise stream is a sequence of randn([chunk, *shape]) calls,
+    so it depends only on the generator and the input shape, never on the batch size."""
+    return max(1, min(_MAX_NOISE_CHUNK, _NOISE_CHUNK_ELEMENTS // max(1, sample_numel)))
+
+
+class _NoiseStream:
+    """Draws ε ~ N(0, I) for consecutive samples in fixed chunks (see :func:`noise_chunk`);
+    with ``draw``, any noise that ``draw(out)`` writes into a [chunk, *shape] tensor."""
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | None,
+        draw: Callable[[torch.Tensor], None] | None = None,
+    ) -> None:
+        self.chunk = noise_chunk(math.prod(shape))
+        self.generator = generator
+        self.draw = draw or self._randn
+        self.pool = torch.empty((self.chunk, *shape), dtype=dtype, device=device)
+        self.left = 0  # unused samples at the end of the pool
+
+    def _randn(self, out: torch.Tensor) -> None:
+        torch.randn(out.shape, generator=self.generator, out=out)
+
+    def fill(self, out: torch.Tensor) -> None:
+        """Fill ``out`` ([b, *shape], contiguous) with the next b samples of the stream."""
+        b, pos, c = out.shape[0], 0, self.chunk
+        while pos < b:
+            if self.left == 0 and b - pos >= c:  # a whole chunk: draw in place, no copy
+                self.draw(out[pos : pos + c])
+                pos += c
+                continue
+            if self.left == 0:
+                self.draw(self.pool)
+                self.left = c
+            take = min(self.left, b - pos)
+            start = c - self.left
+            out[pos : pos + take].copy_(self.pool[start : start + take])
+            self.left -= take
+            pos += take
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode and inference mode for the duration; the training flag is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype the base model computes in: that of its first floating parameter
+    (else floating buffer, e.g. a normalization layer's), float32 when it has none. Inputs are
+    converted to it, since a float64 input into float32 weights fails inside the model."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _check_input_shape(shape: object) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
+    try:
+        dims = tuple(shape)  # type: ignore[call-overload]
+    except TypeError:
+        dims = None
+    if dims is None or not all(is_integer(d) and d >= 1 for d in dims):
+        raise ParameterError(
+            "input_shape",
+            f"must be a sequence of positive integers (the shape of one input, e.g. "
+            f"(1, 28, 28)), got {shape!r}",
+        )
+    return tuple(int(d) for d in dims)

@@ -37,6 +37,8 @@ import mpmath
 import numpy as np
 import torch
 
+from smoothcert.checks import ParameterError
+
 GRID_LEVELS = 255
 """Inputs are x = k/255, k an integer in [0, 255]."""
 
@@ -120,12 +122,12 @@ def lattice_noise(sigma: float) -> LatticeNoise:
     """The table of the rounded Gaussian with standard deviation s = 255σ on Z (noise in grid
     units), its exact total-variation bound, and its guide (module docstring)."""
     if not (isinstance(sigma, float) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive finite float, got {sigma!r}")
+        raise ParameterError("sigma", f"must be a positive finite float, got {sigma!r}")
     with mpmath.workprec(128):
         s = mpmath.mpf(sigma) * GRID_LEVELS  # exact: σ is a float64, 255 an integer
         support = math.ceil(TAIL_Z * float(s)) + 1
         if support + GRID_LEVELS > _MAX_LEVEL:
-            raise ValueError(f"sigma is too large for sound mode (at most 6e4), got {sigma}")
+            raise ParameterError("sigma", f"is too large for sound mode (at most 6e4), got {sigma}")
         scale = mpmath.mpf(2) ** TABLE_BITS
         # cdf[i] = Φ((j + ½)/s) for j = −support … support − 1: the upper edge of cell j.
         cdf = [_phi((mpmath.mpf(j) + mpmath.mpf(0.5)) / s) for j in range(-support, support)]

@@ -28,6 +28,10 @@ RADIUS_RTOL = 1e-6
 # that much; the margin keeps it at most α, at a cost far below any printed digit.
 LEVEL_MARGIN = 1e-8
 
+ABSTAIN = -1
+"""The label PREDICT and CERTIFY return when they abstain (:func:`predict_from_counts`,
+:func:`certify_decision`)."""
+
 
 # --------------------------------------------------------------------------- validation
 
@@ -394,18 +398,18 @@ def certified_accuracy_lower_bound(
 
 
 def certify_decision(c_hat: int, p_a_lower: float, sigma: float) -> tuple[int, float]:
-    """CERTIFY's last line (§3.2): abstain (−1, radius 0) when pA_lower < ½, else return ĉA
+    """CERTIFY's last line (§3.2): abstain (ABSTAIN, radius 0) when pA_lower < ½, else return ĉA
     with radius σ·Φ⁻¹(pA_lower) (Theorem 1 with pB = 1 − pA_lower)."""
     _check_probability("p_a_lower", p_a_lower)
     _check_sigma(sigma)
     if p_a_lower < 0.5:
-        return -1, 0.0
+        return ABSTAIN, 0.0
     return int(c_hat), float(sigma * sps.norm.ppf(p_a_lower))
 
 
 def predict_from_counts(counts: np.ndarray, alpha: float) -> int:
     """PREDICT's decision from its class counts (§3.2, Appendix C.1): the top class when the
-    two-sided binomial test of nA ~ Binomial(nA + nB, ½) has p-value ≤ α, else −1 (abstain).
+    two-sided binomial test of nA ~ Binomial(nA + nB, ½) has p-value ≤ α, else ABSTAIN.
     nA, nB are the largest and second-largest counts; ties go to the lower class index."""
     counts = np.asarray(counts)
     if counts.ndim != 1 or counts.size < 2:
@@ -414,5 +418,5 @@ def predict_from_counts(counts: np.ndarray, alpha: float) -> int:
     order = np.argsort(-counts, kind="stable")
     n_a, n_b = int(counts[order[0]]), int(counts[order[1]])
     if n_a + n_b == 0 or binom_pvalue(n_a, n_a + n_b, 0.5) > alpha:
-        return -1
+        return ABSTAIN
     return int(order[0])

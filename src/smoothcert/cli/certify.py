@@ -8,10 +8,6 @@ import sys
 
 from smoothcert.cli import _common
 
-# smoothcert.adaptive's defaults, spelled out so that building the parser does not import
-# torch (tests/test_adaptive.py checks they agree).
-N_FIRST, GROWTH, FUTILITY, FINAL_SHARE = 100, 2.0, 0.05, 0.5
-
 NAME = "certify"
 HELP = "certify a model's smoothed classifier on a dataset (Cohen et al. CERTIFY)"
 DESCRIPTION = (
@@ -49,23 +45,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="target L2 radii for --adaptive (input units)",
     )
+    # The plan options' defaults have one copy: smoothcert.adaptive.AdaptiveOptions.
+    from smoothcert.adaptive import AdaptiveOptions
+
+    defaults = AdaptiveOptions()
     parser.add_argument(
-        "--n-first", type=int, default=N_FIRST, help="--adaptive: the first look's sample size"
+        "--n-first",
+        type=int,
+        default=defaults.n_first,
+        help="--adaptive: the first look's sample size",
     )
     parser.add_argument(
-        "--growth", type=float, default=GROWTH, help="--adaptive: geometric growth of the looks"
+        "--growth",
+        type=float,
+        default=defaults.growth,
+        help="--adaptive: geometric growth of the looks",
     )
     parser.add_argument(
         "--futility",
         type=float,
-        default=FUTILITY,
+        default=defaults.futility,
         help="--adaptive: level of the upper bound that gives up an unreachable radius "
         "(power only, never validity)",
     )
     parser.add_argument(
         "--final-share",
         type=float,
-        default=FINAL_SHARE,
+        default=defaults.final_share,
         help="--adaptive: share of alpha spent at the last look (n = --n)",
     )
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
@@ -76,18 +82,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_adaptive(args: argparse.Namespace) -> None:
+    """Refuse bad --adaptive flags before the model is loaded. The plan options' ranges are
+    AdaptiveOptions' own: its ParameterError names the option, and main() shows its flag."""
+    from smoothcert.adaptive import AdaptiveOptions
+
     if args.adaptive != (args.radii is not None):
         raise ValueError("--adaptive and --radii go together: give both or neither")
     if args.radii is not None and not all(math.isfinite(r) and r >= 0 for r in args.radii):
         raise ValueError(f"--radii must be finite and >= 0, got {args.radii}")
+    AdaptiveOptions(
+        n_first=args.n_first,
+        growth=args.growth,
+        futility=args.futility,
+        final_share=args.final_share,
+    )
     if args.adaptive and args.n_first > args.n:
         raise ValueError(f"--n-first must be at most --n ({args.n}), got {args.n_first}")
-    if not args.growth > 1:
-        raise ValueError(f"--growth must be > 1, got {args.growth}")
-    if not 0 < args.futility < 1:
-        raise ValueError(f"--futility must be in (0, 1), got {args.futility}")
-    if not 0 < args.final_share < 1:
-        raise ValueError(f"--final-share must be in (0, 1), got {args.final_share}")
 
 
 def _check_tsv(args: argparse.Namespace) -> None:

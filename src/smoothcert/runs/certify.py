@@ -64,8 +64,6 @@ PREDICT_SCHEMA = {
     "seconds": "REAL",
 }
 
-# The plan options of an adaptive run (smoothcert.adaptive.plan_looks's keyword arguments).
-ADAPTIVE_OPTIONS = ("n_first", "growth", "futility", "final_share", "align")
 
 # Called with each row as soon as it is stored (the CLI drives its progress bar with it).
 Progress = Callable[[dict[str, Any]], None]
@@ -431,19 +429,16 @@ def _adaptive_plan_options(
     the same plan even if a later version changes the defaults), after building the plan once:
     bad radii (NaN, negative), n_first > n, ... are refused before the run file is created,
     not at the first example after it was."""
-    from smoothcert import adaptive
+    import dataclasses
 
-    unknown = sorted(set(options or {}) - set(ADAPTIVE_OPTIONS))
+    from smoothcert.adaptive import AdaptiveOptions, plan_looks
+
+    allowed = [f.name for f in dataclasses.fields(AdaptiveOptions)]
+    unknown = sorted(set(options or {}) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown adaptive options {unknown}; allowed: {list(ADAPTIVE_OPTIONS)}")
-    resolved = {
-        "n_first": adaptive.N_FIRST,
-        "growth": adaptive.GROWTH,
-        "futility": adaptive.FUTILITY,
-        "final_share": adaptive.FINAL_SHARE,
-        "align": True,
-    } | dict(options or {})
-    adaptive.plan_looks(radii, sigma, alpha, n, **resolved)
+        raise ValueError(f"unknown adaptive options {unknown}; allowed: {allowed}")
+    resolved = dataclasses.asdict(AdaptiveOptions(**(options or {})))
+    plan_looks(radii, sigma, alpha, n, **resolved)
     return resolved
 
 

@@ -10,7 +10,7 @@ from smoothcert.cli import _common
 
 NAME = "rho"
 # Library parameters named otherwise than their flags.
-PARAMETER_FLAGS = {"batch_size": "--batch"}
+PARAMETER_FLAGS = {"batch_size": "--batch", "max_examples": "--max"}
 HELP = "mean transport cost ρ (with noise), ρ_adv (without) and ε = √ρ_adv (NAL Eq. 8)"
 DESCRIPTION = (
     "Run the surrogate ascent max_x (1/s) Σ_j [ℓ(x + z_j) − γ‖x + z_j − x0‖²] (Algorithm 1, "
@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smoothcert.attacks.rho import transport_cost
+    from smoothcert.runs import select_indices
 
     for name in ("batch", "skip", "max", "num_noise"):
         _common.positive_int(name, getattr(args, name))
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         _common.check_json_target(json_path, args.checkpoint or Path(args.model or ""))
     inputs = _common.load_inputs(args)
     model, dataset = inputs.model, inputs.dataset
-    indices = list(range(0, len(dataset), args.skip))[: args.max]
+    indices = select_indices(len(dataset), args.skip, args.max)
     data = dataset.batch(indices)
     result = transport_cost(
         model,

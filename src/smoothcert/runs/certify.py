@@ -165,7 +165,7 @@ class Selection:
             integer_at_least("seed", self.seed, 0)
         positive_int("skip", self.skip)
         optional_positive_int("max_examples", self.max_examples)
-        rank, world = check_shard(*self.shard)
+        _, world = check_shard(*self.shard)
         if world > 1 and self.seed is None:
             raise ParameterError(
                 "seed", "is needed by a sharded run (every shard must draw the same noise)"
@@ -233,8 +233,7 @@ class CertifyOptions:
         return replace(self, adaptive_options=options)
 
     def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"command": "certify", "n0": self.n0, "n": self.n}
-        config["alpha"] = self.alpha
+        config = {"command": "certify", "n0": self.n0, "n": self.n, "alpha": self.alpha}
         if self.adaptive_radii is not None:
             # The plan sorts and de-duplicates the targets: store them so, and the same set of
             # radii in another order resumes the run.

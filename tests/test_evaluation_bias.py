@@ -3,9 +3,7 @@ and a reference of another precision refused."""
 
 from __future__ import annotations
 
-import json
 import math
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -66,41 +64,6 @@ def test_reference_drawing_the_same_noise_is_refused(tmp_path: Path) -> None:
     assert sum(predict_categories(tmp_path / "a.db", tmp_path / "big.db").values()) == (
         pytest.approx(1.0)
     )
-
-
-def _drop_noise_stream(path: Path) -> None:
-    """Make ``path`` look like a predict run from before the predict stream."""
-    con = sqlite3.connect(path)
-    config = json.loads(con.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0])
-    del config["noise_stream"]
-    con.execute("UPDATE meta SET value=? WHERE key='config'", (json.dumps(config),))
-    con.commit()
-    con.close()
-
-
-def test_an_old_predict_run_resumes_with_its_own_noise_and_is_checked(tmp_path: Path) -> None:
-    data = ToyData(m=6)
-    old = tmp_path / "old.db"
-
-    done = []
-
-    def stop_after_three(row: dict) -> None:
-        done.append(row)
-        if len(done) == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        predict_dataset(_classifier(), data, old, n=50, seed=2, progress=stop_after_three)
-    _drop_noise_stream(old)
-    rows = predict_dataset(_classifier(), data, old, n=50, seed=2)
-    clf = _classifier()
-    for row in rows[3:]:  # the resumed rows draw from the stream the run began with
-        gen = example_generator(2, row["idx"], torch.device("cpu"))
-        assert list(row["counts"]) == list(clf.counts(data[row["idx"]][0], 50, generator=gen))
-    # ... and such a run is no independent sample of a same-seed certify run.
-    certify_dataset(_classifier(), data, tmp_path / "c.db", n0=20, n=100, seed=2)
-    with pytest.raises(ValueError, match="same noise"):
-        predict_categories(old, tmp_path / "c.db")
 
 
 def test_reference_of_another_precision_is_refused(tmp_path: Path) -> None:

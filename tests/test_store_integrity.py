@@ -97,3 +97,15 @@ def test_a_second_writer_is_refused_while_the_first_has_the_run_open(tmp_path) -
     with RunStore.open(path, "toy", {"skip": 1}, SCHEMA) as again:  # released on close
         assert again.done_indices() == {0, 1}
         assert len(again.sessions()) == 2  # the refused open logged nothing
+
+
+def test_a_run_store_of_another_format_version_is_refused_unmodified(tmp_path: Path) -> None:
+    path = _run(tmp_path / "r.db", [0, 1])
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE meta SET value = '2' WHERE key = 'format_version'")
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="format version 2; .* reads version 1 only"):
+        RunStore.read(path)
+    with pytest.raises(ValueError, match="format version 2"):
+        RunStore.open(path, "toy", {"skip": 1}, SCHEMA)
+    assert path.read_bytes() == before

@@ -19,6 +19,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from smoothcert.checks import ParameterError
 from smoothcert.launch import check_shard, local_device, shard_from_env
 from smoothcert.store import RunStore
 
@@ -39,7 +40,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         rank, world = (int(part) for part in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like RANK/WORLD, e.g. 0/4, got {text!r}") from None
+        raise ParameterError(
+            "shard", f"must look like RANK/WORLD, e.g. 0/4, got {text!r}"
+        ) from None
     return check_shard(rank, world)
 
 
@@ -116,7 +119,7 @@ def selection_gaps(run_path: str | os.PathLike) -> list[int]:
     """Selected examples missing below the run's last stored one: with ``skip`` s the selection
     is 0, s, 2s, ..., so any such index without a row means a shard stopped early. (A missing
     tail cannot be told apart from the end of the dataset.) Rerunning the run's command with
-    ``--out`` the merged file fills them in."""
+    the merged file as its run file fills them in."""
     with RunStore.read(run_path) as store:
         skip = store.config.get("skip")
         done = store.done_indices()

@@ -101,22 +101,34 @@ def _read_only_query(path: Path, sql: str) -> tuple | None:
 
 
 def _check_is_store(path: Path) -> None:
-    """Refuse, without writing, a file that is not a smoothcert run store."""
+    """Refuse, without writing, a file that is not a sound smoothcert run store of the format
+    version this code reads."""
     with open(path, "rb") as fh:
         header = fh.read(len(SQLITE_HEADER))
     if header != SQLITE_HEADER:
         raise ValueError(f"{path} exists and is not a smoothcert run store (not an SQLite file)")
     try:
-        row = _read_only_query(path, "SELECT value FROM meta WHERE key = 'format'")
+        row = _read_only_query(
+            path,
+            "SELECT (SELECT value FROM meta WHERE key = 'format'),"
+            " (SELECT value FROM meta WHERE key = 'format_version')",
+        )
     except sqlite3.DatabaseError:
         row = None
-    if row is None or json.loads(row[0]) != FORMAT:
+    if row is None or row[0] is None or json.loads(row[0]) != FORMAT:
         raise ValueError(f"{path} is an SQLite file but not a smoothcert run store")
     problem = _integrity_problem(path)
     if problem is not None:
         raise ValueError(
             f"{path} is a damaged run store (SQLite reports: {problem}); it was not modified. "
-            "Keep a copy; recover its rows with the sqlite3 shell's .recover, or use a new --out"
+            "Keep a copy; recover its rows with the sqlite3 shell's .recover, or start the run "
+            "in a new file"
+        )
+    version = None if row[1] is None else json.loads(row[1])
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is a run store of format version {version}; smoothcert {__version__} "
+            f"reads version {FORMAT_VERSION} only"
         )
 
 
@@ -135,7 +147,7 @@ def _integrity_problem(path: Path) -> str | None:
 
 def _writer_lock(path: Path, con: sqlite3.Connection) -> int | None:
     """An exclusive advisory lock (flock) on the run file for as long as a store may write to
-    it, so that a second process given the same --out stops at once with a clear message
+    it, so that a second process given the same run file stops at once with a clear message
     instead of computing the same examples and failing on the first duplicate row. Readers
     (analyze, export) take no lock. SQLite's own locks are fcntl byte ranges, independent of
     flock. Returns the descriptor holding the lock (None where flock does not exist)."""
@@ -150,8 +162,8 @@ def _writer_lock(path: Path, con: sqlite3.Connection) -> int | None:
         os.close(fd)
         con.close()
         raise ValueError(
-            f"{path} is being written by another process (a second run with the same --out?); "
-            "wait for it to finish, or choose another --out"
+            f"{path} is being written by another process (a second run with the same run "
+            "file?); wait for it to finish, or choose another run file"
         ) from None
     return fd
 
@@ -201,7 +213,8 @@ class RunStore:
             if store.kind != kind:
                 store.close()
                 raise ValueError(
-                    f"{path} holds a {store.kind!r} run, not a {kind!r} run; choose another --out"
+                    f"{path} holds a {store.kind!r} run, not a {kind!r} run; "
+                    "choose another run file"
                 )
             stored = store.config
             new = json.loads(config_json)
@@ -211,7 +224,7 @@ class RunStore:
                 details = ", ".join(f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in diff)
                 raise ValueError(
                     f"{path} holds a run with different arguments ({details}); "
-                    "rerun with the same arguments to resume, or choose another --out"
+                    "rerun with the same arguments to resume, or choose another run file"
                 )
             store._lock_for_writing()
             store._log_session()

@@ -1,4 +1,8 @@
-"""Flags and loading shared by the certify / predict / attack-style commands."""
+"""Flags and loading shared by the certify / predict / attack-style commands.
+
+Checks here raise :class:`smoothcert.checks.ParameterError` naming the flag's argparse dest
+(``noise_samples``); the command line reports it as the flag (``--noise-samples``).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,11 @@ import math
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from smoothcert import checks
 
 
 def add_model_and_data(parser: argparse.ArgumentParser) -> None:
@@ -102,26 +109,25 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _dest(name: str) -> str:
+    """The argparse dest of a flag name: "noise-samples" and "noise_samples" alike."""
+    return name.removeprefix("--").replace("-", "_")
+
+
 def positive_int(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    """Refuse an integer flag (None: not given) below 1."""
+    checks.optional_positive_int(_dest(name), value)
 
 
-def finite(flag: str, values: float | Sequence[float] | None, *, positive: bool) -> None:
-    """Reject a float flag (one value or a list) that is nan, infinite, negative, or zero when
-    ``positive``: argparse's float() accepts "nan" and "inf", which would otherwise run and
-    print nan (or a meaningless number) with exit code 0."""
+def finite(name: str, values: float | Sequence[float] | None, *, positive: bool) -> None:
+    """Reject a float flag (one value or a list; None: not given) that is nan, infinite (in
+    float32), negative, or zero when ``positive``: argparse's float() accepts "nan" and "inf",
+    which would otherwise run and print nan (or a meaningless number) with exit code 0."""
     if values is None:
         return
-    from smoothcert.checks import FLOAT32_MAX
-
     items = list(values) if isinstance(values, Sequence) else [values]
-    bound = "> 0" if positive else ">= 0"
     for v in items:
-        # Finite in float32 too: the models compute in float32, where 1e40 is already inf.
-        if not (abs(v) <= FLOAT32_MAX and (v > 0 if positive else v >= 0)):
-            shown = items[0] if len(items) == 1 else items
-            raise ValueError(f"--{flag} must be {bound} and finite (float32), got {shown}")
+        checks.finite_real(_dest(name), v, positive=positive, nonnegative=not positive)
 
 
 def resolve_device(spec: str | None) -> Any:
@@ -174,9 +180,11 @@ def _model_spec(args: argparse.Namespace) -> str:
     return str(args.checkpoint if model is None else model)
 
 
-def load_model(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, Any]]:
-    """(model, metadata) for a smoothcert checkpoint or a model from outside (the metadata then
-    holds its ``source``: format, sha256, runtime)."""
+def load_model(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, Any], Path | None]:
+    """(model, metadata, model file) for a smoothcert checkpoint or a model from outside (the
+    metadata then holds its ``source``: format, sha256, runtime). The model file is the
+    checkpoint (zoo:NAME resolved to its verified file), the outside model's file, or None for
+    a python: factory."""
     from smoothcert.checkpoint import load_checkpoint, resolve_checkpoint
     from smoothcert.models.adapters import RUNS_CODE, model_format
     from smoothcert.models.adapters import load_model as load_external
@@ -190,20 +198,19 @@ def load_model(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, An
             flags = ", ".join("--" + n.replace("_", "-") for n in given)
             raise ValueError(f"{flags}: only for models from outside (the checkpoint says it)")
         # zoo:NAME becomes its verified file, so run files record a real path and its sha256.
-        args.checkpoint = resolve_checkpoint(spec)
-        return load_checkpoint(args.checkpoint, device=device)
+        checkpoint = resolve_checkpoint(spec)
+        return (*load_checkpoint(checkpoint, device=device), checkpoint)
     if fmt in RUNS_CODE and not args.trust_model_code:
         raise ValueError(
             f"loading {spec} runs code stored in the file (pickle or TorchScript): pass "
             "--trust-model-code only for a file you trust, or export the model to ONNX"
         )
     positive_int("num_classes", args.num_classes)
-    finite("input-std", args.input_std, positive=True)
+    finite("input_std", args.input_std, positive=True)
     if args.input_mean is not None and not all(math.isfinite(v) for v in args.input_mean):
-        raise ValueError(f"--input-mean must be finite, got {args.input_mean}")
-    args.checkpoint = None if fmt == "python" else Path(spec)
+        raise checks.ParameterError("input_mean", f"must be finite, got {args.input_mean}")
     try:
-        return load_external(
+        model, meta = load_external(
             spec,
             device=device,
             weights=args.weights,
@@ -215,6 +222,7 @@ def load_model(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, An
         )
     except ValueError as exc:  # the library names parameters; the user typed flags
         raise ValueError(_as_flags(str(exc), outside)) from None
+    return model, meta, None if fmt == "python" else Path(spec)
 
 
 def _as_flags(message: str, names: Sequence[str]) -> str:
@@ -243,13 +251,35 @@ def _load_data(args: argparse.Namespace, name: str, meta: dict[str, Any]) -> Any
     kwargs = dict(meta.get("data_options") or {}) if name == meta.get("dataset") else {}
     if args.data_root is not None:
         kwargs["root"] = args.data_root
-    return load_dataset(name, args.split, **kwargs)
+    # bench has no --split: it measures on the test split.
+    return load_dataset(name, getattr(args, "split", "test"), **kwargs)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a command's model and data flags resolve to (see :func:`load_inputs`)."""
+
+    model: Any
+    meta: dict[str, Any]  # the checkpoint's metadata, or an outside model's (with its source)
+    dataset: Any
+    checkpoint: Path | None  # the model file (zoo:NAME resolved); None for a python: factory
 
 
 def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
-    """(model, checkpoint metadata, dataset), validated against each other."""
-    device = resolve_device(args.device)
-    model, meta = load_model(args, device)
+    """(model, checkpoint metadata, dataset) and, for the commands that still read it there,
+    ``args.checkpoint`` set to the model file. New code uses :func:`load_inputs`, which leaves
+    ``args`` as it is."""
+    inputs = load_inputs(args)
+    args.checkpoint = inputs.checkpoint
+    return inputs.model, inputs.meta, inputs.dataset
+
+
+def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
+    """The model and the dataset of the model and data flags, validated against each other
+    (``device``: a torch.device; default: the one --device names). ``args`` is not changed."""
+    if device is None:
+        device = resolve_device(args.device)
+    model, meta, checkpoint = load_model(args, device)
     dataset_name = args.dataset or meta.get("dataset")
     if not dataset_name:
         raise ValueError("the model names no dataset; pass --dataset")
@@ -275,7 +305,7 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], 
             f"{args.dataset!r} (allowed when the inputs have the same shape, but its "
             "predictions there are usually meaningless)"
         )
-    return model, meta, dataset
+    return Inputs(model, meta, dataset, checkpoint)
 
 
 def checkpoint_identity(
@@ -420,8 +450,8 @@ def smoothed_classifier(
         try:
             batch = int(args.batch)
         except ValueError:
-            raise ValueError(
-                f"--batch must be a positive integer or 'auto', got {args.batch!r}"
+            raise checks.ParameterError(
+                "batch", f"must be a positive integer or 'auto', got {args.batch!r}"
             ) from None
         positive_int("batch", batch)
     channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
@@ -437,27 +467,46 @@ def smoothed_classifier(
     )
 
 
-def prepare_smoothed_run(args: argparse.Namespace, counts: tuple[str, ...], verb: str):
-    """Validate the shared flags, load model and data, resolve σ (warning when it differs from
-    the training σ), build the smoothed classifier; returns (classifier, dataset, config, info)."""
-    for name in counts:
-        positive_int(name, getattr(args, name))
-    if args.seed < 0:
-        raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+@dataclass(frozen=True)
+class SmoothedRun:
+    """What the shared flags of certify and predict resolve to (see
+    :func:`prepare_smoothed_run`)."""
+
+    classifier: Any  # the SmoothedClassifier
+    dataset: Any
+    config: dict[str, Any]  # run-config entries identifying the model, dataset and split
+    info: dict[str, Any]  # provenance: the model file, its metadata, argv
+    shard: tuple[int, int]  # (rank, world): --shard, or torchrun's
+    out: str  # the run file this process writes (the shard's file when sharded)
+    device: Any  # the torch.device
+    sigma: float  # --sigma, or the model's training σ
+    meta: dict[str, Any]  # the model's metadata
+    checkpoint: Path | None  # the model file (zoo:NAME resolved); None for a python: factory
+
+
+def prepare_smoothed_run(
+    args: argparse.Namespace, counts: tuple[str, ...], verb: str
+) -> SmoothedRun:
+    """Validate the shared flags (``counts``: the integer flags that must be positive), resolve
+    the shard, its run file and the device, load model and data, resolve σ (warning when it
+    differs from the training σ) and build the smoothed classifier. ``args`` is not changed."""
     from smoothcert import distributed
 
-    args.shard = (
+    for name in counts:
+        positive_int(name, getattr(args, name))
+    checks.integer_at_least("seed", args.seed, 0)
+    shard = (
         distributed.shard_from_env()
         if args.shard == "auto"
         else distributed.parse_shard(args.shard)
     )
-    args.out = str(distributed.shard_path(args.out, *args.shard))
-    if args.device is None:
-        args.device = distributed.local_device()
-    if not 0 < args.alpha < 1:
-        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
+    out = str(distributed.shard_path(args.out, *shard))
+    device_spec = args.device if args.device is not None else distributed.local_device()
+    checks.probability("alpha", args.alpha)
     finite("sigma", args.sigma, positive=True)
-    model, meta, dataset = load_model_and_data(args)
+    device = resolve_device(device_spec)
+    inputs = load_inputs(args, device)
+    meta = inputs.meta
     sigma = args.sigma if args.sigma is not None else meta.get("sigma")
     if sigma is None or not sigma > 0:
         what = "checkpoint" if "source" not in meta else "model"
@@ -472,10 +521,21 @@ def prepare_smoothed_run(args: argparse.Namespace, counts: tuple[str, ...], verb
             f"{verb} at σ = {sigma} a model trained with σ = {meta['sigma']} "
             "(allowed, as in Cohen et al.'s Appendix H.3, but usually worse)"
         )
-    classifier = smoothed_classifier(args, model, meta, dataset, sigma)
-    config, info = checkpoint_identity(args.checkpoint, meta)
-    config |= {"dataset": dataset.info.name, "split": args.split}
-    return classifier, dataset, config, info
+    classifier = smoothed_classifier(args, inputs.model, meta, inputs.dataset, sigma)
+    config, info = checkpoint_identity(inputs.checkpoint, meta)
+    config |= {"dataset": inputs.dataset.info.name, "split": args.split}
+    return SmoothedRun(
+        classifier=classifier,
+        dataset=inputs.dataset,
+        config=config,
+        info=info,
+        shard=shard,
+        out=out,
+        device=device,
+        sigma=sigma,
+        meta=meta,
+        checkpoint=inputs.checkpoint,
+    )
 
 
 def check_json_target(path: Path, checkpoint: Path) -> None:

@@ -6,9 +6,12 @@ import argparse
 import math
 import sys
 
+from smoothcert.checks import ParameterError
 from smoothcert.cli import _common
 
 NAME = "attack"
+# Library parameters named otherwise than their flags.
+PARAMETER_FLAGS = {"max_examples": "--max", "batch_size": "--batch"}
 HELP = "accuracy under L2 PGD at several radii (resumable; NAL paper Table 2)"
 DESCRIPTION = (
     "Attack every --skip-th example (--max in all) with L2 PGD (--steps steps of 2ε/steps, true "
@@ -70,15 +73,16 @@ def run(args: argparse.Namespace) -> int:
     from smoothcert.runs.attack import attack_dataset
 
     for name in ("batch", "skip", "max", "restarts", "noise_samples"):
-        _common.positive_int(name.replace("_", "-"), getattr(args, name))
+        _common.positive_int(name, getattr(args, name))
     for steps in args.steps:
         _common.positive_int("steps", steps)
     if not all(math.isfinite(e) and e >= 0 for e in args.eps):
-        raise ValueError(f"--eps must be radii >= 0 and finite, got {args.eps}")
-    _common.finite("noise-sigma", args.noise_sigma, positive=True)
-    model, meta, dataset = _common.load_model_and_data(args)
+        raise ParameterError("eps", f"must be radii >= 0 and finite, got {args.eps}")
+    _common.finite("noise_sigma", args.noise_sigma, positive=True)
+    inputs = _common.load_inputs(args)
+    model, dataset = inputs.model, inputs.dataset
     indices = select_indices(len(dataset), args.skip, args.max)
-    config, info = _common.checkpoint_identity(args.checkpoint, meta)
+    config, info = _common.checkpoint_identity(inputs.checkpoint, inputs.meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
     bar = tqdm(
         disable=args.no_progress, unit="ex", dynamic_ncols=True, file=sys.stderr, desc="attack"

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 NAME = "bench"
+# Library parameters named otherwise than their flags.
+PARAMETER_FLAGS = {"batch_size": "--batch"}
 HELP = "measure certification throughput of a checkpoint on this machine (samples/s per path)"
 DESCRIPTION = (
     "For each path (fp32 / bf16 autocast, with and without channels-last), measure the base "
@@ -59,21 +61,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from smoothcert import checks
     from smoothcert.cli import _common
 
     for name in ("batch", "rounds", "batches_per_round", "n", "disagreement_draws"):
         _common.positive_int(name, getattr(args, name))
-    if args.disagreement_images < 0:
-        raise ValueError("--disagreement-images must be >= 0")
+    checks.integer_at_least("disagreement_images", args.disagreement_images, 0)
     _common.finite("sigma", args.sigma, positive=True)
     if args.json is not None:  # before minutes of measuring
         _common.check_json_target(args.json, args.checkpoint or Path(args.model or ""))
-    args.split = "test"
     import torch
 
     from smoothcert import throughput
 
-    model, meta, dataset = _common.load_model_and_data(args)
+    inputs = _common.load_inputs(args)  # the test split: bench has no --split
+    model, meta, dataset = inputs.model, inputs.meta, inputs.dataset
     sigma = args.sigma if args.sigma is not None else meta.get("sigma")
     if sigma is None or not sigma > 0:
         raise ValueError("the model gives no training σ; pass --sigma")
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         sound=args.sound,
     )  # fmt: skip
     arch = meta.get("arch") or meta.get("source", {}).get("format")
-    record = {"checkpoint": str(args.checkpoint or args.model), "arch": arch, **record}
+    record = {"checkpoint": str(inputs.checkpoint or args.model), "arch": arch, **record}
     print(_table(record, args.n))
     if args.json is not None:
         from smoothcert.atomic import atomic_write_bytes

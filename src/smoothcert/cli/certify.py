@@ -9,6 +9,8 @@ import sys
 from smoothcert.cli import _common
 
 NAME = "certify"
+# Library parameters named otherwise than their flags.
+PARAMETER_FLAGS = {"max_examples": "--max", "adaptive_radii": "--radii"}
 HELP = "certify a model's smoothed classifier on a dataset (Cohen et al. CERTIFY)"
 DESCRIPTION = (
     "Run CERTIFY on every --skip-th example (--max in all). Each example's result is committed to "
@@ -128,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
 
     _check_adaptive(args)
     _check_tsv(args)
-    classifier, dataset, config, info = _common.prepare_smoothed_run(
+    prepared = _common.prepare_smoothed_run(
         args, ("n0", "n", "skip", "max", "n_first"), "certifying"
     )
+    out = prepared.out
     if args.n0 > args.n:
         _common.warn(
             f"--n0 {args.n0} is larger than --n {args.n}: the selection draws more samples "
@@ -147,23 +150,23 @@ def run(args: argparse.Namespace) -> int:
             "s_per_ex": f"{tally['seconds'] / tally['done']:.2f}",
         }
 
-    bar = _common.RowProgress(args.no_progress, postfix, run=args.out)
+    bar = _common.RowProgress(args.no_progress, postfix, run=out)
     try:
         rows = certify_dataset(
-            classifier,
-            dataset,
-            args.out,
+            prepared.classifier,
+            prepared.dataset,
+            out,
             n0=args.n0,
             n=args.n,
             alpha=args.alpha,
             skip=args.skip,
             max_examples=args.max,
             seed=args.seed,
-            config=config,
-            info=info,
+            config=prepared.config,
+            info=prepared.info,
             progress=bar,
             on_start=bar.start,
-            shard=args.shard,
+            shard=prepared.shard,
             adaptive_radii=args.radii,
             adaptive_options=(
                 {
@@ -183,9 +186,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if rows:  # a shard can be given no examples (more shards than examples)
-        print(format_table(analyze([args.out]), "markdown"))
-    print(f"{len(rows)} examples in {args.out}")
-    if args.tsv:
-        export_tsv(args.out, args.tsv)
+        print(format_table(analyze([out]), "markdown"))
+    print(f"{len(rows)} examples in {out}")
+    if args.tsv:  # never sharded (_check_tsv): out is --out
+        export_tsv(out, args.tsv)
         print(f"wrote {args.tsv}")
     return 0

@@ -8,6 +8,8 @@ import sys
 from smoothcert.cli import _common
 
 NAME = "predict"
+# Library parameters named otherwise than their flags.
+PARAMETER_FLAGS = {"max_examples": "--max"}
 HELP = "predict with the smoothed classifier on a dataset (Cohen et al. PREDICT)"
 DESCRIPTION = (
     "Run PREDICT on every --skip-th example (--max in all), one committed row per example in --out "
@@ -45,15 +47,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.reference:
         check_reference(args.reference)  # exists, and is a certify or predict run
-    classifier, dataset, config, info = _common.prepare_smoothed_run(
-        args, ("n", "skip", "max"), "predicting"
-    )
+    prepared = _common.prepare_smoothed_run(args, ("n", "skip", "max"), "predicting")
+    classifier, dataset, out = prepared.classifier, prepared.dataset, prepared.out
     if args.reference and getattr(dataset, "labeled", True) is False:
         raise ValueError("--reference needs labeled data")
     if args.reference:
-        _check_reference_matches(
-            args, config | run_identity(classifier) | {"precision": classifier.precision}
-        )
+        identity = run_identity(classifier) | {"precision": classifier.precision}
+        _check_reference_matches(args, out, prepared.config | identity)
         shared = _reference_overlap(args, len(dataset))
 
     def postfix(tally: dict, row: dict) -> dict:
@@ -64,22 +64,22 @@ def run(args: argparse.Namespace) -> int:
             "abstain": f"{tally['abstain'] / tally['done']:.3f}",
         }
 
-    bar = _common.RowProgress(args.no_progress, postfix, run=args.out)
+    bar = _common.RowProgress(args.no_progress, postfix, run=out)
     try:
         rows = predict_dataset(
             classifier,
             dataset,
-            args.out,
+            out,
             n=args.n,
             alpha=args.alpha,
             skip=args.skip,
             max_examples=args.max,
             seed=args.seed,
-            config=config,
-            info=info,
+            config=prepared.config,
+            info=prepared.info,
             progress=bar,
             on_start=bar.start,
-            shard=args.shard,
+            shard=prepared.shard,
         )
     except KeyboardInterrupt:
         bar.close()
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     shown = f"accuracy {accuracy:.3f}" if getattr(dataset, "labeled", True) else "no labels"
     print(f"{m} examples: {shown}, abstained {abstain:.3f} (n = {args.n}, alpha = {args.alpha})")
     if args.reference:
-        categories = predict_categories(args.out, args.reference)
+        categories = predict_categories(out, args.reference)
         covered = len(shared & {r["idx"] for r in rows})
         print(f"Table 4 categories over the {covered} of {m} examples the reference run holds:")
         print("| " + " | ".join(categories) + " |")
@@ -118,20 +118,19 @@ def _reference_overlap(args: argparse.Namespace, num_examples: int) -> set[int]:
     return shared
 
 
-def _check_reference_matches(args: argparse.Namespace, config: dict) -> None:
+def _check_reference_matches(args: argparse.Namespace, out: str, config: dict) -> None:
     """Before any example: the reference must be another run of the same model, σ, dataset
-    and split (``config`` is what the predict run will store)."""
+    and split (``config`` is what the predict run ``out`` will store), drawing other noise."""
     from pathlib import Path
 
     from smoothcert.analysis import check_independent_noise, check_reference
-    from smoothcert.runs.certify import PREDICT_NOISE_STREAM, is_legacy_predict_run
+    from smoothcert.runs.certify import PREDICT_NOISE_STREAM
     from smoothcert.store import RunStore
 
-    if Path(args.reference).resolve() == Path(args.out).resolve():
+    if Path(args.reference).resolve() == Path(out).resolve():
         raise ValueError(f"--reference {args.reference} is the --out run itself")
     check_reference(args.reference, config)
     with RunStore.read(args.reference) as ref:
         ref_kind, ref_config, ref_seed = ref.kind, ref.config, ref.info.get("seed_used")
-    if not is_legacy_predict_run(args.out):  # a legacy run is checked once it is done
-        stream_config = {"n": args.n, "noise_stream": PREDICT_NOISE_STREAM}
-        check_independent_noise("predict", stream_config, args.seed, ref_kind, ref_config, ref_seed)
+    stream_config = {"n": args.n, "noise_stream": PREDICT_NOISE_STREAM}
+    check_independent_noise("predict", stream_config, args.seed, ref_kind, ref_config, ref_seed)

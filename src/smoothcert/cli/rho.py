@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from smoothcert import checks
 from smoothcert.cli import _common
 
 NAME = "rho"
+# Library parameters named otherwise than their flags.
+PARAMETER_FLAGS = {"batch_size": "--batch", "max_examples": "--max"}
 HELP = "mean transport cost ρ (with noise), ρ_adv (without) and ε = √ρ_adv (NAL Eq. 8)"
 DESCRIPTION = (
     "Run the surrogate ascent max_x (1/s) Σ_j [ℓ(x + z_j) − γ‖x + z_j − x0‖²] (Algorithm 1, "
@@ -48,20 +51,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smoothcert.attacks.rho import transport_cost
+    from smoothcert.runs import select_indices
 
     for name in ("batch", "skip", "max", "num_noise"):
-        _common.positive_int(name.replace("_", "-"), getattr(args, name))
-    if args.steps < 0:
-        raise ValueError(f"--steps must be >= 0, got {args.steps}")
+        _common.positive_int(name, getattr(args, name))
+    checks.integer_at_least("steps", args.steps, 0)
     _common.finite("gamma", args.gamma, positive=True)
     _common.finite("sigma", args.sigma, positive=False)
-    _common.finite("step-size", args.step_size, positive=True)
+    _common.finite("step_size", args.step_size, positive=True)
     num_noise = args.num_noise or (1 if args.sigma == 0 else 4)
     json_path = Path(args.json) if args.json else None
     if json_path is not None:  # before minutes of ascent
-        _common.check_json_target(json_path, Path(args.checkpoint))
-    model, _meta, dataset = _common.load_model_and_data(args)
-    indices = list(range(0, len(dataset), args.skip))[: args.max]
+        _common.check_json_target(json_path, args.checkpoint or Path(args.model or ""))
+    inputs = _common.load_inputs(args)
+    model, dataset = inputs.model, inputs.dataset
+    indices = select_indices(len(dataset), args.skip, args.max)
     data = dataset.batch(indices)
     result = transport_cost(
         model,
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         from smoothcert.atomic import atomic_write_bytes
 
         record = {
-            "checkpoint": str(args.checkpoint),
+            "checkpoint": str(inputs.checkpoint),
             "split": args.split,
             "examples": result.num_examples,
             "gamma": args.gamma,

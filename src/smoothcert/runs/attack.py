@@ -22,7 +22,7 @@ from smoothcert.attacks.robust import (
     check_steps,
     robust_correct,
 )
-from smoothcert.checks import FLOAT32_MAX, is_integer
+from smoothcert.checks import FLOAT32_MAX, ParameterError, is_integer, one_of, positive_int
 from smoothcert.store import RunStore, pending_blocks
 
 ATTACK_SCHEMA = {
@@ -76,19 +76,16 @@ def attack_dataset(
     eps_list = [float(e) for e in eps_list]
     # Finite in float32, where the attack runs (1e40 would become inf there, mid-run).
     if not eps_list or any(not 0 <= e <= FLOAT32_MAX for e in eps_list):
-        raise ValueError(f"eps must be one or more finite radii >= 0, got {eps_list}")
+        raise ParameterError("eps", f"must be one or more finite radii >= 0, got {eps_list}")
     if not is_integer(seed) or not 0 <= seed < MAX_SEED:
-        raise ValueError(f"seed must be an integer in [0, 2**43), got {seed!r}")
+        raise ParameterError("seed", f"must be an integer in [0, 2**43), got {seed!r}")
     steps_list = check_steps(steps)
     restarts = check_restarts(restarts)
     if noise_sigma is not None and not 0 < noise_sigma <= FLOAT32_MAX:
-        raise ValueError(f"noise_sigma must be finite and > 0, got {noise_sigma}")
-    if noise_samples < 1:
-        raise ValueError(f"noise_samples must be >= 1, got {noise_samples}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ParameterError("noise_sigma", f"must be finite and > 0, got {noise_sigma}")
+    positive_int("noise_samples", noise_samples)
+    one_of("objective", objective, OBJECTIVES)
+    positive_int("batch_size", batch_size)
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     run_config = {
         "command": "attack",

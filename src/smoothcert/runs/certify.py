@@ -1,6 +1,15 @@
 """Resumable certify and predict runs over a dataset, stored in a run file (see store.py),
 and export to the tab-separated format of Cohen et al.'s reference code.
 
+A run goes in five steps, one function each:
+
+1. validate: the run's settings (:class:`CertifyOptions` / :class:`PredictOptions`) and which
+   examples and noise (:class:`Selection`) are checked when built, before any file exists;
+2. open: :func:`_open_run` creates the run file, or resumes it when its config matches;
+3. select: :meth:`Selection.indices` and the stored rows give the examples still to do;
+4. evaluate: each example is certified (or predicted) with its own generator;
+5. write: its row is committed at once, so an interrupted run resumes with no gap.
+
 Every example gets its own random generator seeded from (seed, idx), so results do not
 depend on the order of examples, on interruptions, or on which machine resumed the run.
 """
@@ -10,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +30,13 @@ from torch import nn
 
 from smoothcert import stats
 from smoothcert.atomic import atomic_write_bytes
-from smoothcert.checks import is_integer, positive_int, probability
+from smoothcert.checks import (
+    ParameterError,
+    integer_at_least,
+    optional_positive_int,
+    positive_int,
+    probability,
+)
 from smoothcert.distributed import check_shard, shard_of
 from smoothcert.smoothing import SmoothedClassifier
 from smoothcert.store import SQLITE_HEADER, RunStore
@@ -29,6 +45,9 @@ __all__ = [
     "RunStore",
     "CERTIFY_SCHEMA",
     "PREDICT_SCHEMA",
+    "Selection",
+    "CertifyOptions",
+    "PredictOptions",
     "select_indices",
     "example_generator",
     "noise_stream",
@@ -69,14 +88,14 @@ PREDICT_SCHEMA = {
 Progress = Callable[[dict[str, Any]], None]
 # Called once the run is open, with (examples already done, examples to do now).
 OnStart = Callable[[int, int], None]
+# One example's evaluation: (input, its generator) -> its row without label and seconds.
+Evaluate = Callable[[Any, torch.Generator], dict[str, Any]]
 
 
 def select_indices(num_examples: int, skip: int = 1, max_examples: int | None = None) -> list[int]:
     """Every ``skip``-th example, ``max_examples`` of them in all (a count, not an index)."""
-    if not isinstance(skip, int) or skip < 1:
-        raise ValueError(f"skip must be a positive integer, got {skip!r}")
-    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
-        raise ValueError(f"max must be a positive integer, got {max_examples!r}")
+    skip = positive_int("skip", skip)
+    max_examples = optional_positive_int("max_examples", max_examples)
     indices = list(range(0, num_examples, skip))
     return indices if max_examples is None else indices[:max_examples]
 
@@ -86,7 +105,7 @@ def select_indices(num_examples: int, skip: int = 1, max_examples: int | None = 
 # with another n. Without it, PREDICT's n draws were a prefix of a same-seed reference run's
 # and agreed with it more often than independent draws would (Table 4's "accurate" inflated).
 PREDICT_STREAM = 1
-PREDICT_NOISE_STREAM = "seed, idx, predict, n"  # recorded in the config of new predict runs
+PREDICT_NOISE_STREAM = "seed, idx, predict, n"  # recorded in the config of every predict run
 
 
 def example_generator(
@@ -124,12 +143,170 @@ def run_identity(classifier: SmoothedClassifier) -> dict[str, Any]:
     return {"model_sha256": model_fingerprint(classifier.base), "sigma": classifier.sigma}
 
 
-def _check_seed(seed: int | None) -> None:
-    # numpy's SeedSequence only says "expected non-negative integer", naming no argument.
-    if seed is None:
-        return
-    if not is_integer(seed) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+# ------------------------------------------------------------------ 1. validate
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which examples a run evaluates, and with which noise: every ``skip``-th example,
+    ``max_examples`` in all, this process's ``shard`` (rank, world) of them, each with a
+    generator seeded by (``seed``, idx). Checked when built: a refused run leaves no file."""
+
+    skip: int = 1
+    max_examples: int | None = None
+    seed: int | None = 0
+    shard: tuple[int, int] = (0, 1)
+
+    def __post_init__(self) -> None:
+        # numpy's SeedSequence would only say "expected non-negative integer", naming nothing.
+        if self.seed is not None:
+            integer_at_least("seed", self.seed, 0)
+        positive_int("skip", self.skip)
+        optional_positive_int("max_examples", self.max_examples)
+        _, world = check_shard(*self.shard)
+        if world > 1 and self.seed is None:
+            raise ParameterError(
+                "seed", "is needed by a sharded run (every shard must draw the same noise)"
+            )
+
+    def indices(self, num_examples: int) -> list[int]:
+        """The selected examples of a dataset of ``num_examples`` this shard handles."""
+        indices = select_indices(num_examples, self.skip, self.max_examples)
+        return shard_of(indices, *self.shard) if self.shard[1] > 1 else indices
+
+    def config(self) -> dict[str, Any]:
+        """The run-config entries of the selection (the shard's are added last: see
+        :func:`_run_config`)."""
+        return {"skip": self.skip, "max": self.max_examples, "seed": self.seed}
+
+    def shard_config(self) -> dict[str, Any]:
+        return {"shard": list(self.shard)} if self.shard[1] > 1 else {}
+
+
+@dataclass(frozen=True)
+class _Procedure:
+    """What a run does to each example: its kind and row schema, the config entries of its
+    settings, its evaluation, and its noise stream (with the config entry that records it)."""
+
+    kind: str
+    schema: dict[str, str]
+    config: dict[str, Any]
+    evaluate: Evaluate
+    stream: tuple[int, ...] = ()
+    stream_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CertifyOptions:
+    """The settings of a certify run (Cohen et al. §3.2, CERTIFY), checked when built.
+
+    ``adaptive_radii`` switches to the sequential procedure of
+    ``smoothcert.adaptive.certify_adaptive`` (``n`` is then its largest sample size), with the
+    plan options ``adaptive_options`` (see :meth:`for_classifier`, which fills in defaults).
+    """
+
+    n0: int = 100
+    n: int = 100_000
+    alpha: float = 0.001
+    adaptive_radii: list[float] | None = None
+    adaptive_options: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        positive_int("n0", self.n0)
+        positive_int("n", self.n)
+        probability("alpha", self.alpha)
+
+    def for_classifier(self, classifier: SmoothedClassifier) -> CertifyOptions:
+        """These options with the adaptive plan checked and its defaults filled in (the plan
+        depends on σ): bad radii or n_first > n are refused before the run file exists."""
+        if self.adaptive_radii is None:
+            return self
+        if classifier.sound:
+            raise ParameterError(
+                "adaptive_radii", "cannot be used with a sound classifier (sound=True) yet"
+            )
+        options = _adaptive_plan_options(
+            self.adaptive_radii, self.adaptive_options, classifier.sigma, self.alpha, self.n
+        )
+        return replace(self, adaptive_options=options)
+
+    def config(self) -> dict[str, Any]:
+        config = {"command": "certify", "n0": self.n0, "n": self.n, "alpha": self.alpha}
+        if self.adaptive_radii is not None:
+            # The plan sorts and de-duplicates the targets: store them so, and the same set of
+            # radii in another order resumes the run.
+            targets = sorted({float(r) for r in self.adaptive_radii})
+            config |= {"adaptive_radii": targets, "adaptive_options": self.adaptive_options}
+        return config
+
+    def procedure(self, classifier: SmoothedClassifier) -> _Procedure:
+        certify_one = _certify_fn(
+            classifier, self.n0, self.n, self.alpha, self.adaptive_radii, self.adaptive_options
+        )
+
+        def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
+            cert = certify_one(x, gen)
+            return {
+                "prediction": cert.prediction,
+                "radius": cert.radius,
+                "n_a": cert.n_a,
+                "n": cert.n,
+                "p_a_lower": cert.p_a_lower,
+                "counts_selection": cert.counts_selection,
+                "counts_estimation": cert.counts_estimation,
+            }
+
+        return _Procedure("certify", CERTIFY_SCHEMA, self.config(), evaluate)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """The settings of a predict run (Cohen et al. §3.2, PREDICT), checked when built. Its
+    noise comes from the predict stream (:data:`PREDICT_STREAM`), independent of any certify
+    run's and of a predict run's with another ``n``."""
+
+    n: int = 1000
+    alpha: float = 0.001
+
+    def __post_init__(self) -> None:
+        positive_int("n", self.n)
+        probability("alpha", self.alpha)
+
+    def procedure(self, classifier: SmoothedClassifier) -> _Procedure:
+        n, alpha = self.n, self.alpha
+
+        def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
+            # PREDICT (§3.2) from its counts; the counts are kept for re-analysis.
+            counts = classifier.counts(x, n, generator=gen)
+            top2 = np.sort(counts)[::-1][:2]
+            return {
+                "prediction": stats.predict_from_counts(counts, alpha),
+                "n_a": int(top2[0]),
+                "n_b": int(top2[1]),
+                "counts": counts,
+            }
+
+        return _Procedure(
+            "predict",
+            PREDICT_SCHEMA,
+            {"command": "predict", "n": n, "alpha": alpha},
+            evaluate,
+            stream=(PREDICT_STREAM, n),
+            stream_config={"noise_stream": PREDICT_NOISE_STREAM},
+        )
+
+
+def _classifier(
+    model: nn.Module | SmoothedClassifier,
+    sigma: float | None,
+    num_classes: int | None,
+    batch_size: int,
+) -> SmoothedClassifier:
+    if isinstance(model, SmoothedClassifier):
+        return model
+    if sigma is None or num_classes is None:
+        raise ValueError("sigma and num_classes are required when model is a base classifier")
+    return SmoothedClassifier(model, num_classes, sigma, batch_size=batch_size)
 
 
 def _check_dataset(dataset: Any, classifier: SmoothedClassifier) -> None:
@@ -148,68 +325,106 @@ def _check_dataset(dataset: Any, classifier: SmoothedClassifier) -> None:
         )
 
 
-def _run_examples(
+def _check_labeled(dataset: Any) -> None:
+    if getattr(dataset, "labeled", True) is False:
+        raise ValueError(
+            "certifying needs labeled data (certified accuracy is against the labels); "
+            "predicting works without labels"
+        )
+
+
+# ------------------------------------------------------------------ 2. open
+
+
+def _run_config(
     classifier: SmoothedClassifier,
-    dataset: Any,
-    out: str | os.PathLike,
-    kind: str,
-    schema: dict[str, str],
-    config: dict[str, Any],
-    info: dict[str, Any] | None,
-    selection: tuple[int, int | None, int | None],
-    shard: tuple[int, int],
-    evaluate: Callable[[Any, torch.Generator], dict[str, Any]],
-    progress: Progress | None,
-    on_start: OnStart | None,
-    stream: tuple[int, ...] = (),
-) -> list[dict[str, Any]]:
-    """The resumable loop shared by every per-example run: open (or resume) the run, then for
-    each selected example not yet stored, evaluate it with its own generator, commit its row,
-    report progress. ``evaluate(x, generator)`` returns the row without label and seconds."""
-    skip, max_examples, seed = selection
-    _check_seed(seed)  # before the run file exists: a refused run must leave nothing behind
-    indices = select_indices(len(dataset), skip, max_examples)
-    rank, world = check_shard(*shard)
-    if world > 1:
-        if seed is None:
-            raise ValueError("a sharded run needs a seed (every shard must draw the same noise)")
-        config = config | {"shard": [rank, world]}
-        indices = shard_of(indices, rank, world)
-    config = {
+    procedure: _Procedure,
+    selection: Selection,
+    config: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Everything that determines the run's results (a resume must match it exactly). Later
+    entries win: the caller's ``config`` cannot override the noise stream or the shard."""
+    return {
         **run_identity(classifier),
-        "skip": skip,
-        "max": max_examples,
-        "seed": seed,
+        **selection.config(),
         **_classifier_options(classifier),
-        **config,
+        **procedure.config,
+        **(config or {}),
+        **procedure.stream_config,
+        **selection.shard_config(),
     }
+
+
+def _open_run(
+    out: str | os.PathLike,
+    classifier: SmoothedClassifier,
+    procedure: _Procedure,
+    selection: Selection,
+    config: Mapping[str, Any] | None,
+    info: Mapping[str, Any] | None,
+) -> tuple[RunStore, int]:
+    """(the run file, created or resumed, and the seed its examples use)."""
+    seed = selection.seed
     if seed is None:
         # No seed given: draw one now and keep it in the run, so resuming stays consistent.
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     # The σ that scaled the noise (the radii's σ), recorded as provenance: the config keeps
     # the requested σ so that runs made before it was recorded still resume.
-    info = (info or {}) | {"seed_used": seed, "sigma_noise": classifier.noise_sigma}
-    store = RunStore.open(out, kind, config, schema, info=info)
-    seed = int(store.info.get("seed_used", seed))
-    done = store.done_indices()
-    todo = [i for i in indices if i not in done]
-    if on_start is not None:
-        on_start(len(indices) - len(todo), len(todo))
+    info = dict(info or {}) | {"seed_used": seed, "sigma_noise": classifier.noise_sigma}
+    run_config = _run_config(classifier, procedure, selection, config)
+    store = RunStore.open(out, procedure.kind, run_config, procedure.schema, info=info)
+    return store, int(store.info.get("seed_used", seed))
+
+
+# ------------------------------------------------------------------ 3-5. select, evaluate, write
+
+
+def _evaluate_example(
+    dataset: Any, idx: int, evaluate: Evaluate, generator: torch.Generator
+) -> dict[str, Any]:
+    """Example ``idx``'s row: its evaluation, label, correctness and wall time."""
+    x, label = dataset[idx]
+    start = time.perf_counter()
+    row = evaluate(x, generator)
+    seconds = time.perf_counter() - start
+    if label is None:  # unlabeled data (PREDICT only): no correctness to record
+        row = {"label": None, **row, "correct": None}
+    else:
+        row = {"label": int(label), **row, "correct": int(row["prediction"] == int(label))}
+    row["seconds"] = seconds
+    return row
+
+
+def _run(
+    classifier: SmoothedClassifier,
+    dataset: Any,
+    out: str | os.PathLike,
+    procedure: _Procedure,
+    selection: Selection,
+    config: Mapping[str, Any] | None,
+    info: Mapping[str, Any] | None,
+    progress: Progress | None,
+    on_start: OnStart | None,
+) -> list[dict[str, Any]]:
+    """Steps 2-5 for validated settings: open (or resume) the run, then evaluate each selected
+    example not yet stored with its own generator, commit its row, report progress."""
+    indices = selection.indices(len(dataset))
+    store, seed = _open_run(out, classifier, procedure, selection, config, info)
     with store:
+        done = store.done_indices()
+        todo = [i for i in indices if i not in done]
+        if on_start is not None:
+            on_start(len(indices) - len(todo), len(todo))
         for idx in todo:
-            x, label = dataset[idx]
-            start = time.perf_counter()
-            row = evaluate(x, example_generator(seed, idx, classifier.device, stream))
-            seconds = time.perf_counter() - start
-            if label is None:  # unlabeled data (PREDICT only): no correctness to record
-                row = {"label": None, **row, "correct": None}
-            else:
-                row = {"label": int(label), **row, "correct": int(row["prediction"] == int(label))}
-            row["seconds"] = seconds
+            generator = example_generator(seed, idx, classifier.device, procedure.stream)
+            row = _evaluate_example(dataset, idx, procedure.evaluate, generator)
             store.add(idx, row)
             if progress is not None:
                 progress(row)
         return store.rows()
+
+
+# ------------------------------------------------------------------ the runs
 
 
 def certify_dataset(
@@ -286,59 +501,17 @@ def certify_dataset(
     Raises
     ------
     ValueError
-        If an argument is out of range, the dataset does not fit the model, or ``out`` holds
-        a different run.
+        If an argument is out of range (a :class:`smoothcert.checks.ParameterError` naming
+        it), the dataset does not fit the model, or ``out`` holds a different run.
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
-    if getattr(dataset, "labeled", True) is False:
-        raise ValueError(
-            "certifying needs labeled data (certified accuracy is against the labels); "
-            "predicting works without labels"
-        )
-    positive_int("n0", n0)
-    positive_int("n", n)
-    probability("alpha", alpha)
-    if adaptive_radii is not None and classifier.sound:
-        raise ValueError("adaptive_radii cannot be used with a sound classifier (sound=True) yet")
-    if adaptive_radii is not None:
-        adaptive_options = _adaptive_plan_options(
-            adaptive_radii, adaptive_options, classifier.sigma, alpha, n
-        )
-    certify_one = _certify_fn(classifier, n0, n, alpha, adaptive_radii, adaptive_options)
-    run_config: dict[str, Any] = {"command": "certify", "n0": n0, "n": n, "alpha": alpha}
-    if adaptive_radii is not None:
-        # The plan sorts and de-duplicates the targets: store them so, and the same set of
-        # radii in another order resumes the run.
-        targets = sorted({float(r) for r in adaptive_radii})
-        run_config |= {"adaptive_radii": targets, "adaptive_options": adaptive_options}
-
-    def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
-        cert = certify_one(x, gen)
-        return {
-            "prediction": cert.prediction,
-            "radius": cert.radius,
-            "n_a": cert.n_a,
-            "n": cert.n,
-            "p_a_lower": cert.p_a_lower,
-            "counts_selection": cert.counts_selection,
-            "counts_estimation": cert.counts_estimation,
-        }
-
-    return _run_examples(
-        classifier,
-        dataset,
-        out,
-        "certify",
-        CERTIFY_SCHEMA,
-        run_config | (config or {}),
-        info,
-        (skip, max_examples, seed),
-        shard,
-        evaluate,
-        progress,
-        on_start,
-    )
+    _check_labeled(dataset)
+    options = CertifyOptions(n0, n, alpha, adaptive_radii, adaptive_options)
+    options = options.for_classifier(classifier)
+    selection = Selection(skip, max_examples, seed, shard)
+    procedure = options.procedure(classifier)
+    return _run(classifier, dataset, out, procedure, selection, config, info, progress, on_start)
 
 
 def predict_dataset(
@@ -360,64 +533,21 @@ def predict_dataset(
     on_start: OnStart | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, Any]]:
-    """PREDICT on every selected example, stored and resumable like :func:`certify_dataset`."""
+    """PREDICT on every selected example, stored and resumable like :func:`certify_dataset`
+    (unlabeled data allowed: its rows have no label and no correctness)."""
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
-    positive_int("n", n)
-    probability("alpha", alpha)
-
-    def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
-        # PREDICT (§3.2) from its counts; the counts are kept for re-analysis.
-        counts = classifier.counts(x, n, generator=gen)
-        top2 = np.sort(counts)[::-1][:2]
-        return {
-            "prediction": stats.predict_from_counts(counts, alpha),
-            "n_a": int(top2[0]),
-            "n_b": int(top2[1]),
-            "counts": counts,
-        }
-
-    run_config = {"command": "predict", "n": n, "alpha": alpha} | (config or {})
-    stream: tuple[int, ...] = (PREDICT_STREAM, n)
-    if is_legacy_predict_run(out):
-        stream = ()  # a run started before the predict stream resumes with the noise it began
-    else:
-        run_config["noise_stream"] = PREDICT_NOISE_STREAM
-    return _run_examples(
-        classifier,
-        dataset,
-        out,
-        "predict",
-        PREDICT_SCHEMA,
-        run_config,
-        info,
-        (skip, max_examples, seed),
-        shard,
-        evaluate,
-        progress,
-        on_start,
-        stream,
-    )
-
-
-def is_legacy_predict_run(out: str | os.PathLike) -> bool:
-    """Whether ``out`` holds a predict run from before the predict noise stream (no
-    ``noise_stream`` in its config): its rows drew the same noise as a certify run's."""
-    path = Path(out)
-    if not path.is_file() or path.stat().st_size == 0:
-        return False
-    try:
-        with RunStore.read(path) as store:
-            return store.kind == "predict" and "noise_stream" not in store.config
-    except (ValueError, OSError):
-        return False  # not a run: RunStore.open reports it
+    options = PredictOptions(n, alpha)
+    selection = Selection(skip, max_examples, seed, shard)
+    procedure = options.procedure(classifier)
+    return _run(classifier, dataset, out, procedure, selection, config, info, progress, on_start)
 
 
 def noise_stream(kind: str, config: dict[str, Any]) -> tuple[str, int | None]:
-    """The noise stream of a stored certify or predict run: ("base", None) for certify runs
-    and predict runs from before the predict stream, ("predict", n) for the others. Two runs
-    with the same seed draw overlapping noise exactly when their streams are equal."""
-    if kind == "predict" and config.get("noise_stream") == PREDICT_NOISE_STREAM:
+    """The noise stream of a stored certify or predict run: ("base", None) for certify runs,
+    ("predict", n) for predict runs. Two runs with the same seed draw overlapping noise
+    exactly when their streams are equal."""
+    if kind == "predict":
         return "predict", int(config["n"])
     return "base", None
 
@@ -522,19 +652,6 @@ def _certify_fn(
     return lambda x, gen: certify_adaptive(
         classifier, x, radii, alpha, n0=n0, n_max=n, generator=gen, **opts
     )
-
-
-def _classifier(
-    model: nn.Module | SmoothedClassifier,
-    sigma: float | None,
-    num_classes: int | None,
-    batch_size: int,
-) -> SmoothedClassifier:
-    if isinstance(model, SmoothedClassifier):
-        return model
-    if sigma is None or num_classes is None:
-        raise ValueError("sigma and num_classes are required when model is a base classifier")
-    return SmoothedClassifier(model, num_classes, sigma, batch_size=batch_size)
 
 
 def _classifier_options(classifier: SmoothedClassifier) -> dict[str, Any]:

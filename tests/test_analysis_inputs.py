@@ -85,7 +85,7 @@ def test_empty_run_is_an_error_not_a_table_of_zeros(empty_run):
     with pytest.raises(ValueError, match="has no rows yet"):
         analysis.analyze([empty_run], rho=0.5)
     with pytest.raises(ValueError, match="has no rows yet"):
-        analysis.figure8(empty_run)
+        analysis.bound_comparison(empty_run)
     with pytest.raises(ValueError, match="empty"):
         analysis.certified_accuracy([], [], [0.0])
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from smoothcert import analysis
-from smoothcert.certificates import certificate, surrogate, worst_case_loss
 from smoothcert.cli import main
+from smoothcert.distributional import distributional_bound, surrogate, worst_case_loss
 from smoothcert.runs import CERTIFY_SCHEMA, RunStore, certify_dataset
 
 CONFIG = {"command": "certify", "n0": 10, "n": 200, "alpha": 0.01, "sigma": 0.5}
@@ -85,7 +85,7 @@ def test_empty_run_is_an_error_not_a_table_of_zeros(empty_run):
     with pytest.raises(ValueError, match="has no rows yet"):
         analysis.analyze([empty_run], rho=0.5)
     with pytest.raises(ValueError, match="has no rows yet"):
-        analysis.figure8(empty_run)
+        analysis.bound_comparison(empty_run)
     with pytest.raises(ValueError, match="empty"):
         analysis.certified_accuracy([], [], [0.0])
 
@@ -152,7 +152,7 @@ def test_cli_analyze_refuses_a_plot_path_before_printing(run, tmp_path, capsys):
 def test_certificate_refuses_nan_inputs_instead_of_returning_nan():
     x, y = _data()
     with pytest.raises(ValueError, match="data .*NaN"):
-        certificate(_model(), (x * float("nan"), y), 1.0, 0.1, 0.25, **FAST)
+        distributional_bound(_model(), (x * float("nan"), y), 1.0, 0.1, 0.25, **FAST)
     with pytest.raises(ValueError, match="x0 contains NaN"):
         surrogate(_model(), x * float("nan"), y, 1.0, 0.25, **FAST)
 
@@ -168,7 +168,7 @@ class _NaNModel(nn.Module):
 
 def test_certificate_refuses_a_model_with_non_finite_loss():
     with pytest.raises(ValueError, match="not finite"):
-        certificate(_NaNModel(), _data(), 1.0, 0.1, 0.25, **FAST)
+        distributional_bound(_NaNModel(), _data(), 1.0, 0.1, 0.25, **FAST)
 
 
 @pytest.mark.parametrize(
@@ -184,15 +184,17 @@ def test_certificate_refuses_a_model_with_non_finite_loss():
 )
 def test_certificate_refuses_bad_data_naming_it(make, match):
     with pytest.raises(ValueError, match=rf"data.*{match}"):
-        certificate(_model(), make(*_data()), 1.0, 0.1, 0.25, **FAST)
+        distributional_bound(_model(), make(*_data()), 1.0, 0.1, 0.25, **FAST)
 
 
 def test_certificate_converts_float64_and_numpy_data_to_the_model_dtype():
     x, y = _data()
-    ref = certificate(_model(), (x, y), 1.0, 0.1, 0.25, seed=2, **FAST).value
-    assert certificate(_model(), (x.double(), y), 1.0, 0.1, 0.25, seed=2, **FAST).value == ref
+    ref = distributional_bound(_model(), (x, y), 1.0, 0.1, 0.25, seed=2, **FAST).value
+    assert (
+        distributional_bound(_model(), (x.double(), y), 1.0, 0.1, 0.25, seed=2, **FAST).value == ref
+    )
     arrays = (x.numpy(), y.numpy())
-    assert certificate(_model(), arrays, 1.0, 0.1, 0.25, seed=2, **FAST).value == ref
+    assert distributional_bound(_model(), arrays, 1.0, 0.1, 0.25, seed=2, **FAST).value == ref
 
 
 def test_surrogate_refuses_bad_batches_naming_them():
@@ -205,7 +207,7 @@ def test_surrogate_refuses_bad_batches_naming_them():
 
 def test_certificate_names_gamma_not_gammas():
     with pytest.raises(ValueError, match=r"^gamma must"):
-        certificate(_model(), _data(), 0.0, 0.1, 0.25, **FAST)
+        distributional_bound(_model(), _data(), 0.0, 0.1, 0.25, **FAST)
 
 
 def test_worst_case_loss_accepts_numpy_scalars():
@@ -219,7 +221,7 @@ def test_worst_case_loss_accepts_numpy_scalars():
 def test_fractional_counts_are_value_errors_naming_them(name):
     kwargs = FAST | {name: 2.5}
     with pytest.raises(ValueError, match=rf"^{name} must be an integer"):
-        certificate(_model(), _data(), 1.0, 0.1, 0.25, **kwargs)
+        distributional_bound(_model(), _data(), 1.0, 0.1, 0.25, **kwargs)
 
 
 def _summary(name: str, acc: list[float], lower: list[float]) -> analysis.RunSummary:

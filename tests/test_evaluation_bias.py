@@ -166,7 +166,7 @@ def test_random_restarts_find_what_the_start_at_x_misses() -> None:
 
 
 def _table(lagrangian: np.ndarray, gammas: np.ndarray):
-    from smoothcert.certificates import SurrogateTable
+    from smoothcert.distributional import SurrogateTable
 
     n, g = lagrangian.shape
     zeros = np.zeros((n, g))
@@ -177,7 +177,7 @@ def _table(lagrangian: np.ndarray, gammas: np.ndarray):
 
 
 def test_gamma_is_chosen_on_other_examples_than_the_bound_is_estimated_on() -> None:
-    from smoothcert.certificates import curve_from_table
+    from smoothcert.distributional import curve_from_table
 
     # Every γ of the grid has the same true bound T = γρ + E[sup]; the estimates differ only
     # by noise, so the minimum over the grid is the estimate that came out lowest by chance.
@@ -201,7 +201,7 @@ def test_gamma_is_chosen_on_other_examples_than_the_bound_is_estimated_on() -> N
 
 
 def test_the_split_needs_two_examples_and_in_sample_stays_available() -> None:
-    from smoothcert.certificates import curve_from_table
+    from smoothcert.distributional import curve_from_table
 
     gammas = np.array([1.0, 2.0])
     with pytest.raises(ValueError, match="at least 2 examples"):
@@ -226,7 +226,7 @@ class Shell(torch.nn.Module):
 
 
 def test_restarts_find_the_sup_a_single_ascent_from_x0_misses() -> None:
-    from smoothcert.certificates import surrogate
+    from smoothcert.distributional import surrogate
 
     x0, y = torch.zeros(3, 1, 2, 2), torch.zeros(3, dtype=torch.long)
     kw = {"steps": 30, "generator": torch.Generator().manual_seed(0)}

@@ -21,7 +21,7 @@ LAYERS = {
     "sound": 1,
     "throughput": 1,
     "attacks": 2,
-    "certificates": 3,
+    "distributional": 3,
     "data": 4,
     "models": 4,
     "checkpoint": 4,
@@ -80,7 +80,7 @@ def test_no_module_imports_from_a_lower_layer() -> None:
 
 
 def test_the_import_scan_sees_function_local_imports(tmp_path: Path) -> None:
-    """The check is not vacuous: a function-local import of the store (what certificates.py
+    """The check is not vacuous: a function-local import of the store (what distributional.py
     used to do) is found, and so are ``from smoothcert import x`` and ``import smoothcert.x``."""
     f = tmp_path / "m.py"
     f.write_text(

@@ -153,7 +153,7 @@ def test_analysis_matches_hand_computation_and_reanalysis(tmp_path) -> None:
     r2, c2 = analysis.reanalyze(rows, 0.25, 0.001)
     np.testing.assert_allclose(r2, radius, rtol=1e-12)
     np.testing.assert_array_equal(c2, correct)
-    fig8 = analysis.figure8(out, radii, alphas=(0.1, 0.001), ns=(1000, 100_000))
+    fig8 = analysis.bound_comparison(out, radii, alphas=(0.1, 0.001), ns=(1000, 100_000))
     by_bound = {s.name: s for s in fig8["bounds"]}
     assert by_bound["cohen"].acr >= by_bound["li"].acr >= by_bound["lecuyer"].acr
     by_alpha = fig8["alpha"]
@@ -219,7 +219,7 @@ def test_adaptive_run_uses_fewer_samples_and_records_them(tmp_path) -> None:
             adaptive_radii=[0.1, 0.25], adaptive_options={"n_first": 100, "growth": 1.5},
         )  # fmt: skip
     with pytest.raises(ValueError, match="adaptive run"):
-        analysis.figure8(out)
+        analysis.bound_comparison(out)
 
 
 def test_dataset_that_does_not_fit_the_model_is_refused(tmp_path) -> None:

@@ -309,7 +309,7 @@ def test_sound_is_stored_and_a_resume_in_the_other_mode_is_refused(tmp_path: Pat
     # the stored rows are re-analysed as they are; Figure 8's re-derivation would drop dη
     assert analysis.analyze([sound_run])[0].num_examples == 4
     with pytest.raises(ValueError, match="is a sound run"):
-        analysis.figure8(sound_run)
+        analysis.bound_comparison(sound_run)
     with pytest.raises(ValueError, match="adaptive_radii cannot be used with a sound"):
         certify_dataset(classifier(True), GridData(), tmp_path / "a.db", adaptive_radii=[0.1])
     assert not (tmp_path / "a.db").exists()

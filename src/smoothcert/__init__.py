@@ -28,10 +28,10 @@ _EXPORTS: dict[str, str] = {
     "pgd_l2": "smoothcert.attacks",
     "pgd_l2_smoothed": "smoothcert.attacks",
     "robust_accuracy": "smoothcert.attacks",
-    "surrogate": "smoothcert.certificates",
-    "certificate": "smoothcert.certificates",
-    "certificate_curve": "smoothcert.certificates",
-    "worst_case_loss": "smoothcert.certificates",
+    "surrogate": "smoothcert.distributional",
+    "distributional_bound": "smoothcert.distributional",
+    "distributional_curve": "smoothcert.distributional",
+    "worst_case_loss": "smoothcert.distributional",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -16,13 +16,13 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from smoothcert import stats
+from smoothcert.checks import ParameterError, one_of, probability
 from smoothcert.store import RunStore
 
 DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
@@ -51,16 +51,17 @@ def check_radii(radii: Sequence[float]) -> list[float]:
 
     A NaN radius would compare False everywhere and print an all-zero column, so it is refused
     rather than tabulated; a str is refused because it is a sequence of characters."""
+    problem = "must be a non-empty list of numbers >= 0"
     if isinstance(radii, str | bytes) or np.ndim(radii) != 1:
-        raise ValueError(f"radii must be a non-empty list of numbers >= 0, got {radii!r}")
+        raise ParameterError("radii", f"{problem}, got {radii!r}")
     try:
         values = np.asarray(radii, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(f"radii must be a non-empty list of numbers >= 0, got {radii!r}") from None
+        raise ParameterError("radii", f"{problem}, got {radii!r}") from None
     if values.size == 0:
-        raise ValueError("radii must be a non-empty list of numbers >= 0, got an empty list")
+        raise ParameterError("radii", f"{problem}, got an empty list")
     if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(f"radii must all be finite and >= 0, got {values.tolist()}")
+        raise ParameterError("radii", f"must all be finite and >= 0, got {values.tolist()}")
     return values.tolist()
 
 
@@ -113,8 +114,7 @@ def reanalyze(
     The radius follows ``bound`` with pB = 1 − pA_lower: "cohen" (Theorem 1), "li" or
     "lecuyer" (Appendix I). pA_lower < ½ abstains, as in CERTIFY.
     """
-    if bound not in BOUNDS:
-        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
+    one_of("bound", bound, BOUNDS)
     if not rows:
         return np.zeros(0), np.zeros(0, bool)
     labels = np.array([r["label"] for r in rows])
@@ -185,12 +185,6 @@ def load_certify_run(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict
     return config, rows
 
 
-def _check_rho(rho: float) -> None:
-    # Checked up front: it is otherwise only looked at once a run's lower bound is computed.
-    if not (isinstance(rho, Real) and not isinstance(rho, bool) and 0 < rho < 1):
-        raise ValueError(f"rho must be a number in (0, 1), got {rho!r}")
-
-
 def _as_path_list(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list:
     # One path is a run, not a sequence of one-character file names.
     if isinstance(paths, str | os.PathLike):
@@ -243,7 +237,8 @@ def analyze(
     if names is not None and len(names) != len(paths):
         raise ValueError(f"got {len(names)} names for {len(paths)} runs")
     radii = check_radii(radii)
-    _check_rho(rho)
+    # Checked up front: it is otherwise only looked at once a run's lower bound is computed.
+    probability("rho", rho)
     out = []
     for i, path in enumerate(paths):
         config, rows = load_certify_run(path)
@@ -308,7 +303,7 @@ def _adaptive_view(summary: RunSummary, largest_target: float) -> RunSummary:
     )
 
 
-def figure8(
+def bound_comparison(
     path: str | os.PathLike,
     radii: Sequence[float] = DEFAULT_RADII,
     *,
@@ -316,10 +311,42 @@ def figure8(
     ns: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000, 10_000_000),
     rho: float = 0.001,
 ) -> dict[str, list[RunSummary]]:
-    """The three analyses of Figure 8 from one run's stored counts: certified accuracy under
-    each bound (left), projected to other n (middle), and at other α (right)."""
+    """Certified accuracy of one fixed-n run re-analysed from its stored counts under each
+    radius bound, at other sample sizes n and at other α: Cohen et al.'s Figure 8.
+
+    The three groups are the figure's panels: (left) the radius under Cohen's bound
+    (Theorem 1), Li's and Lecuyer's (Appendix I) at the run's n and α; (middle) Cohen's bound
+    projected to each n of ``ns`` keeping the empirical proportion nA/n; (right) Cohen's bound
+    at each α of ``alphas`` (:func:`reanalyze`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A certify run file of a fixed-n, standard (not sound) run.
+    radii : sequence of float
+        L2 radii in input units.
+    alphas : sequence of float
+        Failure probabilities for the right panel.
+    ns : sequence of int
+        Sample sizes for the middle panel.
+    rho : float, default 0.001
+        Failure probability of Theorem 6's lower bound, in (0, 1).
+
+    Returns
+    -------
+    dict of str to list of RunSummary
+        ``"bounds"`` (one summary per bound: cohen, li, lecuyer), ``"n"`` (one per n) and
+        ``"alpha"`` (one per α).
+
+    Raises
+    ------
+    ValueError
+        If a radius or ``rho`` is out of range, the file is not a certify run or has no rows,
+        or the run is adaptive or sound (its bounds are not the standard ones).
+    """
     radii = check_radii(radii)
-    _check_rho(rho)
+    # Checked up front: it is otherwise only looked at once a run's lower bound is computed.
+    probability("rho", rho)
     config, rows = load_certify_run(path)
     if config.get("adaptive_radii") is not None:
         # Its bounds were taken at α/J over several looks: a fixed-n re-analysis would be wrong.

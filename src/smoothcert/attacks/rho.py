@@ -23,6 +23,7 @@ from torch import nn
 from smoothcert.attacks.pgd import eval_mode
 from smoothcert.attacks.robust import as_tensors
 from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surrogate_ascent
+from smoothcert.checks import finite_real, positive_int
 
 
 @dataclass
@@ -64,14 +65,11 @@ def transport_cost(
     ``step_size`` defaults to η1 = 0.5/γ (NAL paper Table 1). With σ = 0 and s = 1 this is the
     WRM adversary with constant steps. The model runs in eval mode.
     """
-    if not 0 < gamma < math.inf:
-        raise ValueError(f"gamma must be > 0 and finite, got {gamma}")
-    if not 0 <= sigma < math.inf:
-        raise ValueError(f"sigma must be >= 0 and finite, got {sigma}")
-    if step_size is not None and not 0 < step_size < math.inf:
-        raise ValueError(f"step_size must be > 0 and finite, got {step_size}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    finite_real("gamma", gamma, positive=True)
+    finite_real("sigma", sigma, nonnegative=True)
+    if step_size is not None:
+        finite_real("step_size", step_size, positive=True)
+    positive_int("batch_size", batch_size)
     eta = 0.5 / gamma if step_size is None else step_size
     x_all, y_all = as_tensors(data, max_examples)
     if len(y_all) == 0:

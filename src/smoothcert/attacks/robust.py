@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from smoothcert.attacks.pgd import draw_noise, eval_mode, pgd_l2, pgd_l2_smoothed
+from smoothcert.checks import ParameterError, finite_real, positive_int
 
 
 @dataclass
@@ -52,13 +53,32 @@ def _predict(model: nn.Module, x: torch.Tensor, noise_sigma, noise_samples, gene
 
 
 def check_steps(steps: int | Sequence[int]) -> list[int]:
-    """The attacks' step counts as a non-empty list of positive integers."""
-    items = [steps] if isinstance(steps, int | np.integer) else list(steps)
-    if not items or any(isinstance(s, bool) or not isinstance(s, int | np.integer) for s in items):
-        raise ValueError(f"steps must be a positive integer or a list of them, got {steps!r}")
-    if any(s < 1 for s in items):
-        raise ValueError(f"steps must be >= 1, got {steps!r}")
-    return [int(s) for s in items]
+    """The attacks' step counts as a non-empty list of positive integers.
+
+    Parameters
+    ----------
+    steps : int or sequence of int
+        One step count or several (one attack each).
+
+    Returns
+    -------
+    list of int
+        The step counts.
+
+    Raises
+    ------
+    smoothcert.checks.ParameterError
+        If ``steps`` is empty or holds anything but integers >= 1.
+    """
+    try:
+        items = list(steps)  # type: ignore[arg-type]
+    except TypeError:  # one number (a bool or a float is refused below, not iterated)
+        items = [steps]
+    if not items:
+        raise ParameterError(
+            "steps", f"must be a positive integer or a list of them, got {steps!r}"
+        )
+    return [positive_int("steps", s) for s in items]
 
 
 def attack_batch(
@@ -127,9 +147,9 @@ def robust_correct(correct: np.ndarray, eps_list: Sequence[float]) -> np.ndarray
 
 
 def check_restarts(restarts: int) -> int:
-    if isinstance(restarts, bool) or not isinstance(restarts, int | np.integer) or restarts < 1:
-        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
-    return int(restarts)
+    """``restarts`` (runs per attack) as an int >= 1, else a
+    :class:`~smoothcert.checks.ParameterError`."""
+    return positive_int("restarts", restarts)
 
 
 def as_tensors(data, max_examples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,13 +236,11 @@ def robust_accuracy(
     """
     eps_list = [float(e) for e in eps_list]
     if not eps_list or any(not np.isfinite(e) or e < 0 for e in eps_list):
-        raise ValueError(f"eps_list must be non-empty radii >= 0, got {eps_list}")
-    if noise_sigma is not None and noise_sigma < 0:
-        raise ValueError(f"noise_sigma must be >= 0, got {noise_sigma}")
-    if noise_samples < 1:
-        raise ValueError(f"noise_samples must be >= 1, got {noise_samples}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ParameterError("eps_list", f"must be non-empty radii >= 0, got {eps_list}")
+    if noise_sigma is not None:
+        finite_real("noise_sigma", noise_sigma, nonnegative=True)
+    positive_int("noise_samples", noise_samples)
+    positive_int("batch_size", batch_size)
     check_steps(steps)
     check_restarts(restarts)
     x_all, y_all = as_tensors(data, max_examples)

@@ -58,7 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smoothcert.analysis import analyze, check_plot_path, figure8, format_table, plot_curves
+    from smoothcert.analysis import (
+        analyze,
+        bound_comparison,
+        check_plot_path,
+        format_table,
+        plot_curves,
+    )
     from smoothcert.cli import _common
 
     if not 0 < args.rho < 1:
@@ -72,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     if args.figure8:
         if len(args.runs) != 1:
             raise ValueError("--figure8 analyses one run at a time")
-        groups = figure8(args.runs[0], args.radii, alphas=args.alphas, ns=args.ns, rho=args.rho)
+        groups = bound_comparison(
+            args.runs[0], args.radii, alphas=args.alphas, ns=args.ns, rho=args.rho
+        )
         titles = {
             "bounds": "certified accuracy by bound",
             "n": "projected to other n",

@@ -24,6 +24,8 @@ DESCRIPTION = (
     "larger --max extends the run (to the same numbers as a fresh run with that --max). "
     "Units: ρ in squared L2 input units ([0,1] pixels), γ in 1/input units², loss in nats."
 )
+#: dcert_dataset's parameters whose flag has another name (errors name the flag).
+PARAMETER_FLAGS = {"batch_size": "--batch"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

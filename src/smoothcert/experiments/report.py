@@ -14,7 +14,8 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
   and ``radii``: certified accuracy of both on the examples they share, and how often their
   predictions agree;
 - ``predict``: ``runs = {label = "PREDICT.db"}`` and ``reference``: Table 4's categories;
-- ``figure8``: ``run``, ``radii``, ``plot``: the Lecuyer/Li bounds and the n and α projections;
+- ``figure8``: ``run``, ``radii``, ``plot``: Cohen et al.'s Figure 8, the Lecuyer/Li bounds
+  and the n and α projections (:func:`smoothcert.analysis.bound_comparison`);
 - ``attack``: ``runs = {label = "ATTACK.db"}``: accuracy under attack per radius;
 - ``dcert``: ``run`` and optional ``plot``: the distributional certificate's tables;
 - ``rho``: ``runs = {label = "RHO.json"}`` (from ``rho --json``), optional ``paper``: the
@@ -290,13 +291,13 @@ def _predict(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
 
 
 def _figure8(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
-    from smoothcert.analysis import figure8, format_table, plot_curves
+    from smoothcert.analysis import bound_comparison, format_table, plot_curves
 
     run = section["run"]
     if not Path(run).exists():
         return [f"`{run}` not run yet."]
     radii = [float(r) for r in section["radii"]]
-    groups = figure8(run, radii)
+    groups = bound_comparison(run, radii)
     lines = []
     for name, summaries in groups.items():
         lines += [f"**{name}**", "", format_table(summaries), ""]

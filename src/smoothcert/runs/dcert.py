@@ -1,5 +1,5 @@
 """Resumable ``dcert`` runs: the NAL certificate curve and the empirical worst-case loss per
-example (smoothcert.certificates), one committed row each in a run file (store.py), and the
+example (smoothcert.distributional), one committed row each in a run file (store.py), and the
 results read back as a :class:`DcertResult` without the model or the data.
 """
 
@@ -16,15 +16,14 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from smoothcert.certificates import (
-    CertificateCurve,
+from smoothcert.checks import ParameterError, finite_real, positive_int
+from smoothcert.distributional import (
+    DistributionalCurve,
     SurrogateTable,
     WorstCasePoint,
     batch_of,
     block_rows,
-    check_count,
     check_gammas,
-    check_surrogate_args,
     curve_from_table,
     dataset_length,
     worst_case_from_table,
@@ -56,14 +55,29 @@ class DcertResult:
     gamma_adv: np.ndarray  # the empirical adversary's sweep
     tables: dict[tuple[str, str], SurrogateTable]  # (part, setting) -> per-example table
 
-    def curve(self, setting: str, rhos: Sequence[float]) -> CertificateCurve:
+    def curve(self, setting: str, rhos: Sequence[float]) -> DistributionalCurve:
         """The certificate with γ chosen on half the examples; with a single example there is
-        no other half, and the curve is the in-sample minimum (its ``select`` says so)."""
+        no other half, and the curve is the in-sample minimum (its ``select`` says so).
+
+        Parameters
+        ----------
+        setting : {"smooth", "plain"}
+            The smoothed loss (σ) or the unsmoothed one (σ = 0, WRM).
+        rhos : sequence of float
+            Budgets ρ_adv = E‖x − x0‖², each >= 0.
+
+        Returns
+        -------
+        DistributionalCurve
+            One bound per ρ_adv.
+        """
         table = self.tables["cert", setting]
         select = "split" if table.lagrangian.shape[0] >= 2 else "in-sample"
         return curve_from_table(table, rhos, select=select)
 
     def worst_case(self, setting: str) -> list[WorstCasePoint]:
+        """The empirical worst-case points of ``setting`` ("smooth" or "plain"), one per
+        γ_adv (:func:`smoothcert.distributional.worst_case_from_table`)."""
         return worst_case_from_table(self.tables["adv", setting])
 
 
@@ -96,19 +110,65 @@ def dcert_dataset(
     longer prefix of the same ``selection`` stores exactly the rows a fresh run over that
     prefix would, and a block with a missing row (a crash) is recomputed to the same numbers.
     The selection is part of the run's config: pass it to be able to extend a run (the CLI
-    passes every --skip-th example). The certificate's ascents (γ grid) and the adversary's
+    passes every ``skip``-th example). The certificate's ascents (γ grid) and the adversary's
     (γ_adv sweep) use independent draws, so comparing them is an honest check of weak duality.
     ``progress`` is called with the number of examples added after each block.
-    ``restarts`` is the number of starts of each ascent (:func:`smoothcert.certificates.surrogate`);
+    ``restarts`` is the number of starts of each ascent
+    (:func:`smoothcert.distributional.surrogate`);
     None means :data:`DEFAULT_RESTARTS` for a new run and, for an existing run, what it was
     made with (1 for runs from before restarts), so a run resumes as it began.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier θ.
+    dataset : data set or pair of tensors
+        The examples (see :func:`smoothcert.distributional.batch_of`).
+    out : str or os.PathLike
+        The run file to create or resume.
+    sigma : float
+        Noise level σ > 0 (σ = 0 is always computed too).
+    gammas : sequence of float
+        The certificate's grid of penalties γ.
+    gamma_adv : sequence of float
+        The empirical adversary's penalties.
+    indices : sequence of int
+        The examples to compute: the first ``len(indices)`` entries of ``selection``.
+    selection : sequence of int, optional
+        The ordered examples the run may grow along; default ``indices``.
+    batch_size : int, default 50
+        Positions of ``selection`` per block (results depend on it).
+    seed : int, default 0
+        Seed of the draws.
+    config, info : dict, optional
+        More entries for the run file's config (part of the run's identity) and info.
+    progress : callable, optional
+        Called with the number of examples added after each block.
+    restarts : int, optional
+        Starts per ascent (see above).
+    **surrogate_kwargs
+        Passed to :func:`smoothcert.distributional.surrogate` (``steps``, ``num_noise``, ...).
+
+    Returns
+    -------
+    DcertResult
+        The tables of every example of ``indices``.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
+        it), ``out`` holds another run, or it is an old run that cannot be extended
+        (:class:`LegacyDcertRun`).
     """
     grid = check_gammas(gammas)
     adv = check_gammas(gamma_adv, "gamma_adv")
-    check_surrogate_args(1.0, sigma, 1, 0, 1)
+    sigma = finite_real("sigma", sigma, nonnegative=True)
     if sigma == 0:
-        raise ValueError("sigma must be > 0 for dcert (σ = 0, WRM's certificate, is always added)")
-    batch_size = check_count("batch_size", batch_size, 1)
+        raise ParameterError(
+            "sigma", "must be > 0 for dcert (σ = 0, WRM's certificate, is always added)"
+        )
+    batch_size = positive_int("batch_size", batch_size)
     idx = [int(i) for i in indices]
     if not idx:
         raise ValueError("no examples selected")
@@ -116,7 +176,7 @@ def dcert_dataset(
     _check_selection(idx, pool, dataset_length(dataset))
     if restarts is None:
         restarts = _stored_restarts(out)
-    restarts = check_count("restarts", restarts, 1)
+    restarts = positive_int("restarts", restarts)
     if restarts > 1:  # runs with one start store no key: those from before restarts resume
         surrogate_kwargs = surrogate_kwargs | {"restarts": restarts}
     run_config = {
@@ -231,11 +291,25 @@ def _legacy_rows(out, run_config: dict, idx: list[int]) -> list[dict] | None:
     have = [r for r in rows if r["idx"] in wanted]
     if len(have) == len(wanted):
         return have
-    raise ValueError(
-        f"{out} was made by an older smoothcert whose dcert blocks depended on --max, so it "
-        "cannot be resumed or extended to the same numbers as a fresh run; rerun with its "
-        "original --max to read it, or choose another --out"
-    )
+    raise LegacyDcertRun(out)
+
+
+class LegacyDcertRun(ValueError):
+    """A dcert run file from before blocks were fixed over the selection, asked for rows it
+    does not hold. ``str()`` says what to do in the Python API's words, ``cli_message`` in
+    the command line's (the CLI prints that one)."""
+
+    def __init__(self, out) -> None:
+        cannot = "so it cannot be resumed or extended to the same numbers as a fresh run"
+        super().__init__(
+            f"{out} was made by an older smoothcert whose dcert blocks depended on the number "
+            f"of examples asked for, {cannot}; ask for its original indices to read it, or pass "
+            "another out"
+        )
+        self.cli_message = (
+            f"{out} was made by an older smoothcert whose dcert blocks depended on --max, "
+            f"{cannot}; rerun with its original --max to read it, or choose another --out"
+        )
 
 
 def _result_from_rows(
@@ -259,7 +333,23 @@ def _result_from_rows(
 
 
 def read_dcert(path) -> DcertResult:
-    """The results of a ``dcert`` run file (all its rows), without the model or the data."""
+    """The results of a ``dcert`` run file (all its rows), without the model or the data.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A run file written by :func:`dcert_dataset` (or ``smoothcert dcert``).
+
+    Returns
+    -------
+    DcertResult
+        Its tables.
+
+    Raises
+    ------
+    ValueError
+        If the file holds another kind of run, or no rows yet.
+    """
     with RunStore.read(path) as store:
         if store.kind != "dcert":
             raise ValueError(f"{path} holds a {store.kind!r} run, not a 'dcert' run")

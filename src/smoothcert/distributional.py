@@ -1,6 +1,13 @@
 """The distributional robustness certificate of the NAL paper (Theorem 1), with one
 perturbation shared by the noise draws (docs/threat-model.md).
 
+Not to be confused with :class:`smoothcert.smoothing.Certificate`, the pointwise certificate
+of one input: this module bounds the expected loss over a data distribution. Its names say
+"distributional" or "bound": :func:`distributional_bound` (one γ and ρ, a
+:class:`DistributionalBound`) and :func:`distributional_curve` (a γ grid and several ρ, a
+:class:`DistributionalCurve`), each also computable from a stored :class:`SurrogateTable`
+(:func:`bound_from_table`, :func:`curve_from_table`).
+
 Threat model: a clean input x0 ~ P0 is moved by the adversary to x (any
 deterministic or random map, independent of the defender's noise); the defender adds
 z ~ N(0, σ²I); the classifier sees x + z. The surrogate with ONE perturbation shared by the
@@ -16,7 +23,7 @@ duality, for every γ ≥ 0 and every adversary with E‖x+z−x0‖² ≤ ρ (T
 Since E‖x+z−x0‖² = ‖x−x0‖² + dσ², the same bound in the adversary's own budget
 ρ_adv = E‖x−x0‖² = ρ − dσ² reads
 
-    certificate(ρ_adv) = inf_γ { γρ_adv + E_P0 sup_x [ ℓ̂(θ; x) − γ‖x−x0‖² ] }.
+    bound(ρ_adv) = inf_γ { γρ_adv + E_P0 sup_x [ ℓ̂(θ; x) − γ‖x−x0‖² ] }.
 
 With σ = 0 it is WRM's certificate of the unsmoothed loss (Sinha et al. 2018), the right-hand
 side of Theorem 3 (Eq. 7).
@@ -41,18 +48,18 @@ import torch
 from torch import nn
 
 from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surrogate_ascent
-from smoothcert.checks import is_integer, is_real
+from smoothcert.checks import ParameterError, finite_real, integer_at_least, is_integer, one_of
 
 __all__ = [
-    "Certificate",
-    "CertificateCurve",
+    "DistributionalBound",
+    "DistributionalCurve",
     "SurrogateResult",
     "SurrogateTable",
     "WorstCasePoint",
-    "certificate",
-    "certificate_curve",
-    "certificate_from_table",
+    "bound_from_table",
     "curve_from_table",
+    "distributional_bound",
+    "distributional_curve",
     "surrogate",
     "surrogate_table",
     "worst_case_from_table",
@@ -79,25 +86,43 @@ class SurrogateResult:
     sigma: float
 
 
-def check_count(name: str, value: int, minimum: int) -> int:
-    """``value`` as an int, refused unless it is a whole number >= ``minimum`` (2.5 would
-    otherwise reach range() or a tensor shape and fail there with a TypeError)."""
-    if not is_integer(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+def _count(name: str, value: object) -> int:
+    """``value`` as an int, refused unless it is an integer >= 1 (2.5 would otherwise reach
+    range() or a tensor shape and fail there with a TypeError).
+
+    :func:`smoothcert.checks.positive_int` with this module's wording ("an integer >= 1"),
+    which callers match on."""
+    if not is_integer(value) or value < 1:  # type: ignore[operator]
+        raise ParameterError(name, f"must be an integer >= 1, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
 
 
 def check_surrogate_args(
     gamma: float, sigma: float, num_noise: int, steps: int, num_eval: int
 ) -> None:
-    """Reject arguments the surrogate cannot work with, naming the one at fault."""
-    if not (is_real(gamma) and math.isfinite(gamma) and gamma > 0):
-        raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
-    if not (is_real(sigma) and math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
-    check_count("num_noise", num_noise, 1)
-    check_count("steps", steps, 0)
-    check_count("num_eval", num_eval, 1)
+    """Reject arguments the surrogate cannot work with, naming the one at fault.
+
+    Parameters
+    ----------
+    gamma : float
+        Penalty γ of the transport cost, finite and > 0.
+    sigma : float
+        Noise level σ, finite and >= 0.
+    num_noise, num_eval : int
+        Noise draws per ascent step and for the re-estimate, integers >= 1.
+    steps : int
+        Ascent steps, an integer >= 0.
+
+    Raises
+    ------
+    smoothcert.checks.ParameterError
+        Naming the first argument out of range.
+    """
+    finite_real("gamma", gamma, positive=True)
+    finite_real("sigma", sigma, nonnegative=True)
+    _count("num_noise", num_noise)
+    integer_at_least("steps", steps, 0)
+    _count("num_eval", num_eval)
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype | None:
@@ -238,7 +263,7 @@ def surrogate(
        cost of Algorithm 1 is replaced by its exact expectation ‖x − x0‖² + dσ² (same maximizer,
        less gradient noise). ``step_size`` η defaults to 0.25/γ, half of Table 1's 0.5/γ: with
        0.5/γ a step is the fixed-point map x ← x0 + ∇ℓ̂(x)/(2γ), which oscillates when γ is
-       small (docs/certificates.md); a schedule k ↦ η_k is accepted too.
+       small (docs/distributional.md); a schedule k ↦ η_k is accepted too.
     2. Among the iterates x_0 … x_K the one with the largest ascent objective is kept (the
        fixed-point iteration of η = 0.5/γ can oscillate when γ is small).
     3. The value at x* is re-estimated with ``num_eval`` FRESH draws: the ascent's own draws
@@ -254,24 +279,64 @@ def surrogate(
 
     With σ = 0 this is WRM's surrogate sup_x{ℓ(θ; x) − γ‖x − x0‖²} (one draw suffices).
     The model's train/eval mode is left as given; its parameters receive no gradient.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier θ.
+    x0 : torch.Tensor
+        Clean inputs [B, ...], floating point (converted to the model's dtype).
+    y : torch.Tensor
+        Labels [B]: class indices >= 0 for the default cross-entropy.
+    gamma : float
+        Penalty γ > 0 of the transport cost.
+    sigma : float
+        Noise level σ >= 0 (0: WRM's unsmoothed surrogate).
+    num_noise : int, default 8
+        Noise draws per ascent step.
+    steps : int, default 50
+        Ascent steps (0: evaluate at x0).
+    step_size : float or callable, optional
+        Ascent step η > 0, or a schedule k ↦ η_k; default 0.25/γ.
+    num_eval : int, default 64
+        Fresh draws for the re-estimate at the maximizer.
+    loss_fn : callable, default cross_entropy_per_example
+        Per-example loss ``loss_fn(logits, y)``.
+    generator : torch.Generator, optional
+        Source of the noise and of the random starts.
+    eval_chunk : int, default 32
+        Draws per forward pass of the re-estimate (memory, not results).
+    restarts : int, default 1
+        Starts per ascent (x0 and ``restarts`` − 1 random ones).
+
+    Returns
+    -------
+    SurrogateResult
+        Per-example value, Lagrangian, standard error, maximizer, costs and gradient norm.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
+        it), the batch is malformed, or the loss is not finite.
     """
     check_surrogate_args(gamma, sigma, num_noise, steps, num_eval)
-    eval_chunk = check_count("eval_chunk", eval_chunk, 1)
+    eval_chunk = _count("eval_chunk", eval_chunk)
     class_labels = loss_fn is cross_entropy_per_example
     x0, y = check_batch(model, x0, y, class_labels=class_labels)
     if class_labels:
         loss_fn = _class_checked(loss_fn, y, "y")
     if step_size is None:
         step_size = 0.25 / gamma
-    elif not callable(step_size) and not (math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"step_size must be > 0, got {step_size}")
+    elif not callable(step_size):
+        finite_real("step_size", step_size, positive=True)
     if sigma == 0:
         num_noise = num_eval = 1  # the loss is deterministic
     sigma = float(sigma)
     x0 = x0.detach()
     dim = x0[0].numel()
 
-    restarts = check_count("restarts", restarts, 1)
+    restarts = _count("restarts", restarts)
     best_x, best_obj = x0.clone(), None
     for run in range(restarts):
         x = x0.clone() if run == 0 else _random_start(x0, gamma, generator)
@@ -387,6 +452,8 @@ def _is_pair(data) -> bool:
 
 
 def dataset_length(data) -> int:
+    """The number of examples of ``data`` (see :func:`batch_of`); a pair of inputs and labels
+    must hold one label per input."""
     if _is_pair(data):
         if np.ndim(data[1]) == 0:
             raise ValueError(
@@ -400,14 +467,33 @@ def dataset_length(data) -> int:
 
 
 def check_gammas(gammas: Sequence[float], name: str = "gammas") -> np.ndarray:
+    """A grid of penalties γ as a float64 array.
+
+    Parameters
+    ----------
+    gammas : sequence of float
+        The grid: a non-empty list of finite numbers > 0.
+    name : str, default "gammas"
+        The parameter named in the error.
+
+    Returns
+    -------
+    numpy.ndarray
+        The grid, shape [G], float64.
+
+    Raises
+    ------
+    smoothcert.checks.ParameterError
+        If ``gammas`` is not a non-empty list of finite numbers > 0.
+    """
     try:
         g = np.asarray(list(gammas), dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a non-empty list of numbers, got {gammas!r}") from None
+        raise ParameterError(name, f"must be a non-empty list of numbers, got {gammas!r}") from None
     if g.ndim != 1 or g.size == 0:
-        raise ValueError(f"{name} must be a non-empty list of numbers, got {gammas!r}")
+        raise ParameterError(name, f"must be a non-empty list of numbers, got {gammas!r}")
     if not np.all(np.isfinite(g)) or np.any(g <= 0):
-        raise ValueError(f"{name} must all be finite and > 0, got {list(g)}")
+        raise ParameterError(name, f"must all be finite and > 0, got {list(g)}")
     return g
 
 
@@ -428,16 +514,50 @@ def surrogate_table(
     Examples are processed in fixed blocks of ``batch_size`` consecutive positions of
     ``indices``; each (block, γ, σ) gets its own seed (:func:`block_seed`). The model is put in
     eval mode for the computation and restored afterwards.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier θ.
+    data : pair of tensors or arrays, or a data set
+        (inputs, labels), a data set with a ``batch(indices)`` method, or any indexable set
+        of (x, y) items (:func:`batch_of`).
+    gammas : sequence of float
+        The grid of penalties γ, each finite and > 0.
+    sigma : float
+        Noise level σ >= 0.
+    indices : sequence of int, optional
+        The examples to use; default all of ``data``.
+    batch_size : int, default 50
+        Examples per block (the seeds are drawn per block, so results depend on it).
+    seed : int, default 0
+        Seed of the draws.
+    progress : bool, default False
+        Show a progress bar.
+    **surrogate_kwargs
+        Passed to :func:`surrogate` (``steps``, ``num_noise``, ``restarts``, ...).
+
+    Returns
+    -------
+    SurrogateTable
+        Arrays [n, G]: one row per example, one column per γ.
+
+    Raises
+    ------
+    ValueError
+        If ``gammas``, ``batch_size`` or ``indices`` is out of range (a
+        :class:`~smoothcert.checks.ParameterError` naming it), or ``data`` is empty or
+        malformed.
     """
     g = check_gammas(gammas)
-    batch_size = check_count("batch_size", batch_size, 1)
+    batch_size = _count("batch_size", batch_size)
     n_data = dataset_length(data)
     idx = list(range(n_data)) if indices is None else [int(i) for i in indices]
     if not idx:
         raise ValueError("data is empty: need at least one example")
     bad = [i for i in idx if not 0 <= i < n_data]
     if bad:
-        raise ValueError(f"indices must lie in [0, {n_data}), got {bad[:3]}")
+        raise ParameterError("indices", f"must lie in [0, {n_data}), got {bad[:3]}")
     rows = [
         block_rows(model, data, idx[s : s + batch_size], g, sigma, seed=seed, **surrogate_kwargs)
         for s in _progress(range(0, len(idx), batch_size), progress, "surrogate")
@@ -511,7 +631,7 @@ def _mean_se(values: np.ndarray) -> tuple[float, float]:
 
 
 @dataclass
-class Certificate:
+class DistributionalBound:
     """γρ + mean φ̃γ at one (γ, ρ) (Theorem 1, Eq. 3), with its standard error over examples."""
 
     gamma: float
@@ -526,28 +646,51 @@ class Certificate:
 
 
 def _rho_adv(rho: float, noise_cost: float, rho_with_noise: bool, name: str = "rho") -> float:
-    if not (is_real(rho) and math.isfinite(rho) and rho >= 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {rho}")
+    """The adversary's budget ρ_adv of a budget ``rho`` given with or without the noise."""
+    rho = finite_real(name, rho, nonnegative=True)
     if not rho_with_noise:
-        return float(rho)
+        return rho
     if rho < noise_cost:
-        raise ValueError(
-            f"{name} counted with the noise must be >= dσ² = {noise_cost:.4g} (the noise alone "
-            f"moves that far), got {rho}"
+        raise ParameterError(
+            name,
+            f"counted with the noise must be >= dσ² = {noise_cost:.4g} (the noise alone moves "
+            f"that far), got {rho}",
         )
     return float(rho - noise_cost)
 
 
-def certificate_from_table(
+def bound_from_table(
     table: SurrogateTable, gamma_index: int, rho: float, *, rho_with_noise: bool = False
-) -> Certificate:
-    """γρ + mean φ̃γ from precomputed per-example surrogates (column ``gamma_index``)."""
+) -> DistributionalBound:
+    """γρ + mean φ̃γ from precomputed per-example surrogates (column ``gamma_index``).
+
+    Parameters
+    ----------
+    table : SurrogateTable
+        Per-example surrogates, e.g. from :func:`surrogate_table`.
+    gamma_index : int
+        The column of ``table.gammas`` to take the bound at.
+    rho : float
+        The budget: ρ_adv = E‖x − x0‖², or ρ with the noise if ``rho_with_noise``.
+    rho_with_noise : bool, default False
+        Whether ``rho`` counts the noise (then it must be >= dσ²).
+
+    Returns
+    -------
+    DistributionalBound
+        The bound, its standard error over examples and the ascents' diagnostics.
+
+    Raises
+    ------
+    smoothcert.checks.ParameterError
+        If ``rho`` is negative, not finite, or below dσ² when it counts the noise.
+    """
     gamma = float(table.gammas[gamma_index])
     rho_adv = _rho_adv(rho, table.noise_cost, rho_with_noise)
     lag = table.lagrangian[:, gamma_index]
     mean_lag, se = _mean_se(lag)
     gn = table.grad_norm[:, gamma_index]
-    return Certificate(
+    return DistributionalBound(
         gamma=gamma,
         rho=rho_adv + table.noise_cost,
         rho_adv=rho_adv,
@@ -560,7 +703,7 @@ def certificate_from_table(
     )
 
 
-def certificate(
+def distributional_bound(
     model: nn.Module,
     data,
     gamma: float,
@@ -569,23 +712,50 @@ def certificate(
     *,
     rho_with_noise: bool = False,
     **kwargs,
-) -> Certificate:
+) -> DistributionalBound:
     """The certificate γρ + E_P̂ φ̃γ(θ; x0) of Theorem 1 (Eq. 3) at one γ and ρ.
 
     ``rho`` is the adversary's own budget ρ_adv = E‖x − x0‖² unless ``rho_with_noise``, when
     it counts the noise (E‖x + z − x0‖² ≤ ρ, as printed in Eq. 3); the result reports both.
-    Keyword arguments go to :func:`surrogate_table` (indices, batch_size, seed, progress) and
-    :func:`surrogate`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier θ.
+    data : pair of tensors or arrays, or a data set
+        The examples (see :func:`surrogate_table`).
+    gamma : float
+        Penalty γ > 0.
+    rho : float
+        The budget, >= 0 (see ``rho_with_noise``).
+    sigma : float
+        Noise level σ >= 0 (0: WRM's certificate).
+    rho_with_noise : bool, default False
+        Whether ``rho`` counts the noise.
+    **kwargs
+        Passed to :func:`surrogate_table` (``indices``, ``batch_size``, ``seed``,
+        ``progress``) and :func:`surrogate`.
+
+    Returns
+    -------
+    DistributionalBound
+        The estimated bound on the worst-case expected loss and its standard error.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
+        it) or the data or the loss is unusable.
     """
     # Before the long computation; names gamma, not the one-element list "gammas".
     check_surrogate_args(gamma, sigma, 1, 0, 1)
     _rho_adv(rho, 0.0, False)
     table = surrogate_table(model, data, [gamma], sigma, **kwargs)
-    return certificate_from_table(table, 0, rho, rho_with_noise=rho_with_noise)
+    return bound_from_table(table, 0, rho, rho_with_noise=rho_with_noise)
 
 
 @dataclass
-class CertificateCurve:
+class DistributionalCurve:
     """For each ρ: γρ + mean φ̃γ at a γ of the grid chosen without optimistic bias.
 
     The minimum over γ of Monte-Carlo estimates picks, among the grid, the estimate that came
@@ -621,18 +791,40 @@ def curve_from_table(
     *,
     rho_with_noise: bool = False,
     select: str = "split",
-) -> CertificateCurve:
-    """certificate(ρ_adv) = γ*ρ_adv + mean sup_x[ℓ̂(θ; x) − γ*‖x − x0‖²], γ* from the grid.
+) -> DistributionalCurve:
+    """bound(ρ_adv) = γ*ρ_adv + mean sup_x[ℓ̂(θ; x) − γ*‖x − x0‖²], γ* from the grid.
 
     ``select="split"``: γ* = argmin_γ {γρ_adv + mean over the even-position examples}, the
     value and its standard error from the odd-position examples (needs two examples).
     ``select="in-sample"``: γ* and the value from all examples, the min over the grid (biased
-    low by the selection; kept for comparison and for the grid's lower envelope)."""
-    if select not in SELECT:
-        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
+    low by the selection; kept for comparison and for the grid's lower envelope).
+
+    Parameters
+    ----------
+    table : SurrogateTable
+        Per-example surrogates over the γ grid.
+    rhos : sequence of float
+        Budgets ρ_adv (or ρ with the noise if ``rho_with_noise``), each >= 0.
+    rho_with_noise : bool, default False
+        Whether ``rhos`` count the noise.
+    select : {"split", "in-sample"}, default "split"
+        How γ* is chosen (see above).
+
+    Returns
+    -------
+    DistributionalCurve
+        One bound per ρ, with its standard error and the γ it is taken at.
+
+    Raises
+    ------
+    ValueError
+        If ``rhos`` or ``select`` is invalid (a :class:`~smoothcert.checks.ParameterError`),
+        or ``select="split"`` with fewer than two examples.
+    """
+    one_of("select", select, SELECT)
     r = np.asarray(list(rhos), dtype=np.float64)
     if r.ndim != 1 or r.size == 0:
-        raise ValueError(f"rhos must be a non-empty list of numbers, got {rhos!r}")
+        raise ParameterError("rhos", f"must be a non-empty list of numbers, got {rhos!r}")
     rho_adv = np.array([_rho_adv(float(v), table.noise_cost, rho_with_noise, "rhos") for v in r])
     n = table.lagrangian.shape[0]
     lag = table.lagrangian
@@ -648,7 +840,7 @@ def curve_from_table(
     best = bounds.argmin(1)
     m = evaluate.shape[0]
     se_eval = evaluate.std(0, ddof=1) / math.sqrt(m) if m > 1 else np.full(lag.shape[1], np.nan)
-    return CertificateCurve(
+    return DistributionalCurve(
         rho_adv=rho_adv,
         rho=rho_adv + table.noise_cost,
         value=rho_adv * table.gammas[best] + evaluate.mean(0)[best],
@@ -667,7 +859,7 @@ def curve_from_table(
     )
 
 
-def certificate_curve(
+def distributional_curve(
     model: nn.Module,
     data,
     gammas: Sequence[float],
@@ -677,14 +869,43 @@ def certificate_curve(
     rho_with_noise: bool = False,
     select: str = "split",
     **kwargs,
-) -> CertificateCurve:
+) -> DistributionalCurve:
     """The certified bound on the worst-case expected loss as a function of ρ (Theorem 1, at a
     γ of the grid as in Theorem 3, chosen on other examples than those it is estimated on:
     :func:`curve_from_table`). ``rhos`` are ρ_adv = E‖x − x0‖² unless ``rho_with_noise``; the
-    result reports both. Keyword arguments go to :func:`surrogate_table` and
-    :func:`surrogate` (e.g. ``restarts``)."""
-    if select not in SELECT:
-        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
+    result reports both.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier θ.
+    data : pair of tensors or arrays, or a data set
+        The examples (see :func:`surrogate_table`).
+    gammas : sequence of float
+        The grid of penalties γ, each finite and > 0.
+    rhos : sequence of float
+        Budgets, each >= 0 (see ``rho_with_noise``).
+    sigma : float
+        Noise level σ >= 0 (0: WRM's certificate).
+    rho_with_noise : bool, default False
+        Whether ``rhos`` count the noise.
+    select : {"split", "in-sample"}, default "split"
+        How the γ of each bound is chosen (:func:`curve_from_table`).
+    **kwargs
+        Passed to :func:`surrogate_table` and :func:`surrogate` (e.g. ``restarts``).
+
+    Returns
+    -------
+    DistributionalCurve
+        One bound per ρ.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
+        it) or the data or the loss is unusable.
+    """
+    one_of("select", select, SELECT)
     table = surrogate_table(model, data, gammas, sigma, **kwargs)
     return curve_from_table(table, rhos, rho_with_noise=rho_with_noise, select=select)
 
@@ -703,7 +924,18 @@ class WorstCasePoint:
 
 
 def worst_case_from_table(table: SurrogateTable) -> list[WorstCasePoint]:
-    """(ρ̂_test, mean ℓ̂(θ; x*)) for each γ_adv of the table, x* the ascent's maximizer."""
+    """(ρ̂_test, mean ℓ̂(θ; x*)) for each γ_adv of the table, x* the ascent's maximizer.
+
+    Parameters
+    ----------
+    table : SurrogateTable
+        Per-example surrogates over the sweep of γ_adv.
+
+    Returns
+    -------
+    list of WorstCasePoint
+        One per γ_adv, in the table's order.
+    """
     points = []
     for j, gamma in enumerate(table.gammas):
         loss, se = _mean_se(table.loss[:, j])
@@ -727,8 +959,32 @@ def worst_case_loss(
 ) -> list[WorstCasePoint]:
     """The empirical worst-case loss of NAL §5.1 for a sweep of γ_adv (Figure 2(a)):
     x* = argmax_x E_z[ℓ(θ; x+z) − γ_adv‖x+z−x0‖²] per test example, ρ̂_test the mean transport
-    cost and the mean loss at x* + z with fresh draws. Keyword arguments go to
-    :func:`surrogate_table` and :func:`surrogate`."""
+    cost and the mean loss at x* + z with fresh draws.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier θ.
+    data : pair of tensors or arrays, or a data set
+        The examples (see :func:`surrogate_table`).
+    gamma_adv : float or sequence of float
+        The adversary's penalties, each finite and > 0 (one number is a sweep of one).
+    sigma : float
+        Noise level σ >= 0.
+    **kwargs
+        Passed to :func:`surrogate_table` and :func:`surrogate`.
+
+    Returns
+    -------
+    list of WorstCasePoint
+        One per γ_adv.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
+        it) or the data or the loss is unusable.
+    """
     # One number (numpy's scalars and 0-d arrays included) is a sweep of one.
     one = isinstance(gamma_adv, Real) or (isinstance(gamma_adv, np.ndarray) and gamma_adv.ndim == 0)
     gammas = [gamma_adv] if one else gamma_adv

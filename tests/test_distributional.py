@@ -1,4 +1,4 @@
-"""Tests of smoothcert.certificates: the NAL Theorem 1 certificate, with one perturbation
+"""Tests of smoothcert.distributional: the NAL Theorem 1 certificate, with one perturbation
 shared by the noise draws (docs/threat-model.md)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from smoothcert.certificates import (
-    certificate,
-    certificate_curve,
+from smoothcert.distributional import (
     curve_from_table,
+    distributional_bound,
+    distributional_curve,
     surrogate,
     surrogate_table,
     worst_case_loss,
@@ -170,8 +170,8 @@ def test_refining_the_gamma_grid_never_raises_the_certificate(trained):
     rhos = [0.1, 0.5, 1.0, 3.0, 10.0]
     # the in-sample minimum over the grid: refining can only lower it
     kw["select"] = "in-sample"
-    coarse = certificate_curve(model, data, [1.0, 4.0], rhos, 0.05, **kw)
-    fine = certificate_curve(model, data, [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], rhos, 0.05, **kw)
+    coarse = distributional_curve(model, data, [1.0, 4.0], rhos, 0.05, **kw)
+    fine = distributional_curve(model, data, [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], rhos, 0.05, **kw)
     del kw["select"]
     # the draws are keyed by (block, γ, σ): shared γ give identical surrogates
     np.testing.assert_array_equal(coarse.mean_lagrangian, fine.mean_lagrangian[[1, 5]])
@@ -179,9 +179,11 @@ def test_refining_the_gamma_grid_never_raises_the_certificate(trained):
     assert np.any(fine.value < coarse.value - 0.05)  # the refinement helps somewhere
     assert np.all(np.diff(fine.value) > 0)  # the bound grows with the budget
     # a single certificate is the same number as the curve's term at that γ
-    one = certificate(model, data, 4.0, 0.5, 0.05, **kw)
+    one = distributional_bound(model, data, 4.0, 0.5, 0.05, **kw)
     assert one.value == pytest.approx(4.0 * 0.5 + coarse.mean_lagrangian[1])
-    noisy = certificate(model, data, 4.0, 0.5 + 784 * 0.05**2, 0.05, rho_with_noise=True, **kw)
+    noisy = distributional_bound(
+        model, data, 4.0, 0.5 + 784 * 0.05**2, 0.05, rho_with_noise=True, **kw
+    )
     assert noisy.value == pytest.approx(one.value) and noisy.rho_adv == pytest.approx(0.5)
     assert one.mean_surrogate == pytest.approx(coarse.mean_lagrangian[1] - 4.0 * 784 * 0.05**2)
 
@@ -231,20 +233,20 @@ def test_bad_shapes_budgets_and_grids_are_rejected():
     with pytest.raises(ValueError, match="one label per example"):
         surrogate(model, torch.zeros(2, 4), torch.zeros(3), 1.0, 0.1, **kw)
     with pytest.raises(ValueError, match="gammas"):
-        certificate_curve(model, data, [], [0.1], 0.1, **kw)
+        distributional_curve(model, data, [], [0.1], 0.1, **kw)
     with pytest.raises(ValueError, match="gammas"):
-        certificate_curve(model, data, [1.0, -2.0], [0.1], 0.1, **kw)
+        distributional_curve(model, data, [1.0, -2.0], [0.1], 0.1, **kw)
     with pytest.raises(ValueError, match="gamma_adv"):
         worst_case_loss(model, data, [0.0], 0.1, **kw)
     with pytest.raises(ValueError, match=r"dσ²"):  # 4·0.1² = 0.04 > 0.01
-        certificate(model, data, 1.0, 0.01, 0.1, rho_with_noise=True, **kw)
+        distributional_bound(model, data, 1.0, 0.01, 0.1, rho_with_noise=True, **kw)
     with pytest.raises(ValueError, match="rho"):
-        certificate(model, data, 1.0, -1.0, 0.1, **kw)
+        distributional_bound(model, data, 1.0, -1.0, 0.1, **kw)
     with pytest.raises(ValueError, match="indices"):
-        certificate(model, data, 1.0, 1.0, 0.1, indices=[5], **kw)
+        distributional_bound(model, data, 1.0, 1.0, 0.1, indices=[5], **kw)
     with pytest.raises(ValueError, match="batch_size"):
-        certificate(model, data, 1.0, 1.0, 0.1, batch_size=0, **kw)
+        distributional_bound(model, data, 1.0, 1.0, 0.1, batch_size=0, **kw)
     with pytest.raises(ValueError, match="empty"):
-        certificate(model, (torch.zeros(0, 4), torch.zeros(0)), 1.0, 1.0, 0.1, **kw)
+        distributional_bound(model, (torch.zeros(0, 4), torch.zeros(0)), 1.0, 1.0, 0.1, **kw)
     with pytest.raises(ValueError, match="labels"):
-        certificate(model, (torch.zeros(3, 4), torch.zeros(2)), 1.0, 1.0, 0.1, **kw)
+        distributional_bound(model, (torch.zeros(3, 4), torch.zeros(2)), 1.0, 1.0, 0.1, **kw)

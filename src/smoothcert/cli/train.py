@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from smoothcert.data import DATASETS
     from smoothcert.models import list_models
     from smoothcert.training.loop import OPTIMIZERS, SCHEDULES
-    from smoothcert.training.method import list_methods
     from smoothcert.training.precision import PRECISIONS
+    from smoothcert.training.registry import list_methods
 
     g = parser.add_argument_group("data and model")
     g.add_argument(

@@ -32,6 +32,13 @@ from tqdm import tqdm
 
 from smoothcert.atomic import atomic_write_bytes
 from smoothcert.checkpoint import save_checkpoint
+from smoothcert.checks import (
+    ParameterError,
+    integer_at_least,
+    is_integer,
+    optional_positive_int,
+    positive_int,
+)
 from smoothcert.data import AUGMENTATIONS, ImageDataset, augment_batch, load_dataset
 from smoothcert.data.stream import StreamingImageFolder, TrainItems, UnreadableImage, collate
 from smoothcert.models import create_model
@@ -117,13 +124,7 @@ class TrainConfig:
     sync_bn: bool = False  # batch-norm statistics over the global batch under torchrun (CUDA)
 
     def validate(self) -> None:
-        def positive_int(name: str, allow_none: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
+        """Check every field (ParameterError naming it); integer fields become plain ints."""
         from smoothcert.data import DATASETS
         from smoothcert.models import list_models
 
@@ -135,59 +136,53 @@ class TrainConfig:
             raise ValueError(
                 f"unknown arch {self.arch!r}; choose one of {', '.join(list_models())}"
             )
+        # Plain ints: the fields are recorded in config.json, which takes no numpy integers.
         for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
-            positive_int(name)
-        positive_int("subset", allow_none=True)
-        positive_int("test_subset", allow_none=True)
-        if (
-            not isinstance(self.val_size, int)
-            or isinstance(self.val_size, bool)
-            or (self.val_size < 0)
-        ):
-            raise ValueError(f"val_size must be an integer >= 0, got {self.val_size!r}")
+            setattr(self, name, positive_int(name, getattr(self, name)))
+        for name in ("subset", "test_subset"):
+            setattr(self, name, optional_positive_int(name, getattr(self, name)))
+        self.val_size = integer_at_least("val_size", self.val_size, 0)
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            raise ParameterError(
+                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
             )
         if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            raise ParameterError(
+                "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+            raise ParameterError("lr", f"must be a finite number > 0, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+            raise ParameterError("momentum", f"must be in [0, 1), got {self.momentum!r}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+            raise ParameterError("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
         if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+            raise ParameterError("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
         if self.eval_sigma is not None and not (
             self.eval_sigma >= 0 and math.isfinite(self.eval_sigma)
         ):
-            raise ValueError(f"eval_sigma must be a finite number >= 0, got {self.eval_sigma!r}")
+            raise ParameterError(
+                "eval_sigma", f"must be a finite number >= 0, got {self.eval_sigma!r}"
+            )
         if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            raise ParameterError(
+                "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
-            raise ValueError(
-                f"channels_last must be True, False or None, got {self.channels_last!r}"
+            raise ParameterError(
+                "channels_last", f"must be True, False or None, got {self.channels_last!r}"
             )
         parse_checkpoint_every(self.checkpoint_every)
-        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 0:
-            raise ValueError(f"workers must be an integer >= 0, got {self.workers!r}")
+        self.workers = integer_at_least("workers", self.workers, 0)
         if not isinstance(self.sync_bn, bool):
-            raise ValueError(f"sync_bn must be True or False, got {self.sync_bn!r}")
+            raise ParameterError("sync_bn", f"must be True or False, got {self.sync_bn!r}")
         if self.augment != "auto" and self.augment not in AUGMENTATIONS:
-            raise ValueError(
-                f"augment must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
+            raise ParameterError(
+                "augment", f"must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
             )
-        if (
-            not isinstance(self.seed, int)
-            or isinstance(self.seed, bool)
-            or not (0 <= self.seed < 2**64)
-        ):  # torch.manual_seed takes 64 bits
-            raise ValueError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
+        if not is_integer(self.seed) or not (0 <= self.seed < 2**64):  # torch takes 64 bits
+            raise ParameterError("seed", f"must be an integer in [0, 2**64), got {self.seed!r}")
+        self.seed = int(self.seed)
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
@@ -267,13 +262,13 @@ def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
         except json.JSONDecodeError:
             previous = None
         if not isinstance(previous, dict):
-            raise ValueError(f"{cfg} is corrupt; use a new --out directory")
+            raise ValueError(f"{cfg} is corrupt; use a new output directory")
         diff = _identity_diff(previous, identity)
         if diff:
             shown = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, old, new in diff[:3])
             raise ValueError(
                 f"{out} holds a run trained with different arguments ({shown}); "
-                "rerun with the same arguments to resume, or choose a new --out"
+                "rerun with the same arguments to resume, or choose a new output directory"
             )
         return
     # No config.json: not (yet) a run of ours, whatever its files are called, so anything in
@@ -281,7 +276,7 @@ def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
     if any(not p.name.startswith(".") for p in out.iterdir()):
         raise ValueError(
             f"output directory {out} is not empty and holds no smoothcert training run; "
-            "choose a new --out"
+            "choose a new output directory"
         )
     atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
 
@@ -597,7 +592,7 @@ def _resume(run: _Run) -> _Position:
     if run.ranks.distributed and not ddp.same_everywhere(counters, run.device):
         raise ValueError(
             f"the processes found different resume states in {run.out}: with several machines, "
-            "--out must be a directory every machine shares"
+            "the output directory must be one every machine shares"
         )
     return position
 
@@ -991,7 +986,8 @@ def _restore_outputs(
 
 def _discard_uncommitted(out: Path, main: bool) -> bool:
     """After a failure: with no resume state there is nothing to resume, so the run's files are
-    removed (by rank 0) and the same --out takes a corrected command. True when removed."""
+    removed (by rank 0) and the same output directory takes a corrected command. True when
+    removed."""
     if (out / RESUME_FILE).exists():
         return False
     if main:  # checkpoints without a resume state are from an epoch that never committed
@@ -1004,10 +1000,13 @@ def _diverged(out: Path, epoch: int, step: int, loss: float, main: bool = True) 
     """The message for a non-finite loss."""
     where = f"training diverged at epoch {epoch + 1}, step {step} (loss {loss})"
     if _discard_uncommitted(out, main):
-        return f"{where}; nothing was kept: rerun with a lower --lr (or a saner method setting)"
+        return (
+            f"{where}; nothing was kept: rerun with a lower learning rate "
+            "(or a saner method setting)"
+        )
     return (
         f"{where}; {out} keeps its last resume point (resumable with the same arguments); "
-        "to train with a lower --lr, choose a new --out"
+        "to train with a lower learning rate, choose a new output directory"
     )
 
 

@@ -1,5 +1,16 @@
 """The training loop shared by every method.
 
+:func:`train` takes these steps, each a function below, in this order:
+
+1. resolve the config: validate it and record every method hyperparameter (``_resolve_config``);
+2. prepare the data: load the splits, hold out the validation examples (``_prepare_data``);
+3. build the model, claim the output directory, make the optimizer (``_build_model``,
+   ``_claim_out_dir``);
+4. resume from the output directory's resume state, if any (``_resume``);
+5. the epoch loop (``_epoch_loop``): train an epoch (``_train_epoch``, one ``_train_step`` per
+   batch), evaluate it (``_evaluate_epoch``);
+6. write its outputs (``_commit_epoch``; the files are :mod:`smoothcert.training.outputs`).
+
 Per epoch e (0-based): learning rate from the schedule; the training set in the order
 ``randperm(n)`` seeded by (seed, e); for each batch the method's loss on the model in train
 mode, backward, optimizer step; then clean test accuracy and test accuracy under noise σ;
@@ -16,7 +27,6 @@ run (on the same device and thread count).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -24,13 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smoothcert.atomic import atomic_write_bytes
 from smoothcert.checkpoint import save_checkpoint
 from smoothcert.checks import (
     ParameterError,
@@ -39,12 +46,25 @@ from smoothcert.checks import (
     optional_positive_int,
     positive_int,
 )
-from smoothcert.data import AUGMENTATIONS, ImageDataset, augment_batch, load_dataset
-from smoothcert.data.stream import StreamingImageFolder, TrainItems, UnreadableImage, collate
+from smoothcert.data import AUGMENTATIONS, ImageDataset, load_dataset
+from smoothcert.data.stream import StreamingImageFolder, UnreadableImage
 from smoothcert.models import create_model
 from smoothcert.training import ddp
+from smoothcert.training.batches import memory_batches, streamed_batches
 from smoothcert.training.evaluate import accuracy, count_correct
 from smoothcert.training.method import BatchContext, Method, MethodOutput
+from smoothcert.training.outputs import (
+    BEST_FILE,
+    LAST_FILE,
+    RESUME_FILE,
+    diverged_message,
+    epoch_line,
+    model_metadata,
+    prepare_out_dir,
+    restore_outputs,
+    unreadable_message,
+    write_metrics,
+)
 from smoothcert.training.precision import (
     PRECISIONS,
     AutocastModel,
@@ -61,14 +81,17 @@ from smoothcert.training.resume import (
     read_resume,
     write_resume,
 )
+from smoothcert.training.seeds import (
+    STREAM_AUGMENT,
+    STREAM_EVAL,
+    STREAM_METHOD,
+    STREAM_ORDER,
+    STREAM_VAL,
+    derived_seed,
+)
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
-RESUME_FILE = "resume.safetensors"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-LAST_FILE = "last.safetensors"
-BEST_FILE = "best.safetensors"
 # Fields that do not change the result, so a resumed run may differ in them.
 NOT_IDENTITY = ("out_dir", "device", "eval_batch_size", "checkpoint_every", "workers")
 
@@ -201,15 +224,6 @@ class TrainResult:
     rank: int = 0  # this process's rank under torchrun (only rank 0 writes files)
 
 
-def derived_seed(seed: int, epoch: int, stream: int) -> int:
-    """A 63-bit seed per (run seed, epoch, purpose): data order, augmentation, eval noise."""
-    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0]
-    return int(state) & ((1 << 63) - 1)
-
-
-STREAM_ORDER, STREAM_AUGMENT, STREAM_EVAL, STREAM_METHOD, STREAM_VAL = 1, 2, 3, 4, 5
-
-
 def learning_rate(
     config: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: int
 ) -> float:
@@ -224,6 +238,7 @@ def learning_rate(
 
 
 def resolve_device(device: str | None) -> torch.device:
+    """The torch device ``device`` names ("auto" or None: CUDA when available)."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -236,6 +251,7 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with heavy-ball momentum or Adam, at the initial learning rate."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             model.parameters(),
@@ -244,91 +260,6 @@ def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
             weight_decay=config.weight_decay,
         )
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
-    """Create ``out``; refuse a directory that belongs to a different run or to something else."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ValueError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
-    cfg = out / CONFIG_FILE
-    if cfg.is_file():
-        try:
-            previous = json.loads(cfg.read_text())
-        except json.JSONDecodeError:
-            previous = None
-        if not isinstance(previous, dict):
-            raise ValueError(f"{cfg} is corrupt; use a new output directory")
-        diff = _identity_diff(previous, identity)
-        if diff:
-            shown = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, old, new in diff[:3])
-            raise ValueError(
-                f"{out} holds a run trained with different arguments ({shown}); "
-                "rerun with the same arguments to resume, or choose a new output directory"
-            )
-        return
-    # No config.json: not (yet) a run of ours, whatever its files are called, so anything in
-    # it (even a best.safetensors) belongs to someone else and must not be overwritten.
-    if any(not p.name.startswith(".") for p in out.iterdir()):
-        raise ValueError(
-            f"output directory {out} is not empty and holds no smoothcert training run; "
-            "choose a new output directory"
-        )
-    atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
-
-
-def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, old, new) for each differing field; method hyperparameters by their own name."""
-    diff = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if k == "method_options" and isinstance(a, dict) and isinstance(b, dict):
-            diff += [
-                (f"{k}.{o}", a.get(o), b.get(o))
-                for o in sorted(set(a) | set(b))
-                if a.get(o) != b.get(o)
-            ]
-        elif a != b:
-            diff.append((k, a, b))
-    return diff
-
-
-def _model_metadata(
-    config: TrainConfig,
-    method: Method,
-    train_set: ImageDataset,
-    epoch: int,
-    metrics: dict[str, Any],
-) -> dict[str, Any]:
-    info = train_set.info
-    from smoothcert import __version__
-
-    return {
-        "arch": config.arch,
-        "dataset": config.dataset,
-        "dataset_label": info.name,
-        "data_root": config.data_root,
-        "data_options": config.data_options,
-        "num_classes": info.num_classes,
-        "input_shape": list(info.input_shape),
-        "class_names": list(info.class_names),
-        "mean": list(info.mean),
-        "std": list(info.std),
-        "method": method.name,
-        "hyperparameters": method.hyperparameters(),
-        "sigma": method.noise_sigma,
-        "precision": config.precision,
-        "channels_last": config.channels_last,
-        "epoch": epoch,
-        "metrics": metrics,
-        "seed": config.seed,
-        "training": config.identity(),
-        "smoothcert_version": __version__,
-    }
 
 
 def train(
@@ -391,16 +322,27 @@ def train(
         generator = torch.Generator(device=device)
         generator.manual_seed(derived_seed(config.seed, 0, STREAM_METHOD))
         run = _Run(
-            config, method, data, model, runner, scaler, optimizer, generator, device, ranks,
-            out, say, progress,
-        )  # fmt: skip
+            config=config,
+            method=method,
+            data=data,
+            model=model,
+            runner=runner,
+            scaler=scaler,
+            optimizer=optimizer,
+            generator=generator,
+            device=device,
+            ranks=ranks,
+            out=out,
+            say=say,
+            progress=progress,
+        )
         position = _resume(run)
         resumed_from_epoch = position.epoch
         _epoch_loop(run, position)
         finished = True
     except UnreadableImage as exc:  # a streamed file, met in training or evaluation
         out = Path(config.out_dir).expanduser()
-        raise ValueError(_unreadable(out, exc, ranks.main)) from None
+        raise ValueError(unreadable_message(out, exc, ranks.main)) from None
     finally:
         ddp.stop(started, finished=finished)
     return TrainResult(
@@ -516,7 +458,7 @@ def _claim_out_dir(out: Path, config: TrainConfig, device: torch.device, ranks: 
     """Rank 0 prepares ``out`` for this run (or refuses it); the other ranks wait for its word."""
     if ranks.main:
         try:
-            _prepare_out_dir(out, config.identity())
+            prepare_out_dir(out, config.identity())
         except ValueError:
             if ranks.distributed:
                 ddp.agree(False, device)  # release the other ranks before reporting
@@ -584,7 +526,7 @@ def _resume(run: _Run) -> _Position:
         else:
             run.say(f"resuming {run.out} after epoch {position.epoch}/{epochs}")
         if run.ranks.main:
-            _restore_outputs(
+            restore_outputs(
                 run.out, run.model, run.config, run.method, run.data.train, position.history,
                 run.data.val is None, position.batch, run.say,
             )  # fmt: skip
@@ -659,7 +601,7 @@ def _train_epoch(
         loss, correct, seen, stats = _train_step(run, x, y, ctx, whole=min(size, n - i * size))
         position.step += 1
         if not math.isfinite(loss):
-            raise ValueError(_diverged(run.out, epoch, position.step, loss, ranks.main))
+            raise ValueError(diverged_message(run.out, epoch, position.step, loss, ranks.main))
         sums.add(loss, correct, seen, stats)
         acc = sums.correct / max(sums.seen, 1)
         bar.set_postfix(loss=f"{sums.loss / sums.batches:.4f}", acc=f"{acc:.4f}")
@@ -680,8 +622,8 @@ def _batches(
     """(batch index, augmented inputs, labels) of this rank for the batches in ``plan``."""
     args = (run.config, epoch, run.data.augmentation)
     if isinstance(run.data.train, StreamingImageFolder):
-        return _streamed_batches(run.data.train, order, plan, *args, run.device, run.ranks)
-    return _memory_batches(run.data.train, order, plan, *args, aug_gen, run.device, run.ranks)
+        return streamed_batches(run.data.train, order, plan, *args, run.device, run.ranks)
+    return memory_batches(run.data.train, order, plan, *args, aug_gen, run.device, run.ranks)
 
 
 def _train_step(
@@ -759,81 +701,13 @@ def _commit_epoch(
     position.epoch_sums, position.augment_state = None, None
     if not run.ranks.main:
         return
-    meta = _model_metadata(run.config, run.method, run.data.train, epoch + 1, metrics)
+    meta = model_metadata(run.config, run.method, run.data.train, epoch + 1, metrics)
     if is_best:
         save_checkpoint(run.out / BEST_FILE, run.model, meta)
     save_checkpoint(run.out / LAST_FILE, run.model, meta)
     _write_resume_point(run, position, epoch=epoch + 1, batch=0)
-    lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in position.history)
-    atomic_write_bytes(run.out / METRICS_FILE, lines.encode())
-    run.say(_epoch_line(metrics, run.config.epochs))
-
-
-def _memory_batches(
-    train_set: ImageDataset,
-    order: torch.Tensor,
-    plan: list[int],
-    config: TrainConfig,
-    epoch: int,
-    augmentation: str,
-    aug_gen: torch.Generator,
-    device: torch.device,
-    ranks: ddp.Ranks,
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """(batch index, augmented inputs, labels) of this rank for the batches in ``plan``, from
-    in-memory arrays, augmented on the device with ``aug_gen`` (per rank and batch under DDP)."""
-    size = config.batch_size
-    for i in plan:
-        x, y = train_set.batch(ddp.share(order[i * size : (i + 1) * size], ranks))
-        x, y = x.to(device), y.to(device)
-        if ranks.distributed:
-            r = ranks.rank
-            aug_gen.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_AUGMENT, r))
-        yield i, augment_batch(x, augmentation, aug_gen), y
-
-
-class _EpochKeys:
-    """The DataLoader batch sampler of a streamed epoch: this rank's (epoch, index) keys per
-    planned batch, made lazily (an ImageNet epoch as Python tuples would be ~100 MB)."""
-
-    def __init__(
-        self, order: torch.Tensor, plan: list[int], size: int, epoch: int, ranks: ddp.Ranks
-    ) -> None:
-        self.order, self.plan, self.size, self.epoch, self.ranks = order, plan, size, epoch, ranks
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for i in self.plan:
-            mine = ddp.share(self.order[i * self.size : (i + 1) * self.size], self.ranks)
-            yield [(self.epoch, j) for j in mine.tolist()]
-
-
-def _streamed_batches(
-    train_set: StreamingImageFolder,
-    order: torch.Tensor,
-    plan: list[int],
-    config: TrainConfig,
-    epoch: int,
-    augmentation: str,
-    device: torch.device,
-    ranks: ddp.Ranks,
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """The same batches from an image folder streamed from disk: decoded and augmented per
-    (seed, epoch, index) in ``config.workers`` DataLoader processes (0: this one)."""
-    loader = DataLoader(
-        TrainItems(train_set, augmentation, config.seed),
-        batch_sampler=_EpochKeys(order, plan, config.batch_size, epoch, ranks),
-        num_workers=config.workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-    )
-    for i, batch in zip(plan, loader, strict=True):
-        if isinstance(batch, str):  # an unreadable image, reported by the worker
-            raise UnreadableImage(batch)
-        x, y = batch
-        yield i, x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    write_metrics(run.out, position.history)
+    run.say(epoch_line(metrics, run.config.epochs))
 
 
 def _reduce_step(
@@ -942,98 +816,3 @@ def evaluate_split(
         out["eval_sigma"] = eval_sigma
         out[f"{name}_acc_noise"] = total[1] / len(dataset)
     return out
-
-
-def _restore_outputs(
-    out: Path,
-    model: nn.Module,
-    config: TrainConfig,
-    method: Method,
-    train_set: ImageDataset,
-    history: list[dict[str, Any]],
-    best_is_last: bool,
-    batch: int,
-    say: Callable[[str], None],
-) -> None:
-    """Rewrite outputs deleted since the resume point from the resume state: metrics.jsonl,
-    and, when the state is an epoch boundary (its weights are the last completed epoch's),
-    last.safetensors and best.safetensors when it is the last epoch. A best chosen on
-    validation cannot be rebuilt, nor can a checkpoint from a mid-epoch state: say so."""
-    if not history:
-        return
-    if not (out / METRICS_FILE).is_file():
-        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
-        atomic_write_bytes(out / METRICS_FILE, lines.encode())
-    meta = _model_metadata(config, method, train_set, len(history), history[-1])
-    if not (out / LAST_FILE).is_file():
-        if batch:
-            say(f"warning: {out / LAST_FILE} is missing; the end of this epoch writes it again")
-        else:
-            save_checkpoint(out / LAST_FILE, model, meta)
-            say(f"rewrote the missing {out / LAST_FILE} from the resume state")
-    if not (out / BEST_FILE).is_file():
-        if best_is_last and not batch:
-            save_checkpoint(out / BEST_FILE, model, meta)
-            say(f"rewrote the missing {out / BEST_FILE} (the last epoch) from the resume state")
-        elif best_is_last:
-            say(f"warning: {out / BEST_FILE} is missing; the end of this epoch writes it again")
-        else:
-            say(
-                f"warning: {out / BEST_FILE} is missing; it was chosen on the validation split "
-                "and cannot be rebuilt (a later epoch that beats it will write it again)"
-            )
-
-
-def _discard_uncommitted(out: Path, main: bool) -> bool:
-    """After a failure: with no resume state there is nothing to resume, so the run's files are
-    removed (by rank 0) and the same output directory takes a corrected command. True when
-    removed."""
-    if (out / RESUME_FILE).exists():
-        return False
-    if main:  # checkpoints without a resume state are from an epoch that never committed
-        for name in (CONFIG_FILE, BEST_FILE, LAST_FILE, METRICS_FILE):
-            (out / name).unlink(missing_ok=True)
-    return True
-
-
-def _diverged(out: Path, epoch: int, step: int, loss: float, main: bool = True) -> str:
-    """The message for a non-finite loss."""
-    where = f"training diverged at epoch {epoch + 1}, step {step} (loss {loss})"
-    if _discard_uncommitted(out, main):
-        return (
-            f"{where}; nothing was kept: rerun with a lower learning rate "
-            "(or a saner method setting)"
-        )
-    return (
-        f"{where}; {out} keeps its last resume point (resumable with the same arguments); "
-        "to train with a lower learning rate, choose a new output directory"
-    )
-
-
-def _unreadable(out: Path, error: UnreadableImage, main: bool) -> str:
-    """The message for an image a streamed folder cannot decode: the run stops (skipping it
-    would change every later batch) and keeps its last resume point, if any."""
-    if _discard_uncommitted(out, main):
-        return f"{error}; nothing was kept: replace the file with a readable image and rerun"
-    return (
-        f"{error}; {out} keeps its last resume point: replace the file with a readable image "
-        "and rerun the same command"
-    )
-
-
-def _epoch_line(m: dict[str, Any], epochs: int) -> str:
-    parts = [
-        f"epoch {m['epoch']}/{epochs}",
-        f"loss {m['train_loss']:.4f}",
-        f"train acc {m['train_acc']:.4f}",
-    ]
-    if "val_acc" in m:
-        parts.append(f"val acc {m['val_acc']:.4f}")
-    if "val_acc_noise" in m:
-        parts.append(f"val acc @σ={m['eval_sigma']:g} {m['val_acc_noise']:.4f}")
-    if "test_acc" in m:
-        parts.append(f"test acc {m['test_acc']:.4f}")
-    if "test_acc_noise" in m:
-        parts.append(f"test acc @σ={m['eval_sigma']:g} {m['test_acc_noise']:.4f}")
-    parts.append(f"{m['train_seconds']:.1f}s train + {m['eval_seconds']:.1f}s eval")
-    return ", ".join(parts)

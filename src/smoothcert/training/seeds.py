@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 #: The streams: data order, augmentation, evaluation noise, the methods' noise, validation noise.
+#: (smoothcert.data.stream repeats STREAM_AUGMENT: the data layer may not import training.)
 STREAM_ORDER, STREAM_AUGMENT, STREAM_EVAL, STREAM_METHOD, STREAM_VAL = 1, 2, 3, 4, 5
 
 

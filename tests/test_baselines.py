@@ -6,7 +6,6 @@ Runs recorded before these options resume with the behaviour they began with."""
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import torch
@@ -14,7 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from smoothcert.attacks.pgd import draw_noise, pgd_l2_smoothed
-from smoothcert.training.method import BatchContext, get_method
+from smoothcert.training.method import BatchContext
+from smoothcert.training.registry import get_method
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -104,43 +104,3 @@ def test_stn_batch_norm_sees_clean_and_noisy_inputs_separately() -> None:
         copy.deepcopy(alone), x, y, _ctx()
     )
     assert not torch.allclose(joint.logits, out.logits, atol=1e-3)
-
-
-# ------------------------------------------------------------------ old runs resume as begun
-
-
-def test_a_run_recorded_without_the_new_options_resumes_with_its_old_behaviour(
-    tmp_path, mnist_train, mnist_test
-) -> None:
-    from smoothcert.training import TrainConfig, train
-
-    base = dict(
-        dataset="mnist", arch="cnn3", method="smoothadv", out_dir=str(tmp_path / "run"),
-        subset=64, test_subset=32, val_size=0, batch_size=32, lr=0.05, schedule="constant",
-        seed=1, device="cpu",
-    )  # fmt: skip
-    old_options = {"sigma": 0.25, "eps": 0.25, "steps": 1, "num_noise": 2, "warmup_epochs": 0}
-    old_behaviour = {"train_copies": "all", "random_zero_grad": False}
-    sets = dict(train_set=mnist_train, test_set=mnist_test, progress=False)
-
-    def stop(line: str) -> None:  # interrupt once epoch 1 is committed
-        if line.startswith("epoch 1/2"):
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        config = TrainConfig(**base, epochs=2, method_options=old_options | old_behaviour)
-        train(config, **sets, log=stop)
-    cfg = tmp_path / "run" / "config.json"
-    recorded = json.loads(cfg.read_text())
-    assert recorded["method_options"]["train_copies"] == "all"  # new runs record it
-    for key in old_behaviour:  # what a run made before these options holds
-        del recorded["method_options"][key]
-    cfg.write_text(json.dumps(recorded))
-    # The same command as then (no new flags): resumes, with the behaviour it began with.
-    result = train(TrainConfig(**base, epochs=2, method_options=old_options), **sets)
-    assert result.resumed_from_epoch == 1
-    from smoothcert.checkpoint import load_checkpoint
-
-    _, meta = load_checkpoint(result.last_checkpoint)
-    options = meta["training"]["method_options"]
-    assert {k: options[k] for k in old_behaviour} == old_behaviour

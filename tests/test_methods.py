@@ -10,8 +10,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from smoothcert.attacks.surrogate import surrogate_ascent
-from smoothcert.training.method import BatchContext, get_method
+from smoothcert.training.method import BatchContext
 from smoothcert.training.nal import NAL
+from smoothcert.training.registry import get_method
 from smoothcert.training.smoothadv import SmoothAdv
 from smoothcert.training.trades import trades_adversary
 from smoothcert.training.wrm import wrm_adversary

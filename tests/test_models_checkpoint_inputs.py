@@ -101,12 +101,12 @@ def test_save_to_a_directory_is_refused_and_leaves_no_temp_file(tmp_path):
 
 
 def test_failed_atomic_write_removes_its_temp_file(tmp_path, monkeypatch):
-    import smoothcert.checkpoint as ckpt
+    import smoothcert.atomic as atomic
 
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path / "m.safetensors", _lenet(), META)
     assert list(tmp_path.iterdir()) == []

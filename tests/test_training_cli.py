@@ -78,7 +78,7 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert (
-        proc.stderr.strip() == "smoothcert train: error: epochs must be a positive integer, got 0"
+        proc.stderr.strip() == "smoothcert train: error: --epochs must be a positive integer, got 0"
     )
 
 

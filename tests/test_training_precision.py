@@ -12,7 +12,6 @@ from torch import nn
 from helpers import smoothcert
 from smoothcert.checkpoint import load_checkpoint
 from smoothcert.training import TrainConfig, list_methods, train
-from smoothcert.training.loop import _identity_diff, _with_defaults
 from smoothcert.training.precision import AutocastModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -143,15 +142,3 @@ def test_bf16_and_fp32_reach_the_same_noisy_accuracy(tmp_path, mnist_train, mnis
     # (0.868 fp32 vs 0.834 bf16 here); the 1-point parity is measured on the full data sets.
     assert accs["fp32"] > 0.8
     assert abs(accs["bf16"] - accs["fp32"]) <= 0.05, accs
-
-
-def test_runs_recorded_before_mixed_precision_resume_as_fp32_plain_layout():
-    old = TrainConfig().identity()
-    del old["precision"], old["channels_last"]
-    now = TrainConfig(channels_last=False).identity()
-    assert _identity_diff(_with_defaults(old), now) == []
-    bf16 = TrainConfig(precision="bf16", channels_last=True).identity()
-    assert [k for k, _, _ in _identity_diff(_with_defaults(old), bf16)] == [
-        "channels_last",
-        "precision",
-    ]

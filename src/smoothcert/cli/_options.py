@@ -34,7 +34,7 @@ def _parse_bool(text: str) -> bool:
 
 def method_fields() -> dict[str, list[tuple[str, dataclasses.Field, Any]]]:
     """field name -> [(method name, field, resolved type)] over every registered method."""
-    from smoothcert.training.method import list_methods, method_class
+    from smoothcert.training.registry import list_methods, method_class
 
     found: dict[str, list[tuple[str, dataclasses.Field, Any]]] = {}
     for name in list_methods():
@@ -73,7 +73,7 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
 
 def method_options_from_args(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The method hyperparameters given on the command line; error for flags the method lacks."""
-    from smoothcert.training.method import method_class
+    from smoothcert.training.registry import method_class
 
     cls = method_class(method)
     own = {f.name for f in dataclasses.fields(cls)}

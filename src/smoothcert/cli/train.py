@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from smoothcert.checks import positive_int
 from smoothcert.cli._options import add_method_options, method_options_from_args
 
 NAME = "train"
@@ -26,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from smoothcert.data import DATASETS
     from smoothcert.models import list_models
     from smoothcert.training.loop import OPTIMIZERS, SCHEDULES
-    from smoothcert.training.method import list_methods
     from smoothcert.training.precision import PRECISIONS
+    from smoothcert.training.registry import list_methods
 
     g = parser.add_argument_group("data and model")
     g.add_argument(
@@ -204,9 +205,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = method_options_from_args(args, args.method)
     if args.threads is not None:
-        if args.threads <= 0:
-            raise ValueError(f"--threads must be a positive integer, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(positive_int("threads", args.threads))
     config = TrainConfig(
         dataset=args.dataset,
         arch=args.arch,

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from smoothcert.atomic import atomic_write
+from smoothcert.checks import ParameterError, is_integer
 
 AUGMENTATIONS = ("none", "crop-flip", "resized-crop-flip")
 
@@ -68,9 +69,9 @@ class ImageDataset(Dataset):
         return x, y
 
     def subset(self, n: int) -> ImageDataset:
-        """The first ``n`` examples (``--subset``)."""
-        if not isinstance(n, int) or n <= 0:
-            raise ValueError(f"subset size must be a positive integer, got {n!r}")
+        """The first ``n`` examples (``subset`` of a training run)."""
+        if not is_integer(n) or n <= 0:
+            raise ParameterError("subset", f"size must be a positive integer, got {n!r}")
         if n > len(self):
             raise ValueError(
                 f"subset size {n} exceeds the {len(self)} examples of {self.info.name}"

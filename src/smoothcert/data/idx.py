@@ -14,6 +14,7 @@ import numpy as np
 
 from smoothcert.data.base import (
     DatasetInfo,
+    DatasetNotFound,
     ImageDataset,
     cache_dir,
     cached_arrays,
@@ -84,13 +85,21 @@ INFO = {
     ),
 }
 
-HOW_TO_GET = {
-    "mnist": "run `smoothcert fetch mnist` (or pass root= / --data-root pointing at a directory "
-    "with the four MNIST IDX files, .gz or raw)",
+_FETCH = {
+    "mnist": "run `smoothcert fetch mnist`",
     "fashion-mnist": "run `smoothcert fetch fashion-mnist` (installs Debian's "
-    "dataset-fashion-mnist: `apt-get install dataset-fashion-mnist`), or pass root= / "
-    "--data-root pointing at a directory with the four Fashion-MNIST IDX files",
+    "dataset-fashion-mnist: `apt-get install dataset-fashion-mnist`),",
 }
+_OWN_FILES = {
+    "mnist": "pointing at a directory with the four MNIST IDX files, .gz or raw",
+    "fashion-mnist": "pointing at a directory with the four Fashion-MNIST IDX files",
+}
+
+
+def how_to_get(name: str, root_option: str = "root=") -> str:
+    """What to do when ``name``'s files are missing; ``root_option`` is how the caller names
+    the data root (``root=`` in Python, the flag on the command line)."""
+    return f"{_FETCH[name]} or pass {root_option} {_OWN_FILES[name]}"
 
 
 NUM_CLASSES = 10  # MNIST and Fashion-MNIST
@@ -159,8 +168,9 @@ def load_idx_dataset(name: str, split: str, root: str | Path | None = None) -> I
     for kind in ("images", "labels"):
         p = find_file(folder, FILES[(split, kind)])
         if p is None:
-            raise FileNotFoundError(
-                f"{name} {split} {kind} not found in {folder}: {HOW_TO_GET[name]}"
+            where = f"{name} {split} {kind} not found in {folder}"
+            raise DatasetNotFound(
+                f"{where}: {how_to_get(name)}", f"{where}: {how_to_get(name, '--data-root')}"
             )
         paths[kind] = p
 
@@ -171,7 +181,7 @@ def load_idx_dataset(name: str, split: str, root: str | Path | None = None) -> I
                 if p.name in pinned and sha256_file(p) != pinned[p.name]:
                     raise ValueError(
                         f"{p} does not match its pinned sha256 (corrupt download?); delete it and "
-                        f"{HOW_TO_GET[name]}"
+                        f"{how_to_get(name)}"
                     )
         images, labels = read_idx(paths["images"]), read_idx(paths["labels"])
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

@@ -4,15 +4,16 @@ layout."""
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from smoothcert.checks import ParameterError, is_integer
 from smoothcert.data.base import (
     AUGMENTATIONS,
     DatasetInfo,
+    DatasetNotFound,
     ImageDataset,
     cached_arrays,
     fingerprint,
@@ -49,10 +50,8 @@ def channel_mean_std(
 
 def _check_options(resize: object, grayscale: object, augmentation: object, stream: object) -> None:
     # bool is an int to Python, but resize=True is surely a mistake.
-    if resize is not None and (
-        not isinstance(resize, numbers.Integral) or isinstance(resize, bool) or resize <= 0
-    ):
-        raise ValueError(f"resize must be a positive integer (pixels), got {resize!r}")
+    if resize is not None and not (is_integer(resize) and resize > 0):
+        raise ParameterError("resize", f"must be a positive integer (pixels), got {resize!r}")
     # A truthy string such as "no" would otherwise silently mean grayscale.
     if not isinstance(grayscale, bool | np.bool_):
         raise ValueError(f"grayscale must be True or False, got {grayscale!r}")
@@ -115,9 +114,10 @@ def load_imagefolder(
     """
     _check_options(resize, grayscale, augmentation, stream)
     if root is None:
-        raise FileNotFoundError(
-            "dataset 'imagefolder' needs root= / --data-root: a directory with "
-            "<split>/<class>/*.png|jpg subfolders"
+        layout = "a directory with <split>/<class>/*.png|jpg subfolders"
+        raise DatasetNotFound(
+            f"dataset 'imagefolder' needs root=: {layout}",
+            f"dataset 'imagefolder' needs --data-root: {layout}",
         )
     folder = Path(root).expanduser() / split
     if not folder.is_dir():

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from smoothcert.checks import ParameterError, is_integer
 from smoothcert.data.augment import random_crop_flip
 from smoothcert.data.base import DatasetInfo
 
@@ -171,8 +172,10 @@ class StreamingImageFolder(Dataset):
 
     def subset(self, n: int) -> StreamingImageFolder:
         """The first ``n`` examples."""
-        if not isinstance(n, int) or not 0 < n <= len(self):
-            raise ValueError(f"subset size must be an integer in [1, {len(self)}], got {n!r}")
+        if not is_integer(n) or not 0 < n <= len(self):
+            raise ParameterError(
+                "subset", f"size must be an integer in [1, {len(self)}], got {n!r}"
+            )
         return self._take(slice(0, n))
 
     def split_last(self, n: int) -> tuple[StreamingImageFolder, StreamingImageFolder]:

@@ -1,5 +1,16 @@
 """The training loop shared by every method.
 
+:func:`train` takes these steps, each a function below, in this order:
+
+1. resolve the config: validate it and record every method hyperparameter (``_resolve_config``);
+2. prepare the data: load the splits, hold out the validation examples (``_prepare_data``);
+3. build the model, claim the output directory, make the optimizer (``_build_model``,
+   ``_claim_out_dir``);
+4. resume from the output directory's resume state, if any (``_resume``);
+5. the epoch loop (``_epoch_loop``): train an epoch (``_train_epoch``, one ``_train_step`` per
+   batch), evaluate it (``_evaluate_epoch``);
+6. write its outputs (``_commit_epoch``; the files are :mod:`smoothcert.training.outputs`).
+
 Per epoch e (0-based): learning rate from the schedule; the training set in the order
 ``randperm(n)`` seeded by (seed, e); for each batch the method's loss on the model in train
 mode, backward, optimizer step; then clean test accuracy and test accuracy under noise σ;
@@ -16,7 +27,6 @@ run (on the same device and thread count).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -24,25 +34,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smoothcert.atomic import atomic_write_bytes
 from smoothcert.checkpoint import save_checkpoint
-from smoothcert.data import AUGMENTATIONS, ImageDataset, augment_batch, load_dataset
-from smoothcert.data.stream import StreamingImageFolder, TrainItems, UnreadableImage, collate
+from smoothcert.checks import (
+    ParameterError,
+    integer_at_least,
+    is_integer,
+    optional_positive_int,
+    positive_int,
+)
+from smoothcert.data import AUGMENTATIONS, ImageDataset, load_dataset
+from smoothcert.data.stream import StreamingImageFolder, UnreadableImage
 from smoothcert.models import create_model
 from smoothcert.training import ddp
+from smoothcert.training.batches import memory_batches, streamed_batches
 from smoothcert.training.evaluate import accuracy, count_correct
-from smoothcert.training.method import (
-    BatchContext,
-    Method,
-    MethodOutput,
-    get_method,
-    method_class,
+from smoothcert.training.method import BatchContext, Method, MethodOutput
+from smoothcert.training.outputs import (
+    BEST_FILE,
+    LAST_FILE,
+    RESUME_FILE,
+    diverged_message,
+    epoch_line,
+    model_metadata,
+    prepare_out_dir,
+    restore_outputs,
+    unreadable_message,
+    write_metrics,
 )
 from smoothcert.training.precision import (
     PRECISIONS,
@@ -51,23 +72,26 @@ from smoothcert.training.precision import (
     default_channels_last,
     grad_scaler,
 )
+from smoothcert.training.registry import get_method
 from smoothcert.training.resume import (
     DEFAULT_CHECKPOINT_EVERY,
     CheckpointClock,
-    CheckpointEvery,
     EpochSums,
     parse_checkpoint_every,
     read_resume,
     write_resume,
 )
+from smoothcert.training.seeds import (
+    STREAM_AUGMENT,
+    STREAM_EVAL,
+    STREAM_METHOD,
+    STREAM_ORDER,
+    STREAM_VAL,
+    derived_seed,
+)
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
-RESUME_FILE = "resume.safetensors"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-LAST_FILE = "last.safetensors"
-BEST_FILE = "best.safetensors"
 # Fields that do not change the result, so a resumed run may differ in them.
 NOT_IDENTITY = ("out_dir", "device", "eval_batch_size", "checkpoint_every", "workers")
 
@@ -123,13 +147,7 @@ class TrainConfig:
     sync_bn: bool = False  # batch-norm statistics over the global batch under torchrun (CUDA)
 
     def validate(self) -> None:
-        def positive_int(name: str, allow_none: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
+        """Check every field (ParameterError naming it); integer fields become plain ints."""
         from smoothcert.data import DATASETS
         from smoothcert.models import list_models
 
@@ -141,59 +159,53 @@ class TrainConfig:
             raise ValueError(
                 f"unknown arch {self.arch!r}; choose one of {', '.join(list_models())}"
             )
+        # Plain ints: the fields are recorded in config.json, which takes no numpy integers.
         for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
-            positive_int(name)
-        positive_int("subset", allow_none=True)
-        positive_int("test_subset", allow_none=True)
-        if (
-            not isinstance(self.val_size, int)
-            or isinstance(self.val_size, bool)
-            or (self.val_size < 0)
-        ):
-            raise ValueError(f"val_size must be an integer >= 0, got {self.val_size!r}")
+            setattr(self, name, positive_int(name, getattr(self, name)))
+        for name in ("subset", "test_subset"):
+            setattr(self, name, optional_positive_int(name, getattr(self, name)))
+        self.val_size = integer_at_least("val_size", self.val_size, 0)
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            raise ParameterError(
+                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
             )
         if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            raise ParameterError(
+                "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+            raise ParameterError("lr", f"must be a finite number > 0, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+            raise ParameterError("momentum", f"must be in [0, 1), got {self.momentum!r}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+            raise ParameterError("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
         if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+            raise ParameterError("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
         if self.eval_sigma is not None and not (
             self.eval_sigma >= 0 and math.isfinite(self.eval_sigma)
         ):
-            raise ValueError(f"eval_sigma must be a finite number >= 0, got {self.eval_sigma!r}")
+            raise ParameterError(
+                "eval_sigma", f"must be a finite number >= 0, got {self.eval_sigma!r}"
+            )
         if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            raise ParameterError(
+                "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
-            raise ValueError(
-                f"channels_last must be True, False or None, got {self.channels_last!r}"
+            raise ParameterError(
+                "channels_last", f"must be True, False or None, got {self.channels_last!r}"
             )
         parse_checkpoint_every(self.checkpoint_every)
-        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 0:
-            raise ValueError(f"workers must be an integer >= 0, got {self.workers!r}")
+        self.workers = integer_at_least("workers", self.workers, 0)
         if not isinstance(self.sync_bn, bool):
-            raise ValueError(f"sync_bn must be True or False, got {self.sync_bn!r}")
+            raise ParameterError("sync_bn", f"must be True or False, got {self.sync_bn!r}")
         if self.augment != "auto" and self.augment not in AUGMENTATIONS:
-            raise ValueError(
-                f"augment must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
+            raise ParameterError(
+                "augment", f"must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
             )
-        if (
-            not isinstance(self.seed, int)
-            or isinstance(self.seed, bool)
-            or not (0 <= self.seed < 2**64)
-        ):  # torch.manual_seed takes 64 bits
-            raise ValueError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
+        if not is_integer(self.seed) or not (0 <= self.seed < 2**64):  # torch takes 64 bits
+            raise ParameterError("seed", f"must be an integer in [0, 2**64), got {self.seed!r}")
+        self.seed = int(self.seed)
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
@@ -212,15 +224,6 @@ class TrainResult:
     rank: int = 0  # this process's rank under torchrun (only rank 0 writes files)
 
 
-def derived_seed(seed: int, epoch: int, stream: int) -> int:
-    """A 63-bit seed per (run seed, epoch, purpose): data order, augmentation, eval noise."""
-    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0]
-    return int(state) & ((1 << 63) - 1)
-
-
-STREAM_ORDER, STREAM_AUGMENT, STREAM_EVAL, STREAM_METHOD, STREAM_VAL = 1, 2, 3, 4, 5
-
-
 def learning_rate(
     config: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: int
 ) -> float:
@@ -235,6 +238,7 @@ def learning_rate(
 
 
 def resolve_device(device: str | None) -> torch.device:
+    """The torch device ``device`` names ("auto" or None: CUDA when available)."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -247,6 +251,7 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with heavy-ball momentum or Adam, at the initial learning rate."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             model.parameters(),
@@ -255,130 +260,6 @@ def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
             weight_decay=config.weight_decay,
         )
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
-    """Create ``out``; refuse a directory that belongs to a different run or to something else."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ValueError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
-    cfg = out / CONFIG_FILE
-    if cfg.is_file():
-        try:
-            previous = json.loads(cfg.read_text())
-        except json.JSONDecodeError:
-            previous = None
-        if not isinstance(previous, dict):
-            raise ValueError(f"{cfg} is corrupt; use a new --out directory")
-        diff = _identity_diff(_with_defaults(previous), identity)
-        if diff:
-            shown = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, old, new in diff[:3])
-            raise ValueError(
-                f"{out} holds a run trained with different arguments ({shown}); "
-                "rerun with the same arguments to resume, or choose a new --out"
-            )
-        return
-    # No config.json: not (yet) a run of ours, whatever its files are called, so anything in
-    # it (even a best.safetensors) belongs to someone else and must not be overwritten.
-    if any(not p.name.startswith(".") for p in out.iterdir()):
-        raise ValueError(
-            f"output directory {out} is not empty and holds no smoothcert training run; "
-            "choose a new --out"
-        )
-    atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
-
-
-def _with_defaults(previous: dict[str, Any]) -> dict[str, Any]:
-    """A recorded identity with what was added since it was written filled in: TrainConfig
-    fields at their defaults, and method hyperparameters at the method's defaults."""
-    filled = TrainConfig().identity() | previous
-    if "channels_last" not in previous:  # runs from before mixed precision: plain layout
-        filled["channels_last"] = False
-    options = filled.get("method_options")
-    try:
-        defaults = get_method(filled["method"]).hyperparameters()
-    except (ValueError, KeyError, TypeError):
-        return filled  # an unknown method: the comparison reports it
-    if isinstance(options, dict):
-        legacy = method_class(filled["method"]).LEGACY
-        filled["method_options"] = defaults | legacy | options
-    return filled
-
-
-def recorded_legacy_options(config: TrainConfig) -> dict[str, Any]:
-    """For a run being resumed in ``config.out_dir`` whose config.json predates some of the
-    method's hyperparameters: those the caller left unset, at the values the run was trained
-    with (:attr:`Method.LEGACY`), so it resumes with the behaviour it began with. Else {}."""
-    cfg = Path(config.out_dir) / CONFIG_FILE
-    try:
-        previous = json.loads(cfg.read_text())
-        cls = method_class(config.method)
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(previous, dict) or previous.get("method") != config.method:
-        return {}
-    recorded = previous.get("method_options")
-    if not isinstance(recorded, dict):
-        return {}
-    return {
-        k: v
-        for k, v in cls.LEGACY.items()
-        if k not in recorded and config.method_options.get(k) is None
-    }
-
-
-def _identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, old, new) for each differing field; method hyperparameters by their own name."""
-    diff = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if k == "method_options" and isinstance(a, dict) and isinstance(b, dict):
-            diff += [
-                (f"{k}.{o}", a.get(o), b.get(o))
-                for o in sorted(set(a) | set(b))
-                if a.get(o) != b.get(o)
-            ]
-        elif a != b:
-            diff.append((k, a, b))
-    return diff
-
-
-def _model_metadata(
-    config: TrainConfig,
-    method: Method,
-    train_set: ImageDataset,
-    epoch: int,
-    metrics: dict[str, Any],
-) -> dict[str, Any]:
-    info = train_set.info
-    from smoothcert import __version__
-
-    return {
-        "arch": config.arch,
-        "dataset": config.dataset,
-        "dataset_label": info.name,
-        "data_root": config.data_root,
-        "data_options": config.data_options,
-        "num_classes": info.num_classes,
-        "input_shape": list(info.input_shape),
-        "class_names": list(info.class_names),
-        "mean": list(info.mean),
-        "std": list(info.std),
-        "method": method.name,
-        "hyperparameters": method.hyperparameters(),
-        "sigma": method.noise_sigma,
-        "precision": config.precision,
-        "channels_last": config.channels_last,
-        "epoch": epoch,
-        "metrics": metrics,
-        "seed": config.seed,
-        "training": config.identity(),
-        "smoothcert_version": __version__,
-    }
 
 
 def train(
@@ -423,22 +304,98 @@ def train(
         If a configuration value is out of range (the message names the field), or
         ``config.out_dir`` holds a different run.
     """
-    config.validate()
-    legacy = recorded_legacy_options(config)
-    if legacy:
-        config = dataclasses.replace(config, method_options=config.method_options | legacy)
-    method = get_method(config.method, **config.method_options)
-    # Record every hyperparameter explicitly, so defaults changing later cannot alter a resume.
-    config = dataclasses.replace(config, method_options=method.hyperparameters())
+    config, method = _resolve_config(config)
     ranks = ddp.ranks_from_env()
     ddp.check_batch_size(config.batch_size, ranks.world)
-    device_request = config.device
-    if ranks.distributed and device_request in (None, "auto"):
-        device_request = ddp.default_device()  # cuda:LOCAL_RANK, one GPU per process
-    device = resolve_device(device_request)
-    every = parse_checkpoint_every(config.checkpoint_every)
-    say = (log or (lambda _msg: None)) if ranks.main else (lambda _msg: None)
+    device = _run_device(config.device, ranks)
+    say = (log or _silent) if ranks.main else _silent
+    data = _prepare_data(config, method, train_set, test_set)
+    # The model before the output directory: an architecture that cannot take these inputs
+    # must fail before a config.json exists that would refuse the corrected command.
+    config, model, runner, scaler = _build_model(config, data.train.info, device, ranks)
 
+    started, finished = ddp.start(ranks, device), False
+    try:
+        out = Path(config.out_dir).expanduser()
+        _claim_out_dir(out, config, device, ranks)
+        optimizer = _make_optimizer(config, model)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(derived_seed(config.seed, 0, STREAM_METHOD))
+        run = _Run(
+            config=config,
+            method=method,
+            data=data,
+            model=model,
+            runner=runner,
+            scaler=scaler,
+            optimizer=optimizer,
+            generator=generator,
+            device=device,
+            ranks=ranks,
+            out=out,
+            say=say,
+            progress=progress,
+        )
+        position = _resume(run)
+        resumed_from_epoch = position.epoch
+        _epoch_loop(run, position)
+        finished = True
+    except UnreadableImage as exc:  # a streamed file, met in training or evaluation
+        out = Path(config.out_dir).expanduser()
+        raise ValueError(unreadable_message(out, exc, ranks.main)) from None
+    finally:
+        ddp.stop(started, finished=finished)
+    return TrainResult(
+        out_dir=out,
+        model=model.eval(),
+        history=position.history,
+        last_checkpoint=out / LAST_FILE,
+        best_checkpoint=(out / BEST_FILE) if (out / BEST_FILE).is_file() else None,
+        resumed_from_epoch=resumed_from_epoch,
+        rank=ranks.rank,
+    )
+
+
+# --- the steps of train, in order ------------------------------------------------------------
+
+
+def _silent(_message: str) -> None:
+    """The log of a run without one, and of every rank but 0."""
+
+
+def _resolve_config(config: TrainConfig) -> tuple[TrainConfig, Method]:
+    """Validate ``config`` and build its method. The config returned records every method
+    hyperparameter explicitly, so that defaults changing later cannot alter a resume."""
+    config.validate()
+    method = get_method(config.method, **config.method_options)
+    return dataclasses.replace(config, method_options=method.hyperparameters()), method
+
+
+def _run_device(device: str | None, ranks: ddp.Ranks) -> torch.device:
+    """The device of this process; under torchrun "auto" is cuda:LOCAL_RANK (one GPU each)."""
+    if ranks.distributed and device in (None, "auto"):
+        device = ddp.default_device()
+    return resolve_device(device)
+
+
+@dataclass
+class _Data:
+    """The splits a run trains, selects and reports on, and how it treats them."""
+
+    train: ImageDataset | StreamingImageFolder
+    test: ImageDataset | None  # reported only (None: the dataset has no test split)
+    val: ImageDataset | None  # the last val_size training examples, best.safetensors' judge
+    augmentation: str  # "none", "crop-flip" or "resized-crop-flip"
+    eval_sigma: float | None  # σ of the noisy evaluation (None: clean only)
+
+
+def _prepare_data(
+    config: TrainConfig,
+    method: Method,
+    train_set: ImageDataset | None,
+    test_set: ImageDataset | None,
+) -> _Data:
+    """Load (unless given) the splits, hold out the validation examples, apply the subsets."""
     if train_set is None:
         train_set = load_dataset(
             config.dataset, "train", root=config.data_root, **config.data_options
@@ -471,10 +428,15 @@ def train(
             "augment resized-crop-flip needs a streamed image folder "
             "(dataset imagefolder with stream=True)"
         )
+    return _Data(train_set, test_set, val_set, augmentation, eval_sigma)
 
-    info = train_set.info
-    # The model before the output directory: an architecture that cannot take these inputs
-    # must fail before a config.json exists that would refuse the corrected command.
+
+def _build_model(
+    config: TrainConfig, info: Any, device: torch.device, ranks: ddp.Ranks
+) -> tuple[TrainConfig, nn.Module, nn.Module, torch.amp.GradScaler | None]:
+    """The model on ``device`` in its memory layout; what the methods and the evaluation call
+    (autocast inside, float32 logits out); the fp16 gradient scaler (None otherwise). The
+    config returned has ``channels_last`` resolved, before the identity is recorded."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # weight init, without touching the caller's global RNG
         model = create_model(config.arch, info.num_classes, info.input_shape, info.mean, info.std)
@@ -482,308 +444,270 @@ def train(
         model = ddp.sync_batch_norm(model, device, ranks)
     model.to(device)
     check_precision(config.precision, device)
-    if config.channels_last is None:  # resolved before the identity is recorded
+    if config.channels_last is None:
         config = dataclasses.replace(
             config, channels_last=default_channels_last(config.precision, model)
         )
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    # What the methods and the evaluation call: autocast inside, float32 logits out.
     runner = AutocastModel(model, config.precision, bool(config.channels_last))
-    scaler = grad_scaler(config.precision, device)
-
-    started, finished = ddp.start(ranks, device), False
-    try:
-        result = _train(
-            config, method, model, runner, scaler, device, ranks, every, say, progress,
-            train_set, test_set, val_set, augmentation, eval_sigma,
-        )  # fmt: skip
-        finished = True
-        return result
-    except UnreadableImage as exc:  # a streamed file, met in training or evaluation
-        out = Path(config.out_dir).expanduser()
-        raise ValueError(_unreadable(out, exc, ranks.main)) from None
-    finally:
-        ddp.stop(started, finished=finished)
+    return config, model, runner, grad_scaler(config.precision, device)
 
 
-def _train(
-    config: TrainConfig,
-    method: Method,
-    model: nn.Module,
-    runner: nn.Module,
-    scaler: torch.amp.GradScaler | None,
-    device: torch.device,
-    ranks: ddp.Ranks,
-    every: CheckpointEvery,
-    say: Callable[[str], None],
-    progress: bool,
-    train_set: ImageDataset,
-    test_set: ImageDataset | None,
-    val_set: ImageDataset | None,
-    augmentation: str,
-    eval_sigma: float | None,
-) -> TrainResult:
-    """The epochs of :func:`train` (arguments validated, model built, process group joined)."""
-    out = Path(config.out_dir).expanduser()
+def _claim_out_dir(out: Path, config: TrainConfig, device: torch.device, ranks: ddp.Ranks) -> None:
+    """Rank 0 prepares ``out`` for this run (or refuses it); the other ranks wait for its word."""
     if ranks.main:
         try:
-            _prepare_out_dir(out, config.identity())
+            prepare_out_dir(out, config.identity())
         except ValueError:
             if ranks.distributed:
                 ddp.agree(False, device)  # release the other ranks before reporting
             raise
     if ranks.distributed and not ddp.agree(True, device):
         raise ValueError(f"rank 0 refused the output directory {out}; see its message")
-    optimizer = _make_optimizer(config, model)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(derived_seed(config.seed, 0, STREAM_METHOD))
 
-    history: list[dict[str, Any]] = []
-    start_epoch, start_batch, step, best_score = 0, 0, 0, -math.inf
-    partial, augment_state = None, None
-    resume_path = out / RESUME_FILE
+
+@dataclass
+class _Run:
+    """The parts of a run that the epoch loop reads, fixed once it starts."""
+
+    config: TrainConfig
+    method: Method
+    data: _Data
+    model: nn.Module  # the weights trained and saved
+    runner: nn.Module  # the model as the methods and the evaluation call it (autocast)
+    scaler: torch.amp.GradScaler | None  # fp16 only
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # the methods' randomness; its state is checkpointed
+    device: torch.device
+    ranks: ddp.Ranks
+    out: Path
+    say: Callable[[str], None]
+    progress: bool
+
+
+@dataclass
+class _Position:
+    """Where a run stands: what the resume state records."""
+
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # batches of epoch ``epoch`` already trained (0: at its start)
+    step: int = 0  # optimizer steps so far
+    history: list[dict[str, Any]] = field(default_factory=list)  # metrics per completed epoch
+    best_score: float = -math.inf  # best validation accuracy so far
+    epoch_sums: dict[str, Any] | None = None  # running sums of the interrupted epoch
+    augment_state: torch.Tensor | None = None  # its augmentation generator's state
+
+
+def _resume(run: _Run) -> _Position:
+    """Load the resume state in ``run.out`` into the model, optimizer and generators (a fresh
+    run's position when there is none) and rewrite outputs deleted since it was written."""
+    position = _Position()
+    resume_path = run.out / RESUME_FILE
     if resume_path.is_file():
-        meta, augment_state = read_resume(resume_path, model, optimizer, generator)
-        start_epoch, step, history = meta["epoch"], meta["step"], meta["history"]
-        # Absent in states written at an epoch boundary (and before mid-epoch states existed).
-        start_batch, partial = meta.get("batch", 0), meta.get("epoch_sums")
-        if scaler is not None and meta.get("grad_scaler"):
-            scaler.load_state_dict(meta["grad_scaler"])
-        best_score = meta["best_score"] if meta["best_score"] is not None else -math.inf
-        if start_batch:
-            say(
-                f"resuming {out} in epoch {start_epoch + 1}/{config.epochs} "
-                f"after batch {start_batch}"
+        meta, augment_state = read_resume(resume_path, run.model, run.optimizer, run.generator)
+        position = _Position(
+            epoch=meta["epoch"],
+            batch=meta.get("batch", 0),  # absent in states written at an epoch boundary
+            step=meta["step"],
+            history=meta["history"],
+            best_score=meta["best_score"] if meta["best_score"] is not None else -math.inf,
+            epoch_sums=meta.get("epoch_sums"),
+            augment_state=augment_state,
+        )
+        if run.scaler is not None and meta["grad_scaler"]:
+            run.scaler.load_state_dict(meta["grad_scaler"])
+        epochs = run.config.epochs
+        if position.batch:
+            run.say(
+                f"resuming {run.out} in epoch {position.epoch + 1}/{epochs} "
+                f"after batch {position.batch}"
             )
         else:
-            say(f"resuming {out} after epoch {start_epoch}/{config.epochs}")
-        if ranks.main:
-            _restore_outputs(
-                out, model, config, method, train_set, history, val_set is None, start_batch, say
-            )
-    if ranks.distributed and not ddp.same_everywhere([start_epoch, start_batch, step], device):
+            run.say(f"resuming {run.out} after epoch {position.epoch}/{epochs}")
+        if run.ranks.main:
+            restore_outputs(
+                run.out, run.model, run.config, run.method, run.data.train, position.history,
+                run.data.val is None, position.batch, run.say,
+            )  # fmt: skip
+    counters = [position.epoch, position.batch, position.step]
+    if run.ranks.distributed and not ddp.same_everywhere(counters, run.device):
         raise ValueError(
-            f"the processes found different resume states in {out}: with several machines, "
-            "--out must be a directory every machine shares"
+            f"the processes found different resume states in {run.out}: with several machines, "
+            "the output directory must be one every machine shares"
         )
+    return position
 
-    n = len(train_set)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    # A batch of one breaks batch norm; under DDP every process needs at least two.
-    min_batch = 2 * ranks.world
-    clock = CheckpointClock(every)
-    for epoch in range(start_epoch, config.epochs):
-        first = start_batch if epoch == start_epoch else 0
-        model.train()
-        order = torch.randperm(
-            n,
-            generator=torch.Generator().manual_seed(derived_seed(config.seed, epoch, STREAM_ORDER)),
-        )
-        aug_gen = torch.Generator(device=device)
-        aug_gen.manual_seed(derived_seed(config.seed, epoch, STREAM_AUGMENT))
-        sums = EpochSums()
-        lr = learning_rate(config, epoch, max(first - 1, 0), steps_per_epoch)
-        if first:  # continue the interrupted epoch where its resume state left it
-            sums = EpochSums.from_json(partial)
-            if augment_state is not None:
-                aug_gen.set_state(augment_state)
-        t0 = time.perf_counter()
-        size = config.batch_size
-        plan = [i for i in range(first, steps_per_epoch) if min(size, n - i * size) >= min_batch]
-        if isinstance(train_set, StreamingImageFolder):
-            batches = _streamed_batches(
-                train_set, order, plan, config, epoch, augmentation, device, ranks
-            )
-        else:
-            batches = _memory_batches(
-                train_set, order, plan, config, epoch, augmentation, aug_gen, device, ranks
-            )
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not (progress and ranks.main),
-            leave=False,
-            dynamic_ncols=True,
-            initial=first,
-            total=steps_per_epoch,
-        )
-        for i, x, y in bar:
-            lr = learning_rate(config, epoch, i, steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if ranks.distributed:  # the rank's method noise: a function of (seed, epoch, batch)
-                r = ranks.rank
-                generator.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_METHOD, r))
-            ctx = BatchContext(epoch=epoch, epochs=config.epochs, step=step, generator=generator)
-            output = method.loss(runner, x, y, ctx)
-            loss = output.loss
-            whole = min(size, n - i * size)  # the global batch
-            if ranks.distributed and len(y) * ranks.world != whole:
-                loss = loss * (len(y) * ranks.world / whole)  # uneven last batch
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-            else:  # fp16: scale the loss so small gradients survive, unscale before the step
-                scaler.scale(loss).backward()
-            if ranks.distributed:
-                loss_value, correct, seen, stats = _reduce_step(model, loss, output, ranks)
-            if scaler is None:
-                optimizer.step()
-            else:
-                scaler.step(optimizer)
-                scaler.update()
-            step += 1
-            if not ranks.distributed:
-                loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise ValueError(_diverged(out, epoch, step, loss_value, ranks.main))
-            if not ranks.distributed:
-                with torch.no_grad():
-                    correct = int((output.logits.argmax(1) == output.targets).sum())
-                seen, stats = len(output.targets), output.stats
-            sums.add(loss_value, correct, seen, stats)
-            acc = sums.correct / max(sums.seen, 1)
-            bar.set_postfix(loss=f"{sums.loss / sums.batches:.4f}", acc=f"{acc:.4f}")
-            if ranks.main and i + 1 < steps_per_epoch and clock.due(step):
-                _write_resume_point(
-                    resume_path, model, optimizer, generator, history, best_score, scaler,
-                    epoch=epoch, batch=i + 1, step=step, sums=sums,
-                    seconds=time.perf_counter() - t0,
-                    aug_gen=None if ranks.distributed else aug_gen,
-                )  # fmt: skip
-                clock.restart()
-        bar.close()
-        train_seconds = sums.seconds + time.perf_counter() - t0
 
-        metrics: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": sums.loss / max(sums.batches, 1),
-            "train_acc": sums.correct / max(sums.seen, 1),
-        }
-        metrics.update({k: v / max(sums.batches, 1) for k, v in sums.stats.items()})
+def _epoch_loop(run: _Run, position: _Position) -> None:
+    """Train, evaluate and commit every epoch from ``position`` on."""
+    clock = CheckpointClock(parse_checkpoint_every(run.config.checkpoint_every))
+    for epoch in range(position.epoch, run.config.epochs):
+        sums, lr, train_seconds = _train_epoch(run, position, epoch, clock)
         t1 = time.perf_counter()
-        if ranks.distributed:  # rank 0's running statistics everywhere, as DDP keeps them
-            ddp.broadcast_buffers(model)
-        if test_set is not None:  # reported only: selecting on it would bias every result
-            metrics.update(
-                evaluate_split(
-                    runner,
-                    test_set,
-                    "test",
-                    eval_sigma,
-                    config,
-                    epoch,
-                    STREAM_EVAL,
-                    device,
-                    ranks,
-                )  # fmt: skip
-            )
-        if val_set is not None:
-            val_metrics = evaluate_split(
-                runner, val_set, "val", eval_sigma, config, epoch, STREAM_VAL, device, ranks
-            )
-            metrics.update(val_metrics)
-            score = val_metrics.get("val_acc_noise", val_metrics["val_acc"])
+        metrics, score = _evaluate_epoch(run, epoch, sums, lr)
         metrics["train_seconds"] = round(train_seconds, 3)
         metrics["eval_seconds"] = round(time.perf_counter() - t1, 3)
-        history.append(metrics)
-        if val_set is not None and score > best_score:
-            best_score, is_best = score, True
-        else:
-            is_best = val_set is None  # no held-out set: best is the last epoch
-        if ranks.main:
-            # Commit order: best, last, then the resume state (the commit point), then the log.
-            meta = _model_metadata(config, method, train_set, epoch + 1, metrics)
-            if is_best:
-                save_checkpoint(out / BEST_FILE, model, meta)
-            save_checkpoint(out / LAST_FILE, model, meta)
+        _commit_epoch(run, position, epoch, metrics, score)
+        clock.restart()
+
+
+def _train_epoch(
+    run: _Run, position: _Position, epoch: int, clock: CheckpointClock
+) -> tuple[EpochSums, float, float]:
+    """The optimizer steps of epoch ``epoch`` from batch ``position.batch`` on, writing
+    mid-epoch resume states when ``clock`` says so. Returns the epoch's running sums, the
+    learning rate of its last step and its training seconds (with those of earlier runs)."""
+    config, ranks = run.config, run.ranks
+    first = position.batch
+    run.model.train()
+    n = len(run.data.train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    order = torch.randperm(
+        n,
+        generator=torch.Generator().manual_seed(derived_seed(config.seed, epoch, STREAM_ORDER)),
+    )
+    aug_gen = torch.Generator(device=run.device)
+    aug_gen.manual_seed(derived_seed(config.seed, epoch, STREAM_AUGMENT))
+    sums = EpochSums()
+    lr = learning_rate(config, epoch, max(first - 1, 0), steps_per_epoch)
+    if first:  # continue the interrupted epoch where its resume state left it
+        sums = EpochSums.from_json(position.epoch_sums)
+        if position.augment_state is not None:
+            aug_gen.set_state(position.augment_state)
+    t0 = time.perf_counter()
+    size = config.batch_size
+    # A batch of one breaks batch norm; under DDP every process needs at least two.
+    plan = [i for i in range(first, steps_per_epoch) if min(size, n - i * size) >= 2 * ranks.world]
+    bar = tqdm(
+        _batches(run, order, plan, epoch, aug_gen),
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        disable=not (run.progress and ranks.main),
+        leave=False,
+        dynamic_ncols=True,
+        initial=first,
+        total=steps_per_epoch,
+    )
+    for i, x, y in bar:
+        lr = learning_rate(config, epoch, i, steps_per_epoch)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        if ranks.distributed:  # the rank's method noise: a function of (seed, epoch, batch)
+            r = ranks.rank
+            run.generator.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_METHOD, r))
+        ctx = BatchContext(
+            epoch=epoch, epochs=config.epochs, step=position.step, generator=run.generator
+        )
+        loss, correct, seen, stats = _train_step(run, x, y, ctx, whole=min(size, n - i * size))
+        position.step += 1
+        if not math.isfinite(loss):
+            raise ValueError(diverged_message(run.out, epoch, position.step, loss, ranks.main))
+        sums.add(loss, correct, seen, stats)
+        acc = sums.correct / max(sums.seen, 1)
+        bar.set_postfix(loss=f"{sums.loss / sums.batches:.4f}", acc=f"{acc:.4f}")
+        if ranks.main and i + 1 < steps_per_epoch and clock.due(position.step):
             _write_resume_point(
-                resume_path, model, optimizer, generator, history, best_score, scaler,
-                epoch=epoch + 1, batch=0, step=step,
+                run, position, epoch=epoch, batch=i + 1, sums=sums,
+                seconds=time.perf_counter() - t0,
+                aug_gen=None if ranks.distributed else aug_gen,
             )  # fmt: skip
             clock.restart()
-            lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
-            atomic_write_bytes(out / METRICS_FILE, lines.encode())
-            say(_epoch_line(metrics, config.epochs))
-
-    return TrainResult(
-        out_dir=out,
-        model=model.eval(),
-        history=history,
-        last_checkpoint=out / LAST_FILE,
-        best_checkpoint=(out / BEST_FILE) if (out / BEST_FILE).is_file() else None,
-        resumed_from_epoch=start_epoch,
-        rank=ranks.rank,
-    )
+    bar.close()
+    return sums, lr, sums.seconds + time.perf_counter() - t0
 
 
-def _memory_batches(
-    train_set: ImageDataset,
-    order: torch.Tensor,
-    plan: list[int],
-    config: TrainConfig,
-    epoch: int,
-    augmentation: str,
-    aug_gen: torch.Generator,
-    device: torch.device,
-    ranks: ddp.Ranks,
+def _batches(
+    run: _Run, order: torch.Tensor, plan: list[int], epoch: int, aug_gen: torch.Generator
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """(batch index, augmented inputs, labels) of this rank for the batches in ``plan``, from
-    in-memory arrays, augmented on the device with ``aug_gen`` (per rank and batch under DDP)."""
-    size = config.batch_size
-    for i in plan:
-        x, y = train_set.batch(ddp.share(order[i * size : (i + 1) * size], ranks))
-        x, y = x.to(device), y.to(device)
-        if ranks.distributed:
-            r = ranks.rank
-            aug_gen.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_AUGMENT, r))
-        yield i, augment_batch(x, augmentation, aug_gen), y
+    """(batch index, augmented inputs, labels) of this rank for the batches in ``plan``."""
+    args = (run.config, epoch, run.data.augmentation)
+    if isinstance(run.data.train, StreamingImageFolder):
+        return streamed_batches(run.data.train, order, plan, *args, run.device, run.ranks)
+    return memory_batches(run.data.train, order, plan, *args, aug_gen, run.device, run.ranks)
 
 
-class _EpochKeys:
-    """The DataLoader batch sampler of a streamed epoch: this rank's (epoch, index) keys per
-    planned batch, made lazily (an ImageNet epoch as Python tuples would be ~100 MB)."""
+def _train_step(
+    run: _Run, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext, whole: int
+) -> tuple[float, int, int, dict[str, float]]:
+    """One optimizer step on this rank's share (x, y) of a global batch of ``whole`` examples:
+    (loss, correct, seen, method statistics), over every process under DDP."""
+    ranks, scaler, optimizer = run.ranks, run.scaler, run.optimizer
+    output = run.method.loss(run.runner, x, y, ctx)
+    loss = output.loss
+    if ranks.distributed and len(y) * ranks.world != whole:
+        loss = loss * (len(y) * ranks.world / whole)  # uneven last batch
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+    else:  # fp16: scale the loss so small gradients survive, unscale before the step
+        scaler.scale(loss).backward()
+    if ranks.distributed:
+        reduced = _reduce_step(run.model, loss, output, ranks)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+    if ranks.distributed:
+        return reduced
+    loss_value = float(loss.detach())
+    with torch.no_grad():
+        correct = int((output.logits.argmax(1) == output.targets).sum())
+    return loss_value, correct, len(output.targets), output.stats
 
-    def __init__(
-        self, order: torch.Tensor, plan: list[int], size: int, epoch: int, ranks: ddp.Ranks
-    ) -> None:
-        self.order, self.plan, self.size, self.epoch, self.ranks = order, plan, size, epoch, ranks
 
-    def __len__(self) -> int:
-        return len(self.plan)
+def _evaluate_epoch(
+    run: _Run, epoch: int, sums: EpochSums, lr: float
+) -> tuple[dict[str, Any], float | None]:
+    """The epoch's metrics (training sums, test and validation accuracy) and its validation
+    score (noisy accuracy when there is σ; None without a validation split)."""
+    batches = max(sums.batches, 1)
+    metrics: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": sums.loss / batches,
+        "train_acc": sums.correct / max(sums.seen, 1),
+    }
+    metrics.update({k: v / batches for k, v in sums.stats.items()})
+    data, ranks = run.data, run.ranks
+    if ranks.distributed:  # rank 0's running statistics everywhere, as DDP keeps them
+        ddp.broadcast_buffers(run.model)
+    args = (data.eval_sigma, run.config, epoch)
+    if data.test is not None:  # reported only: selecting on it would bias every result
+        metrics.update(
+            evaluate_split(run.runner, data.test, "test", *args, STREAM_EVAL, run.device, ranks)
+        )
+    score = None
+    if data.val is not None:
+        val_metrics = evaluate_split(
+            run.runner, data.val, "val", *args, STREAM_VAL, run.device, ranks
+        )
+        metrics.update(val_metrics)
+        score = val_metrics.get("val_acc_noise", val_metrics["val_acc"])
+    return metrics, score
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for i in self.plan:
-            mine = ddp.share(self.order[i * self.size : (i + 1) * self.size], self.ranks)
-            yield [(self.epoch, j) for j in mine.tolist()]
 
-
-def _streamed_batches(
-    train_set: StreamingImageFolder,
-    order: torch.Tensor,
-    plan: list[int],
-    config: TrainConfig,
-    epoch: int,
-    augmentation: str,
-    device: torch.device,
-    ranks: ddp.Ranks,
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """The same batches from an image folder streamed from disk: decoded and augmented per
-    (seed, epoch, index) in ``config.workers`` DataLoader processes (0: this one)."""
-    loader = DataLoader(
-        TrainItems(train_set, augmentation, config.seed),
-        batch_sampler=_EpochKeys(order, plan, config.batch_size, epoch, ranks),
-        num_workers=config.workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-    )
-    for i, batch in zip(plan, loader, strict=True):
-        if isinstance(batch, str):  # an unreadable image, reported by the worker
-            raise UnreadableImage(batch)
-        x, y = batch
-        yield i, x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+def _commit_epoch(
+    run: _Run, position: _Position, epoch: int, metrics: dict[str, Any], score: float | None
+) -> None:
+    """Record epoch ``epoch`` as completed; rank 0 writes, in commit order, best, last, the
+    resume state (the commit point), then the log."""
+    position.history.append(metrics)
+    if score is not None and score > position.best_score:
+        position.best_score, is_best = score, True
+    else:
+        is_best = run.data.val is None  # no held-out set: best is the last epoch
+    position.epoch, position.batch = epoch + 1, 0
+    position.epoch_sums, position.augment_state = None, None
+    if not run.ranks.main:
+        return
+    meta = model_metadata(run.config, run.method, run.data.train, epoch + 1, metrics)
+    if is_best:
+        save_checkpoint(run.out / BEST_FILE, run.model, meta)
+    save_checkpoint(run.out / LAST_FILE, run.model, meta)
+    _write_resume_point(run, position, epoch=epoch + 1, batch=0)
+    write_metrics(run.out, position.history)
+    run.say(epoch_line(metrics, run.config.epochs))
 
 
 def _reduce_step(
@@ -806,34 +730,36 @@ def _reduce_step(
 
 
 def _write_resume_point(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    history: list[dict[str, Any]],
-    best_score: float,
-    scaler: torch.amp.GradScaler | None,
+    run: _Run,
+    position: _Position,
     *,
     epoch: int,
     batch: int,
-    step: int,
     sums: EpochSums | None = None,
     seconds: float = 0.0,
     aug_gen: torch.Generator | None = None,
 ) -> None:
     """The resume state after ``batch`` batches of epoch ``epoch`` (0: at its start)."""
+    best_score = position.best_score
     meta: dict[str, Any] = {
         "epoch": epoch,
-        "step": step,
-        "history": history,
+        "step": position.step,
+        "history": position.history,
         "best_score": best_score if math.isfinite(best_score) else None,
-        "grad_scaler": scaler.state_dict() if scaler is not None else None,
+        "grad_scaler": run.scaler.state_dict() if run.scaler is not None else None,
     }
     if batch:
         running = EpochSums.from_json(sums.to_json())
         running.seconds += seconds
         meta |= {"batch": batch, "epoch_sums": running.to_json()}
-    write_resume(path, model, optimizer, generator, meta, aug_gen if batch else None)
+    write_resume(
+        run.out / RESUME_FILE,
+        run.model,
+        run.optimizer,
+        run.generator,
+        meta,
+        aug_gen if batch else None,
+    )
 
 
 def evaluate_split(
@@ -890,94 +816,3 @@ def evaluate_split(
         out["eval_sigma"] = eval_sigma
         out[f"{name}_acc_noise"] = total[1] / len(dataset)
     return out
-
-
-def _restore_outputs(
-    out: Path,
-    model: nn.Module,
-    config: TrainConfig,
-    method: Method,
-    train_set: ImageDataset,
-    history: list[dict[str, Any]],
-    best_is_last: bool,
-    batch: int,
-    say: Callable[[str], None],
-) -> None:
-    """Rewrite outputs deleted since the resume point from the resume state: metrics.jsonl,
-    and, when the state is an epoch boundary (its weights are the last completed epoch's),
-    last.safetensors and best.safetensors when it is the last epoch. A best chosen on
-    validation cannot be rebuilt, nor can a checkpoint from a mid-epoch state: say so."""
-    if not history:
-        return
-    if not (out / METRICS_FILE).is_file():
-        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
-        atomic_write_bytes(out / METRICS_FILE, lines.encode())
-    meta = _model_metadata(config, method, train_set, len(history), history[-1])
-    if not (out / LAST_FILE).is_file():
-        if batch:
-            say(f"warning: {out / LAST_FILE} is missing; the end of this epoch writes it again")
-        else:
-            save_checkpoint(out / LAST_FILE, model, meta)
-            say(f"rewrote the missing {out / LAST_FILE} from the resume state")
-    if not (out / BEST_FILE).is_file():
-        if best_is_last and not batch:
-            save_checkpoint(out / BEST_FILE, model, meta)
-            say(f"rewrote the missing {out / BEST_FILE} (the last epoch) from the resume state")
-        elif best_is_last:
-            say(f"warning: {out / BEST_FILE} is missing; the end of this epoch writes it again")
-        else:
-            say(
-                f"warning: {out / BEST_FILE} is missing; it was chosen on the validation split "
-                "and cannot be rebuilt (a later epoch that beats it will write it again)"
-            )
-
-
-def _discard_uncommitted(out: Path, main: bool) -> bool:
-    """After a failure: with no resume state there is nothing to resume, so the run's files are
-    removed (by rank 0) and the same --out takes a corrected command. True when removed."""
-    if (out / RESUME_FILE).exists():
-        return False
-    if main:  # checkpoints without a resume state are from an epoch that never committed
-        for name in (CONFIG_FILE, BEST_FILE, LAST_FILE, METRICS_FILE):
-            (out / name).unlink(missing_ok=True)
-    return True
-
-
-def _diverged(out: Path, epoch: int, step: int, loss: float, main: bool = True) -> str:
-    """The message for a non-finite loss."""
-    where = f"training diverged at epoch {epoch + 1}, step {step} (loss {loss})"
-    if _discard_uncommitted(out, main):
-        return f"{where}; nothing was kept: rerun with a lower --lr (or a saner method setting)"
-    return (
-        f"{where}; {out} keeps its last resume point (resumable with the same arguments); "
-        "to train with a lower --lr, choose a new --out"
-    )
-
-
-def _unreadable(out: Path, error: UnreadableImage, main: bool) -> str:
-    """The message for an image a streamed folder cannot decode: the run stops (skipping it
-    would change every later batch) and keeps its last resume point, if any."""
-    if _discard_uncommitted(out, main):
-        return f"{error}; nothing was kept: replace the file with a readable image and rerun"
-    return (
-        f"{error}; {out} keeps its last resume point: replace the file with a readable image "
-        "and rerun the same command"
-    )
-
-
-def _epoch_line(m: dict[str, Any], epochs: int) -> str:
-    parts = [
-        f"epoch {m['epoch']}/{epochs}",
-        f"loss {m['train_loss']:.4f}",
-        f"train acc {m['train_acc']:.4f}",
-    ]
-    if "val_acc" in m:
-        parts.append(f"val acc {m['val_acc']:.4f}")
-    if "val_acc_noise" in m:
-        parts.append(f"val acc @σ={m['eval_sigma']:g} {m['val_acc_noise']:.4f}")
-    if "test_acc" in m:
-        parts.append(f"test acc {m['test_acc']:.4f}")
-    if "test_acc_noise" in m:
-        parts.append(f"test acc @σ={m['eval_sigma']:g} {m['test_acc_noise']:.4f}")
-    parts.append(f"{m['train_seconds']:.1f}s train + {m['eval_seconds']:.1f}s eval")
-    return ", ".join(parts)

@@ -6,7 +6,8 @@ running accuracy) and any per-batch statistics worth logging (e.g. WRM/NAL trans
 Its hyperparameters are dataclass fields; the CLI turns every field into a flag, using the
 field's ``metadata["help"]`` (which states units) and its default.
 
-Methods register themselves with :func:`register`; :func:`get_method` builds one by name.
+Methods register themselves with :func:`register`; :mod:`smoothcert.training.registry`
+imports the built-in ones and builds one by name (``get_method``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-
-from smoothcert.checks import FLOAT32_MAX
 
 
 @dataclass
@@ -44,10 +43,6 @@ class Method:
     """Base class. Subclasses are dataclasses whose fields are the method's hyperparameters."""
 
     name: ClassVar[str] = ""
-    #: Hyperparameters added after runs were recorded without them, at the value those runs
-    #: were trained with (the behaviour before the option existed). A run whose config.json
-    #: lacks one resumes with this value, not with the new default (training.loop).
-    LEGACY: ClassVar[dict[str, Any]] = {}
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext
@@ -63,58 +58,13 @@ class Method:
         return dataclasses.asdict(self)
 
 
-_REGISTRY: dict[str, type[Method]] = {}
+#: name -> method class, filled by :func:`register` (read through training.registry).
+METHODS: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: make a method available by its ``name``."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
-    _REGISTRY[cls.name] = cls
+    METHODS[cls.name] = cls
     return cls
-
-
-def list_methods() -> list[str]:
-    _import_builtin_methods()
-    return sorted(_REGISTRY)
-
-
-def method_class(name: str) -> type[Method]:
-    _import_builtin_methods()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown training method {name!r}; choose one of {', '.join(sorted(_REGISTRY))}"
-        ) from None
-
-
-def get_method(name: str, **hyperparameters: Any) -> Method:
-    """Build method ``name``; unknown hyperparameters are an error, None means the default."""
-    cls = method_class(name)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(hyperparameters) - known)
-    if unknown:
-        raise ValueError(f"method {name!r} has no hyperparameter(s) {', '.join(unknown)}")
-    given = {k: v for k, v in hyperparameters.items() if v is not None}
-    for key, value in given.items():
-        # NaN, inf, or beyond float32 (1e40 is inf once on the model's device) would train
-        # to NaN and be reported as a divergence that blames the learning rate.
-        if isinstance(value, float) and not abs(value) <= FLOAT32_MAX:
-            raise ValueError(f"{key} must be a finite number (float32 range), got {value!r}")
-    return cls(**given)
-
-
-_BUILTIN = ("standard", "gaussian", "stn", "smoothadv", "trades", "wrm", "nal")
-
-
-def _import_builtin_methods() -> None:
-    import importlib
-
-    for module in _BUILTIN:
-        try:
-            importlib.import_module(f"smoothcert.training.{module}")
-        except ModuleNotFoundError as exc:
-            # A method module not written yet is simply not offered.
-            if exc.name != f"smoothcert.training.{module}":
-                raise

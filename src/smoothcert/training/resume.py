@@ -6,8 +6,8 @@ steps so far), the metrics history and the best validation score. A state writte
 epoch adds ``batch`` (batches of epoch ``epoch`` already trained), the running sums of that
 epoch's metrics, and the augmentation generator's state; data order and the schedule are
 pure functions of (seed, epoch, step), so these are all a rerun needs to continue exactly.
-A state without ``batch`` (an epoch boundary, or a run written before mid-epoch states
-existed) resumes at the start of epoch ``epoch``.
+A state without ``batch`` (written at an epoch boundary) resumes at the start of epoch
+``epoch``.
 """
 
 from __future__ import annotations

@@ -16,8 +16,6 @@ examples (each replicated m times, one optimizer step each); here one optimizer 
 batch, so ``--batch-size B/m`` gives the same examples per step.
 
 ε_t grows linearly over the first ``warmup_epochs`` epochs: ε_t = ε · min(1, (epoch + 1)/w).
-Runs recorded before ``train_copies`` and ``random_zero_grad`` existed trained on all copies
-and stayed put at a zero gradient; they resume so.
 """
 
 from __future__ import annotations
@@ -36,7 +34,6 @@ from smoothcert.training.method import BatchContext, Method, MethodOutput, regis
 @dataclass
 class SmoothAdv(Method):
     name = "smoothadv"
-    LEGACY = {"train_copies": "all", "random_zero_grad": False}
 
     sigma: float = field(
         default=0.25, metadata={"help": "std of the Gaussian noise (input units, pixels in [0,1])"}

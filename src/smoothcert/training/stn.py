@@ -8,8 +8,7 @@ clean one; KL differs from it by the clean prediction's entropy, which (unlike i
 code) also trains the clean branch toward confident predictions. Gradients flow through both
 branches. The clean and the noisy inputs go through the model in
 separate forward passes, so batch-norm statistics are those of one kind of input each (as
-TRADES does); runs recorded before ``separate_passes`` existed used one joint pass and resume
-with it.
+TRADES does; ``separate_passes=False`` gives one joint pass).
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ def kl_from_logits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tens
 @dataclass
 class STN(Method):
     name = "stn"
-    LEGACY = {"separate_passes": False}
 
     sigma: float = field(
         default=0.25,

@@ -11,8 +11,7 @@ concave only when ∇ℓ is Lipschitz with constant below 2γ.
 
 The training loss uses label smoothing 0.1 as the authors' MNIST training script does: the
 targets are clipped to [0.1/(K − 1), 0.9], i.e. 0.9 on the label and 0.1/(K − 1) elsewhere
-(``label_smoothing``; 0 for hard labels, which runs recorded before the option used and
-resume with). The inner ascent attacks the hard label.
+(``label_smoothing``; 0 for hard labels). The inner ascent attacks the hard label.
 
 Logged per batch: ``rho`` = ``rho_adv`` = mean ‖x' − x0‖² (there is no noise), so that
 ε = √rho_adv matches attack budgets across methods (NAL paper, Eq. 8 and Table 1).
@@ -64,7 +63,6 @@ def smoothed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, eps: float) ->
 @dataclass
 class WRM(Method):
     name = "wrm"
-    LEGACY = {"label_smoothing": 0.0}
 
     gamma: float = field(
         default=0.385,

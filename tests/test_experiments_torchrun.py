@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import smoothcert
 
+from helpers import smoothcert
 from smoothcert.experiments import load_experiment
 from smoothcert.experiments.runner import STATE_FILE
 from smoothcert.store import RunStore

@@ -235,18 +235,16 @@ def test_dcert_extended_by_max_equals_a_fresh_run(checkpoint, tmp_path):
         }
 
 
-def test_dcert_run_of_the_old_block_scheme_is_read_but_not_extended(checkpoint, tmp_path, capsys):
+def test_dcert_run_file_of_another_configuration_is_refused_untouched(checkpoint, tmp_path, capsys):
     db = tmp_path / "old.db"
     base = ["dcert", str(checkpoint), *DCERT, "--out", str(db)]
     assert main([*base, "--max", "2"]) == 0
-    # an old run file: the same config without the selection identity
+    # a run file whose config lacks the selection identity (blocks not fixed over a selection)
     with sqlite3.connect(db) as con:
         config = json.loads(con.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0])
         del config["selection_sha"]
         con.execute("UPDATE meta SET value = ? WHERE key = 'config'", (canonical_json(config),))
     before = _rows(db)
-    assert main([*base, "--max", "2"]) == 0  # nothing to compute: read as before
-    assert "2 examples" in capsys.readouterr().out
-    err = _one_line_error(capsys, main([*base, "--max", "3"]))
-    assert "older smoothcert" in err and "choose another --out" in err
+    err = _one_line_error(capsys, main([*base, "--max", "2"]))
+    assert str(db) in err and "selection_sha" in err
     assert _rows(db) == before

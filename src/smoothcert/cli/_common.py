@@ -265,15 +265,6 @@ class Inputs:
     checkpoint: Path | None  # the model file (zoo:NAME resolved); None for a python: factory
 
 
-def load_model_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
-    """(model, checkpoint metadata, dataset) and, for the commands that still read it there,
-    ``args.checkpoint`` set to the model file. New code uses :func:`load_inputs`, which leaves
-    ``args`` as it is."""
-    inputs = load_inputs(args)
-    args.checkpoint = inputs.checkpoint
-    return inputs.model, inputs.meta, inputs.dataset
-
-
 def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
     """The model and the dataset of the model and data flags, validated against each other
     (``device``: a torch.device; default: the one --device names). ``args`` is not changed."""

@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     _check_sigma(args.sigma)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    model, meta, dataset = _common.load_model_and_data(args)
+    inputs = _common.load_inputs(args)
+    model, meta, dataset = inputs.model, inputs.meta, inputs.dataset
     sigma = args.sigma if args.sigma is not None else meta.get("sigma")
     if sigma is None:
         raise ValueError("the checkpoint has no training σ; pass --sigma")
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     # exactly the rows a fresh run with that --max stores.
     selection = select_indices(len(dataset), args.skip)
     indices = selection[: args.max] if args.max is not None else selection
-    config, info = _common.checkpoint_identity(args.checkpoint, meta)
+    config, info = _common.checkpoint_identity(inputs.checkpoint, meta)
     config |= {"dataset": dataset.info.name, "split": args.split, "skip": args.skip}
     bar = tqdm(
         total=len(indices), disable=args.no_progress, unit="ex", dynamic_ncols=True,
@@ -167,6 +168,13 @@ def run(args: argparse.Namespace) -> int:
     print(dcert_report(result, args.rhos))
     print(f"{len(indices)} examples in {args.out}")
     if args.plot:
-        plot_dcert(result, args.plot, title=f"{args.checkpoint.name}, σ = {sigma:g}")
+        plot_dcert(result, args.plot, title=f"{_model_name(inputs)}, σ = {sigma:g}")
         print(f"wrote {args.plot}")
     return 0
+
+
+def _model_name(inputs: _common.Inputs) -> str:
+    """The model's file name for a plot title (an outside model's source when it has no file)."""
+    if inputs.checkpoint is not None:
+        return inputs.checkpoint.name
+    return str(inputs.meta.get("source", "model"))

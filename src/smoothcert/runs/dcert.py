@@ -6,7 +6,6 @@ results read back as a :class:`DcertResult` without the model or the data.
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from smoothcert.distributional import (
     worst_case_from_table,
 )
 from smoothcert.runs.certify import model_fingerprint
-from smoothcert.store import RunStore, canonical_json, pending_blocks
+from smoothcert.store import RunStore, pending_blocks
 
 ROW_FIELDS = ("lagrangian", "loss", "cost", "value_se", "grad_norm")
 PARTS = ("cert", "adv")  # the certificate's γ grid, the empirical adversary's γ_adv sweep
@@ -158,8 +157,7 @@ def dcert_dataset(
     ------
     ValueError
         If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
-        it), ``out`` holds another run, or it is an old run that cannot be extended
-        (:class:`LegacyDcertRun`).
+        it) or ``out`` holds another run.
     """
     grid = check_gammas(gammas)
     adv = check_gammas(gamma_adv, "gamma_adv")
@@ -194,9 +192,6 @@ def dcert_dataset(
     }
     x_first, _ = batch_of(dataset, idx[:1])
     dim = x_first[0].numel()
-    legacy = _legacy_rows(out, run_config, idx)
-    if legacy is not None:
-        return _result_from_rows(legacy, float(sigma), grid, adv, dim)
     sigmas = {"smooth": float(sigma), "plain": 0.0}
     info = (info or {}) | {"input_dim": dim}
     # The whole blocks that cover ``idx``; their examples past ``idx`` are computed, not stored.
@@ -266,50 +261,6 @@ def _check_selection(idx: list[int], pool: list[int], n_data: int) -> None:
 def _selection_key(pool: list[int]) -> str:
     """A short identity of the ordered selection the run's blocks are positions of."""
     return hashlib.sha256(",".join(map(str, pool)).encode()).hexdigest()[:16]
-
-
-def _legacy_rows(out, run_config: dict, idx: list[int]) -> list[dict] | None:
-    """The rows of ``idx`` when ``out`` is a run with these arguments made before blocks were
-    fixed over the selection (its config has no selection key), else None.
-
-    Such a run cut its last block at the requested count, so its rows there differ from what a
-    run of more examples computes: it is read when it already holds every row asked for, and
-    refused (untouched) when it would have to be resumed or extended. Anything else, including
-    a file that is not a run store, is left to RunStore.open."""
-    path = Path(out)
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    old = json.loads(canonical_json({k: v for k, v in run_config.items() if k != SELECTION_KEY}))
-    try:
-        with RunStore.read(path) as store:
-            if store.kind != "dcert" or store.config != old:
-                return None
-            rows = store.rows()
-    except (ValueError, OSError, sqlite3.DatabaseError):
-        return None  # not a (sound) run store: RunStore.open gives the error
-    wanted = set(idx)
-    have = [r for r in rows if r["idx"] in wanted]
-    if len(have) == len(wanted):
-        return have
-    raise LegacyDcertRun(out)
-
-
-class LegacyDcertRun(ValueError):
-    """A dcert run file from before blocks were fixed over the selection, asked for rows it
-    does not hold. ``str()`` says what to do in the Python API's words, ``cli_message`` in
-    the command line's (the CLI prints that one)."""
-
-    def __init__(self, out) -> None:
-        cannot = "so it cannot be resumed or extended to the same numbers as a fresh run"
-        super().__init__(
-            f"{out} was made by an older smoothcert whose dcert blocks depended on the number "
-            f"of examples asked for, {cannot}; ask for its original indices to read it, or pass "
-            "another out"
-        )
-        self.cli_message = (
-            f"{out} was made by an older smoothcert whose dcert blocks depended on --max, "
-            f"{cannot}; rerun with its original --max to read it, or choose another --out"
-        )
 
 
 def _result_from_rows(

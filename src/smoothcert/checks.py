@@ -18,15 +18,34 @@ from __future__ import annotations
 import math
 import numbers
 
-#: The largest finite float32: a number beyond it becomes inf inside a float32 model.
 FLOAT32_MAX = 3.4028234663852886e38
+"""The largest finite float32: a number beyond it becomes inf inside a float32 model."""
 
 
 class ParameterError(ValueError):
-    """A bad value for the parameter ``parameter``.
+    """A bad value for the parameter ``parameter``: the error every check raises.
 
-    ``str(error)`` reads "``parameter`` ``problem``"; the CLI shows the same problem after the
-    parameter's flag.
+    A :class:`ValueError`, so code that catches ValueError keeps working. ``str(error)`` reads
+    "``parameter`` ``problem``"; the CLI shows the same problem after the parameter's flag.
+
+    Parameters
+    ----------
+    parameter : str
+        The name of the argument at fault, as the function that refused it spells it
+        (``"n0"``, ``"alpha"``); kept as the attribute ``parameter``.
+    problem : str
+        What is wrong with it, e.g. ``"must be a positive integer, got 0"``; kept as the
+        attribute ``problem``.
+
+    Examples
+    --------
+    >>> try:
+    ...     positive_int("n0", 0)
+    ... except ParameterError as error:
+    ...     print(error.parameter, "|", error.problem)
+    n0 | must be a positive integer, got 0
+    >>> str(ParameterError("sigma", "must be > 0"))
+    'sigma must be > 0'
     """
 
     def __init__(self, parameter: str, problem: str) -> None:
@@ -36,18 +55,80 @@ class ParameterError(ValueError):
 
 
 def is_real(value: object) -> bool:
-    """A real scalar: int, float or a numpy integer/floating scalar, but not a bool (True
-    would otherwise pass silently as 1)."""
+    """Whether ``value`` is a real scalar: int, float or a numpy integer/floating scalar.
+
+    A bool is not (True would otherwise pass silently as 1), nor is a string.
+
+    Parameters
+    ----------
+    value : object
+        Any value.
+
+    Returns
+    -------
+    bool
+        True for a real scalar.
+
+    Examples
+    --------
+    >>> is_real(0.5), is_real(3), is_real(True), is_real("1")
+    (True, True, False, False)
+    """
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def is_integer(value: object) -> bool:
-    """An integer: int or a numpy integer, but not a bool."""
+    """Whether ``value`` is an integer: int or a numpy integer, but not a bool.
+
+    Parameters
+    ----------
+    value : object
+        Any value.
+
+    Returns
+    -------
+    bool
+        True for an integer; a float with an integral value (3.0) is not one.
+
+    Examples
+    --------
+    >>> is_integer(3), is_integer(3.0), is_integer(False)
+    (True, False, False)
+    """
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def integer_at_least(name: str, value: object, minimum: int) -> int:
-    """``value`` as an int, refused unless it is an integer >= ``minimum``."""
+    """``value`` as an int, refused unless it is an integer >= ``minimum``.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the error.
+    value : object
+        The value to check.
+    minimum : int
+        The smallest value accepted.
+
+    Returns
+    -------
+    int
+        ``value`` as a Python int.
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is not an integer (a bool or a float is not) or is below ``minimum``.
+
+    Examples
+    --------
+    >>> integer_at_least("num_classes", 10, 2)
+    10
+    >>> integer_at_least("num_classes", 1, 2)
+    Traceback (most recent call last):
+    ...
+    smoothcert.checks.ParameterError: num_classes must be an integer >= 2, got 1
+    """
     if not is_integer(value) or value < minimum:  # type: ignore[operator]
         kind = {0: "an integer >= 0", 1: "a positive integer"}.get(
             minimum, f"an integer >= {minimum}"
@@ -57,20 +138,106 @@ def integer_at_least(name: str, value: object, minimum: int) -> int:
 
 
 def positive_int(name: str, value: object) -> int:
-    """``value`` as an int, refused unless it is an integer >= 1."""
+    """``value`` as an int, refused unless it is an integer >= 1.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the error.
+    value : object
+        The value to check.
+
+    Returns
+    -------
+    int
+        ``value`` as a Python int.
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is not a positive integer.
+
+    Examples
+    --------
+    >>> positive_int("batch_size", 1000)
+    1000
+    >>> positive_int("n0", 0)
+    Traceback (most recent call last):
+    ...
+    smoothcert.checks.ParameterError: n0 must be a positive integer, got 0
+    """
     return integer_at_least(name, value, 1)
 
 
 def optional_positive_int(name: str, value: object) -> int | None:
-    """None, or ``value`` as a positive int."""
+    """None, or ``value`` as a positive int (for an optional limit).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the error.
+    value : object
+        None, or the value to check.
+
+    Returns
+    -------
+    int or None
+        None when ``value`` is None, else ``value`` as a Python int.
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is neither None nor a positive integer.
+
+    Examples
+    --------
+    >>> optional_positive_int("max_examples", None) is None
+    True
+    >>> optional_positive_int("max_examples", 500)
+    500
+    """
     return None if value is None else positive_int(name, value)
 
 
 def finite_real(
     name: str, value: object, *, positive: bool = False, nonnegative: bool = False
 ) -> float:
-    """``value`` as a float, refused unless it is a real number, finite in float32 (the
-    models compute in float32, where 1e40 is already inf) and, when asked, > 0 or >= 0."""
+    """``value`` as a float, refused unless it is a real number finite in float32.
+
+    The models compute in float32, where 1e40 is already inf, so the bound is
+    ``FLOAT32_MAX`` rather than float64's.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the error.
+    value : object
+        The value to check.
+    positive : bool, default False
+        Also refuse values <= 0.
+    nonnegative : bool, default False
+        Also refuse values < 0 (ignored when ``positive`` is set).
+
+    Returns
+    -------
+    float
+        ``value`` as a Python float.
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is not a real number, is NaN or beyond float32's range, or breaks the
+        sign asked for.
+
+    Examples
+    --------
+    >>> finite_real("sigma", 1, positive=True)
+    1.0
+    >>> finite_real("sigma", 0.0, positive=True)
+    Traceback (most recent call last):
+    ...
+    smoothcert.checks.ParameterError: sigma must be > 0 and finite (float32), got 0.0
+    """
     ok = is_real(value) and abs(value) <= FLOAT32_MAX  # type: ignore[arg-type]
     if ok and positive:
         ok = value > 0  # type: ignore[operator]
@@ -85,7 +252,36 @@ def finite_real(
 def probability(
     name: str, value: object, *, allow_zero: bool = False, allow_one: bool = False
 ) -> float:
-    """``value`` as a float in (0, 1); ``allow_zero`` / ``allow_one`` close either end."""
+    """``value`` as a float in (0, 1); ``allow_zero`` / ``allow_one`` close either end.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the error.
+    value : object
+        The value to check.
+    allow_zero : bool, default False
+        Accept 0.
+    allow_one : bool, default False
+        Accept 1.
+
+    Returns
+    -------
+    float
+        ``value`` as a Python float.
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is not a real number in the interval (NaN never is).
+
+    Examples
+    --------
+    >>> probability("alpha", 0.001)
+    0.001
+    >>> probability("rho", 1, allow_one=True)
+    1.0
+    """
     ok = is_real(value) and not math.isnan(value)  # type: ignore[arg-type]
     if ok:
         low_ok = value >= 0 if allow_zero else value > 0  # type: ignore[operator]
@@ -98,7 +294,36 @@ def probability(
 
 
 def one_of(name: str, value: object, choices: tuple[str, ...]) -> str:
-    """``value`` if it is one of the strings ``choices``."""
+    """``value`` if it is one of the strings ``choices``.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the error.
+    value : object
+        The value to check.
+    choices : tuple of str
+        The accepted strings, in the order the error lists them.
+
+    Returns
+    -------
+    str
+        ``value``.
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is not one of ``choices``.
+
+    Examples
+    --------
+    >>> one_of("precision", "bf16", ("fp32", "bf16"))
+    'bf16'
+    >>> one_of("precision", "fp16", ("fp32", "bf16"))
+    Traceback (most recent call last):
+    ...
+    smoothcert.checks.ParameterError: precision must be one of fp32, bf16; got 'fp16'
+    """
     if not isinstance(value, str) or value not in choices:
         raise ParameterError(name, f"must be one of {', '.join(choices)}; got {value!r}")
     return value

@@ -43,7 +43,26 @@ REPORT_FILE = "report.md"
 
 
 def write_report(experiment: Experiment) -> Path:
-    """Write ``RESULTS/report.md`` (and its figures beside it); returns the report's path."""
+    """Write ``results/NAME/SCALE/report.md`` and its figures beside it.
+
+    The report can be written at any time: a section whose runs do not exist yet says so.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        From :func:`smoothcert.experiments.load_experiment`; its ``[report]`` table lists the
+        sections.
+
+    Returns
+    -------
+    Path
+        The report's path (``experiment.results_dir / "report.md"``).
+
+    Raises
+    ------
+    ValueError
+        If a report section has an unknown ``kind``.
+    """
     out_dir = experiment.results_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = _header(experiment)

@@ -261,6 +261,19 @@ def experiment_status(experiment: Experiment) -> list[StageStatus]:
     The estimate reads the stage's own outputs where it can (a training run's completed epochs
     and their mean time; a certification run's rows and their mean seconds); otherwise it uses
     the time a finished stage of the same template took; otherwise it is unknown.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        From :func:`smoothcert.experiments.load_experiment`.
+
+    Returns
+    -------
+    list of StageStatus
+        One per stage, in order, with attributes ``stage``, ``status`` (``"done"``,
+        ``"running"``, ``"failed"``, ``"interrupted"`` or ``"left"``), ``seconds`` (wall time
+        spent over every attempt), ``left_seconds`` (the estimate; None when unknown) and
+        ``progress`` (e.g. ``"12/30 epochs"``; empty when unknown).
     """
     state = read_state(experiment)
     running = is_running(experiment)

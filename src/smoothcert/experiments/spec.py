@@ -38,7 +38,17 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 @dataclass(frozen=True)
 class Stage:
-    """One command of an experiment at one scale, with every variable substituted."""
+    """One command of an experiment at one scale, with every variable substituted.
+
+    Attributes
+    ----------
+    name : str
+        Unique within the experiment, e.g. ``"train-sigma0.25"``.
+    template : str
+        The stage's name before substitution (the stages of one ``foreach`` share it).
+    argv : tuple of str
+        The smoothcert arguments, e.g. ``("train", "--dataset", "mnist", ...)``.
+    """
 
     name: str  # unique within the experiment, e.g. "train-sigma0.25"
     template: str  # the stage's name before substitution (stages from one foreach share it)
@@ -50,7 +60,18 @@ class Stage:
         return " ".join(["smoothcert", *(_shell_quote(a) for a in self.argv)])
 
     def option(self, flag: str) -> str | None:
-        """The value following ``flag`` in the arguments (None when absent)."""
+        """The value following ``flag`` in the arguments.
+
+        Parameters
+        ----------
+        flag : str
+            A flag as written in the arguments, e.g. ``"--out"``.
+
+        Returns
+        -------
+        str or None
+            The argument after the first ``flag``; None when ``flag`` is absent or last.
+        """
         args = list(self.argv)
         if flag in args and args.index(flag) + 1 < len(args):
             return args[args.index(flag) + 1]
@@ -59,7 +80,29 @@ class Stage:
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment file resolved at one scale."""
+    """An experiment file resolved at one scale, as :func:`load_experiment` returns it.
+
+    Attributes
+    ----------
+    path : Path
+        The experiment file.
+    name : str
+        The file's ``name``.
+    title : str
+        The file's ``title`` (default: the name).
+    scale : str
+        The scale it was resolved at.
+    scales : tuple of str
+        Every scale the file defines.
+    variables : dict
+        The variables at this scale, with ``name``, ``scale``, ``runs`` and ``results``.
+    stages : tuple of Stage
+        The stages in file order, ``foreach`` expanded.
+    report : dict
+        The ``[report]`` table, as written (substitute with :meth:`substitute`).
+    paper : dict
+        The ``[paper]`` table: the published numbers, as written.
+    """
 
     path: Path
     name: str
@@ -73,14 +116,32 @@ class Experiment:
 
     @property
     def runs_dir(self) -> Path:
+        """``runs/NAME/SCALE``: where the stages write their runs and the state file."""
         return Path(self.variables["runs"])
 
     @property
     def results_dir(self) -> Path:
+        """``results/NAME/SCALE``: where the report and its figures go."""
         return Path(self.variables["results"])
 
     def substitute(self, value: Any) -> Any:
-        """``value`` (str, list or table) with ``{var}`` replaced by this scale's variables."""
+        """``value`` with ``{var}`` replaced by this scale's variables.
+
+        Parameters
+        ----------
+        value : str, list or dict
+            A string, or a list or table of them (nested), e.g. a report section.
+
+        Returns
+        -------
+        str, list or dict
+            A copy of ``value`` with every ``{var}`` substituted.
+
+        Raises
+        ------
+        ValueError
+            If ``value`` names an unknown variable.
+        """
         return _substitute(value, self.variables, where="report")
 
 
@@ -149,6 +210,11 @@ def load_experiment(path: str | Path, scale: str, *, root: str | Path | None = N
         One of the file's ``[scales]``, e.g. ``"smoke"``, ``"cpu"`` or ``"paper"``.
     root : str or Path, optional
         Where ``runs/`` and ``results/`` go (default: the current directory).
+
+    Returns
+    -------
+    Experiment
+        The experiment at ``scale``, every variable substituted.
 
     Raises
     ------

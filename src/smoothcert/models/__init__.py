@@ -86,8 +86,41 @@ def create_model(
 ) -> nn.Sequential:
     """Build ``arch`` for ``num_classes`` classes and C×H×W ``input_shape``; [0,1] inputs.
 
-    The model carries ``input_shape`` as a plain attribute (not a buffer, so checkpoints are
-    unchanged): :class:`smoothcert.SmoothedClassifier` reads it to validate its inputs.
+    The model is ``nn.Sequential(Normalize(mean, std), body)``, untrained. It carries
+    ``input_shape`` as a plain attribute (not a buffer, so checkpoints are unchanged):
+    :class:`smoothcert.SmoothedClassifier` reads it to validate its inputs.
+
+    Parameters
+    ----------
+    arch : str
+        A registered architecture (:func:`list_models`; add one with :func:`register_model`).
+    num_classes : int
+        Number of classes, >= 2.
+    input_shape : sequence of int
+        (C, H, W), three positive sizes.
+    mean : sequence of float
+        Per-channel mean subtracted from the [0, 1] input, one finite value per channel.
+    std : sequence of float
+        Per-channel standard deviation the input is divided by, one value > 0 per channel.
+
+    Returns
+    -------
+    nn.Sequential
+        ``Normalize(mean, std)`` followed by the architecture's body.
+
+    Raises
+    ------
+    ValueError
+        If ``arch`` is not registered (the message lists the choices).
+    ParameterError
+        If ``num_classes``, ``input_shape``, ``mean`` or ``std`` is invalid (a ValueError
+        too).
+
+    Examples
+    --------
+    >>> model = create_model("lenet", 10, (1, 28, 28), mean=[0.1307], std=[0.3081])
+    >>> model.input_shape
+    (1, 28, 28)
     """
     spec = model_spec(arch)
     classes = integer_at_least("num_classes", num_classes, 2)
@@ -100,5 +133,22 @@ def create_model(
 
 
 def count_parameters(model: nn.Module) -> int:
-    """The number of scalar parameters of ``model``."""
+    """The number of scalar parameters of ``model``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module.
+
+    Returns
+    -------
+    int
+        The total number of elements of its parameters (trainable or not; buffers excluded).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> count_parameters(nn.Linear(3, 2))  # 3×2 weights and 2 biases
+    8
+    """
     return sum(p.numel() for p in model.parameters())

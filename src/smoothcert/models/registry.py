@@ -22,7 +22,25 @@ Builder = Callable[[int, tuple[int, int, int], type[nn.Module]], nn.Module]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One architecture: ``build(num_classes, input_shape, activation)`` makes its body."""
+    """One architecture: ``build(num_classes, input_shape, activation)`` makes its body.
+
+    Register a spec with :func:`register_model` to make ``name`` an ``arch`` of
+    :func:`smoothcert.models.create_model` (and of checkpoints that record it).
+
+    Parameters
+    ----------
+    name : str
+        The architecture's name, the ``arch`` argument (``--arch`` on the command line).
+    build : callable
+        ``build(num_classes, (C, H, W), activation)`` returns the untrained body: an
+        ``nn.Module`` from images (already normalized) to ``num_classes`` logits.
+        ``create_model`` puts a ``Normalize`` layer before it.
+    activation : type of nn.Module
+        The activation class passed to ``build`` (``nn.ReLU``, ``nn.ELU``, ...), so one builder
+        serves several registered variants.
+    description : str
+        One line for ``--arch`` help and :func:`describe_model`.
+    """
 
     name: str
     build: Builder
@@ -30,7 +48,20 @@ class ModelSpec:
     description: str
 
     def body(self, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-        """The untrained body for ``num_classes`` classes and C×H×W ``input_shape``."""
+        """The untrained body for ``num_classes`` classes and C×H×W ``input_shape``.
+
+        Parameters
+        ----------
+        num_classes : int
+            Number of output logits.
+        input_shape : tuple of int
+            (C, H, W) of the images the body takes.
+
+        Returns
+        -------
+        nn.Module
+            ``build(num_classes, input_shape, activation)``, without normalization.
+        """
         return self.build(num_classes, input_shape, self.activation)
 
 
@@ -38,7 +69,27 @@ _MODELS: dict[str, ModelSpec] = {}
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
-    """Make ``spec`` available to :func:`smoothcert.models.create_model` by its name."""
+    """Make ``spec`` available to :func:`smoothcert.models.create_model` by its name.
+
+    Register before creating, training or loading a model of that architecture; the
+    registry lives in the process (a program that loads a checkpoint of its own architecture
+    registers it first).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The architecture to add.
+
+    Returns
+    -------
+    ModelSpec
+        ``spec``, unchanged.
+
+    Raises
+    ------
+    ValueError
+        If an architecture of that name is already registered.
+    """
     if spec.name in _MODELS:
         raise ValueError(f"architecture {spec.name!r} is already registered")
     _MODELS[spec.name] = spec
@@ -46,12 +97,45 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def list_models() -> list[str]:
-    """The registered architecture names, in registration order."""
+    """The registered architecture names, in registration order.
+
+    Returns
+    -------
+    list of str
+        The built-in architectures first (in the order the CLI lists them), then those
+        registered since.
+
+    Examples
+    --------
+    >>> list_models()[:3]
+    ['cnn3', 'cnn3-elu', 'lenet']
+    """
     return list(_MODELS)
 
 
 def describe_model(arch: str) -> str:
-    """The one-line description of architecture ``arch``."""
+    """The one-line description of architecture ``arch``.
+
+    Parameters
+    ----------
+    arch : str
+        A registered architecture name.
+
+    Returns
+    -------
+    str
+        Its description (the ``--arch`` help).
+
+    Raises
+    ------
+    KeyError
+        If ``arch`` is not registered.
+
+    Examples
+    --------
+    >>> describe_model("resnet110")
+    'CIFAR ResNet-110 (Cohen et al.; 1.7M)'
+    """
     return _MODELS[arch].description
 
 

@@ -122,12 +122,23 @@ def _final_share(value: object) -> float:
 
 @dataclass(frozen=True)
 class AdaptiveCertificate(Certificate):
-    """A Certificate from :func:`certify_adaptive`. ``n`` is the number of estimation draws
-    used (the selection used ``counts_selection.sum()`` more); ``radius`` is σ·Φ⁻¹(p_a_lower).
+    """A Certificate from :func:`certify_adaptive`, with what the sequential procedure did.
 
-    ``radii`` are the target radii (ascending) and ``certified`` says, for each, whether the
-    procedure certified it (radius ≥ r and not abstained); ``looks`` is the number of looks
-    taken out of ``schedule``."""
+    ``n`` is the number of estimation draws used (the selection used
+    ``counts_selection.sum()`` more); ``radius`` is σ·Φ⁻¹(p_a_lower).
+
+    Attributes
+    ----------
+    radii : tuple of float
+        The target radii, ascending.
+    certified : tuple of bool
+        For each target radius, whether the procedure certified it (radius ≥ r and not
+        abstained).
+    looks : int
+        The number of looks taken, out of ``schedule``.
+    schedule : tuple of int
+        The planned looks (estimation sample sizes; the last is n_max).
+    """
 
     radii: tuple[float, ...]
     certified: tuple[bool, ...]
@@ -137,9 +148,23 @@ class AdaptiveCertificate(Certificate):
 
 @dataclass(frozen=True)
 class AdaptivePlan:
-    """What :func:`plan_looks` fixes before any draw: the looks (estimation sample sizes, the
-    last is n_max), their Clopper–Pearson levels (Σ ≤ α), the thresholds on pA (½, then
-    Φ(r_i/σ) per target radius) and the futility level β."""
+    """What :func:`plan_looks` fixes before any draw.
+
+    Attributes
+    ----------
+    radii : tuple of float
+        The target radii, ascending.
+    sigma : float
+        The noise level σ.
+    looks : tuple of int
+        The estimation sample sizes n_1 < … < n_J; the last is n_max.
+    levels : tuple of float
+        The Clopper–Pearson level α_j of each look (Σ_j α_j ≤ α).
+    thresholds : tuple of float
+        The thresholds on pA: ½ (not abstaining), then Φ(r_i/σ) per target radius.
+    futility : float
+        β, the level of the upper bound that declares a threshold out of reach.
+    """
 
     radii: tuple[float, ...]
     sigma: float
@@ -152,8 +177,34 @@ class AdaptivePlan:
 def look_schedule(
     n_max: int, n_first: int = AdaptiveOptions.n_first, growth: float = AdaptiveOptions.growth
 ) -> list[int]:
-    """The geometric grid n_j = ⌈n_first·growth^(j−1)⌉ (strictly increasing), with the last
-    look exactly n_max."""
+    """The geometric grid n_j = ⌈n_first·growth^(j−1)⌉, with the last look exactly n_max.
+
+    Parameters
+    ----------
+    n_max : int
+        The most estimation draws: the last look.
+    n_first : int, default 100
+        The first look, at most ``n_max``.
+    growth : float, default 2.0
+        The factor between looks, > 1.
+
+    Returns
+    -------
+    list of int
+        The looks, strictly increasing (sizes that round to the same integer appear once).
+
+    Raises
+    ------
+    ParameterError
+        If an argument is out of range, or ``n_first`` > ``n_max``.
+
+    Examples
+    --------
+    >>> look_schedule(1000)
+    [100, 200, 400, 800, 1000]
+    >>> look_schedule(1000, n_first=100, growth=3)
+    [100, 300, 900, 1000]
+    """
     n_max = positive_int("n_max", n_max)
     options = AdaptiveOptions(n_first=n_first, growth=growth)  # checks both
     n_first, growth = options.n_first, options.growth
@@ -175,8 +226,37 @@ def look_schedule(
 def look_levels(
     alpha: float, looks: int, final_share: float = AdaptiveOptions.final_share
 ) -> list[float]:
-    """The Bonferroni split of α over the looks: α·final_share at the last look and
-    α(1 − final_share)/(looks − 1) at each earlier one (all of α with a single look)."""
+    """The Bonferroni split of α over the looks.
+
+    α·final_share at the last look and α(1 − final_share)/(looks − 1) at each earlier one; all
+    of α with a single look.
+
+    Parameters
+    ----------
+    alpha : float
+        The overall failure probability.
+    looks : int
+        The number of looks, >= 1.
+    final_share : float, default 0.5
+        The share of α spent at the last look, in (0, 1).
+
+    Returns
+    -------
+    list of float
+        The level of each look, summing to α.
+
+    Raises
+    ------
+    ParameterError
+        If ``final_share`` is outside (0, 1).
+
+    Examples
+    --------
+    >>> look_levels(0.001, 3)
+    [0.00025, 0.00025, 0.0005]
+    >>> look_levels(0.001, 1)
+    [0.001]
+    """
     final_share = AdaptiveOptions(final_share=final_share).final_share  # in (0, 1)
     if looks == 1:
         return [alpha]
@@ -206,10 +286,47 @@ def plan_looks(
     futility: float = AdaptiveOptions.futility,
     align: bool = AdaptiveOptions.align,
 ) -> AdaptivePlan:
-    """Step 2 of the module docstring: the geometric grid, plus (``align``) the aligned look
+    """The plan of the sequential procedure: its looks and their levels, fixed before any draw.
+
+    Step 2 of the module docstring: the geometric grid, plus (``align``) the aligned look
     n*(r_i) of each target radius reachable before n_max, and the levels. The early level
     a = α(1 − s)/(J − 1) and the aligned looks depend on each other through J; J is raised
-    until the looks fit it, so Σ_j α_j ≤ α (equality unless aligned looks coincide)."""
+    until the looks fit it, so Σ_j α_j ≤ α (equality unless aligned looks coincide).
+
+    Parameters
+    ----------
+    radii : sequence of float
+        The target radii (≥ 0, in input units).
+    sigma : float
+        The noise level σ > 0.
+    alpha : float
+        The overall failure probability, in (0, 1).
+    n_max : int
+        The most estimation draws: the last look.
+    n_first, growth, final_share, futility, align
+        As in :class:`AdaptiveOptions` (whose defaults they take).
+
+    Returns
+    -------
+    AdaptivePlan
+        The looks, their levels, the thresholds on pA and the futility level.
+
+    Raises
+    ------
+    ParameterError
+        If an argument is out of range; the message names it.
+
+    Examples
+    --------
+    The aligned looks 55 and 409 are where an input whose every draw is ĉA first clears
+    Φ(0.25/σ) and Φ(0.5/σ):
+
+    >>> plan = plan_looks([0.25, 0.5], sigma=0.25, alpha=0.001, n_max=1000)
+    >>> plan.looks
+    (55, 100, 200, 400, 409, 800, 1000)
+    >>> plan_looks([0.25, 0.5], sigma=0.25, alpha=0.001, n_max=1000, align=False).looks
+    (100, 200, 400, 800, 1000)
+    """
     alpha = probability("alpha", alpha)  # numpy scalars accepted, bools not
     options = AdaptiveOptions(n_first, growth, futility, final_share, align)
     sigma = finite_real("sigma", sigma, positive=True)
@@ -251,19 +368,57 @@ def certify_adaptive(
     align: bool = AdaptiveOptions.align,
     generator: torch.Generator | None = None,
 ) -> AdaptiveCertificate:
-    """Sequential CERTIFY (module docstring, steps 1–4): with probability at least 1 − α, if the
-    prediction is not ABSTAIN then g(x + δ) = prediction for all ‖δ‖₂ < radius.
+    """Sequential CERTIFY: stop drawing as soon as every target radius is decided.
 
-    radii: target radii (≥ 0, in input units); the procedure stops once each is decided.
-    alpha: overall failure probability: α·final_share at the last look, the rest split evenly
+    Steps 1–4 of the module docstring: with probability at least 1 − α, if the prediction is
+    not ABSTAIN then g(x + δ) = prediction for all ‖δ‖₂ < radius.
+
+    Parameters
+    ----------
+    classifier : SmoothedClassifier
+        The smoothed classifier (not ``sound=True``: not supported yet).
+    x : torch.Tensor or numpy.ndarray
+        One input of the classifier's input shape, in [0, 1].
+    radii : sequence of float
+        Target radii (≥ 0, in input units); the procedure stops once each is decided.
+    alpha : float
+        Overall failure probability: α·final_share at the last look, the rest split evenly
         over the earlier looks.
-    n0: selection draws; n_max: the most estimation draws (the last look).
-    n_first, growth, align: the looks (see :func:`plan_looks`).
-    futility: β in (0, 1), the level of the upper bound that declares a radius out of reach;
-        a larger β stops sooner on hopeless radii at a larger risk of giving up a radius the
-        last look would have certified. It never affects validity.
-    final_share: the share of α spent at the last look, in (0, 1).
-    The defaults of n_first … align are those of :class:`AdaptiveOptions`.
+    n0 : int, default 100
+        Selection draws.
+    n_max : int, default 100000
+        The most estimation draws (the last look).
+    n_first : int, default 100
+        The first look of the geometric grid (see :func:`plan_looks`).
+    growth : float, default 2.0
+        The grid's growth factor, > 1.
+    futility : float, default 0.05
+        β in (0, 1), the level of the upper bound that declares a radius out of reach; a
+        larger β stops sooner on hopeless radii at a larger risk of giving up a radius the last
+        look would have certified. It never affects validity.
+    final_share : float, default 0.5
+        The share of α spent at the last look, in (0, 1).
+    align : bool, default True
+        Add each target radius's aligned look to the grid.
+    generator : torch.Generator, optional
+        Source of the noise; the same seed gives the same certificate.
+
+    Returns
+    -------
+    AdaptiveCertificate
+        The prediction (or ABSTAIN), its radius σ·Φ⁻¹(p_a_lower), the draws used and which
+        target radii were certified.
+
+    Raises
+    ------
+    ParameterError
+        If an argument is out of range; the message names it.
+    ValueError
+        If ``classifier.sound`` is set.
+
+    Notes
+    -----
+    The defaults of ``n_first`` … ``align`` are those of :class:`AdaptiveOptions`.
     """
     if not isinstance(classifier, SmoothedClassifier):
         raise ParameterError(

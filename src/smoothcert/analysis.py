@@ -31,7 +31,34 @@ BOUNDS = ("cohen", "li", "lecuyer")
 
 @dataclass
 class RunSummary:
-    """Certified accuracy of one run (or one re-analysis of it) at the requested radii."""
+    """Certified accuracy of one run (or one re-analysis of it) at the requested radii.
+
+    Attributes
+    ----------
+    name : str
+        The run's label in tables and plots.
+    radii : list of float
+        The radii the accuracies are at.
+    certified_accuracy : list of float
+        Approximate certified accuracy at each radius (NaN where not measured: an adaptive
+        run beyond its target radii).
+    lower_bound : list of float
+        Theorem 6's lower bound on it at each radius, at confidence 1 − rho.
+    acr : float
+        Average certified radius.
+    num_examples : int
+        Examples in the run.
+    sigma : float
+        The run's noise level σ.
+    n : int
+        Its estimation draws per example.
+    alpha : float
+        Its failure probability per example.
+    bound : str, default "cohen"
+        The radius formula: "cohen", "li" or "lecuyer".
+    per_example : dict of str to numpy.ndarray
+        ``"radius"`` and ``"correct"`` per example (for plots and further analyses).
+    """
 
     name: str
     radii: list[float]
@@ -87,13 +114,70 @@ def _per_example(radius: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, n
 def certified_accuracy(
     radius: np.ndarray, correct: np.ndarray, radii: Sequence[float]
 ) -> np.ndarray:
-    """Approximate certified accuracy (Cohen et al. §4): mean of 1[correct and radius ≥ r]."""
+    """Approximate certified accuracy (Cohen et al. §4): mean of 1[correct and radius ≥ r].
+
+    Parameters
+    ----------
+    radius : numpy.ndarray
+        1-D, each example's certified radius (0 when it abstained).
+    correct : numpy.ndarray
+        1-D bool, whether each example's certified prediction is its label (False when it
+        abstained).
+    radii : sequence of float
+        The radii r to evaluate at, finite and >= 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        The certified accuracy at each radius.
+
+    Raises
+    ------
+    ValueError
+        If ``radius`` and ``correct`` are not 1-D of one length, are empty or ``radius``
+        holds NaN; ParameterError (a ValueError) if ``radii`` is invalid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> radius = np.array([0.0, 0.3, 0.6, 0.9])
+    >>> correct = np.array([False, True, True, False])
+    >>> certified_accuracy(radius, correct, [0.0, 0.25, 0.5, 0.75])
+    array([0.5 , 0.5 , 0.25, 0.  ])
+    """
     radius, correct = _per_example(radius, correct)
     return np.array([np.mean(correct & (radius >= r)) for r in check_radii(radii)])
 
 
 def average_certified_radius(radius: np.ndarray, correct: np.ndarray) -> float:
-    """ACR: mean of radius·1[correct] over all examples (abstentions contribute 0)."""
+    """ACR: mean of radius·1[correct] over all examples (abstentions contribute 0).
+
+    Parameters
+    ----------
+    radius : numpy.ndarray
+        1-D, each example's certified radius (0 when it abstained).
+    correct : numpy.ndarray
+        1-D bool, whether each example's certified prediction is its label.
+
+    Returns
+    -------
+    float
+        The average certified radius, in input units.
+
+    Raises
+    ------
+    ValueError
+        If ``radius`` and ``correct`` are not 1-D of one length, are empty or ``radius``
+        holds NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> radius = np.array([0.0, 0.3, 0.6, 0.9])
+    >>> correct = np.array([False, True, True, False])
+    >>> round(average_certified_radius(radius, correct), 6)  # (0.3 + 0.6) / 4
+    0.225
+    """
     radius, correct = _per_example(radius, correct)
     return float(np.mean(np.where(correct, radius, 0.0)))
 
@@ -113,6 +197,48 @@ def reanalyze(
     round(nA/n_run · n) out of n (Figure 8, middle: same proportion, another sample size).
     The radius follows ``bound`` with pB = 1 − pA_lower: "cohen" (Theorem 1), "li" or
     "lecuyer" (Appendix I). pA_lower < ½ abstains, as in CERTIFY.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        A certify run's rows (:func:`load_certify_run`), each with ``label``, ``n``,
+        ``counts_selection`` and ``counts_estimation``.
+    sigma : float
+        The noise level σ of the run.
+    alpha : float
+        The failure probability of the recomputed bound, in (0, 1).
+    bound : {"cohen", "li", "lecuyer"}, default "cohen"
+        The radius formula.
+    n : int, optional
+        Project to this many estimation draws, keeping each example's proportion nA/n.
+
+    Returns
+    -------
+    radius : numpy.ndarray
+        Each example's radius (0 when it abstains).
+    correct : numpy.ndarray
+        Whether each example is certified with its label.
+
+    Raises
+    ------
+    ParameterError
+        If ``bound`` is not one of the three.
+
+    Examples
+    --------
+    The second example (540 of 1000 draws) abstains at n = 1000; at the same proportion with
+    n = 100000 it is certified:
+
+    >>> rows = [
+    ...     {"label": 1, "n": 1000, "counts_selection": [0, 100], "counts_estimation": [10, 990]},
+    ...     {"label": 0, "n": 1000, "counts_selection": [60, 40], "counts_estimation": [540, 460]},
+    ... ]
+    >>> radius, correct = reanalyze(rows, sigma=0.25, alpha=0.001)
+    >>> radius.round(4), correct
+    (array([0.4945, 0.    ]), array([ True, False]))
+    >>> radius, correct = reanalyze(rows, sigma=0.25, alpha=0.001, n=100_000)
+    >>> radius.round(4), correct
+    (array([0.5725, 0.022 ]), array([ True,  True]))
     """
     one_of("bound", bound, BOUNDS)
     if not rows:
@@ -534,8 +660,46 @@ def _shared_radii(summaries: Sequence[RunSummary]) -> list[float]:
 def format_table(
     summaries: Sequence[RunSummary], fmt: str = "markdown", *, lower_bound: bool = False
 ) -> str:
-    """Certified accuracy per radius, one row per summary, the best per radius marked (bold in
-    markdown and LaTeX, a trailing * in CSV), as in Tables 2–3; then ACR."""
+    """Certified accuracy per radius, one row per summary, as in Tables 2–3; then ACR.
+
+    The best value per radius is marked (bold in markdown and LaTeX, a trailing * in CSV)
+    when there is more than one row; a value not measured (NaN) prints as "—" (empty in CSV).
+
+    Parameters
+    ----------
+    summaries : sequence of RunSummary
+        The rows, all at the same radii.
+    fmt : {"markdown", "latex", "csv"}, default "markdown"
+        The table format.
+    lower_bound : bool, default False
+        Tabulate Theorem 6's lower bounds instead of the certified accuracies.
+
+    Returns
+    -------
+    str
+        The table, lines joined by newlines (no trailing newline).
+
+    Raises
+    ------
+    ValueError
+        If ``fmt`` is unknown, ``summaries`` is empty or the summaries' radii differ.
+
+    Examples
+    --------
+    >>> a = RunSummary("sigma=0.25", [0.0, 0.5], [0.9, 0.6], [0.88, 0.58], 0.52, 500, 0.25,
+    ...                100_000, 0.001)
+    >>> b = RunSummary("sigma=0.50", [0.0, 0.5], [0.8, 0.65], [0.78, 0.63], 0.61, 500, 0.5,
+    ...                100_000, 0.001)
+    >>> print(format_table([a, b]))
+    | run | r = 0 | r = 0.5 | ACR |
+    |---|---|---|---|
+    | sigma=0.25 | **0.900** | 0.600 | 0.520 |
+    | sigma=0.50 | 0.800 | **0.650** | 0.610 |
+    >>> print(format_table([a, b], "csv"))
+    run,r = 0,r = 0.5,ACR
+    sigma=0.25,0.900*,0.600,0.520
+    sigma=0.50,0.800,0.650*,0.610
+    """
     if fmt not in ("markdown", "latex", "csv"):
         raise ValueError(f"format must be markdown, latex or csv, got {fmt!r}")
     if not summaries:
@@ -606,8 +770,26 @@ def _check_groups(groups: Mapping[str, Sequence[RunSummary]]) -> None:
 def plot_curves(
     groups: dict[str, Sequence[RunSummary]], path: str | os.PathLike, *, title: str | None = None
 ) -> None:
-    """Certified accuracy against radius (step curves, one line per summary, Figure 6 style);
-    one panel per group (e.g. Figure 8's three panels). ``path``'s suffix picks the format."""
+    """Plot certified accuracy against radius, one line per summary (Figure 6 style).
+
+    One panel per group (e.g. Figure 8's three panels); the curves are computed from each
+    summary's per-example radii, so they are exact between the tabulated radii.
+
+    Parameters
+    ----------
+    groups : dict of str to sequence of RunSummary
+        Panel title -> the summaries plotted in it (each with ``per_example``).
+    path : str or os.PathLike
+        The figure file; its suffix (``.png``, ``.pdf``, ``.svg``, ...) picks the format.
+        Missing parent folders are made.
+    title : str, optional
+        A title over all panels.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has no suffix matplotlib writes or is a folder, or a group is empty.
+    """
     path = check_plot_path(path)
     _check_groups(groups)
     import matplotlib

@@ -156,9 +156,12 @@ def test_api_reference_members_document_parameters_and_returns() -> None:
                 init = hand_written_init(member)
                 # numpydoc documents the constructor's parameters in the class docstring
                 # (mkdocstrings hides __init__).
-                if init is not None and takes_parameters(inspect.signature(init)):
-                    if not has_section(member.__doc__, "Parameters"):
-                        problems.append(f"{where}: no Parameters section for __init__")
+                if (
+                    init is not None
+                    and takes_parameters(inspect.signature(init))
+                    and not has_section(member.__doc__, "Parameters")
+                ):
+                    problems.append(f"{where}: no Parameters section for __init__")
                 for attr, value in vars(member).items():
                     if attr.startswith("_"):
                         continue

@@ -72,12 +72,35 @@ def decode_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
-    """Save ``model``'s weights and ``metadata`` (must be JSON-serializable) atomically.
+    """Save ``model``'s weights and ``metadata`` atomically, as safetensors with JSON metadata.
 
-    ``metadata`` needs at least arch, num_classes, input_shape, mean, std (what
-    :func:`smoothcert.models.create_model` needs); smoothcert_version is filled in. The weights
-    must fit the model those fields describe, so every saved file loads: ValueError otherwise,
-    and nothing is written.
+    The weights must fit the model the metadata describes, so every saved file loads; a file
+    is either written whole or not at all.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file to write (conventionally ``.safetensors``); missing parent folders are made
+        and an existing file is replaced.
+    model : torch.nn.Module
+        The model whose ``state_dict`` is saved.
+    metadata : dict
+        JSON-serializable; at least ``arch``, ``num_classes``, ``input_shape``, ``mean`` and
+        ``std`` (what :func:`smoothcert.models.create_model` needs). The other standard keys
+        (``dataset``, ``method``, ``sigma``, ``epoch``, ...) are stored as None when absent;
+        ``smoothcert_version`` is filled in.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is a folder or under a file, the metadata is not JSON-serializable or
+        misses a required key, or the weights do not match the model it describes; nothing
+        is written.
     """
     path = Path(path)
     if path.is_dir():

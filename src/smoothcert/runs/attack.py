@@ -56,22 +56,68 @@ def attack_dataset(
     progress: Callable[[int, int], None] | None = None,
     restarts: int = 1,
 ) -> dict[str, Any]:
-    """Attack ``dataset[indices]`` (``dataset.batch(indices)`` gives images and labels) at every
-    radius and store one row per example in ``out``; resume it if it exists.
+    """Accuracy under L2 PGD at every radius, one stored row per example; resumable.
 
-    Examples go in fixed blocks of ``batch_size`` positions of ``indices``; randomness (only
-    with ``noise_sigma``) comes from a generator per block seeded by (seed, first index of the
-    block), so with noise the results depend on ``batch_size`` and it is part of the run's
-    config (a resume with another one is refused). A block with a missing row (a crash
-    between two rows) is recomputed whole and only the missing rows are added, so a resumed
-    run stores exactly what an uninterrupted one would. Returns {"eps", "accuracy" (per
-    radius), "count", "rows"}.
-    ``progress(done_now, total_to_do)`` is called after every stored block.
+    Attacks ``dataset[indices]`` at every radius of ``eps_list`` and stores one row per
+    example in the run file ``out``; if ``out`` exists with the same configuration, the run
+    resumes. Examples go in fixed blocks of ``batch_size`` positions of ``indices``;
+    randomness (only with ``noise_sigma``) comes from a generator per block seeded by (seed,
+    first index of the block), so with noise the results depend on ``batch_size`` and it is
+    part of the run's config (a resume with another one is refused). A block with a missing
+    row (a crash between two rows) is recomputed whole and only the missing rows are added,
+    so a resumed run stores exactly what an uninterrupted one would.
 
-    ``steps`` may list several attacks, each run ``restarts`` times (random starts after the
-    first; :func:`smoothcert.attacks.robust.attack_batch`). The rows store each radius's
-    prediction; the accuracy counts an example robust at ε only if it was correct at every
-    radius ≤ ε (:func:`smoothcert.attacks.robust.robust_correct`).
+    The rows store each radius's prediction; the accuracy counts an example robust at ε only
+    if it was correct at every radius ≤ ε (:func:`smoothcert.attacks.robust.robust_correct`).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier attacked (images in [0, 1]).
+    dataset : object
+        ``dataset.batch(indices)`` gives (images, labels) tensors; ``len(dataset)`` its size.
+    out : str or os.PathLike
+        The run file (SQLite).
+    eps_list : sequence of float
+        The L2 radii, finite and >= 0.
+    steps : int or sequence of int, default 20
+        PGD steps (step size 2ε/steps); several values run several attacks, and an example
+        counts as robust only against all of them.
+    noise_sigma : float, optional
+        Attack the smoothed classifier with Gaussian noise of this σ instead of the base
+        classifier.
+    noise_samples : int, default 8
+        Noise draws per step when ``noise_sigma`` is set.
+    objective : {"expected", "smoothadv"}, default "expected"
+        The loss under noise: the mean cross-entropy over the draws (Cohen et al., App. J.3)
+        or the log of the mean softmax (Salman et al. 2019).
+    batch_size : int, default 100
+        Examples per block.
+    indices : sequence of int, optional
+        The examples to attack (default: all, in order).
+    seed : int, default 0
+        Seed of the noise and random starts, in [0, 2**43).
+    config, info : dict, optional
+        ``config`` adds entries that identify the run (a resume must match them exactly);
+        ``info`` adds provenance.
+    progress : callable, optional
+        ``progress(done_now, total_to_do)``, called after every stored block.
+    restarts : int, default 1
+        Runs of each attack (random starts after the first;
+        :func:`smoothcert.attacks.robust.attack_batch`).
+
+    Returns
+    -------
+    dict
+        ``"eps"`` (the radii), ``"accuracy"`` (radius -> accuracy under attack; NaN with no
+        rows), ``"count"`` (examples) and ``"rows"`` (the stored rows of ``indices``).
+
+    Raises
+    ------
+    ParameterError
+        If an argument is out of range; the message names it.
+    ValueError
+        If ``out`` holds a different run.
     """
     eps_list = [float(e) for e in eps_list]
     # Finite in float32, where the attack runs (1e40 would become inf there, mid-run).

@@ -533,8 +533,50 @@ def predict_dataset(
     on_start: OnStart | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, Any]]:
-    """PREDICT on every selected example, stored and resumable like :func:`certify_dataset`
-    (unlabeled data allowed: its rows have no label and no correctness)."""
+    """PREDICT every selected example of a dataset into a resumable run file.
+
+    Stored and resumable like :func:`certify_dataset`, with PREDICT (Cohen et al. §3.2)
+    instead of CERTIFY. Unlabeled data is allowed: its rows have no label and no correctness.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or SmoothedClassifier
+        A base classifier (then ``sigma`` and ``num_classes`` are required) or a ready
+        ``SmoothedClassifier``.
+    dataset : indexable
+        ``dataset[i]`` gives (input, label) (label may be missing); inputs in [0, 1].
+    out : str or os.PathLike
+        The run file (SQLite); missing folders are created.
+    sigma, num_classes : optional
+        Noise level and number of classes when ``model`` is a base classifier.
+    n, alpha : int, float
+        Noisy draws per example and the level of PREDICT's binomial test.
+    batch_size : int, default 1000
+        Noisy copies per forward pass when ``model`` is a base classifier.
+    skip, max_examples : int, int or None
+        Predict every ``skip``-th example, ``max_examples`` in all (None: all).
+    seed : int or None, default 0
+        Seed of every example's generator.
+    config, info : dict, optional
+        ``config`` adds entries that identify the run (a resume must match them exactly);
+        ``info`` adds provenance.
+    progress, on_start : callable, optional
+        Progress callback and a hook called once the run file is open.
+    shard : (int, int), default (0, 1)
+        ``(rank, world)``: predict only every world-th selected example, from position rank.
+
+    Returns
+    -------
+    list of dict
+        All rows of the run, ordered by idx: label, prediction (-1 = abstain), correct, n_a,
+        n_b (the two largest counts), counts and seconds.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range (a :class:`smoothcert.checks.ParameterError` naming
+        it), the dataset does not fit the model, or ``out`` holds a different run.
+    """
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
     options = PredictOptions(n, alpha)
@@ -603,12 +645,31 @@ def check_tsv_target(tsv_path: str | os.PathLike, run_path: str | os.PathLike) -
 
 
 def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
-    """Write a certify run in the reference code's format: ``idx label predict radius correct
-    time`` (tab-separated, a header line, abstentions as -1, time as H:MM:SS.ffffff). Radii
-    are written in full (shortest round-trip digits): a rounded radius could pass a threshold
-    that the certified one does not, e.g. 0.49999996 printed as 0.5. Returns the number of
-    rows written. Refuses targets :func:`check_tsv_target` refuses (the run itself, another
-    run, a directory)."""
+    """Write a certify run in the reference code's TSV format.
+
+    The columns are ``idx label predict radius correct time`` (tab-separated, a header line,
+    abstentions as -1, time as H:MM:SS.ffffff), as Cohen et al.'s code writes them. Radii are
+    written in full (shortest round-trip digits): a rounded radius could pass a threshold that
+    the certified one does not, e.g. 0.49999996 printed as 0.5.
+
+    Parameters
+    ----------
+    run_path : str or os.PathLike
+        A certify run file.
+    tsv_path : str or os.PathLike
+        The TSV file to write (atomically); missing folders are made.
+
+    Returns
+    -------
+    int
+        The number of rows written.
+
+    Raises
+    ------
+    ValueError
+        If ``run_path`` is not a certify run, or ``tsv_path`` is the run itself, another run
+        file (any SQLite file) or a folder.
+    """
     with RunStore.read(run_path) as store:
         if store.kind != "certify":
             raise ValueError(f"{run_path} is a {store.kind!r} run; only certify runs export to TSV")

@@ -436,9 +436,24 @@ class SmoothedClassifier:
         )
 
     def sound_lower_bound(self, p_a_lower: float, dim: int) -> float:
-        """A lower bound on pA under the rounded Gaussian from one under the drawn noise, for
-        inputs of ``dim`` values: minus dim times the table's total-variation bound per
-        coordinate (the distance between product measures is at most the sum; sound mode)."""
+        """A lower bound on pA under the rounded Gaussian from one under the drawn noise.
+
+        Sound mode only (a classifier built with ``sound=True``): the bound minus ``dim``
+        times the noise table's total-variation bound per coordinate (the distance between
+        product measures is at most the sum of the coordinates' distances).
+
+        Parameters
+        ----------
+        p_a_lower : float
+            A lower confidence bound on pA under the drawn (lattice) noise.
+        dim : int
+            The number of values of one input (C·H·W).
+
+        Returns
+        -------
+        float
+            The lower bound on pA under the rounded Gaussian, clipped below at 0.
+        """
         return max(0.0, p_a_lower - dim * self._lattice.tv)
 
     # ------------------------------------------------------------------ input handling
@@ -497,8 +512,27 @@ class SmoothedClassifier:
     # ------------------------------------------------------------------ batch size
 
     def resolve_batch_size(self, x: torch.Tensor | np.ndarray | None = None) -> int:
-        """The batch size for inputs like ``x`` (default: zeros of ``input_shape``), tuning it
-        once per input shape when the instance was built with ``batch_size=None``."""
+        """The batch size used for inputs like ``x``.
+
+        The fixed ``batch_size`` the instance was built with; with ``batch_size=None``, the
+        size tuned by timing the base model, once per input shape and dtype (only speed
+        depends on it: the counts do not).
+
+        Parameters
+        ----------
+        x : torch.Tensor or numpy.ndarray, optional
+            An input; default zeros of ``input_shape``.
+
+        Returns
+        -------
+        int
+            Noisy copies per forward pass.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is None and the input shape is unknown, or ``x`` is not a valid input.
+        """
         if self._fixed_batch_size is not None:
             return self._fixed_batch_size
         if x is None:

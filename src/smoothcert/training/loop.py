@@ -208,13 +208,40 @@ class TrainConfig:
         self.seed = int(self.seed)
 
     def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the run it continues."""
+        """The fields a resumed run must share with the run it continues.
+
+        Returns
+        -------
+        dict
+            Every field but those that change nothing trained (``out_dir``, ``device``,
+            ``eval_batch_size``, ``checkpoint_every``, ``workers``).
+        """
         d = dataclasses.asdict(self)
         return {k: v for k, v in d.items() if k not in NOT_IDENTITY}
 
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The run's output folder.
+    model : nn.Module
+        The trained model (the last epoch's weights).
+    history : list of dict
+        One metrics dict per completed epoch.
+    last_checkpoint : Path
+        ``last.safetensors``.
+    best_checkpoint : Path or None
+        ``best.safetensors``, the best epoch's weights (None when that file does not exist).
+    resumed_from_epoch : int
+        Completed epochs found on disk at the start (0: a fresh run).
+    rank : int
+        This process's rank under torchrun (only rank 0 writes files).
+    """
+
     out_dir: Path
     model: nn.Module
     history: list[dict[str, Any]]  # one metrics dict per completed epoch

@@ -22,7 +22,20 @@ from torch import nn
 
 @dataclass
 class BatchContext:
-    """Where the loop is, and the randomness a method must use (never the global RNG)."""
+    """Where the loop is, and the randomness a method must use (never the global RNG).
+
+    Attributes
+    ----------
+    epoch : int
+        The current epoch, 0-based.
+    epochs : int
+        Total planned epochs.
+    step : int
+        The global optimizer step, 0-based.
+    generator : torch.Generator
+        On the batch's device; its state is checkpointed by the loop, so a resumed run draws
+        the same noise.
+    """
 
     epoch: int  # 0-based
     epochs: int  # total planned epochs
@@ -32,6 +45,20 @@ class BatchContext:
 
 @dataclass
 class MethodOutput:
+    """What :meth:`Method.loss` returns for one batch.
+
+    Attributes
+    ----------
+    loss : torch.Tensor
+        Scalar, to be minimized.
+    logits : torch.Tensor
+        [B', num_classes], the logits the loss was computed on (for the running accuracy).
+    targets : torch.Tensor
+        [B'], the labels matching ``logits`` (methods with noisy copies repeat y).
+    stats : dict of str to float
+        Per-batch statistics, averaged over the epoch and logged.
+    """
+
     loss: torch.Tensor  # scalar, to be minimized
     logits: torch.Tensor  # [B', num_classes] logits the loss was computed on
     targets: torch.Tensor  # [B'] labels matching `logits` (methods with noise copies repeat y)
@@ -40,13 +67,36 @@ class MethodOutput:
 
 @dataclass
 class Method:
-    """Base class. Subclasses are dataclasses whose fields are the method's hyperparameters."""
+    """Base class of training methods: a per-batch loss with hyperparameters.
+
+    Subclasses are dataclasses whose fields are the method's hyperparameters (the CLI turns
+    each into a flag, with the field's ``metadata["help"]`` and default), set a class
+    attribute ``name`` and are decorated with :func:`register`.
+    """
 
     name: ClassVar[str] = ""
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext
     ) -> MethodOutput:
+        """The loss of one batch, to be minimized; every subclass defines it.
+
+        Parameters
+        ----------
+        model : nn.Module
+            The model, in train mode.
+        x : torch.Tensor
+            A batch of clean inputs in [0, 1].
+        y : torch.Tensor
+            Their labels.
+        ctx : BatchContext
+            Where the loop is and the generator to draw any randomness from.
+
+        Returns
+        -------
+        MethodOutput
+            The loss, the logits it trained on with their labels, and statistics to log.
+        """
         raise NotImplementedError
 
     @property
@@ -55,6 +105,13 @@ class Method:
         return getattr(self, "sigma", None)
 
     def hyperparameters(self) -> dict[str, Any]:
+        """The method's hyperparameters, as stored in checkpoints.
+
+        Returns
+        -------
+        dict
+            Field name -> value.
+        """
         return dataclasses.asdict(self)
 
 
@@ -63,7 +120,25 @@ METHODS: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method available by its ``name``."""
+    """Class decorator: make a method available by its ``name``.
+
+    A method registered under an existing name replaces it.
+
+    Parameters
+    ----------
+    cls : type of Method
+        The method class, with a non-empty ``name``.
+
+    Returns
+    -------
+    type of Method
+        ``cls``, unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``cls.name`` is empty.
+    """
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
     METHODS[cls.name] = cls

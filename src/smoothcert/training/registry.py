@@ -18,7 +18,18 @@ from smoothcert.training.method import METHODS, Method
 
 
 def list_methods() -> list[str]:
-    """The registered method names, sorted."""
+    """The registered method names, sorted.
+
+    Returns
+    -------
+    list of str
+        The built-in methods and any registered since.
+
+    Examples
+    --------
+    >>> list_methods()
+    ['gaussian', 'nal', 'smoothadv', 'standard', 'stn', 'trades', 'wrm']
+    """
     return sorted(METHODS)
 
 
@@ -33,7 +44,32 @@ def method_class(name: str) -> type[Method]:
 
 
 def get_method(name: str, **hyperparameters: Any) -> Method:
-    """Build method ``name``; unknown hyperparameters are an error, None means the default."""
+    """Build training method ``name`` with the given hyperparameters.
+
+    Parameters
+    ----------
+    name : str
+        A registered method (:func:`list_methods`).
+    **hyperparameters
+        The method's dataclass fields (e.g. ``sigma``); a value of None means the default.
+
+    Returns
+    -------
+    Method
+        The method instance.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown (the message lists the choices), a hyperparameter is unknown,
+        or a float hyperparameter is NaN, infinite or beyond float32's range.
+
+    Examples
+    --------
+    >>> method = get_method("gaussian", sigma=0.25)
+    >>> method.hyperparameters(), method.noise_sigma
+    ({'sigma': 0.25}, 0.25)
+    """
     cls = method_class(name)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(hyperparameters) - known)

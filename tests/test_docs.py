@@ -145,38 +145,75 @@ def hand_written_init(cls: type) -> object | None:
     return init
 
 
-def test_api_reference_members_document_parameters_and_returns() -> None:
+def api_members() -> list[tuple[str, object]]:
+    """(dotted name, object) of every class and function the API pages show, and of every
+    public method and property defined in those classes (mkdocstrings shows no inherited
+    members)."""
     pages = api_pages()
     assert len(pages) >= 10
-    problems: list[str] = []
+    found: list[tuple[str, object]] = []
     for module_name, members in pages.items():
         for name, member in shown_members(module_name, members).items():
             where = f"{module_name}.{name}"
             if inspect.isclass(member):
-                init = hand_written_init(member)
-                # numpydoc documents the constructor's parameters in the class docstring
-                # (mkdocstrings hides __init__).
-                if (
-                    init is not None
-                    and takes_parameters(inspect.signature(init))
-                    and not has_section(member.__doc__, "Parameters")
-                ):
-                    problems.append(f"{where}: no Parameters section for __init__")
+                found.append((where, member))
                 for attr, value in vars(member).items():
                     if attr.startswith("_"):
                         continue
                     if isinstance(value, (staticmethod, classmethod)):
                         value = value.__func__
-                    if inspect.isfunction(value):
-                        problems += docstring_problems(f"{where}.{attr}", value, value.__doc__)
+                    if isinstance(value, property) or inspect.isfunction(value):
+                        found.append((f"{where}.{attr}", value))
             elif inspect.isfunction(member):
-                problems += docstring_problems(where, member, member.__doc__)
+                found.append((where, member))
+    return found
+
+
+def test_api_reference_members_document_parameters_and_returns() -> None:
+    problems: list[str] = []
+    for where, member in api_members():
+        if inspect.isclass(member):
+            init = hand_written_init(member)
+            # numpydoc documents the constructor's parameters in the class docstring
+            # (mkdocstrings hides __init__).
+            if (
+                init is not None
+                and takes_parameters(inspect.signature(init))
+                and not has_section(member.__doc__, "Parameters")
+            ):
+                problems.append(f"{where}: no Parameters section for __init__")
+        elif inspect.isfunction(member):
+            problems += docstring_problems(where, member, member.__doc__)
+    assert not problems, "\n".join(problems)
+
+
+def test_api_reference_members_have_a_one_line_summary() -> None:
+    problems = []
+    for where, member in api_members():
+        doc = member.fget.__doc__ if isinstance(member, property) else member.__doc__
+        text = inspect.cleandoc(doc or "")
+        if inspect.isclass(member) and text.startswith(f"{member.__name__}("):
+            text = ""  # the signature dataclass puts in place of a missing docstring
+        if not text:
+            problems.append(f"{where}: no docstring")
+        elif "\n" in text.split("\n\n")[0]:
+            problems.append(f"{where}: the summary is more than one line")
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize(
     "module",
-    ["smoothcert.checks", "smoothcert.smoothing", "smoothcert.stats", "smoothcert.training.loop"],
+    [
+        "smoothcert.adaptive",
+        "smoothcert.analysis",
+        "smoothcert.checks",
+        "smoothcert.models",
+        "smoothcert.models.registry",
+        "smoothcert.smoothing",
+        "smoothcert.stats",
+        "smoothcert.training.loop",
+        "smoothcert.training.registry",
+    ],
 )
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

@@ -55,11 +55,12 @@ from smoothcert.stats import ABSTAIN
 
 @dataclass(frozen=True)
 class AdaptiveOptions:
-    """The options of the plan (:func:`plan_looks`) and their defaults, the only copy of them:
-    :func:`plan_looks`, :func:`certify_adaptive`, ``smoothcert certify --adaptive`` and the
-    adaptive runs of :mod:`smoothcert.runs` all take theirs from here. docs/adaptive.md
-    explains how the defaults were chosen, without the test images the procedure is evaluated
-    on.
+    """The options of the adaptive plan and their defaults.
+
+    The only copy of the defaults: :func:`plan_looks`, :func:`certify_adaptive`,
+    ``smoothcert certify --adaptive`` and the adaptive runs of :mod:`smoothcert.runs` all take
+    theirs from here. docs/adaptive.md explains how the defaults were chosen, without the test
+    images the procedure is evaluated on.
 
     Attributes
     ----------

@@ -437,8 +437,10 @@ def bound_comparison(
     ns: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000, 10_000_000),
     rho: float = 0.001,
 ) -> dict[str, list[RunSummary]]:
-    """Certified accuracy of one fixed-n run re-analysed from its stored counts under each
-    radius bound, at other sample sizes n and at other α: Cohen et al.'s Figure 8.
+    """Cohen et al.'s Figure 8: one fixed-n run re-analysed under other bounds, n and α.
+
+    Certified accuracy of the run re-analysed from its stored counts under each radius bound,
+    at other sample sizes n and at other α.
 
     The three groups are the figure's panels: (left) the radius under Cohen's bound
     (Theorem 1), Li's and Lecuyer's (Appendix I) at the run's n and α; (middle) Cohen's bound

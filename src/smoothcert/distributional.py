@@ -870,10 +870,11 @@ def distributional_curve(
     select: str = "split",
     **kwargs,
 ) -> DistributionalCurve:
-    """The certified bound on the worst-case expected loss as a function of ρ (Theorem 1, at a
-    γ of the grid as in Theorem 3, chosen on other examples than those it is estimated on:
-    :func:`curve_from_table`). ``rhos`` are ρ_adv = E‖x − x0‖² unless ``rho_with_noise``; the
-    result reports both.
+    """The certified bound on the worst-case expected loss as a function of ρ.
+
+    NAL Theorem 1, at a γ of the grid as in Theorem 3, chosen on other examples than those it
+    is estimated on (:func:`curve_from_table`). ``rhos`` are ρ_adv = E‖x − x0‖² unless
+    ``rho_with_noise``; the result reports both.
 
     Parameters
     ----------
@@ -957,7 +958,8 @@ def worst_case_from_table(table: SurrogateTable) -> list[WorstCasePoint]:
 def worst_case_loss(
     model: nn.Module, data, gamma_adv: Sequence[float] | float, sigma: float, **kwargs
 ) -> list[WorstCasePoint]:
-    """The empirical worst-case loss of NAL §5.1 for a sweep of γ_adv (Figure 2(a)):
+    """The empirical worst-case loss of NAL §5.1 for a sweep of γ_adv (Figure 2(a)).
+
     x* = argmax_x E_z[ℓ(θ; x+z) − γ_adv‖x+z−x0‖²] per test example, ρ̂_test the mean transport
     cost and the mean loss at x* + z with fresh draws.
 

@@ -92,6 +92,7 @@ class Certificate:
 
     @property
     def abstained(self) -> bool:
+        """Whether the prediction is ``ABSTAIN``."""
         return self.prediction == ABSTAIN
 
 
@@ -213,17 +214,20 @@ class SmoothedClassifier:
 
     @property
     def noise_sigma(self) -> float:
-        """The σ that scales the noise, hence the σ of every radius: σ itself in sound mode
-        (the noise table is built for it) and for float64 models, else σ rounded to float32
-        (torch computes x + σε with σ as a float32 for float32, bf16 and float16 tensors)."""
+        """The σ that scales the noise, hence the σ of every radius.
+
+        σ itself in sound mode (the noise table is built for it) and for float64 models, else
+        σ rounded to float32 (torch computes x + σε with σ as a float32 for float32, bf16 and
+        float16 tensors)."""
         if self.sound or model_dtype(self.base) == torch.float64:
             return self.sigma
         return float(torch.tensor(self.sigma, dtype=torch.float32))
 
     @property
     def batch_size(self) -> int | None:
-        """The batch size in use: the fixed one, else the last automatically chosen one (None
-        before the first automatic choice)."""
+        """The batch size in use: the fixed one, else the last automatically chosen one.
+
+        None before the first automatic choice."""
         if self._fixed_batch_size is not None:
             return self._fixed_batch_size
         if self._tuned:
@@ -235,8 +239,9 @@ class SmoothedClassifier:
     def counts(
         self, x: torch.Tensor | np.ndarray, n: int, *, generator: torch.Generator | None = None
     ) -> np.ndarray:
-        """Count the base classifier's answers f(x + ε) over n noise draws (Appendix C, SAMPLE
-        UNDER NOISE).
+        """Count the base classifier's answers f(x + ε) over n noise draws.
+
+        SAMPLE UNDER NOISE of Cohen et al., Appendix C.
 
         Parameters
         ----------

@@ -420,8 +420,10 @@ def radius_li(p_a: ArrayLike, p_b: ArrayLike, sigma: ArrayLike) -> float | np.nd
 def certified_accuracy_lower_bound(
     num_certified_correct: ArrayLike, m: ArrayLike, alpha: ArrayLike, rho: ArrayLike
 ) -> float | np.ndarray:
-    """Theorem 6 (Cohen et al., Appendix D, Eq. 16): with probability ≥ 1 − ρ over CERTIFY's
-    randomness, the true certified accuracy at radius r is at least
+    """A high-probability lower bound on the true certified accuracy (Theorem 6).
+
+    Cohen et al., Appendix D, Eq. 16: with probability ≥ 1 − ρ over CERTIFY's randomness, the
+    true certified accuracy at radius r is at least
 
         1/(1 − α) · ( Y/m − α − sqrt(2α(1 − α) log(1/ρ) / m) − log(1/ρ) / (3m) ),
 

@@ -98,9 +98,11 @@ def dcert_dataset(
     restarts: int | None = None,
     **surrogate_kwargs,
 ) -> DcertResult:
-    """Certificate curve and empirical worst-case loss, smoothed (σ) and unsmoothed (σ = 0),
-    for the examples ``indices`` of ``dataset``, stored in the run file ``out`` (one committed
-    row per example; rerunning resumes).
+    """The distributional certificate and the empirical worst-case loss, as a resumable run.
+
+    The certificate curve and empirical worst-case loss, smoothed (σ) and unsmoothed
+    (σ = 0), for the examples ``indices`` of ``dataset``, stored in the run file ``out`` (one
+    committed row per example; rerunning resumes).
 
     ``indices`` are the first examples of ``selection`` (default: ``indices`` itself), the
     ordered list a run may grow along: examples go in fixed blocks of ``batch_size`` positions

@@ -5,6 +5,8 @@ naming the parameter. The library speaks of parameters (``n0``, ``alpha``); the 
 translates a parameter to its flag (``--n0``) when it reports the error, so a message never
 names a flag the caller did not use.
 
+Examples
+--------
 >>> positive_int("n0", 100)
 100
 >>> probability("alpha", 1.5)

@@ -230,8 +230,10 @@ def reanalyze(
     n = 100000 it is certified:
 
     >>> rows = [
-    ...     {"label": 1, "n": 1000, "counts_selection": [0, 100], "counts_estimation": [10, 990]},
-    ...     {"label": 0, "n": 1000, "counts_selection": [60, 40], "counts_estimation": [540, 460]},
+    ...     {"label": 1, "n": 1000,
+    ...      "counts_selection": [0, 100], "counts_estimation": [10, 990]},
+    ...     {"label": 0, "n": 1000,
+    ...      "counts_selection": [60, 40], "counts_estimation": [540, 460]},
     ... ]
     >>> radius, correct = reanalyze(rows, sigma=0.25, alpha=0.001)
     >>> radius.round(4), correct

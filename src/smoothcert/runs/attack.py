@@ -3,6 +3,16 @@
 The attack counterpart of certify runs (the NAL paper's Table 2 / Figure 2(c, d) protocol):
 every selected example is attacked at every radius, and its predictions are stored in the run
 store at once, so an interrupted run resumes where it stopped (no duplicate, no gap).
+
+A run goes in five steps, one function each (as certify runs do, runs/certify.py):
+
+1. validate: the attack's settings are an :class:`AttackOptions`, checked when built, before
+   any file exists;
+2. open: :func:`_open_run` creates the run file, or resumes it when its config matches;
+3. select: :func:`_selected` gives the examples, and the stored rows the blocks still to do;
+4. evaluate: :func:`_attack_block` attacks a block of examples with its own seeded noise;
+5. write: :func:`_store_block` commits the block's missing rows, and :func:`_summary` gives
+   the accuracy at every radius from the stored rows.
 """
 
 from __future__ import annotations
@@ -10,9 +20,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from smoothcert.attacks.pgd import OBJECTIVES
@@ -23,6 +35,7 @@ from smoothcert.attacks.robust import (
     robust_correct,
 )
 from smoothcert.checks import FLOAT32_MAX, ParameterError, is_integer, one_of, positive_int
+from smoothcert.runs.certify import selection_sha
 from smoothcert.store import RunStore, pending_blocks
 
 ATTACK_SCHEMA = {
@@ -36,6 +49,185 @@ ATTACK_SCHEMA = {
 #: Blocks seed their noise with seed·1,000,003 + first index (attacks.robust), which must fit
 #: in 63 bits for any dataset index below 2**42.
 MAX_SEED = 2**43
+
+# ------------------------------------------------------------------ 1. validate
+
+
+@dataclass(frozen=True)
+class AttackOptions:
+    """The settings of an attack run, checked when built (a refused run leaves no file).
+
+    Parameters
+    ----------
+    eps : sequence of float
+        The L2 radii, finite (in float32) and >= 0; stored as a tuple of float.
+    steps : int or sequence of int, default 20
+        PGD steps, one attack per value; stored as a tuple of int.
+    restarts : int, default 1
+        Runs of each attack (random starts after the first).
+    noise_sigma : float, optional
+        Attack the smoothed classifier with Gaussian noise of this σ.
+    noise_samples : int, default 8
+        Noise draws per step when ``noise_sigma`` is set.
+    objective : {"expected", "smoothadv"}, default "expected"
+        The loss under noise.
+    batch_size : int, default 100
+        Examples per block.
+    seed : int, default 0
+        Seed of the noise and random starts, in [0, 2**43).
+
+    Raises
+    ------
+    ParameterError
+        If a field is out of range; the message names it.
+    """
+
+    eps: Sequence[float]
+    steps: int | Sequence[int] = 20
+    restarts: int = 1
+    noise_sigma: float | None = None
+    noise_samples: int = 8
+    objective: str = "expected"
+    batch_size: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        eps = tuple(float(e) for e in self.eps)
+        # Finite in float32, where the attack runs (1e40 would become inf there, mid-run).
+        if not eps or any(not 0 <= e <= FLOAT32_MAX for e in eps):
+            raise ParameterError("eps", f"must be one or more finite radii >= 0, got {list(eps)}")
+        if not is_integer(self.seed) or not 0 <= self.seed < MAX_SEED:
+            raise ParameterError("seed", f"must be an integer in [0, 2**43), got {self.seed!r}")
+        steps = tuple(check_steps(self.steps))
+        restarts = check_restarts(self.restarts)
+        if self.noise_sigma is not None and not 0 < self.noise_sigma <= FLOAT32_MAX:
+            raise ParameterError("noise_sigma", f"must be finite and > 0, got {self.noise_sigma}")
+        positive_int("noise_samples", self.noise_samples)
+        one_of("objective", self.objective, OBJECTIVES)
+        positive_int("batch_size", self.batch_size)
+        object.__setattr__(self, "eps", eps)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "restarts", restarts)
+
+    def config(self, indices: list[int]) -> dict[str, Any]:
+        """The run-config entries of these settings for the examples ``indices`` (a resume
+        must match them exactly; their keys and values are those of every earlier version).
+
+        Parameters
+        ----------
+        indices : list of int
+            The examples attacked (stored as a short hash).
+
+        Returns
+        -------
+        dict
+            The config entries, without the caller's.
+        """
+        noisy = self.noise_sigma is not None
+        steps = list(self.steps)
+        config = {
+            "command": "attack",
+            "eps": list(self.eps),
+            "steps": steps[0] if len(steps) == 1 else steps,
+            "step_size": "2*eps/steps",
+            "noise_sigma": self.noise_sigma,
+            "noise_samples": self.noise_samples if noisy else None,
+            "objective": self.objective if noisy else None,
+            "indices_sha": selection_sha(indices),
+            "seed": self.seed,
+        }
+        return config
+
+    def optional_config(self) -> dict[str, Any]:
+        """The config entries stored only when they are not their old implicit value, so
+        that runs made before they existed stay resumable (they follow the caller's)."""
+        config: dict[str, Any] = {}
+        if self.restarts > 1:
+            config["restarts"] = self.restarts
+        if self.noise_sigma is not None:
+            # The noise is drawn per block, so with noise the results depend on the block size.
+            config["batch_size"] = self.batch_size
+        return config
+
+
+def _selected(dataset: Any, indices: Sequence[int] | None) -> list[int]:
+    """The examples to attack: ``indices``, or all of ``dataset`` in order."""
+    return list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+
+
+# ------------------------------------------------------------------ 2. open
+
+
+def _open_run(
+    out: str | os.PathLike,
+    options: AttackOptions,
+    indices: list[int],
+    config: dict[str, Any] | None,
+    info: dict[str, Any] | None,
+) -> RunStore:
+    """The run file, created or resumed (its config must match this run's exactly)."""
+    run_config = {**options.config(indices), **(config or {}), **options.optional_config()}
+    return RunStore.open(out, "attack", run_config, ATTACK_SCHEMA, info=info)
+
+
+# ------------------------------------------------------------------ 3-5. select, evaluate, write
+
+
+def _attack_block(
+    model: nn.Module,
+    dataset: Any,
+    block: list[int],
+    options: AttackOptions,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(labels, predictions [len(block), radii], seconds per example) of one block, whose
+    noise is seeded by (seed, the block's first index)."""
+    x, y = dataset.batch(block)
+    x, y = x.to(device), y.to(device)
+    start = time.perf_counter()
+    pred = attack_seeded_batch(
+        model, x, y, list(options.eps), list(options.steps), options.noise_sigma,
+        options.noise_samples, options.objective, options.seed, block[0], options.restarts,
+    )  # fmt: skip
+    return y, pred, (time.perf_counter() - start) / len(block)
+
+
+def _store_block(
+    store: RunStore,
+    block: list[int],
+    labels: torch.Tensor,
+    pred: torch.Tensor,
+    seconds: float,
+    done: set[int],
+) -> None:
+    """Commit the rows of the block's examples not in ``done`` (and add them to it)."""
+    for k, idx in enumerate(block):
+        if idx in done:
+            continue
+        done.add(idx)
+        label = int(labels[k])
+        p = pred[k].tolist()
+        row = {
+            "label": label,
+            "predictions": p,
+            "correct": [int(v == label) for v in p],
+            "seconds": seconds,
+        }
+        store.add(idx, row)
+
+
+def _summary(rows: list[dict[str, Any]], eps: list[float]) -> dict[str, Any]:
+    """The result of the run: its radii, accuracy per radius (robust at ε = correct at every
+    radius up to ε), count and rows."""
+    raw = np.array([r["correct"] for r in rows], dtype=bool).reshape(len(rows), -1)
+    correct = robust_correct(raw, eps)
+    accuracy = {
+        e: float(correct[:, k].mean()) if len(rows) else float("nan") for k, e in enumerate(eps)
+    }
+    return {"eps": eps, "accuracy": accuracy, "count": len(rows), "rows": rows}
+
+
+# ------------------------------------------------------------------ the run
 
 
 def attack_dataset(
@@ -119,81 +311,26 @@ def attack_dataset(
     ValueError
         If ``out`` holds a different run.
     """
-    eps_list = [float(e) for e in eps_list]
-    # Finite in float32, where the attack runs (1e40 would become inf there, mid-run).
-    if not eps_list or any(not 0 <= e <= FLOAT32_MAX for e in eps_list):
-        raise ParameterError("eps", f"must be one or more finite radii >= 0, got {eps_list}")
-    if not is_integer(seed) or not 0 <= seed < MAX_SEED:
-        raise ParameterError("seed", f"must be an integer in [0, 2**43), got {seed!r}")
-    steps_list = check_steps(steps)
-    restarts = check_restarts(restarts)
-    if noise_sigma is not None and not 0 < noise_sigma <= FLOAT32_MAX:
-        raise ParameterError("noise_sigma", f"must be finite and > 0, got {noise_sigma}")
-    positive_int("noise_samples", noise_samples)
-    one_of("objective", objective, OBJECTIVES)
-    positive_int("batch_size", batch_size)
-    indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
-    run_config = {
-        "command": "attack",
-        "eps": eps_list,
-        "steps": steps_list[0] if len(steps_list) == 1 else steps_list,
-        "step_size": "2*eps/steps",
-        "noise_sigma": noise_sigma,
-        "noise_samples": noise_samples if noise_sigma is not None else None,
-        "objective": objective if noise_sigma is not None else None,
-        "indices_sha": _indices_key(indices),
-        "seed": seed,
-        **(config or {}),
-    }
-    if restarts > 1:
-        # Added only then, so that runs made before random restarts stay resumable.
-        run_config["restarts"] = restarts
-    if noise_sigma is not None:
-        # The noise is drawn per block, so with noise the results depend on the block size.
-        # Added only then, so that runs without noise made before this key stay resumable.
-        run_config["batch_size"] = batch_size
+    options = AttackOptions(
+        eps=eps_list,
+        steps=steps,
+        restarts=restarts,
+        noise_sigma=noise_sigma,
+        noise_samples=noise_samples,
+        objective=objective,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    indices = _selected(dataset, indices)
     device = next(model.parameters()).device
-    with RunStore.open(out, "attack", run_config, ATTACK_SCHEMA, info=info) as store:
+    with _open_run(out, options, indices, config, info) as store:
         done = store.done_indices()
         total = sum(i not in done for i in indices)
-        for chunk, missing in pending_blocks(indices, batch_size, done):
-            x, y = dataset.batch(chunk)
-            x, y = x.to(device), y.to(device)
-            t0 = time.perf_counter()
-            pred = attack_seeded_batch(
-                model, x, y, eps_list, steps_list, noise_sigma, noise_samples, objective, seed,
-                chunk[0], restarts,
-            )  # fmt: skip
-            seconds = (time.perf_counter() - t0) / len(chunk)
-            for k, idx in enumerate(chunk):
-                if idx in done:
-                    continue
-                done.add(idx)
-                p = pred[k].tolist()
-                store.add(
-                    idx,
-                    {
-                        "label": int(y[k]),
-                        "predictions": p,
-                        "correct": [int(v == int(y[k])) for v in p],
-                        "seconds": seconds,
-                    },
-                )
+        for block, missing in pending_blocks(indices, options.batch_size, done):
+            labels, pred, seconds = _attack_block(model, dataset, block, options, device)
+            _store_block(store, block, labels, pred, seconds, done)
             if progress is not None:
                 progress(len(missing), total)
         wanted = set(indices)
         rows = [r for r in store.rows() if r["idx"] in wanted]
-    raw = np.array([r["correct"] for r in rows], dtype=bool).reshape(len(rows), -1)
-    correct = robust_correct(raw, eps_list)
-    accuracy = {
-        e: float(correct[:, k].mean()) if len(rows) else float("nan")
-        for k, e in enumerate(eps_list)
-    }
-    return {"eps": eps_list, "accuracy": accuracy, "count": len(rows), "rows": rows}
-
-
-def _indices_key(indices: list[int]) -> str:
-    """A short identity of the selected examples (so a resumed run attacks the same ones)."""
-    import hashlib
-
-    return hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()[:16]
+    return _summary(rows, list(options.eps))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ __all__ = [
     "CertifyOptions",
     "PredictOptions",
     "select_indices",
+    "selection_sha",
     "example_generator",
     "noise_stream",
     "model_fingerprint",
@@ -98,6 +99,12 @@ def select_indices(num_examples: int, skip: int = 1, max_examples: int | None = 
     max_examples = optional_positive_int("max_examples", max_examples)
     indices = list(range(0, num_examples, skip))
     return indices if max_examples is None else indices[:max_examples]
+
+
+def selection_sha(indices: Sequence[int]) -> str:
+    """A short identity of an ordered list of examples, stored in the config of attack and
+    dcert runs so that a resumed run works on the same examples."""
+    return hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()[:16]
 
 
 # The noise stream of a predict run: its draws are seeded by (seed, idx, PREDICT_STREAM, n), so

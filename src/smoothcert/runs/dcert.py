@@ -1,16 +1,27 @@
 """Resumable ``dcert`` runs: the NAL certificate curve and the empirical worst-case loss per
 example (smoothcert.distributional), one committed row each in a run file (store.py), and the
 results read back as a :class:`DcertResult` without the model or the data.
+
+A run goes in five steps, one function each (as certify runs do, runs/certify.py):
+
+1. validate: the run's settings (:class:`DcertOptions`) and its examples
+   (:class:`DcertSelection`) are checked when built, before any file exists;
+2. open: :func:`_open_run` creates the run file, or resumes it when its config matches;
+3. select: :meth:`DcertSelection.blocks` and the stored rows give the blocks still to do;
+4. evaluate: :func:`_evaluate_block` computes every (part, setting) of a block at once;
+5. write: :func:`_store_block` commits the rows of the block's wanted examples, and
+   :func:`_result_from_rows` reads the run's tables back from the stored rows.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -27,7 +38,7 @@ from smoothcert.distributional import (
     dataset_length,
     worst_case_from_table,
 )
-from smoothcert.runs.certify import model_fingerprint
+from smoothcert.runs.certify import model_fingerprint, selection_sha
 from smoothcert.store import RunStore, pending_blocks
 
 ROW_FIELDS = ("lagrangian", "loss", "cost", "value_se", "grad_norm")
@@ -78,6 +89,286 @@ class DcertResult:
         """The empirical worst-case points of ``setting`` ("smooth" or "plain"), one per
         γ_adv (:func:`smoothcert.distributional.worst_case_from_table`)."""
         return worst_case_from_table(self.tables["adv", setting])
+
+
+SELECTION_KEY = "selection_sha"
+
+#: Starts per ascent of a new dcert run: x0 and two random starts (best of the three).
+DEFAULT_RESTARTS = 3
+
+# (part, setting) -> the block's arrays of :class:`SurrogateTable` (ROW_FIELDS).
+BlockArrays = dict[tuple[str, str], dict[str, np.ndarray]]
+
+
+# ------------------------------------------------------------------ 1. validate
+
+
+@dataclass(frozen=True, eq=False)
+class DcertOptions:
+    """The settings of a ``dcert`` run, checked when built (a refused run leaves no file).
+
+    ``restarts`` None means "not resolved yet": :meth:`with_restarts` resolves it against the
+    run file (a run resumes with the starts it began with) and checks it.
+
+    Parameters
+    ----------
+    sigma : float
+        Noise level σ > 0 (σ = 0 is always computed too); stored as a float.
+    gammas : sequence of float
+        The certificate's grid of penalties γ; stored as a float64 array.
+    gamma_adv : sequence of float
+        The empirical adversary's penalties; stored as a float64 array.
+    batch_size : int, default 50
+        Positions of the selection per block.
+    seed : int, default 0
+        Seed of the draws.
+    restarts : int, optional
+        Starts per ascent, once resolved.
+    surrogate : dict, optional
+        Keyword arguments of :func:`smoothcert.distributional.surrogate` (``steps``,
+        ``num_noise``, ...), without ``restarts``.
+
+    Raises
+    ------
+    ParameterError
+        If a field is out of range; the message names it.
+    """
+
+    sigma: float
+    gammas: Sequence[float]
+    gamma_adv: Sequence[float]
+    batch_size: int = 50
+    seed: int = 0
+    restarts: int | None = None
+    surrogate: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        grid = check_gammas(self.gammas)
+        adv = check_gammas(self.gamma_adv, "gamma_adv")
+        sigma = finite_real("sigma", self.sigma, nonnegative=True)
+        if sigma == 0:
+            raise ParameterError(
+                "sigma", "must be > 0 for dcert (σ = 0, WRM's certificate, is always added)"
+            )
+        batch_size = positive_int("batch_size", self.batch_size)
+        if self.restarts is not None:
+            object.__setattr__(self, "restarts", positive_int("restarts", self.restarts))
+        object.__setattr__(self, "gammas", grid)
+        object.__setattr__(self, "gamma_adv", adv)
+        object.__setattr__(self, "sigma", float(sigma))
+        object.__setattr__(self, "batch_size", batch_size)
+        object.__setattr__(self, "surrogate", dict(self.surrogate))
+
+    def with_restarts(self, restarts: int | None, out: str | os.PathLike) -> DcertOptions:
+        """These options with ``restarts`` resolved and checked: None means
+        :data:`DEFAULT_RESTARTS` for a new run and, for an existing run at ``out``, what it
+        was made with (1 for runs from before restarts).
+
+        Parameters
+        ----------
+        restarts : int, optional
+            Starts per ascent, or None.
+        out : str or os.PathLike
+            The run file, read only when ``restarts`` is None.
+
+        Returns
+        -------
+        DcertOptions
+            A copy with ``restarts`` an int >= 1.
+        """
+        if restarts is None:
+            restarts = _stored_restarts(out)
+        return replace(self, restarts=restarts)
+
+    def surrogate_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of every ascent: ``surrogate``, and ``restarts`` when > 1
+        (runs with one start store no key: those from before restarts resume)."""
+        if self.restarts is None:
+            raise ValueError("restarts is not resolved yet (see DcertOptions.with_restarts)")
+        if self.restarts > 1:
+            return dict(self.surrogate) | {"restarts": self.restarts}
+        return dict(self.surrogate)
+
+    def config(self, model_sha256: str, selection: DcertSelection) -> dict[str, Any]:
+        """The run-config entries of these settings (a resume must match them exactly; their
+        keys and values are those of every earlier version).
+
+        Parameters
+        ----------
+        model_sha256 : str
+            The model's fingerprint (:func:`smoothcert.runs.model_fingerprint`).
+        selection : DcertSelection
+            The run's examples.
+
+        Returns
+        -------
+        dict
+            The config entries, without the caller's.
+        """
+        kwargs = self.surrogate_kwargs()
+        return {
+            "command": "dcert",
+            "model_sha256": model_sha256,
+            "sigma": self.sigma,
+            "gammas": self.gammas.tolist(),
+            "gamma_adv": self.gamma_adv.tolist(),
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "surrogate": {k: v for k, v in sorted(kwargs.items()) if not callable(v)},
+            # The blocks are positions of the selection, so it determines the results.
+            SELECTION_KEY: selection.key(),
+        }
+
+
+@dataclass(frozen=True)
+class DcertSelection:
+    """The examples of a ``dcert`` run: ``indices``, the first examples of ``pool``, the
+    ordered selection the run may grow along (its blocks are positions of ``pool``).
+
+    Parameters
+    ----------
+    indices : tuple of int
+        The examples to compute and store, a non-empty prefix of ``pool``.
+    pool : tuple of int
+        The ordered selection, no example twice, each in [0, ``num_examples``).
+    num_examples : int
+        The size of the dataset.
+
+    Raises
+    ------
+    ValueError
+        If the examples do not fit these rules.
+    """
+
+    indices: tuple[int, ...]
+    pool: tuple[int, ...]
+    num_examples: int
+
+    def __post_init__(self) -> None:
+        if not self.indices:
+            raise ValueError("no examples selected")
+        if self.pool[: len(self.indices)] != self.indices:
+            raise ValueError("indices must be the first len(indices) entries of selection")
+        if len(set(self.pool)) != len(self.pool):
+            raise ValueError("selection must not repeat an example")
+        if not all(0 <= i < self.num_examples for i in self.pool):
+            raise ValueError(f"indices must lie in [0, {self.num_examples})")
+
+    @classmethod
+    def of(
+        cls, indices: Sequence[int], selection: Sequence[int] | None, dataset: Any
+    ) -> DcertSelection:
+        """The selection of ``dcert_dataset``'s arguments (``selection`` defaults to
+        ``indices``).
+
+        Parameters
+        ----------
+        indices, selection : sequence of int
+            As :func:`dcert_dataset` takes them.
+        dataset : data set or pair of tensors
+            The examples (see :func:`smoothcert.distributional.dataset_length`).
+
+        Returns
+        -------
+        DcertSelection
+            The checked selection.
+        """
+        idx = tuple(int(i) for i in indices)
+        if not idx:  # before the dataset is looked at, as always
+            raise ValueError("no examples selected")
+        pool = idx if selection is None else tuple(int(i) for i in selection)
+        return cls(idx, pool, dataset_length(dataset))
+
+    def key(self) -> str:
+        """A short identity of the ordered selection (stored in the run's config)."""
+        return selection_sha(self.pool)
+
+    def blocks(self, batch_size: int, done: set[int]) -> Iterator[tuple[list[int], list[int]]]:
+        """The pending blocks (block, its missing examples) of the whole blocks that cover
+        ``indices``; their examples past ``indices`` are computed, not stored, so they count
+        as done (they never make a block pending on their own) and are added to ``done``."""
+        end = min(len(self.pool), -(-len(self.indices) // batch_size) * batch_size)
+        done |= set(self.pool[len(self.indices) : end])
+        return pending_blocks(list(self.pool[:end]), batch_size, done)
+
+
+def _stored_restarts(out) -> int:
+    """The restarts an existing dcert run at ``out`` was made with (1 when its config names
+    none), or DEFAULT_RESTARTS when there is no such run."""
+    path = Path(out)
+    if not path.is_file() or path.stat().st_size == 0:
+        return DEFAULT_RESTARTS
+    try:
+        with RunStore.read(path) as store:
+            if store.kind != "dcert":
+                return DEFAULT_RESTARTS
+            return int(store.config.get("surrogate", {}).get("restarts", 1))
+    except (ValueError, OSError, sqlite3.DatabaseError):
+        return DEFAULT_RESTARTS  # not a (sound) run store: RunStore.open gives the error
+
+
+# ------------------------------------------------------------------ 2. open
+
+
+def _open_run(
+    out: str | os.PathLike,
+    model: nn.Module,
+    options: DcertOptions,
+    selection: DcertSelection,
+    dim: int,
+    config: dict | None,
+    info: dict | None,
+) -> RunStore:
+    """The run file, created or resumed (its config must match this run's exactly)."""
+    run_config = {**options.config(model_fingerprint(model), selection), **(config or {})}
+    info = (info or {}) | {"input_dim": dim}
+    return RunStore.open(out, "dcert", run_config, dcert_schema(), info=info)
+
+
+# ------------------------------------------------------------------ 3-5. select, evaluate, write
+
+
+def _evaluate_block(
+    model: nn.Module, dataset: Any, block: list[int], options: DcertOptions
+) -> tuple[BlockArrays, float]:
+    """(the arrays of every (part, setting), seconds per example) of one block; the draws are
+    seeded per block, part and γ, so a block's numbers do not depend on when it runs."""
+    sigmas = {"smooth": options.sigma, "plain": 0.0}
+    kwargs = options.surrogate_kwargs()
+    start = time.perf_counter()
+    computed = {
+        (part, setting): block_rows(
+            model, dataset, block, options.gammas if part == "cert" else options.gamma_adv,
+            sigmas[setting], seed=options.seed, stream=part, **kwargs,
+        )
+        for part in PARTS
+        for setting in SETTINGS
+    }  # fmt: skip
+    return computed, (time.perf_counter() - start) / len(block)
+
+
+def _store_block(
+    store: RunStore,
+    dataset: Any,
+    block: list[int],
+    computed: BlockArrays,
+    seconds: float,
+    done: set[int],
+) -> None:
+    """Commit the rows of the block's examples not in ``done`` (and add them to it)."""
+    _, labels = batch_of(dataset, block)
+    for pos, i in enumerate(block):
+        if i in done:
+            continue
+        row = {"label": int(labels[pos]), "seconds": seconds}
+        for (part, setting), arrays in computed.items():
+            for name in ROW_FIELDS:
+                row[f"{part}_{setting}_{name}"] = arrays[name][pos].tolist()
+        store.add(i, row)
+        done.add(i)
+
+
+# ------------------------------------------------------------------ the run
 
 
 def dcert_dataset(
@@ -161,108 +452,28 @@ def dcert_dataset(
         If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
         it) or ``out`` holds another run.
     """
-    grid = check_gammas(gammas)
-    adv = check_gammas(gamma_adv, "gamma_adv")
-    sigma = finite_real("sigma", sigma, nonnegative=True)
-    if sigma == 0:
-        raise ParameterError(
-            "sigma", "must be > 0 for dcert (σ = 0, WRM's certificate, is always added)"
-        )
-    batch_size = positive_int("batch_size", batch_size)
-    idx = [int(i) for i in indices]
-    if not idx:
-        raise ValueError("no examples selected")
-    pool = idx if selection is None else [int(i) for i in selection]
-    _check_selection(idx, pool, dataset_length(dataset))
-    if restarts is None:
-        restarts = _stored_restarts(out)
-    restarts = positive_int("restarts", restarts)
-    if restarts > 1:  # runs with one start store no key: those from before restarts resume
-        surrogate_kwargs = surrogate_kwargs | {"restarts": restarts}
-    run_config = {
-        "command": "dcert",
-        "model_sha256": model_fingerprint(model),
-        "sigma": float(sigma),
-        "gammas": grid.tolist(),
-        "gamma_adv": adv.tolist(),
-        "batch_size": batch_size,
-        "seed": seed,
-        "surrogate": {k: v for k, v in sorted(surrogate_kwargs.items()) if not callable(v)},
-        # The blocks are positions of the selection, so it determines the results.
-        SELECTION_KEY: _selection_key(pool),
-        **(config or {}),
-    }
-    x_first, _ = batch_of(dataset, idx[:1])
+    options = DcertOptions(
+        sigma=sigma,
+        gammas=gammas,
+        gamma_adv=gamma_adv,
+        batch_size=batch_size,
+        seed=seed,
+        surrogate=surrogate_kwargs,
+    )
+    examples = DcertSelection.of(indices, selection, dataset)
+    options = options.with_restarts(restarts, out)
+    x_first, _ = batch_of(dataset, examples.indices[:1])
     dim = x_first[0].numel()
-    sigmas = {"smooth": float(sigma), "plain": 0.0}
-    info = (info or {}) | {"input_dim": dim}
-    # The whole blocks that cover ``idx``; their examples past ``idx`` are computed, not stored.
-    end = min(len(pool), -(-len(idx) // batch_size) * batch_size)
-    with RunStore.open(out, "dcert", run_config, dcert_schema(), info=info) as store:
+    with _open_run(out, model, options, examples, dim, config, info) as store:
         done = store.done_indices()
-        # Unwanted examples count as done so that they never make a block pending on their own.
-        skip = done | set(pool[len(idx) : end])
-        for block, missing in pending_blocks(pool[:end], batch_size, skip):
-            t0 = time.perf_counter()
-            computed = {
-                (part, setting): block_rows(
-                    model, dataset, block, grid if part == "cert" else adv, sigmas[setting],
-                    seed=seed, stream=part, **surrogate_kwargs,
-                )
-                for part in PARTS
-                for setting in SETTINGS
-            }  # fmt: skip
-            seconds = (time.perf_counter() - t0) / len(block)
-            _, labels = batch_of(dataset, block)
-            for pos, i in enumerate(block):
-                if i in skip:
-                    continue
-                row = {"label": int(labels[pos]), "seconds": seconds}
-                for (part, setting), arrays in computed.items():
-                    for name in ROW_FIELDS:
-                        row[f"{part}_{setting}_{name}"] = arrays[name][pos].tolist()
-                store.add(i, row)
-                skip.add(i)
+        for block, missing in examples.blocks(options.batch_size, done):
+            computed, seconds = _evaluate_block(model, dataset, block, options)
+            _store_block(store, dataset, block, computed, seconds, done)
             if progress is not None:
                 progress(len(missing))
-        wanted = set(idx)
+        wanted = set(examples.indices)
         rows = [r for r in store.rows() if r["idx"] in wanted]
-    return _result_from_rows(rows, float(sigma), grid, adv, dim)
-
-
-SELECTION_KEY = "selection_sha"
-
-#: Starts per ascent of a new dcert run: x0 and two random starts (best of the three).
-DEFAULT_RESTARTS = 3
-
-
-def _stored_restarts(out) -> int:
-    """The restarts an existing dcert run at ``out`` was made with (1 when its config names
-    none), or DEFAULT_RESTARTS when there is no such run."""
-    path = Path(out)
-    if not path.is_file() or path.stat().st_size == 0:
-        return DEFAULT_RESTARTS
-    try:
-        with RunStore.read(path) as store:
-            if store.kind != "dcert":
-                return DEFAULT_RESTARTS
-            return int(store.config.get("surrogate", {}).get("restarts", 1))
-    except (ValueError, OSError, sqlite3.DatabaseError):
-        return DEFAULT_RESTARTS  # not a (sound) run store: RunStore.open gives the error
-
-
-def _check_selection(idx: list[int], pool: list[int], n_data: int) -> None:
-    if pool[: len(idx)] != idx:
-        raise ValueError("indices must be the first len(indices) entries of selection")
-    if len(set(pool)) != len(pool):
-        raise ValueError("selection must not repeat an example")
-    if not all(0 <= i < n_data for i in pool):
-        raise ValueError(f"indices must lie in [0, {n_data})")
-
-
-def _selection_key(pool: list[int]) -> str:
-    """A short identity of the ordered selection the run's blocks are positions of."""
-    return hashlib.sha256(",".join(map(str, pool)).encode()).hexdigest()[:16]
+    return _result_from_rows(rows, options.sigma, options.gammas, options.gamma_adv, dim)
 
 
 def _result_from_rows(

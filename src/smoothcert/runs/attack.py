@@ -125,7 +125,7 @@ class AttackOptions:
         """
         noisy = self.noise_sigma is not None
         steps = list(self.steps)
-        config = {
+        return {
             "command": "attack",
             "eps": list(self.eps),
             "steps": steps[0] if len(steps) == 1 else steps,
@@ -136,7 +136,6 @@ class AttackOptions:
             "indices_sha": selection_sha(indices),
             "seed": self.seed,
         }
-        return config
 
     def optional_config(self) -> dict[str, Any]:
         """The config entries stored only when they are not their old implicit value, so

@@ -103,7 +103,7 @@ BlockArrays = dict[tuple[str, str], dict[str, np.ndarray]]
 # ------------------------------------------------------------------ 1. validate
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False)  # eq=False: its grids are arrays, which == cannot compare
 class DcertOptions:
     """The settings of a ``dcert`` run, checked when built (a refused run leaves no file).
 

@@ -162,7 +162,7 @@ def run_experiment(
                 entry["attempts"] = int(entry.get("attempts", 0)) + 1
                 state["current"] = {"stage": stage.name, "pid": os.getpid(), "started": _now()}
                 atomic_write_json(state_path, state, sort_keys=True)
-            code = _run_stage(experiment, execute, stage, state, entry, state_path, workers)
+            code = _run_stage(execute, stage, state, entry, state_path, workers, say)
             if not workers.main:
                 if code != 0:
                     return False
@@ -180,13 +180,13 @@ def run_experiment(
 
 
 def _run_stage(
-    experiment: Experiment,
     execute: Callable[[list[str]], int],
     stage: Stage,
     state: dict[str, Any],
     entry: dict[str, Any],
     state_path: Path,
     workers: Workers,
+    say: Callable[[str], None],
 ) -> int:
     """One stage on the workers that run it, then (sharded stages) worker 0's merge; the exit
     code every worker agrees on (1 when another worker failed)."""
@@ -203,9 +203,9 @@ def _run_stage(
         if workers.main:
             try:
                 rows = merge_shards(stage.option("--out"), workers.world)
-                print(f"{stage.name}: merged {workers.world} shards ({rows} rows)", flush=True)
+                say(f"{stage.name}: merged {workers.world} shards ({rows} rows)")
             except (ValueError, OSError) as exc:
-                print(f"{stage.name}: merging the shards failed: {exc}", flush=True)
+                say(f"{stage.name}: merging the shards failed: {exc}")
                 merged = False
         if not workers.agree(merged):
             return 1

@@ -115,7 +115,12 @@ def test_cifar_jpeg_archive_problems_are_named(tmp_path, private_cache) -> None:
     root = tmp_path / "jpeg"
     root.mkdir()
     _archive(root / "test.tar.gz", good)
-    assert load_dataset("cifar10", "test", root=root).labels.tolist() == list(range(10))
+    from smoothcert.data.cifar import jpeg_order
+
+    loaded = load_dataset("cifar10", "test", root=root)
+    assert loaded.labels.tolist() == [c for c, _ in jpeg_order(1, 10)]
+    assert sorted(loaded.labels.tolist()) == list(range(10))
+    assert loaded.labels.tolist() != list(range(10))  # the fixed shuffle of the block
 
     cases = [
         (good | {"test/cat/0001.jpg": b"not a jpeg"}, "test/cat/0001.jpg is not a readable JPEG"),

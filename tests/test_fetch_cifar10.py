@@ -107,3 +107,18 @@ def test_missing_cifar10_says_how_in_the_callers_words(no_cifar, tmp_path) -> No
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "run `smoothcert fetch cifar10`" in result.stderr and "--data-root" in result.stderr
     assert not (tmp_path / "run").exists()  # a refused command leaves nothing behind
+
+
+@pytest.mark.parametrize("stride", [1, 2, 5, 10, 20, 50, 100])
+def test_jpeg_order_mixes_classes_under_every_stride_and_balances_every_block(stride):
+    """Every 20th test image (the papers' CIFAR-10 protocol) must not be one class: with a
+    plain interleave (class = index mod 10) it was, and `--skip 20` certified only airplanes."""
+    from smoothcert.data.cifar import jpeg_order
+
+    order = jpeg_order(1000, 10)
+    assert sorted(order) == [(c, k) for c in range(10) for k in range(1000)]  # a permutation
+    for block in range(1000):  # any prefix of whole blocks is exactly balanced
+        assert sorted(c for c, _ in order[10 * block : 10 * block + 10]) == list(range(10))
+    assert all(order[10 * b + i][1] == b for b in range(1000) for i in range(10))
+    picked = np.bincount([c for c, _ in order[::stride]][:500], minlength=10)
+    assert picked.min() >= 0.05 * picked.sum() and picked.max() <= 0.16 * picked.sum()

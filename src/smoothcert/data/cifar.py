@@ -138,28 +138,42 @@ def _load_jpeg(root: Path, split: str, pinned: bool) -> tuple[list[Path], callab
         if pinned and sha256_file(tar_path) != JPEG_SHA256[tar_path.name]:
             raise ValueError(f"{tar_path} does not match its pinned sha256")
         # Images in the archive are <split>/<class>/NNNN.jpg, NNNN in CIFAR-10's order within
-        # the class. The global order is lost, so interleave the classes (image k of class 0,
-        # of class 1, ..., then image k+1): the first n examples (--subset) are balanced.
+        # the class; the global order is lost (see jpeg_order for the order we present).
         try:
             found = _read_jpeg_archive(tar_path, split)
         except (EOFError, OSError, tarfile.TarError, zlib.error) as exc:
             raise ValueError(f"{tar_path}: not a readable .tar.gz archive ({exc})") from None
         if not found:
             raise ValueError(f"{tar_path}: no images found")
-        # CIFAR-10 is balanced: a missing image would shift the interleaving of its class.
+        # CIFAR-10 is balanced: a missing image would shift the order of its class.
         counts = np.bincount([t[0] for t in found], minlength=len(CLASS_NAMES))
         if counts.min() != counts.max():
             shown = ", ".join(f"{c}: {k}" for c, k in zip(CLASS_NAMES, counts, strict=True))
             raise ValueError(f"{tar_path}: classes hold different numbers of images ({shown})")
-        found.sort(key=lambda t: (t[0], t[1]))
-        rank = np.zeros(len(found), dtype=np.int64)
-        for i in range(1, len(found)):
-            rank[i] = rank[i - 1] + 1 if found[i][0] == found[i - 1][0] else 0
-        order = sorted(range(len(found)), key=lambda i: (rank[i], found[i][0]))
-        found = [found[i] for i in order]
+        found.sort(key=lambda t: (t[0], t[1]))  # class by class, each in CIFAR-10's order
+        per_class = int(counts[0])
+        found = [found[c * per_class + k] for c, k in jpeg_order(per_class, len(CLASS_NAMES))]
         return np.stack([t[2] for t in found]), np.array([t[0] for t in found], dtype=np.int64)
 
     return [tar_path], decode
+
+
+#: Seed of the JPEG copy's presentation order (see :func:`jpeg_order`); part of the cache key.
+JPEG_ORDER_SEED = 10
+JPEG_ORDER = f"stratified-shuffle-seed{JPEG_ORDER_SEED}"
+
+
+def jpeg_order(per_class: int, classes: int) -> list[tuple[int, int]]:
+    """(class, rank within the class) of each example of the JPEG copy, in the order we present.
+
+    Blocks of one image per class: block k holds image k of every class, in a fixed
+    pseudo-random class order drawn per block (seed :data:`JPEG_ORDER_SEED`). Like the
+    official order, a stride (``--skip 20``: every 20th test image) then draws its classes at
+    random; and any prefix of whole blocks is exactly class-balanced. A plain interleave
+    (class = index mod 10) would make every 10th, 20th or 100th image the same class.
+    """
+    rng = np.random.default_rng(JPEG_ORDER_SEED)
+    return [(int(c), k) for k in range(per_class) for c in rng.permutation(classes)]
 
 
 def _read_jpeg_archive(tar_path: Path, split: str) -> list[tuple[int, str, np.ndarray]]:
@@ -213,7 +227,8 @@ def load_cifar10(split: str, root: str | Path | None = None) -> ImageDataset:
         name = "CIFAR-10 (JPEG)"
     else:
         raise missing(folder)
-    key = f"cifar10-{split}-" + fingerprint(paths, extra=f"{name}|interleaved")
+    order = JPEG_ORDER if name == "CIFAR-10 (JPEG)" else "original"
+    key = f"cifar10-{split}-" + fingerprint(paths, extra=f"{name}|{order}")
     images, labels = cached_arrays(key, decode)
     info = DatasetInfo(
         name=name,

@@ -65,6 +65,10 @@ class ToyData:
     def __getitem__(self, i: int):
         return self.x[i], int(self.y[i])
 
+    @property
+    def labels(self) -> np.ndarray:
+        return self.y.numpy()
+
 
 class LinearImage(nn.Module):
     """Logits (−s, s) with s = sum of the 4 pixels − 2: the classifier ToyData's rule."""

@@ -77,6 +77,18 @@ def test_attack_run_resumes_without_duplicates_or_gaps(lenet, mnist_test, tmp_pa
     assert [r["predictions"] for r in rows] == direct.predictions.tolist()
     assert result["accuracy"] == direct.accuracy
     assert result["accuracy"][0.0] > result["accuracy"][1.0] or result["accuracy"][0.0] == 0
+    # The same file over a reordered test set (another loader order or root) is refused
+    # untouched instead of mixing two example sets.
+    from smoothcert.data.base import ImageDataset
+
+    reordered = ImageDataset(
+        mnist_test.images[::-1].copy(), mnist_test.labels[::-1].copy(), mnist_test.info
+    )
+    differing = int((reordered.labels[:10] != mnist_test.labels[:10]).sum())
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match=f"{differing} of 10 stored rows have another label"):
+        attack_dataset(model, reordered, out, [0.0, 1.0], 5, batch_size=4, indices=indices)
+    assert differing > 0 and out.read_bytes() == before
 
 
 def test_noisy_attack_run_killed_between_two_rows_resumes_bit_identically(

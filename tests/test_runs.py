@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import LinearImage, ToyData, ToyInfo
 from smoothcert import analysis, stats
@@ -83,6 +84,28 @@ def test_different_arguments_are_refused_and_file_untouched(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"different arguments \(precision: 'fp32' -> 'bf16'\)"):
         certify_dataset(bf16, ToyData(), out, n0=10, n=100, alpha=0.01, max_examples=2)
     assert out.read_bytes() == before
+
+
+def test_a_run_is_not_resumed_on_other_examples(tmp_path) -> None:
+    """Same arguments, data reordered (a loader change, another root): the stored rows'
+    labels no longer match, and mixing the two example sets in one table is refused."""
+    out = tmp_path / "run.db"
+    certify_dataset(_classifier(), ToyData(), out, n0=10, n=100, alpha=0.01, max_examples=6)
+    before = out.read_bytes()
+    shuffled = ToyData()
+    order = torch.arange(11, -1, -1)
+    shuffled.x, shuffled.y = shuffled.x[order], shuffled.y[order]
+    assert (shuffled.y[:6] != ToyData().y[:6]).sum() == 3  # examples 0, 1 and 4 differ
+    with pytest.raises(ValueError, match=r"other examples .* 3 of 6 stored rows .* new out file"):
+        certify_dataset(_classifier(), shuffled, out, n0=10, n=100, alpha=0.01, max_examples=6)
+    predict_dataset(_classifier(), ToyData(), tmp_path / "p.db", n=50, alpha=0.01, max_examples=6)
+    with pytest.raises(ValueError, match=r"3 of 6 stored rows"):
+        predict_dataset(
+            _classifier(), shuffled, tmp_path / "p.db", n=50, alpha=0.01, max_examples=6
+        )
+    assert out.read_bytes() == before
+    rows = certify_dataset(_classifier(), ToyData(), out, n0=10, n=100, alpha=0.01, max_examples=6)
+    assert len(rows) == 6  # the same data resumes
 
 
 def test_non_store_files_are_refused_and_never_modified(tmp_path) -> None:

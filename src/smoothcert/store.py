@@ -302,6 +302,13 @@ class RunStore:
     def done_indices(self) -> set[int]:
         return {row[0] for row in self._con.execute("SELECT idx FROM results")}
 
+    def stored_labels(self) -> dict[int, int]:
+        """idx → label of every stored row that has one (empty when rows carry no label)."""
+        if "label" not in self.schema:
+            return {}
+        query = "SELECT idx, label FROM results WHERE label IS NOT NULL"
+        return {int(i): int(label) for i, label in self._con.execute(query)}
+
     def add(self, idx: int, row: Mapping[str, Any]) -> None:
         """Insert and commit one example's result."""
         unknown = sorted(set(row) - set(self.schema))

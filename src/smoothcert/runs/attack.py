@@ -35,7 +35,7 @@ from smoothcert.attacks.robust import (
     robust_correct,
 )
 from smoothcert.checks import FLOAT32_MAX, ParameterError, is_integer, one_of, positive_int
-from smoothcert.runs.certify import selection_sha
+from smoothcert.runs.certify import check_same_examples, selection_sha
 from smoothcert.store import RunStore, pending_blocks
 
 ATTACK_SCHEMA = {
@@ -322,6 +322,7 @@ def attack_dataset(
     )
     indices = _selected(dataset, indices)
     device = next(model.parameters()).device
+    check_same_examples(out, dataset)
     with _open_run(out, options, indices, config, info) as store:
         done = store.done_indices()
         total = sum(i not in done for i in indices)

@@ -107,6 +107,34 @@ def selection_sha(indices: Sequence[int]) -> str:
     return hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()[:16]
 
 
+def check_same_examples(out: str | os.PathLike, dataset: Any) -> None:
+    """Refuse to resume a run whose stored rows are other examples than the data set now gives.
+
+    The run's configuration names the data set and the selection, not the images: a loader
+    that orders the data differently, or another ``root``, would mix rows of two example sets
+    in one table. A stored row whose label differs from the data's label at its index shows
+    that (unlabeled data and rows without a label are not checked). Read-only: a refused run
+    file is left untouched. Nothing to check when ``out`` does not exist yet.
+    """
+    labels = getattr(dataset, "labels", None)
+    if labels is None or not Path(out).is_file():
+        return
+    with RunStore.read(out) as store:
+        stored = store.stored_labels()
+    changed = [
+        (i, old) for i, old in sorted(stored.items()) if i >= len(labels) or int(labels[i]) != old
+    ]
+    if changed:
+        i, old = changed[0]
+        now = f"is now {int(labels[i])}" if i < len(labels) else "is past the data's end"
+        raise ValueError(
+            f"{out} holds other examples than the data set now gives: {len(changed)} of "
+            f"{len(stored)} stored rows have another label at their index (example {i} was "
+            f"labelled {old}, {now}); the data changed since the run started (order, files or "
+            "root): write to a new out file"
+        )
+
+
 # The noise stream of a predict run: its draws are seeded by (seed, idx, PREDICT_STREAM, n), so
 # they are independent of a certify run's (seeded by (seed, idx) alone) and of a predict run
 # with another n. Without it, PREDICT's n draws were a prefix of a same-seed reference run's
@@ -416,6 +444,7 @@ def _run(
     """Steps 2-5 for validated settings: open (or resume) the run, then evaluate each selected
     example not yet stored with its own generator, commit its row, report progress."""
     indices = selection.indices(len(dataset))
+    check_same_examples(out, dataset)
     store, seed = _open_run(out, classifier, procedure, selection, config, info)
     with store:
         done = store.done_indices()

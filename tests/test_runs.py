@@ -308,3 +308,35 @@ def test_bool_arguments_are_refused_before_the_run_file(tmp_path, kwargs, messag
     with pytest.raises(ValueError, match=message):
         certify_dataset(_classifier(), ToyData(), tmp_path / "r.db", **args)
     assert not (tmp_path / "r.db").exists()
+
+
+def test_class_skew_flags_a_selection_that_is_one_class() -> None:
+    from smoothcert.data.cifar import jpeg_order
+    from smoothcert.runs.certify import class_skew, select_indices
+
+    periodic = [i % 10 for i in range(10000)]  # class = index mod 10
+    assert class_skew(periodic, select_indices(10000, 20, 500)) == (
+        "500 of the 500 selected examples (100%) are class 0, which is 10% of the data set"
+    )
+    shuffled = [c for c, _ in jpeg_order(1000, 10)]  # the CIFAR-10 JPEG copy's order
+    assert class_skew(shuffled, select_indices(10000, 20, 500)) is None
+    sorted_by_class = sorted(periodic)  # an image folder: class by class
+    assert class_skew(sorted_by_class, select_indices(10000, 1, 100)).startswith("100 of the 100")
+    assert class_skew(sorted_by_class, select_indices(10000, 20, 500)) is None  # a stride spreads
+    assert class_skew(periodic, select_indices(10000, 20, 19)) is None  # too few to judge
+    skewed = [0] * 8000 + [1] * 2000  # class 0 is 80% of the data: 100% of a prefix is fine
+    assert class_skew(skewed, range(100)) is None
+    assert class_skew([-1] * 10 + [3] * 30 + [1] * 60, range(40)).startswith("30 of the 30")
+
+
+def test_the_cli_warns_when_the_selection_is_one_class(capsys) -> None:
+    from smoothcert.cli._common import warn_if_one_class
+
+    data = ToyData(m=40, flip_every=0)
+    data.y = torch.arange(40) % 2
+    warn_if_one_class(data, list(range(0, 40, 2)))
+    err = capsys.readouterr().err
+    assert err.startswith("warning: 20 of the 20 selected examples (100%) are class 0, which")
+    assert "50% of the data set" in err and "--skip" in err
+    warn_if_one_class(data, list(range(40)))
+    assert capsys.readouterr().err == ""

@@ -334,6 +334,20 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def warn_if_one_class(dataset: Any, indices: list[int]) -> None:
+    """Warn when the selected examples are mostly one class the data set is not (see
+    :func:`smoothcert.runs.certify.class_skew`): the results would describe that class."""
+    from smoothcert.runs.certify import class_skew
+
+    labels = getattr(dataset, "labels", None)
+    skew = class_skew(labels, indices) if labels is not None else None
+    if skew:
+        warn(
+            f"{skew}: the results describe that class, not the data set; check the data's "
+            "order or choose another --skip"
+        )
+
+
 class RowProgress:
     """A tqdm bar over a run's examples, opened only once the run is (re)opened, so a refused
     run prints nothing but its error. ``postfix(tally, row)`` updates the running figures,
@@ -512,6 +526,9 @@ def prepare_smoothed_run(
             f"{verb} at σ = {sigma} a model trained with σ = {meta['sigma']} "
             "(allowed, as in Cohen et al.'s Appendix H.3, but usually worse)"
         )
+    from smoothcert.runs.certify import select_indices
+
+    warn_if_one_class(inputs.dataset, select_indices(len(inputs.dataset), args.skip, args.max))
     classifier = smoothed_classifier(args, inputs.model, meta, inputs.dataset, sigma)
     config, info = checkpoint_identity(inputs.checkpoint, meta)
     config |= {"dataset": inputs.dataset.info.name, "split": args.split}

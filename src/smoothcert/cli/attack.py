@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = _common.load_inputs(args)
     model, dataset = inputs.model, inputs.dataset
     indices = select_indices(len(dataset), args.skip, args.max)
+    _common.warn_if_one_class(dataset, indices)
     config, info = _common.checkpoint_identity(inputs.checkpoint, inputs.meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
     bar = tqdm(

@@ -1,17 +1,25 @@
 """`experiment run --jobs N`: stages that do not read each other's outputs run side by side.
 
-The dependencies come from the stages' paths (checked on the shipped files)."""
+The dependencies come from the stages' paths (checked on the shipped files); the books list
+every running stage with its process id."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 from pathlib import Path
 
-from smoothcert.experiments import load_experiment
+import pytest
+
+from smoothcert.experiments import experiment_status, load_experiment, run_experiment
+from smoothcert.experiments.runner import LOCK_FILE, STATE_FILE
 from smoothcert.experiments.schedule import stage_dependencies, stage_outputs
 from smoothcert.experiments.spec import Stage
 
 REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---- dependencies ---------------------------------------------------------------------------
@@ -74,3 +82,66 @@ def test_a_barrier_orders_everything_and_paths_compare_as_paths():
         os.path.abspath("runs/ca.tsv"),
     ]
     assert stage_outputs(stages[3]) is None and stage_outputs(stages[7]) is None
+
+
+# ---- the books ------------------------------------------------------------------------------
+
+FAKE = """
+name = "fake"
+[scales.smoke]
+[[stages]]
+name = "train-a"
+command = ["train", "--out", "{runs}/a"]
+[[stages]]
+name = "train-b"
+command = ["train", "--out", "{runs}/b"]
+[[stages]]
+name = "certify-a"
+command = ["certify", "{runs}/a/last.safetensors", "--out", "{runs}/ca.db"]
+[[stages]]
+name = "train-c"
+command = ["train", "--out", "{runs}/c"]
+"""
+
+
+def _fake(tmp_path: Path):
+    path = tmp_path / "fake.toml"
+    path.write_text(FAKE)
+    return load_experiment(path, "smoke", root=tmp_path)
+
+
+def _state(experiment) -> dict:
+    return json.loads((experiment.runs_dir / STATE_FILE).read_text())
+
+
+def test_one_at_a_time_the_books_list_the_running_stage_with_the_runners_pid(tmp_path):
+    experiment = _fake(tmp_path)
+    seen = []
+
+    def execute(_argv: list[str]) -> int:
+        statuses = [s.status for s in experiment_status(experiment)]
+        seen.append((_state(experiment)["running"], statuses))
+        return 0
+
+    assert run_experiment(experiment, execute, only=["train-a", "train-b"])
+    [(running_a, status_a), (running_b, status_b)] = seen
+    assert list(running_a) == ["train-a"] and running_a["train-a"]["pid"] == os.getpid()
+    assert list(running_b) == ["train-b"]
+    assert status_a == ["running", "left", "left", "left"]
+    assert status_b == ["done", "running", "left", "left"]
+    assert _state(experiment)["running"] == {}
+
+
+def test_status_shows_the_running_stage_of_a_runner_of_earlier_versions(tmp_path):
+    experiment = _fake(tmp_path)
+    experiment.runs_dir.mkdir(parents=True)
+    state = {"stages": {}, "current": {"stage": "train-b", "pid": 1, "started": "x"}}
+    (experiment.runs_dir / STATE_FILE).write_text(json.dumps(state))
+    assert [s.status for s in experiment_status(experiment)] == ["left"] * 4  # no runner
+    fd = os.open(experiment.runs_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # that runner
+        statuses = [s.status for s in experiment_status(experiment)]
+        assert statuses == ["left", "running", "left", "left"]
+    finally:
+        os.close(fd)

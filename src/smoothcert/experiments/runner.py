@@ -4,7 +4,8 @@ Each stage is a `smoothcert` command, and every command already resumes (trainin
 resume state, certification from the rows in its run file), so running an experiment again
 after a crash or at the next session continues where it stopped. The runner only keeps books
 in ``RUNS/experiment-state.json``: per stage its exact arguments, status, attempts and the
-wall time spent (updated every half minute while a stage runs, so a kill loses at most that).
+wall time spent (updated every half minute while a stage runs, so a kill loses at most that),
+and the stages running now with their process ids.
 A stage counts as finished only with the same arguments: editing a scale reruns what changed.
 One runner per experiment and scale at a time (an advisory lock on ``RUNS/.experiment.lock``).
 """
@@ -149,31 +150,23 @@ def run_experiment(
         state = read_state(experiment)
         workers.agree(True)
         state_path = experiment.runs_dir / STATE_FILE
+        books = held.enter_context(_Books(state_path, state)) if workers.main else None
         for i, stage in enumerate(stages, 1):
             if is_done(stage, state):
                 say(f"[{i}/{len(stages)}] {stage.name}: done")
                 continue
             say(f"[{i}/{len(stages)}] {stage.name}: {stage.command}")
-            entry = state["stages"].setdefault(stage.name, {"seconds": 0.0, "attempts": 0})
-            if workers.main:
-                if entry.get("argv") not in (None, list(stage.argv)):
-                    entry["previous_argv"] = entry.get("argv")
-                entry.update(argv=list(stage.argv), status="running", started=_now())
-                entry["attempts"] = int(entry.get("attempts", 0)) + 1
-                state["current"] = {"stage": stage.name, "pid": os.getpid(), "started": _now()}
-                atomic_write_json(state_path, state, sort_keys=True)
-            code = _run_stage(execute, stage, state, entry, state_path, workers, say)
-            if not workers.main:
+            if books is not None:
+                books.start(stage, os.getpid())
+            code = _run_stage(execute, stage, books, workers, say)
+            if books is None:
                 if code != 0:
                     return False
                 continue
-            entry["finished"] = _now()
-            entry["status"] = "done" if code == 0 else ("interrupted" if code == 130 else "failed")
-            entry["exit_code"] = code
-            state.pop("current", None)
-            atomic_write_json(state_path, state, sort_keys=True)
+            status = "done" if code == 0 else ("interrupted" if code == 130 else "failed")
+            entry = books.finish(stage.name, code, status)
             if code != 0:
-                say(f"{stage.name}: {entry['status']} (exit code {code}); rerun to continue")
+                say(f"{stage.name}: {status} (exit code {code}); rerun to continue")
                 return False
             say(f"{stage.name}: done in {format_seconds(entry['seconds'])}")
     return True
@@ -182,18 +175,21 @@ def run_experiment(
 def _run_stage(
     execute: Callable[[list[str]], int],
     stage: Stage,
-    state: dict[str, Any],
-    entry: dict[str, Any],
-    state_path: Path,
+    books: _Books | None,
     workers: Workers,
     say: Callable[[str], None],
 ) -> int:
     """One stage on the workers that run it, then (sharded stages) worker 0's merge; the exit
-    code every worker agrees on (1 when another worker failed)."""
+    code every worker agrees on (1 when another worker failed). ``books``: worker 0's."""
     command = stage.argv[0]
     code = 0
-    if workers.main:
-        code = _execute_with_heartbeat(execute, stage, state, entry, state_path)
+    if books is not None:
+        try:
+            code = execute(list(stage.argv))
+        except KeyboardInterrupt:
+            code = 130
+        finally:
+            books.stop_clock(stage.name)
     elif workers.runs(command):
         code = execute(list(stage.argv))
     if not workers.agree(code == 0):
@@ -212,36 +208,70 @@ def _run_stage(
     return 0
 
 
-def _execute_with_heartbeat(
-    execute: Callable[[list[str]], int],
-    stage: Stage,
-    state: dict[str, Any],
-    entry: dict[str, Any],
-    state_path: Path,
-) -> int:
-    """Run the stage, adding its wall time to ``entry`` every half minute and at the end."""
-    base, t0 = float(entry.get("seconds", 0.0)), time.monotonic()
-    stop = threading.Event()
-    lock = threading.Lock()
+class _Books:
+    """``experiment-state.json`` during a run: every write under one lock, and one heartbeat
+    thread that adds every running stage's wall time to its entry every half minute (so a
+    kill loses at most that). ``state["running"]`` maps each running stage to its process id
+    and start time."""
 
-    def beat() -> None:
-        while not stop.wait(_HEARTBEAT_S):
-            with lock:
-                entry["seconds"] = base + time.monotonic() - t0
+    def __init__(self, path: Path, state: dict[str, Any]) -> None:
+        self.path, self.state = path, state
+        self.lock = threading.Lock()
+        self._clocks: dict[str, tuple[float, float]] = {}  # stage -> (seconds before, t0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        state.pop("current", None)  # what earlier versions kept of the one running stage
+        state["running"] = {}  # this runner holds the lock: whatever was listed has ended
+
+    def __enter__(self) -> _Books:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _save(self) -> None:
+        atomic_write_json(self.path, self.state, sort_keys=True)
+
+    def _tick(self, name: str, *, stop: bool = False) -> None:
+        clock = self._clocks.pop(name, None) if stop else self._clocks.get(name)
+        if clock is not None:
+            self.state["stages"][name]["seconds"] = clock[0] + time.monotonic() - clock[1]
+
+    def start(self, stage: Stage, pid: int | None) -> None:
+        with self.lock:
+            entry = self.state["stages"].setdefault(stage.name, {"seconds": 0.0, "attempts": 0})
+            if entry.get("argv") not in (None, list(stage.argv)):
+                entry["previous_argv"] = entry.get("argv")
+            entry.update(argv=list(stage.argv), status="running", started=_now())
+            entry["attempts"] = int(entry.get("attempts", 0)) + 1
+            self.state["running"][stage.name] = {"pid": pid, "started": entry["started"]}
+            self._clocks[stage.name] = (float(entry.get("seconds", 0.0)), time.monotonic())
+            self._save()
+
+    def stop_clock(self, name: str) -> None:
+        with self.lock:
+            self._tick(name, stop=True)
+
+    def finish(self, name: str, code: int | None, status: str) -> dict[str, Any]:
+        with self.lock:
+            self._tick(name, stop=True)
+            entry = self.state["stages"][name]
+            entry.update(finished=_now(), status=status, exit_code=code)
+            self.state["running"].pop(name, None)
+            self._save()
+            return entry
+
+    def _beat(self) -> None:
+        while not self._stop.wait(_HEARTBEAT_S):
+            with self.lock:
+                if not self._clocks:
+                    continue
+                for name in self._clocks:
+                    self._tick(name)
                 with contextlib.suppress(OSError):
-                    atomic_write_json(state_path, state, sort_keys=True)
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        code = execute(list(stage.argv))
-    except KeyboardInterrupt:
-        code = 130
-    finally:
-        stop.set()
-        thread.join()
-        entry["seconds"] = base + time.monotonic() - t0
-    return code
+                    self._save()
 
 
 def format_seconds(s: float | None) -> str:
@@ -271,13 +301,17 @@ def experiment_status(experiment: Experiment) -> list[StageStatus]:
     -------
     list of StageStatus
         One per stage, in order, with attributes ``stage``, ``status`` (``"done"``,
-        ``"running"``, ``"failed"``, ``"interrupted"`` or ``"left"``), ``seconds`` (wall time
+        ``"running"`` (while a runner holds the experiment: the stages it runs now),
+        ``"failed"``, ``"interrupted"`` or ``"left"``), ``seconds`` (wall time
         spent over every attempt), ``left_seconds`` (the estimate; None when unknown) and
         ``progress`` (e.g. ``"12/30 epochs"``; empty when unknown).
     """
     state = read_state(experiment)
-    running = is_running(experiment)
-    current = state.get("current", {}).get("stage") if running else None
+    running: set[str] = set()
+    if is_running(experiment):  # else whatever the books list as running has ended
+        running = set(state.get("running") or {})
+        if isinstance(state.get("current"), dict):  # the books of a runner of earlier versions
+            running.add(state["current"].get("stage"))
     finished_by_template: dict[str, float] = {}
     for stage in experiment.stages:
         if is_done(stage, state):
@@ -291,7 +325,7 @@ def experiment_status(experiment: Experiment) -> list[StageStatus]:
         if is_done(stage, state):
             out.append(StageStatus(stage, "done", seconds, 0.0, ""))
             continue
-        if stage.name == current:
+        if stage.name in running:
             status = "running"
         elif entry.get("argv") == list(stage.argv) and entry.get("status") in (
             "failed",

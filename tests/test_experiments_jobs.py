@@ -1,23 +1,33 @@
 """`experiment run --jobs N`: stages that do not read each other's outputs run side by side.
 
 The dependencies come from the stages' paths (checked on the shipped files); the books list
-every running stage with its process id."""
+every running stage with its process id; the scheduler is checked with fake stage processes
+whose overlap and order are proven by a barrier and events, not by timing."""
 
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
+import signal
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from smoothcert.checks import ParameterError
 from smoothcert.experiments import experiment_status, load_experiment, run_experiment
-from smoothcert.experiments.runner import LOCK_FILE, STATE_FILE
+from smoothcert.experiments import runner as runner_module
+from smoothcert.experiments.runner import LOCK_FILE, STATE_FILE, is_running
 from smoothcert.experiments.schedule import stage_dependencies, stage_outputs
 from smoothcert.experiments.spec import Stage
+from smoothcert.experiments.workers import Workers
 
 REPO = Path(__file__).resolve().parents[1]
+WAIT_S = 60.0  # the longest any test waits for an event that must happen
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -145,3 +155,192 @@ def test_status_shows_the_running_stage_of_a_runner_of_earlier_versions(tmp_path
         assert statuses == ["left", "running", "left", "left"]
     finally:
         os.close(fd)
+
+
+# ---- the scheduler, with fake stage processes --------------------------------------------
+
+_pids = itertools.count(900_000)
+
+
+class FakeProcess:
+    """A stage process whose work is ``body(process, log_path)`` run by ``wait()`` (which
+    the runner calls on a thread of its own once it has recorded the stage as started)."""
+
+    def __init__(self, body: Callable[[FakeProcess, Path], int], log_path: Path) -> None:
+        self.body, self.log_path = body, log_path
+        self.pid = next(_pids)
+        self.signalled = threading.Event()
+
+    def wait(self) -> int:
+        return self.body(self, self.log_path)
+
+    def send_signal(self, sig: int) -> None:
+        assert sig == signal.SIGTERM
+        self.signalled.set()
+
+
+def fake_spawn(bodies: dict[str, Callable[[FakeProcess, Path], int]], started: list[str]):
+    def spawn(argv: list[str], log_path: Path, keep_fd: int) -> FakeProcess:
+        lock = log_path.parent.parent / LOCK_FILE  # the stage inherits the experiment's lock
+        assert os.fstat(keep_fd).st_ino == os.stat(lock).st_ino
+        started.append(log_path.stem)
+        return FakeProcess(bodies[log_path.stem], log_path)
+
+    return spawn
+
+
+def test_independent_stages_overlap_and_a_dependent_one_waits(tmp_path):
+    experiment = _fake(tmp_path)
+    trains = ("train-a", "train-b", "train-c")
+    together = threading.Barrier(3, timeout=WAIT_S)  # passes only when the three run at once
+    finished = {name: threading.Event() for name in trains}
+    seen: dict[str, object] = {}
+
+    def train(name: str) -> Callable[[FakeProcess, Path], int]:
+        def body(process: FakeProcess, _log: Path) -> int:
+            together.wait()
+            if name == "train-a":  # the books while the three run
+                seen["running"] = _state(experiment)["running"]
+                seen["status"] = {s.stage.name: s.status for s in experiment_status(experiment)}
+                seen["pid"] = process.pid
+            finished[name].set()
+            return 0
+
+        return body
+
+    def certify(_process: FakeProcess, _log: Path) -> int:
+        seen["a finished first"] = finished["train-a"].is_set()
+        return 0
+
+    started: list[str] = []
+    bodies = {name: train(name) for name in trains} | {"certify-a": certify}
+    lines: list[str] = []
+    # Four slots: certify-a could start at once; only its dependency holds it back.
+    spawn = fake_spawn(bodies, started)
+    assert run_experiment(experiment, None, jobs=4, spawn=spawn, log=lines.append) is True
+    assert started == ["train-a", "train-b", "train-c", "certify-a"]
+    assert seen["a finished first"] is True
+    assert set(seen["running"]) == set(trains)
+    assert seen["running"]["train-a"]["pid"] == seen["pid"]
+    assert seen["status"] == {"train-a": "running", "train-b": "running",
+                              "certify-a": "left", "train-c": "running"}  # fmt: skip
+    state = _state(experiment)
+    assert state["running"] == {}
+    assert {n: (e["status"], e["attempts"]) for n, e in state["stages"].items()} == {
+        n: ("done", 1) for n in bodies
+    }
+    log = experiment.runs_dir / "logs" / "train-a.log"
+    assert any(
+        line.startswith("[1/4] train-a: started (pid ") and str(log) in line for line in lines
+    )
+    assert "train-a: done in 0s" in lines
+
+    # Everything done: a second run skips every stage and starts nothing.
+    started.clear()
+    lines.clear()
+    assert run_experiment(experiment, None, jobs=4, spawn=spawn, log=lines.append) is True
+    names = [s.name for s in experiment.stages]
+    assert started == [] and lines == [f"[{i}/4] {n}: done" for i, n in enumerate(names, 1)]
+
+
+def test_one_heartbeat_updates_every_running_stage(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner_module, "_HEARTBEAT_S", 0.05)
+    experiment = _fake(tmp_path)
+    both = threading.Barrier(2, timeout=WAIT_S)
+
+    def body(_process: FakeProcess, _log: Path) -> int:
+        both.wait()
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:  # until a beat has timed both running stages
+            stages = _state(experiment)["stages"]
+            if all(stages[n]["seconds"] > 0 for n in ("train-a", "train-b")):
+                both.wait()
+                return 0
+            time.sleep(0.02)
+        return 1
+
+    spawn = fake_spawn({"train-a": body, "train-b": body}, [])
+    assert run_experiment(experiment, None, only=["train-a", "train-b"], jobs=2, spawn=spawn)
+
+
+def test_a_failure_starts_nothing_new_and_lets_the_running_stage_finish(tmp_path):
+    experiment = _fake(tmp_path)
+    both = threading.Barrier(2, timeout=WAIT_S)
+    failure_reported = threading.Event()
+
+    def failing(_process: FakeProcess, log: Path) -> int:
+        both.wait()
+        with open(log, "a") as f:
+            f.writelines(f"line {i}\n" for i in range(1, 16))
+        return 3
+
+    def slower(_process: FakeProcess, _log: Path) -> int:
+        both.wait()
+        # Finish only after the runner took in the failure, with a slot free for train-c.
+        return 0 if failure_reported.wait(WAIT_S) else 1
+
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("train-a: failed"):
+            failure_reported.set()
+
+    started: list[str] = []
+    spawn = fake_spawn({"train-a": failing, "train-b": slower}, started)
+    assert run_experiment(experiment, None, jobs=2, spawn=spawn, log=log) is False
+    assert started == ["train-a", "train-b"]  # neither certify-a nor the free train-c started
+    state = _state(experiment)
+    assert state["stages"]["train-a"]["status"] == "failed"
+    assert state["stages"]["train-a"]["exit_code"] == 3
+    assert state["stages"]["train-b"]["status"] == "done"
+    assert set(state["stages"]) == {"train-a", "train-b"} and state["running"] == {}
+    failed = lines.index(next(line for line in lines if line.startswith("train-a: failed")))
+    assert "(exit code 3); rerun to continue; " in lines[failed]
+    assert lines[failed + 1 : failed + 11] == [f"    line {i}" for i in range(6, 16)]
+    assert lines[failed + 11] == "no new stage starts; waiting for train-b"
+    assert [s.status for s in experiment_status(experiment)] == ["failed", "done", "left", "left"]
+
+
+def test_sigint_stops_the_running_stages_and_restores_the_handlers(tmp_path):
+    experiment = _fake(tmp_path)
+    both = threading.Barrier(2, timeout=WAIT_S)
+
+    def stoppable(process: FakeProcess, _log: Path) -> int:
+        both.wait()
+        if process.pid % 2 == 0:  # one of the two: the user presses Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+        return -signal.SIGTERM if process.signalled.wait(WAIT_S) else 0
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    spawn = fake_spawn({"train-a": stoppable, "train-b": stoppable}, [])
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(experiment, None, jobs=2, spawn=spawn)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    state = _state(experiment)
+    for name in ("train-a", "train-b"):
+        assert state["stages"][name]["status"] == "interrupted"
+        assert state["stages"][name]["exit_code"] == -signal.SIGTERM
+    assert state["running"] == {} and not is_running(experiment)
+
+
+def test_a_selected_stage_needs_its_dependencies_done_or_selected(tmp_path):
+    experiment = _fake(tmp_path)
+    started: list[str] = []
+    spawn = fake_spawn(dict.fromkeys(("train-a", "certify-a"), lambda _p, _l: 0), started)
+    with pytest.raises(ValueError, match="stage certify-a needs train-a, which is neither done "
+                       "nor selected"):  # fmt: skip
+        run_experiment(experiment, None, only=["certify-a"], jobs=2, spawn=spawn)
+    assert started == [] and not (experiment.runs_dir / STATE_FILE).exists()
+    assert run_experiment(experiment, None, only=["train-a"], jobs=2, spawn=spawn)
+    assert run_experiment(experiment, None, only=["certify-a"], jobs=2, spawn=spawn)
+    assert started == ["train-a", "certify-a"]
+
+
+def test_jobs_must_be_a_positive_integer_and_one_machine(tmp_path):
+    experiment = _fake(tmp_path)
+    with pytest.raises(ParameterError, match="jobs must be a positive integer, got 0"):
+        run_experiment(experiment, None, jobs=0)
+    with pytest.raises(ParameterError, match="under torchrun the workers already share"):
+        run_experiment(experiment, None, jobs=2, workers=Workers(rank=0, world=2))
+    assert not experiment.runs_dir.exists()

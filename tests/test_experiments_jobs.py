@@ -2,7 +2,10 @@
 
 The dependencies come from the stages' paths (checked on the shipped files); the books list
 every running stage with its process id; the scheduler is checked with fake stage processes
-whose overlap and order are proven by a barrier and events, not by timing."""
+whose overlap and order are proven by a barrier and events, not by timing; then for real: an
+experiment run with --jobs 2 ends as one run with --jobs 1 does, and a killed runner's stages
+keep the experiment locked while a terminated runner's stages are stopped and recorded as
+interrupted."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import itertools
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,15 +23,19 @@ from pathlib import Path
 
 import pytest
 
+import smoothcert
+from helpers import smoothcert as cli
 from smoothcert.checks import ParameterError
 from smoothcert.experiments import experiment_status, load_experiment, run_experiment
 from smoothcert.experiments import runner as runner_module
+from smoothcert.experiments import workers as workers_module
 from smoothcert.experiments.runner import LOCK_FILE, STATE_FILE, is_running
 from smoothcert.experiments.schedule import stage_dependencies, stage_outputs
 from smoothcert.experiments.spec import Stage
 from smoothcert.experiments.workers import Workers
 
 REPO = Path(__file__).resolve().parents[1]
+SRC = Path(smoothcert.__file__).resolve().parents[1]
 WAIT_S = 60.0  # the longest any test waits for an event that must happen
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -337,10 +346,194 @@ def test_a_selected_stage_needs_its_dependencies_done_or_selected(tmp_path):
     assert started == ["train-a", "certify-a"]
 
 
-def test_jobs_must_be_a_positive_integer_and_one_machine(tmp_path):
+def test_jobs_must_be_a_positive_integer_and_one_machine(tmp_path, monkeypatch):
     experiment = _fake(tmp_path)
     with pytest.raises(ParameterError, match="jobs must be a positive integer, got 0"):
         run_experiment(experiment, None, jobs=0)
     with pytest.raises(ParameterError, match="under torchrun the workers already share"):
         run_experiment(experiment, None, jobs=2, workers=Workers(rank=0, world=2))
+    f = tmp_path / "fake.toml"
+    r = cli("experiment", "run", f, "--scale", "smoke", "--root", tmp_path, "--jobs", "0",
+            check=False)  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr == "smoothcert experiment: error: --jobs must be a positive integer, got 0\n"
+    monkeypatch.setattr(workers_module, "join_workers", lambda: Workers(rank=0, world=2))
+    r = cli("experiment", "run", f, "--scale", "smoke", "--root", tmp_path, "--jobs", "2",
+            check=False)  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr == (
+        "smoothcert experiment: error: --jobs runs stages side by side on one machine; under "
+        "torchrun the workers already share each stage\n"
+    )
     assert not experiment.runs_dir.exists()
+
+
+# ---- for real: stage processes -----------------------------------------------------------
+
+
+@pytest.fixture
+def stage_env(monkeypatch, tmp_path):
+    """Stage processes import this smoothcert (and the test's modules from ``tmp_path``)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SRC), str(tmp_path)]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return os.environ.copy()
+
+
+PAIR = """
+name = "pair"
+[scales.smoke]
+sigmas = [0.25, 0.5]
+[[stages]]
+name = "train-sigma{sigma}"
+foreach = "sigma in sigmas"
+command = ["train", "--dataset", "mnist", "--arch", "cnn3", "--method", "gaussian",
+  "--sigma", "{sigma}", "--epochs", "1", "--subset", "64", "--test-subset", "32",
+  "--batch-size", "32", "--threads", "1", "--no-progress", "--out", "{runs}/train-sigma{sigma}"]
+[[stages]]
+name = "certify-sigma{sigma}"
+foreach = "sigma in sigmas"
+command = ["certify", "{runs}/train-sigma{sigma}/last.safetensors", "--n0", "10", "--n", "50",
+  "--max", "2", "--batch", "50", "--no-progress", "--out", "{runs}/certify-sigma{sigma}.db"]
+[[report.sections]]
+kind = "certified-accuracy"
+radii = [0.0, 0.25]
+runs."σ = 0.25" = "{runs}/certify-sigma0.25.db"
+runs."σ = 0.5" = "{runs}/certify-sigma0.5.db"
+"""
+
+
+def _books(root: Path) -> dict:
+    """Each stage's status, attempts, exit code and arguments (``root`` written ROOT)."""
+    state = json.loads((root / "runs/pair/smoke" / STATE_FILE).read_text())
+    books = {}
+    for name, entry in state["stages"].items():
+        argv = [a.replace(str(root), "ROOT") for a in entry["argv"]]
+        books[name] = (entry["status"], entry["attempts"], entry["exit_code"], argv)
+    return books
+
+
+@pytest.mark.slow
+def test_two_jobs_end_as_one_job_does_and_a_second_run_skips_all(tmp_path, stage_env, mnist_train):
+    path = tmp_path / "pair.toml"
+    path.write_text(PAIR)
+    one, two = tmp_path / "one", tmp_path / "two"
+    cli("experiment", "run", path, "--scale", "smoke", "--root", one)
+    r = cli("experiment", "run", path, "--scale", "smoke", "--root", two, "--jobs", "2")
+    assert _books(two) == _books(one)
+    assert {v[:3] for v in _books(two).values()} == {("done", 1, 0)}
+    assert (two / "results/pair/smoke/report.md").is_file()
+    logs = two / "runs/pair/smoke/logs"
+    assert sorted(p.name for p in logs.iterdir()) == sorted(f"{n}.log" for n in _books(two))
+    assert (
+        "smoothcert experiment run: smoothcert train" in (logs / "train-sigma0.5.log").read_text()
+    )
+    assert r.stdout.count(": started (pid ") == 4 and r.stdout.count(": done in ") == 4
+    again = cli("experiment", "run", path, "--scale", "smoke", "--root", two, "--jobs", "2")
+    assert again.stdout.count(": done\n") == 4 and "started" not in again.stdout
+    assert _books(two) == _books(one)
+
+
+SLOW = '''
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def make():
+    """The model factory of a stage that only waits (until killed)."""
+    Path(os.environ["SLOW_MARKERS"], str(os.getpid())).write_text(" ".join(sys.argv))
+    time.sleep(120)
+    raise SystemExit(1)
+'''
+
+SLOW_EXPERIMENT = """
+name = "slow"
+[scales.smoke]
+xs = ["a", "b"]
+[[stages]]
+name = "wait-{x}"
+foreach = "x in xs"
+command = ["certify", "--model", "python:slowstage:make", "--dataset", "mnist",
+  "--sigma", "0.25", "--no-progress", "--out", "{runs}/{x}.db"]
+"""
+
+
+def _start_runner(tmp_path: Path, env: dict) -> tuple[subprocess.Popen, list[int]]:
+    """A runner of two stages that wait, once both stages run: (runner, their pids)."""
+    (tmp_path / "slowstage.py").write_text(SLOW)
+    (tmp_path / "slow.toml").write_text(SLOW_EXPERIMENT)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    cmd = [sys.executable, "-m", "smoothcert", "experiment", "run", str(tmp_path / "slow.toml"),
+           "--scale", "smoke", "--root", str(tmp_path), "--jobs", "2"]  # fmt: skip
+    out = open(tmp_path / "runner.out", "w")  # noqa: SIM115 - the runner writes it until it ends
+    runner = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                              env=env | {"SLOW_MARKERS": str(markers)})  # fmt: skip
+    out.close()
+    deadline = time.monotonic() + WAIT_S
+    while len(list(markers.iterdir())) < 2:  # both stage processes reached the model factory
+        assert runner.poll() is None, (tmp_path / "runner.out").read_text()
+        assert time.monotonic() < deadline, (tmp_path / "runner.out").read_text()
+        time.sleep(0.05)
+    return runner, sorted(int(p.name) for p in markers.iterdir())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_stages_of_a_killed_runner_keep_the_experiment_locked(tmp_path, stage_env):
+    runner, pids = _start_runner(tmp_path, stage_env)
+    experiment = load_experiment(tmp_path / "slow.toml", "smoke", root=tmp_path)
+    state = json.loads((experiment.runs_dir / STATE_FILE).read_text())
+    assert sorted(e["pid"] for e in state["running"].values()) == pids
+    runner.kill()
+    assert runner.wait(WAIT_S) == -signal.SIGKILL
+    try:
+        assert all(_alive(pid) for pid in pids)
+        r = cli("experiment", "run", tmp_path / "slow.toml", "--scale", "smoke", "--root",
+                tmp_path, "--jobs", "2", check=False)  # fmt: skip
+        assert r.returncode == 2 and "is already running" in r.stderr, r.stderr
+        assert is_running(experiment)
+        assert [s.status for s in experiment_status(experiment)] == ["running", "running"]
+    finally:
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT_S
+    while is_running(experiment):  # the lock goes with the last stage process
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    fd = os.open(experiment.runs_dir / LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free for the next runner
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_runner_stops_its_stages_and_records_them(tmp_path, stage_env):
+    runner, pids = _start_runner(tmp_path, stage_env)
+    runner.send_signal(signal.SIGTERM)
+    try:
+        assert runner.wait(WAIT_S) == 130
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    out = (tmp_path / "runner.out").read_text()
+    assert "interrupted: stopping wait-a, wait-b" in out, out
+    assert out.endswith("smoothcert experiment: interrupted\n"), out
+    assert not any(_alive(pid) for pid in pids)  # the runner waited for them: none left
+    experiment = load_experiment(tmp_path / "slow.toml", "smoke", root=tmp_path)
+    state = json.loads((experiment.runs_dir / STATE_FILE).read_text())
+    assert state["running"] == {}
+    for entry in state["stages"].values():
+        assert (entry["status"], entry["exit_code"]) == ("interrupted", -signal.SIGTERM)
+    assert [s.status for s in experiment_status(experiment)] == ["interrupted", "interrupted"]
+    assert not is_running(experiment)

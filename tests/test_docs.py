@@ -207,6 +207,7 @@ def test_api_reference_members_have_a_one_line_summary() -> None:
         "smoothcert.adaptive",
         "smoothcert.analysis",
         "smoothcert.checks",
+        "smoothcert.experiments.schedule",
         "smoothcert.models",
         "smoothcert.models.registry",
         "smoothcert.smoothing",

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 
 NAME = "experiment"
-HELP = "run an experiment file's stages in order (resumable), show its status, write its report"
+HELP = "run an experiment file's stages (resumable), show its status, write its report"
 DESCRIPTION = (
     "Run an experiment file (experiments/NAME.toml): its stages are smoothcert commands at a "
     "named scale (smoke: seconds; cpu: hours on one CPU; paper: the paper's settings, for "
     "GPUs). `run` skips finished stages and resumes interrupted ones (rerun the same command "
     "after a crash), then writes results/NAME/SCALE/report.md; `status` shows what is done, "
     "running and left, the time spent and an estimate of the time left; `report` writes the "
-    "report from whatever has finished so far. Under torchrun (`torchrun --nproc-per-node W -m "
+    "report from whatever has finished so far. `run --jobs N` runs up to N stages side by "
+    "side, each in a process of its own with its output in runs/NAME/SCALE/logs/STAGE.log: "
+    "a stage waits for the stages whose outputs it reads (a command whose outputs are not "
+    "known waits for all before it); give N x threads per stage no more than the cores. "
+    "Under torchrun (`torchrun --nproc-per-node W -m "
     "smoothcert -- experiment run FILE`) training is data-parallel and certification sharded "
     "over the W workers."
 )
@@ -32,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run only this stage (repeatable); the report is not written",
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run: up to N independent stages side by side, each in a process of its own "
+        "(logs in runs/NAME/SCALE/logs/); 1 runs them one at a time in this process",
+    )
+    parser.add_argument(
         "--root",
         default=".",
         metavar="DIR",
@@ -47,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         run_experiment,
         write_report,
     )
-    from smoothcert.experiments.runner import format_seconds
+    from smoothcert.experiments.runner import format_seconds, spawn_stage
 
     experiment = load_experiment(args.file, args.scale, root=args.root)
     if args.action == "status":
@@ -81,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             only=args.stage,
             log=lambda line: print(line, flush=True),
             workers=workers,
+            jobs=args.jobs,
+            spawn=spawn_stage,
         )
         if finished and args.stage is None and workers.main:
             print(f"report: {write_report(experiment)}")

@@ -215,3 +215,18 @@ def test_missing_file_and_unknown_stage(tmp_path):
         check=False,
     )  # fmt: skip
     assert r.returncode == 2 and "unknown stage(s) nope; stages are: train, certify" in r.stderr
+
+
+def test_reports_give_each_certify_runs_class_mix(tmp_path) -> None:
+    """The certified-accuracy section says how many examples of each class a run holds."""
+    from helpers import LinearImage, ToyData
+    from smoothcert.experiments.report import _class_mix
+    from smoothcert.runs import certify_dataset
+    from smoothcert.smoothing import SmoothedClassifier
+
+    data = ToyData()
+    g = SmoothedClassifier(LinearImage(), 2, 0.25, batch_size=300, input_shape=(1, 2, 2))
+    certify_dataset(g, data, tmp_path / "r.db", n0=10, n=50, alpha=0.01, seed=0)
+    ones = int(data.y.sum())
+    assert _class_mix(str(tmp_path / "r.db")) == f"12 ({12 - ones}–{ones} per class, 2 classes)"
+    assert ones == 9

@@ -28,6 +28,7 @@ All numbers come from :mod:`smoothcert.analysis` and the run readers: the report
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -238,13 +239,26 @@ def _certified_accuracy(experiment: Experiment, section: dict, out_dir: Path) ->
                     else f"— vs {theirs:.2f}"
                 )
             lines.append(f"| {s.name} | " + " | ".join(cells) + " |")
-    ns = sorted({s.num_examples for s in summaries})
-    lines += ["", f"Examples per run: {', '.join(map(str, ns))}."]
+    mixes = "; ".join(f"{name}: {_class_mix(path)}" for name, path in present.items())
+    lines += ["", f"Examples per run: {mixes}."]
     if section.get("plot"):
         curves = [s for s in summaries if s.per_example]  # the envelope has no examples
         plot_curves({section.get("title", "certified accuracy"): curves}, out_dir / section["plot"])
         lines += ["", f"![certified accuracy against radius]({section['plot']})"]
     return lines + _sources(experiment, runs)
+
+
+def _class_mix(path: str) -> str:
+    """``"500 (35–69 per class, 10 classes)"``: a run's examples and the fewest and most of one
+    class, so that a reader sees the certified examples mix the classes (a periodic data order
+    need not)."""
+    from smoothcert.analysis import load_certify_run
+
+    labels = [r["label"] for r in load_certify_run(path)[1] if r.get("label") is not None]
+    counts = sorted(collections.Counter(labels).values())
+    if not counts:
+        return "0"
+    return f"{len(labels)} ({counts[0]}–{counts[-1]} per class, {len(counts)} classes)"
 
 
 def _agreement(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:

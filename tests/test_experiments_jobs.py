@@ -203,6 +203,7 @@ def test_independent_stages_overlap_and_a_dependent_one_waits(tmp_path):
     trains = ("train-a", "train-b", "train-c")
     together = threading.Barrier(3, timeout=WAIT_S)  # passes only when the three run at once
     finished = {name: threading.Event() for name in trains}
+    looked = threading.Event()
     seen: dict[str, object] = {}
 
     def train(name: str) -> Callable[[FakeProcess, Path], int]:
@@ -212,6 +213,9 @@ def test_independent_stages_overlap_and_a_dependent_one_waits(tmp_path):
                 seen["running"] = _state(experiment)["running"]
                 seen["status"] = {s.stage.name: s.status for s in experiment_status(experiment)}
                 seen["pid"] = process.pid
+                looked.set()
+            else:  # still running while train-a reads the books
+                assert looked.wait(WAIT_S)
             finished[name].set()
             return 0
 

@@ -198,3 +198,30 @@ def test_config_validation(tmp_path, change, pattern):
     with pytest.raises(ValueError, match=pattern):
         train(TrainConfig(**(FAST | change), out_dir=str(tmp_path / "x")), progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_class_sorted_split_warns_that_val_size_and_subset_are_one_class(tmp_path, mnist_train):
+    """An image folder's split is ordered by class: the last val_size examples and the first
+    subset examples are then mostly one class, which the run's log says."""
+    order = mnist_train.labels[:1000].argsort(kind="stable")
+    by_class = ImageDataset(
+        mnist_train.images[:1000][order], mnist_train.labels[:1000][order], mnist_train.info
+    )
+    lines: list[str] = []
+    config = TrainConfig(**FAST, epochs=1, val_size=60, subset=64, out_dir=str(tmp_path / "r"))
+    train(config, train_set=by_class, progress=False, log=lines.append)
+    nines = int((by_class.labels == 9).sum())
+    warned = [line for line in lines if line.startswith("warning:")]
+    assert warned == [
+        f"warning: val_size: 60 of the 60 held-out validation examples (100%) are class 9, "
+        f"which is {nines / 1000:.0%} of the data set (the split is ordered by class?)",
+        f"warning: subset: 64 of the 64 training subset examples (100%) are class 0, which is "
+        f"{int((by_class.labels == 0).sum()) / 1000:.0%} of the data set (the split is "
+        "ordered by class?)",
+    ]
+    lines.clear()
+    train(
+        dataclasses.replace(config, out_dir=str(tmp_path / "plain")),
+        train_set=mnist_train, progress=False, log=lines.append,
+    )  # fmt: skip
+    assert not [line for line in lines if line.startswith("warning:")]  # MNIST's own order

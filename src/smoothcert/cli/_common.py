@@ -336,8 +336,8 @@ def warn(message: str) -> None:
 
 def warn_if_one_class(dataset: Any, indices: list[int]) -> None:
     """Warn when the selected examples are mostly one class the data set is not (see
-    :func:`smoothcert.runs.certify.class_skew`): the results would describe that class."""
-    from smoothcert.runs.certify import class_skew
+    :func:`smoothcert.data.base.class_skew`): the results would describe that class."""
+    from smoothcert.data.base import class_skew
 
     labels = getattr(dataset, "labels", None)
     skew = class_skew(labels, indices) if labels is not None else None

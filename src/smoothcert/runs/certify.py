@@ -101,54 +101,6 @@ def select_indices(num_examples: int, skip: int = 1, max_examples: int | None = 
     return indices if max_examples is None else indices[:max_examples]
 
 
-def class_skew(labels: Sequence[int] | np.ndarray, indices: Sequence[int]) -> str | None:
-    """A warning when one class dominates a selection far beyond its share of the data.
-
-    Certified accuracy over ``--skip``/``--max`` estimates the data set's only when the
-    selection mixes the classes as the data does; a class-sorted or periodic data order can
-    make every selected example one class (e.g. every 20th image when class = index mod 10).
-    Selections of fewer than 20 labelled examples are not judged.
-
-    Parameters
-    ----------
-    labels : sequence of int
-        The data set's labels (negative values: unlabeled, ignored).
-    indices : sequence of int
-        The selected examples.
-
-    Returns
-    -------
-    str or None
-        One sentence naming the class and its two shares when the most common selected class
-        makes up more than half of the selection and exceeds its share of the data by more
-        than 40 points (by chance alone that is rare: 18 of 20 draws of a balanced binary data
-        set); None otherwise.
-
-    Examples
-    --------
-    >>> labels = [i % 10 for i in range(1000)]
-    >>> class_skew(labels, range(0, 1000, 20))
-    '50 of the 50 selected examples (100%) are class 0, which is 10% of the data set'
-    >>> class_skew(labels, range(0, 1000, 7)) is None
-    True
-    """
-    all_labels = np.asarray(labels, dtype=np.int64)
-    all_labels = all_labels[all_labels >= 0]
-    chosen = np.asarray([labels[i] for i in indices], dtype=np.int64)
-    chosen = chosen[chosen >= 0]
-    if len(chosen) < 20 or len(all_labels) == 0:
-        return None
-    top = int(np.bincount(chosen).argmax())
-    share = float(np.mean(chosen == top))
-    base = float(np.mean(all_labels == top))
-    if share <= 0.5 or share - base <= 0.4:
-        return None
-    return (
-        f"{int(np.sum(chosen == top))} of the {len(chosen)} selected examples "
-        f"({share:.0%}) are class {top}, which is {base:.0%} of the data set"
-    )
-
-
 def selection_sha(indices: Sequence[int]) -> str:
     """A short identity of an ordered list of examples, stored in the config of attack and
     dcert runs so that a resumed run works on the same examples."""

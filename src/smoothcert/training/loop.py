@@ -47,6 +47,7 @@ from smoothcert.checks import (
     positive_int,
 )
 from smoothcert.data import AUGMENTATIONS, ImageDataset, load_dataset
+from smoothcert.data.base import class_skew
 from smoothcert.data.stream import StreamingImageFolder, UnreadableImage
 from smoothcert.models import create_model
 from smoothcert.training import ddp
@@ -336,7 +337,7 @@ def train(
     ddp.check_batch_size(config.batch_size, ranks.world)
     device = _run_device(config.device, ranks)
     say = (log or _silent) if ranks.main else _silent
-    data = _prepare_data(config, method, train_set, test_set)
+    data = _prepare_data(config, method, train_set, test_set, say)
     # The model before the output directory: an architecture that cannot take these inputs
     # must fail before a config.json exists that would refuse the corrected command.
     config, model, runner, scaler = _build_model(config, data.train.info, device, ranks)
@@ -416,13 +417,34 @@ class _Data:
     eval_sigma: float | None  # σ of the noisy evaluation (None: clean only)
 
 
+def _warn_if_one_class(config: TrainConfig, full: ImageDataset, say: Callable[[str], None]) -> None:
+    """``val_size`` takes the last examples and ``subset`` the first: on a class-sorted split
+    (an image folder) either can be mostly one class."""
+    labels = getattr(full, "labels", None)
+    if labels is None:
+        return
+    n, parts = len(labels), []
+    if config.val_size and config.val_size < n:
+        parts.append(("val_size", "held-out validation", range(n - config.val_size, n)))
+    if config.subset is not None:
+        kept = n - (config.val_size or 0)
+        parts.append(("subset", "training subset", range(min(config.subset, kept))))
+    for name, what, indices in parts:
+        skew = class_skew(labels, indices)
+        if skew:
+            skew = skew.replace("selected", what)
+            say(f"warning: {name}: {skew} (the split is ordered by class?)")
+
+
 def _prepare_data(
     config: TrainConfig,
     method: Method,
     train_set: ImageDataset | None,
     test_set: ImageDataset | None,
+    say: Callable[[str], None],
 ) -> _Data:
-    """Load (unless given) the splits, hold out the validation examples, apply the subsets."""
+    """Load (unless given) the splits, hold out the validation examples, apply the subsets;
+    warn (``say``) when a held-out or subset slice is mostly one class."""
     if train_set is None:
         train_set = load_dataset(
             config.dataset, "train", root=config.data_root, **config.data_options
@@ -434,6 +456,7 @@ def _prepare_data(
             )
         except FileNotFoundError:
             test_set = None
+    _warn_if_one_class(config, train_set, say)
     val_set = None
     if config.val_size:
         if config.val_size >= len(train_set):

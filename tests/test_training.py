@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -177,6 +178,32 @@ def test_resume_refuses_different_arguments_and_foreign_dirs(tmp_path, mnist_tra
     with pytest.raises(ValueError, match="not empty"):
         train(dataclasses.replace(cfg, out_dir=str(foreign)), train_set=mnist_train, progress=False)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_more_epochs_continue_a_run_as_if_planned_from_the_start(tmp_path, mnist_train):
+    """Constant schedule: a 1-epoch run extended to 2 equals a 2-epoch run; shortening below
+    what is trained, or changing the total under the cosine schedule, is refused."""
+    base = dict(**FAST, subset=128, test_subset=None, method="gaussian",
+                method_options={"sigma": 0.25})  # fmt: skip
+    full = train(TrainConfig(**base, epochs=2, out_dir=str(tmp_path / "a")),
+                 train_set=mnist_train, progress=False)  # fmt: skip
+    short = TrainConfig(**base, epochs=1, out_dir=str(tmp_path / "b"))
+    train(short, train_set=mnist_train, progress=False)
+    messages: list[str] = []
+    longer = train(dataclasses.replace(short, epochs=2), train_set=mnist_train, progress=False,
+                   log=messages.append)  # fmt: skip
+    assert longer.resumed_from_epoch == 1 and messages[0].endswith("after epoch 1/2")
+    a, b = _weights(full.last_checkpoint), _weights(longer.last_checkpoint)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["epochs"] == 2
+    config_before = (tmp_path / "b" / "config.json").read_bytes()
+    with pytest.raises(ValueError, match="has trained 2 epochs already; epochs must be at least 2"):
+        train(short, train_set=mnist_train, progress=False)
+    assert (tmp_path / "b" / "config.json").read_bytes() == config_before
+    cosine = TrainConfig(**{**base, "schedule": "cosine"}, epochs=1, out_dir=str(tmp_path / "c"))
+    train(cosine, train_set=mnist_train, progress=False)
+    with pytest.raises(ValueError, match=r"different arguments \(epochs: 1 there, 2 now\)"):
+        train(dataclasses.replace(cosine, epochs=2), train_set=mnist_train, progress=False)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from smoothcert.atomic import atomic_write_bytes
-from smoothcert.checkpoint import save_checkpoint
+from smoothcert.checkpoint import decode_tensors, save_checkpoint
 from smoothcert.data import ImageDataset
 from smoothcert.data.stream import UnreadableImage
 from smoothcert.training.method import Method
@@ -54,6 +54,11 @@ def prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
         if not isinstance(previous, dict):
             raise ValueError(f"{cfg} is corrupt; use a new output directory")
         diff = identity_diff(previous, identity)
+        if [k for k, _, _ in diff] == ["epochs"] and _epochs_may_change(out, identity):
+            # The trajectory of every epoch is the same whatever the total (see
+            # _epochs_may_change), so the run continues as if started with the new count.
+            atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
+            return
         if diff:
             shown = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, old, new in diff[:3])
             raise ValueError(
@@ -69,6 +74,31 @@ def prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
             "choose a new output directory"
         )
     atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
+
+
+def completed_epochs(out: Path) -> int:
+    """Epochs the resume state in ``out`` records as completed (0 without one)."""
+    path = out / RESUME_FILE
+    return int(decode_tensors(path)[1]["epoch"]) if path.is_file() else 0
+
+
+def _epochs_may_change(out: Path, identity: dict[str, Any]) -> bool:
+    """Whether the run in ``out`` may continue with ``identity["epochs"]`` epochs in all.
+
+    Only the cosine schedule reads the total (its lr at a step depends on it); with the
+    constant and step schedules epoch e trains the same way whatever the total, so a run
+    extended (or stopped earlier than planned) equals a fresh run with the new count. Fewer
+    epochs than already trained cannot be undone: ValueError.
+    """
+    if identity.get("schedule") == "cosine":
+        return False
+    done = completed_epochs(out)
+    if identity["epochs"] < done:
+        raise ValueError(
+            f"{out} has trained {done} epochs already; epochs must be at least {done} "
+            "to continue it (or choose a new output directory)"
+        )
+    return True
 
 
 def identity_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -57,7 +57,7 @@ def prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
         if [k for k, _, _ in diff] == ["epochs"] and _epochs_may_change(out, identity):
             # The trajectory of every epoch is the same whatever the total (see
             # _epochs_may_change), so the run continues as if started with the new count.
-            atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
+            _write_identity(cfg, identity)
             return
         if diff:
             shown = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, old, new in diff[:3])
@@ -73,6 +73,10 @@ def prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
             f"output directory {out} is not empty and holds no smoothcert training run; "
             "choose a new output directory"
         )
+    _write_identity(cfg, identity)
+
+
+def _write_identity(cfg: Path, identity: dict[str, Any]) -> None:
     atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -236,3 +237,56 @@ def test_robust_accuracy_with_test_time_noise(mnist_mlp, mnist_test):
     assert (result.predictions == again.predictions).all()  # seeded
     assert result.accuracy[0.0] > 0.8
     assert result.accuracy[1.5] < result.accuracy[0.0] - 0.2
+
+
+def test_skipping_fooled_examples_gives_the_per_example_minimum_with_less_work(
+    mnist_mlp, mnist_test
+):
+    """Base classifier, one attack from x: every radius's attack is deterministic, so the
+    verdicts with skip_fooled equal robust_correct over independent attacks at every radius,
+    while the radii above the first fooling one are never attacked."""
+    eps = [2.0, 0.0, 0.5, 1.0, 1.5]  # unsorted on purpose
+    calls: list[int] = []
+    model = _CountingModel(mnist_mlp, calls)
+    every = robust_accuracy(model, mnist_test, eps, steps=10, max_examples=200, skip_fooled=False)
+    work_every = sum(calls)
+    calls.clear()
+    skip = robust_accuracy(model, mnist_test, eps, steps=10, max_examples=200)
+    work_skip = sum(calls)
+    assert (skip.correct == every.correct).all()
+    assert skip.accuracy == every.accuracy and every.accuracy[2.0] < 0.2 < every.accuracy[0.5]
+    # a fooled example keeps a wrong prediction at every larger radius
+    order = np.argsort(eps)
+    wrong = skip.predictions[:, order] != skip.labels[:, None]
+    assert (np.logical_or.accumulate(wrong, axis=1) == wrong).all()
+    # rows attacked: eps = 0 costs one pass per example, each other radius 10 steps + 1
+    alive = every.correct[:, order][:, :-1].sum(axis=0)  # still robust below each radius > 0
+    assert work_every == 200 * (1 + 4 * 11)
+    assert work_skip == 200 + 11 * int(alive.sum())
+    assert work_skip < 0.7 * work_every
+
+
+class _CountingModel(nn.Module):
+    """Counts the examples each forward pass sees."""
+
+    def __init__(self, model: nn.Module, calls: list[int]):
+        super().__init__()
+        self.model, self.calls = model, calls
+
+    def forward(self, x):
+        self.calls.append(len(x))
+        return self.model(x)
+
+
+def test_skipping_fooled_examples_under_test_time_noise_and_restarts(mnist_mlp, mnist_test):
+    """With noise and restarts the draws differ, so the accuracies match independent attacks
+    only statistically; a fooled example stays fooled at every larger radius."""
+    kw = dict(steps=[5, 10], restarts=2, max_examples=200, noise_sigma=0.1, noise_samples=4)
+    eps = [0.0, 0.75, 1.5]
+    every = robust_accuracy(mnist_mlp, mnist_test, eps, skip_fooled=False, seed=1, **kw)
+    skip = robust_accuracy(mnist_mlp, mnist_test, eps, seed=1, **kw)
+    wrong = skip.predictions != skip.labels[:, None]
+    assert (np.logical_or.accumulate(wrong, axis=1) == wrong).all()
+    assert (skip.correct == ~wrong).all()
+    for e in eps:  # 200 examples: a binomial standard error under 3.6 points
+        assert abs(skip.accuracy[e] - every.accuracy[e]) <= 0.08

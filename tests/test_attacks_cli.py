@@ -203,3 +203,24 @@ def test_attack_cli_rejects_negative_radius(lenet, tmp_path, capsys):
     )
     assert code == 2
     assert "--eps must be radii >= 0" in capsys.readouterr().err
+
+
+def test_every_radius_flag_is_part_of_the_run(lenet, tmp_path, capsys):
+    """--every-radius attacks every radius; the two modes give one table here (deterministic
+    attack), and a run file of one mode does not resume in the other."""
+    _, ckpt = lenet
+    base = ["attack", str(ckpt), "--dataset", "mnist", "--eps", "0", "1", "2", "--steps", "5",
+            "--max", "30", "--no-progress"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "skip.db")]) == 0
+    skip_table = capsys.readouterr().out.splitlines()[-1]
+    every = [*base, "--every-radius", "--out", str(tmp_path / "every.db")]
+    assert main(every) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == skip_table
+    with RunStore.read(tmp_path / "skip.db") as store:
+        assert store.config["skip_fooled"] is True
+    with RunStore.read(tmp_path / "every.db") as store:
+        assert "skip_fooled" not in store.config
+    assert main([*base, "--out", str(tmp_path / "every.db")]) == 2
+    err = capsys.readouterr().err
+    assert "different arguments" in err and err.count("\n") == 1
+    assert err.rstrip().endswith("it attacks every radius: resume it with --every-radius")

@@ -93,6 +93,7 @@ def attack_batch(
     objective: str = "expected",
     generator: torch.Generator | None = None,
     restarts: int = 1,
+    skip_fooled: bool = True,
 ) -> torch.Tensor:
     """Predictions [B, len(eps_list)] of one batch under PGD at each radius (see module doc).
 
@@ -101,20 +102,42 @@ def attack_batch(
     (``generator``). An example's prediction at ε is that of the first run that fooled it, so
     it counts as correct only if every run failed. With one step count and one restart no
     random start is drawn: the results are those of the single attack.
+
+    The radii are attacked smallest first. With ``skip_fooled`` an example fooled at a radius
+    is not attacked again at the larger ones: the point that fooled it lies in every larger
+    ball, so its prediction carries over. The verdicts equal those of :func:`robust_correct`
+    (robust at ε only if not fooled at any radius ≤ ε) at a fraction of the work once the
+    accuracy falls. Without it every radius attacks every example and keeps its own result.
     """
     runs = [(s, r) for s in check_steps(steps) for r in range(restarts)]
-    columns = []
-    for eps in eps_list:
-        pred = None
-        for num_steps, restart in runs if eps > 0 else runs[:1]:
-            x_adv = x if eps == 0 else _attack(
-                model, x, y, eps, num_steps, restart > 0, noise_sigma, noise_samples,
+
+    def attack_at(eps: float, todo: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """``pred`` with the examples ``todo`` attacked at ``eps``; a success is kept."""
+        pred = pred.clone()
+        for j, (num_steps, restart) in enumerate(runs if eps > 0 else runs[:1]):
+            # the later runs only need the examples the earlier ones did not fool
+            idx = todo if j == 0 or not skip_fooled else todo[pred[todo] == y[todo]]
+            if len(idx) == 0:
+                break
+            x_adv = x[idx] if eps == 0 else _attack(
+                model, x[idx], y[idx], eps, num_steps, restart > 0, noise_sigma, noise_samples,
                 objective, generator,
             )  # fmt: skip
             p = _predict(model, x_adv, noise_sigma, noise_samples, generator)
-            pred = p if pred is None else torch.where(pred == y, p, pred)  # keep a success
-        columns.append(pred)
-    return torch.stack(columns, dim=1)
+            pred[idx] = p if j == 0 else torch.where(pred[idx] == y[idx], p, pred[idx])
+        return pred
+
+    everyone = torch.arange(len(y), device=y.device)
+    columns: dict[int, torch.Tensor] = {}
+    pred = torch.full_like(y, -1)  # the prediction under the strongest attack so far
+    order = range(len(eps_list))
+    for k in sorted(order, key=lambda k: eps_list[k]) if skip_fooled else order:
+        if skip_fooled and columns:
+            pred = attack_at(eps_list[k], everyone[pred == y], pred)
+        else:
+            pred = attack_at(eps_list[k], everyone, pred)
+        columns[k] = pred
+    return torch.stack([columns[k] for k in range(len(eps_list))], dim=1)
 
 
 def _attack(model, x, y, eps, steps, random_start, noise_sigma, noise_samples, objective, gen):
@@ -188,6 +211,7 @@ def attack_seeded_batch(
     seed: int,
     first_index: int,
     restarts: int = 1,
+    skip_fooled: bool = True,
 ) -> torch.Tensor:
     """:func:`attack_batch` with the batch's generator seeded by (seed, its first index), on
     the host: the seeding shared by :func:`robust_accuracy` and the resumable attack runs."""
@@ -203,6 +227,7 @@ def attack_seeded_batch(
         objective=objective,
         generator=gen,
         restarts=restarts,
+        skip_fooled=skip_fooled,
     ).cpu()
 
 
@@ -220,6 +245,7 @@ def robust_accuracy(
     seed: int = 0,
     progress: bool = False,
     restarts: int = 1,
+    skip_fooled: bool = True,
 ) -> RobustAccuracy:
     """Accuracy under L2 PGD (``steps`` steps of 2ε/steps) at every radius in ``eps_list``.
 
@@ -267,6 +293,7 @@ def robust_accuracy(
                 seed,
                 start,
                 restarts,
+                skip_fooled,
             )  # fmt: skip
         )
     pred = torch.cat(predictions).numpy() if predictions else np.zeros((0, len(eps_list)), int)

@@ -62,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="examples per attack batch; with --noise-sigma the noise is drawn per batch, so "
         "results depend on it and a resumed run must use the same --batch",
     )
+    parser.add_argument(
+        "--every-radius",
+        action="store_true",
+        help="attack every example at every radius, also above one where it was already "
+        "fooled (by default the point that fooled it counts at every larger radius, which "
+        "gives the same accuracies with less work; run files of versions that always attacked "
+        "every radius resume only with this flag)",
+    )
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -101,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             args.eps,
             args.steps,
             restarts=args.restarts,
+            skip_fooled=not args.every_radius,
             noise_sigma=args.noise_sigma,
             noise_samples=args.noise_samples,
             objective=args.objective,

@@ -75,6 +75,9 @@ class AttackOptions:
         Examples per block.
     seed : int, default 0
         Seed of the noise and random starts, in [0, 2**43).
+    skip_fooled : bool, default True
+        Do not attack an example again at the radii above one where it was fooled
+        (:func:`smoothcert.attacks.robust.attack_batch`); False attacks every radius.
 
     Raises
     ------
@@ -90,6 +93,7 @@ class AttackOptions:
     objective: str = "expected"
     batch_size: int = 100
     seed: int = 0
+    skip_fooled: bool = True
 
     def __post_init__(self) -> None:
         eps = tuple(float(e) for e in self.eps)
@@ -105,6 +109,8 @@ class AttackOptions:
         positive_int("noise_samples", self.noise_samples)
         one_of("objective", self.objective, OBJECTIVES)
         positive_int("batch_size", self.batch_size)
+        if not isinstance(self.skip_fooled, bool):
+            raise ParameterError("skip_fooled", f"must be True or False, got {self.skip_fooled!r}")
         object.__setattr__(self, "eps", eps)
         object.__setattr__(self, "steps", steps)
         object.__setattr__(self, "restarts", restarts)
@@ -143,6 +149,8 @@ class AttackOptions:
         config: dict[str, Any] = {}
         if self.restarts > 1:
             config["restarts"] = self.restarts
+        if self.skip_fooled:  # runs made before it attacked every radius
+            config["skip_fooled"] = True
         if self.noise_sigma is not None:
             # The noise is drawn per block, so with noise the results depend on the block size.
             config["batch_size"] = self.batch_size
@@ -166,7 +174,23 @@ def _open_run(
 ) -> RunStore:
     """The run file, created or resumed (its config must match this run's exactly)."""
     run_config = {**options.config(indices), **(config or {}), **options.optional_config()}
-    return RunStore.open(out, "attack", run_config, ATTACK_SCHEMA, info=info)
+    try:
+        return RunStore.open(out, "attack", run_config, ATTACK_SCHEMA, info=info)
+    except ValueError as exc:
+        if options.skip_fooled and "skip_fooled" in str(exc):
+            raise _EveryRadiusRun(str(exc)) from None
+        raise
+
+
+class _EveryRadiusRun(ValueError):
+    """A run file that attacked every radius (as versions before ``skip_fooled`` did), met
+    by a run that skips: the message says how to resume it, in the library's and the CLI's
+    words."""
+
+    def __init__(self, message: str) -> None:
+        hint = "; it attacks every radius: resume it with {}"
+        super().__init__(message + hint.format("skip_fooled=False"))
+        self.cli_message = message + hint.format("--every-radius")
 
 
 # ------------------------------------------------------------------ 3-5. select, evaluate, write
@@ -187,6 +211,7 @@ def _attack_block(
     pred = attack_seeded_batch(
         model, x, y, list(options.eps), list(options.steps), options.noise_sigma,
         options.noise_samples, options.objective, options.seed, block[0], options.restarts,
+        options.skip_fooled,
     )  # fmt: skip
     return y, pred, (time.perf_counter() - start) / len(block)
 
@@ -246,6 +271,7 @@ def attack_dataset(
     info: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     restarts: int = 1,
+    skip_fooled: bool = True,
 ) -> dict[str, Any]:
     """Accuracy under L2 PGD at every radius, one stored row per example; resumable.
 
@@ -260,6 +286,10 @@ def attack_dataset(
 
     The rows store each radius's prediction; the accuracy counts an example robust at ε only
     if it was correct at every radius ≤ ε (:func:`smoothcert.attacks.robust.robust_correct`).
+    By default an example fooled at a radius is not attacked again at the larger ones (its
+    prediction there is that of the point that fooled it, which lies in every larger ball);
+    ``skip_fooled=False`` attacks it at every radius, as runs made before this option did
+    (such a run resumes only with it).
 
     Parameters
     ----------
@@ -296,6 +326,8 @@ def attack_dataset(
     restarts : int, default 1
         Runs of each attack (random starts after the first;
         :func:`smoothcert.attacks.robust.attack_batch`).
+    skip_fooled : bool, default True
+        Skip the radii above the first one that fooled an example (see above).
 
     Returns
     -------
@@ -319,6 +351,7 @@ def attack_dataset(
         objective=objective,
         batch_size=batch_size,
         seed=seed,
+        skip_fooled=skip_fooled,
     )
     indices = _selected(dataset, indices)
     device = next(model.parameters()).device

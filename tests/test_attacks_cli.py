@@ -224,3 +224,19 @@ def test_every_radius_flag_is_part_of_the_run(lenet, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "different arguments" in err and err.count("\n") == 1
     assert err.rstrip().endswith("it attacks every radius: resume it with --every-radius")
+
+
+def test_threads_flag_sets_torch_threads_and_refuses_zero(lenet, tmp_path, capsys):
+    _, ckpt = lenet
+    base = ["attack", str(ckpt), "--dataset", "mnist", "--eps", "0.5", "--steps", "2",
+            "--max", "4", "--no-progress", "--out", str(tmp_path / "t.db")]  # fmt: skip
+    assert main([*base, "--threads", "0"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--threads must be a positive integer, got 0")
+    assert not (tmp_path / "t.db").exists()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main([*base, "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

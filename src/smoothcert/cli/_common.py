@@ -55,6 +55,13 @@ def add_model_and_data(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="torch device, e.g. cpu or cuda:0 (default: cuda if available)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice, one per core; with several runs "
+        "side by side give each its share of the cores)",
+    )
 
 
 MODEL_HELP = (
@@ -268,6 +275,11 @@ class Inputs:
 def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
     """The model and the dataset of the model and data flags, validated against each other
     (``device``: a torch.device; default: the one --device names). ``args`` is not changed."""
+    if getattr(args, "threads", None) is not None:
+        import torch
+
+        positive_int("threads", args.threads)
+        torch.set_num_threads(args.threads)
     if device is None:
         device = resolve_device(args.device)
     model, meta, checkpoint = load_model(args, device)

@@ -89,12 +89,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument("--plot", default=None, help="write the figure here (.png, .pdf)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads for torch (default: torch's choice; 1 is much faster on a shared CPU)",
-    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -107,14 +101,13 @@ def _check_sigma(sigma: float | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
     from smoothcert.dcert_report import dcert_report, plot_dcert
     from smoothcert.runs import select_indices
     from smoothcert.runs.dcert import dcert_dataset
 
-    for name in ("steps", "num_noise", "num_eval", "batch", "skip", "max", "threads", "restarts"):
+    for name in ("steps", "num_noise", "num_eval", "batch", "skip", "max", "restarts"):
         if name == "steps" and args.steps == 0:
             continue
         _common.positive_int(name.replace("_", "-"), getattr(args, name))
@@ -123,8 +116,6 @@ def run(args: argparse.Namespace) -> int:
     _common.finite("gamma-adv", args.gamma_adv, positive=True)
     _common.finite("rhos", args.rhos, positive=False)
     _check_sigma(args.sigma)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     inputs = _common.load_inputs(args)
     model, meta, dataset = inputs.model, inputs.meta, inputs.dataset
     sigma = args.sigma if args.sigma is not None else meta.get("sigma")

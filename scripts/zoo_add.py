@@ -6,8 +6,9 @@
 
 Copies the stage's last.safetensors into src/smoothcert/models/zoo/NAME.safetensors, and writes
 its manifest row: sha256, dataset, arch, method, σ (from the checkpoint's metadata), the exact
-commands of the two stages, and the certified accuracy of the certify run at --radii. Refuses a
-file over 5 MB or a zoo over 40 MB.
+commands of the two stages, and the certified accuracy of the certify run at --radii (or, with
+--attack-stage, the accuracy under L2 PGD of that attack run). Refuses a file over 5 MB or a zoo
+over 40 MB.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from smoothcert.analysis import analyze
 from smoothcert.checkpoint import load_checkpoint
 from smoothcert.experiments import load_experiment
 from smoothcert.models.zoo import MANIFEST, ZOO_DIR, ZooEntry, list_zoo, sha256_of
+from smoothcert.runs.attack import read_attack
 from smoothcert.store import RunStore
 
 MAX_FILE, MAX_TOTAL = 5_000_000, 40_000_000
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--certify-run", default=None, help="a certify run file instead of --certify-stage"
     )
+    p.add_argument("--attack-stage", default=None, help="an attack stage of the experiment")
     p.add_argument("--radii", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     p.add_argument("--notes", default="")
     args = p.parse_args(argv)
@@ -65,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
                 argv = store.info.get("argv") or []
             command = "smoothcert " + " ".join(str(a) for a in argv[1:])
         certify_command = f"{command}  ({summary.num_examples} test images)"
+    attack_accuracy, attack_command = {}, ""
+    if args.attack_stage:
+        stage = stages[args.attack_stage]
+        result = read_attack(stage.option("--out"))
+        missing = [r for r in args.radii if r not in result["accuracy"]]
+        if missing:
+            print(f"refused: the attack run has no radius {missing}", file=sys.stderr)
+            return 1
+        attack_accuracy = {f"{r:g}": result["accuracy"][r] for r in args.radii}
+        attack_command = f"{stage.command}  ({result['count']} test images)"
     shutil.copyfile(source, target)
     entry = ZooEntry(
         name=args.name,
@@ -78,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         certified_accuracy=accuracy,
         certify_command=certify_command,
         notes=args.notes,
+        attack_accuracy=attack_accuracy,
+        attack_command=attack_command,
     )
     rows = [dataclasses.asdict(e) for e in list_zoo() if e.name != args.name]
     rows.append(dataclasses.asdict(entry))

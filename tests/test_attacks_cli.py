@@ -240,3 +240,18 @@ def test_threads_flag_sets_torch_threads_and_refuses_zero(lenet, tmp_path, capsy
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_read_attack_counts_an_example_fooled_below_a_radius_as_fooled_there(tmp_path):
+    """A run file of the every-radius mode can hold a success at 0.5 and a failure at 1.0;
+    its accuracy at 1.0 (what reports and the zoo read) still counts the example fooled."""
+    from smoothcert.runs.attack import ATTACK_SCHEMA, read_attack
+
+    config = {"command": "attack", "eps": [0.0, 0.5, 1.0]}
+    with RunStore.open(tmp_path / "r.db", "attack", config, ATTACK_SCHEMA) as store:
+        for idx, correct in enumerate([[1, 0, 1], [1, 1, 1], [1, 1, 0], [0, 1, 1]]):
+            p = [3 if c else 4 for c in correct]
+            store.add(idx, {"label": 3, "predictions": p, "correct": correct, "seconds": 0.1})
+    result = read_attack(tmp_path / "r.db")
+    assert result["count"] == 4 and result["eps"] == [0.0, 0.5, 1.0]
+    assert result["accuracy"] == {0.0: 0.75, 0.5: 0.5, 1.0: 0.25}

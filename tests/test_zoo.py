@@ -80,3 +80,21 @@ def test_a_damaged_zoo_file_or_unknown_name_is_refused(tmp_zoo, tmp_path):
     r = smoothcert("certify", "zoo:tiny", "--out", out, check=False)
     assert r.returncode == 2 and "sha256" in r.stderr and len(r.stderr.splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_model_trained_against_attacks_lists_its_pgd_accuracy(tmp_zoo):
+    manifest_path = tmp_zoo.parent / "manifest.json"
+    rows = json.loads(manifest_path.read_text())["models"]
+    rows[0] |= {
+        "certified_accuracy": {},
+        "certify_command": "",
+        "attack_accuracy": {"0": 0.99, "0.84": 0.87},
+        "attack_command": "smoothcert attack runs/x/last.safetensors --eps 0 0.84 --out a.db",
+    }
+    manifest_path.write_text(json.dumps({"models": rows}))
+    listing = smoothcert("zoo").stdout.splitlines()
+    assert listing[1].startswith("zoo:tiny") and listing[1].endswith("PGD r=0:0.99 r=0.84:0.87")
+    shown = smoothcert("zoo", "tiny").stdout
+    assert "accuracy under L2 PGD: r=0: 0.990, r=0.84: 0.870" in shown
+    assert "measured by: smoothcert attack runs/x/last.safetensors" in shown
+    assert "certified accuracy" not in shown

@@ -341,7 +341,7 @@ def _figure8(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
 
 
 def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
-    from smoothcert.store import RunStore
+    from smoothcert.runs.attack import read_attack
 
     runs: dict[str, str] = section["runs"]
     lines = _missing(runs)
@@ -349,11 +349,10 @@ def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     present = {k: v for k, v in runs.items() if Path(v).exists()}
     table: dict[str, tuple[list[float], list[float], int]] = {}
     for label, path in present.items():
-        with RunStore.read(path) as store:
-            eps = [float(e) for e in store.config["eps"]]
-            correct = np.array([r["correct"] for r in store.rows()], float)
-        if len(correct):
-            table[label] = (eps, correct.mean(axis=0).tolist(), len(correct))
+        result = read_attack(path)  # robust at ε: not fooled at any radius up to ε
+        if result["count"]:
+            acc = [result["accuracy"][e] for e in result["eps"]]
+            table[label] = (result["eps"], acc, result["count"])
     if not table:
         return lines or ["(no runs)"]
     all_eps = sorted({e for eps, _, _ in table.values() for e in eps})

@@ -251,6 +251,15 @@ def _summary(rows: list[dict[str, Any]], eps: list[float]) -> dict[str, Any]:
     return {"eps": eps, "accuracy": accuracy, "count": len(rows), "rows": rows}
 
 
+def read_attack(path: str | os.PathLike) -> dict[str, Any]:
+    """The result of the attack run file ``path`` as :func:`attack_dataset` returns it (its
+    radii, accuracy per radius with the per-example minimum over radii, count and rows)."""
+    with RunStore.read(path) as store:
+        eps = [float(e) for e in store.config["eps"]]
+        rows = store.rows()
+    return _summary(rows, eps)
+
+
 # ------------------------------------------------------------------ the run
 
 

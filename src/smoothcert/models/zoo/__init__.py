@@ -35,6 +35,9 @@ class ZooEntry:
     certified_accuracy: dict[str, float] = field(default_factory=dict)  # radius -> accuracy
     certify_command: str = ""
     notes: str = ""
+    # models trained against attacks (NAL, WRM): L2 PGD accuracy, radius -> accuracy
+    attack_accuracy: dict[str, float] = field(default_factory=dict)
+    attack_command: str = ""
 
     @property
     def path(self) -> Path:

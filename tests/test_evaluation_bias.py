@@ -121,11 +121,16 @@ def _band_data(m: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
 def test_robust_at_a_radius_needs_every_smaller_radius_to_fail() -> None:
     from smoothcert.attacks.robust import robust_accuracy
 
-    result = robust_accuracy(Band("shell"), _band_data(), [1.0, 0.5, 0.0], steps=1)
+    every = robust_accuracy(
+        Band("shell"), _band_data(), [1.0, 0.5, 0.0], steps=1, skip_fooled=False
+    )
     # The attack at 1.0 overshoots the shell (prediction correct), but the one at 0.5, inside
     # the 1.0-ball, fooled every example: not robust at 1.0 either (was 1.0 before).
-    assert (result.predictions[:, 0] == 0).all() and (result.predictions[:, 1] == 1).all()
-    assert result.accuracy == {1.0: 0.0, 0.5: 0.0, 0.0: 1.0}
+    assert (every.predictions[:, 0] == 0).all() and (every.predictions[:, 1] == 1).all()
+    assert every.accuracy == {1.0: 0.0, 0.5: 0.0, 0.0: 1.0}
+    # By default 1.0 is not attacked again: the point found at 0.5 stands for it.
+    result = robust_accuracy(Band("shell"), _band_data(), [1.0, 0.5, 0.0], steps=1)
+    assert (result.predictions[:, :2] == 1).all() and result.accuracy == every.accuracy
 
 
 def test_an_attack_run_takes_the_minimum_over_radii_and_attacks(tmp_path: Path) -> None:
@@ -141,9 +146,14 @@ def test_an_attack_run_takes_the_minimum_over_radii_and_attacks(tmp_path: Path) 
         def batch(self, indices):
             return self.x[indices], self.y[indices]
 
-    run = attack_dataset(Band("shell"), Pairs(), tmp_path / "a.db", [0.5, 1.0], steps=1)
+    run = attack_dataset(
+        Band("shell"), Pairs(), tmp_path / "a.db", [0.5, 1.0], steps=1, skip_fooled=False
+    )
     assert run["accuracy"] == {0.5: 0.0, 1.0: 0.0}
     assert [r["correct"] for r in run["rows"]] == [[0, 1]] * 4  # each radius's own result
+    skip = attack_dataset(Band("shell"), Pairs(), tmp_path / "s.db", [0.5, 1.0], steps=1)
+    assert skip["accuracy"] == run["accuracy"]
+    assert [r["correct"] for r in skip["rows"]] == [[0, 0]] * 4  # 0.5's point stands for 1.0
     # Two attacks: a 1-step one that overshoots at 1.0, a 20-step one that does not; the
     # union never reports more accuracy than either alone.
     both = attack_dataset(Band("shell"), Pairs(), tmp_path / "b.db", [1.0], steps=[1, 20])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 from pathlib import Path
 
@@ -230,3 +231,35 @@ def test_reports_give_each_certify_runs_class_mix(tmp_path) -> None:
     ones = int(data.y.sum())
     assert _class_mix(str(tmp_path / "r.db")) == f"12 ({12 - ones}–{ones} per class, 2 classes)"
     assert ones == 9
+
+
+def test_attack_sections_give_paired_differences_with_standard_errors(tmp_path) -> None:
+    """A − B on the images both runs attacked: mean of the per-image verdict differences and
+    its standard error; beyond two standard errors is marked."""
+    from types import SimpleNamespace
+
+    from smoothcert.experiments.report import _attack
+    from smoothcert.runs.attack import ATTACK_SCHEMA
+    from smoothcert.store import RunStore
+
+    def run(name: str, verdicts: dict[int, list[int]]) -> str:
+        path = tmp_path / f"{name}.db"
+        with RunStore.open(path, "attack", {"eps": [0.0, 1.0]}, ATTACK_SCHEMA) as store:
+            for idx, c in verdicts.items():
+                store.add(idx, {"label": 1, "predictions": c, "correct": c, "seconds": 0.0})
+        return str(path)
+
+    # A beats B at ε = 1 on every shared image (0..9); image 20 only A has, 10 and 11 only B
+    a = run("a", {i: [1, 1] for i in [*range(10), 20]})
+    b = run("b", {i: [1, 0] if i < 10 else [1, 1] for i in range(12)})
+    c = run("c", {i: [1, int(i % 2 == 0)] for i in range(10)})  # B on half of them
+    runs = {"A": a, "B": b, "C": c}
+    experiment = SimpleNamespace(path="x.toml", stages=[])
+    section = {"title": "t", "runs": runs, "differences": [["A", "B"], ["A", "C"]]}
+    text = "\n".join(_attack(experiment, section, tmp_path))
+    assert "| A − B | 10 | +0.000 ± 0.000 | +1.000 ± 0.000* |" in text
+    # ε = 1: differences five 0s and five 1s, mean 0.5, sd √(2.5/9), se = sd/√10
+    se = math.sqrt(0.25 * 10 / 9) / math.sqrt(10)
+    assert f"| A − C | 10 | +0.000 ± 0.000 | +0.500 ± {se:.3f}* |" in text
+    with pytest.raises(ValueError, match=r"differences of section 't' must be pairs"):
+        _attack(experiment, {**section, "differences": [["A", "Z"]]}, tmp_path)

@@ -362,7 +362,50 @@ def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
         by_eps = dict(zip(eps, acc, strict=True))
         cells = [_num(by_eps.get(e, float("nan"))) for e in all_eps]
         lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    for pair in section.get("differences", []):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(p in runs for p in pair)):
+            raise ValueError(
+                f"{experiment.path}: the differences of section {section.get('title')!r} must "
+                f"be pairs of its runs' labels, got {pair!r}"
+            )
+    pairs = [(a, b) for a, b in section.get("differences", []) if a in present and b in present]
+    if pairs:
+        lines += ["", *_paired_differences(present, pairs, all_eps, len(header))]
     return lines + _sources(experiment, present)
+
+
+def _paired_differences(
+    paths: dict[str, str], pairs: list[tuple[str, str]], all_eps: list[float], width: int
+) -> list[str]:
+    """Rows "A − B": the difference of the two models' accuracies on the test images both
+    were attacked on, ± its standard error over those images (paired: the same images)."""
+    from smoothcert.runs.attack import read_attack
+
+    lines = [
+        "Differences on the images both runs attacked (± the paired standard error; a "
+        "difference beyond two standard errors is marked *):",
+        "",
+        "| difference | images | " + " | ".join(f"ε = {e:g}" for e in all_eps) + " |",
+        "|" + "---|" * width,
+    ]
+    for a, b in pairs:
+        ra, rb = read_attack(paths[a]), read_attack(paths[b])
+        pos_a = {r["idx"]: i for i, r in enumerate(ra["rows"])}
+        pos_b = {r["idx"]: i for i, r in enumerate(rb["rows"])}
+        shared = sorted(pos_a.keys() & pos_b.keys())
+        cells = []
+        for e in all_eps:
+            if e not in ra["eps"] or e not in rb["eps"] or len(shared) < 2:
+                cells.append("—")
+                continue
+            va = ra["robust"][[pos_a[i] for i in shared], ra["eps"].index(e)]
+            vb = rb["robust"][[pos_b[i] for i in shared], rb["eps"].index(e)]
+            d = va.astype(float) - vb.astype(float)
+            mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+            mark = "*" if abs(mean) > 2 * se else ""
+            cells.append(f"{mean:+.3f} ± {se:.3f}{mark}")
+        lines.append(f"| {a} − {b} | {len(shared)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _dcert(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:

@@ -97,7 +97,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="METHOD",
         help=f"training method: {', '.join(list_methods())}",
     )
-    g.add_argument("--epochs", type=int, default=10, help="passes over the training set")
+    g.add_argument(
+        "--epochs",
+        type=int,
+        default=10,
+        help="passes over the training set; rerun a run with a larger value to continue it "
+        "(constant or step schedule)",
+    )
     g.add_argument("--batch-size", type=int, default=128, help="examples per optimizer step")
     g.add_argument(
         "--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (with momentum) or adam"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -255,3 +257,16 @@ def test_read_attack_counts_an_example_fooled_below_a_radius_as_fooled_there(tmp
     result = read_attack(tmp_path / "r.db")
     assert result["count"] == 4 and result["eps"] == [0.0, 0.5, 1.0]
     assert result["accuracy"] == {0.0: 0.75, 0.5: 0.5, 1.0: 0.25}
+
+
+def test_read_attack_of_a_run_that_has_no_rows_yet(tmp_path):
+    """A run file created but not yet past its first block (an experiment report written while
+    the attack runs) reads as zero examples with an undefined accuracy, not an error."""
+    from smoothcert.runs.attack import ATTACK_SCHEMA, read_attack
+
+    config = {"command": "attack", "eps": [0.0, 0.5]}
+    with RunStore.open(tmp_path / "r.db", "attack", config, ATTACK_SCHEMA):
+        pass
+    result = read_attack(tmp_path / "r.db")
+    assert result["count"] == 0 and result["robust"].shape == (0, 2)
+    assert all(math.isnan(a) for a in result["accuracy"].values())

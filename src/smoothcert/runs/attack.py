@@ -243,7 +243,7 @@ def _store_block(
 def _summary(rows: list[dict[str, Any]], eps: list[float]) -> dict[str, Any]:
     """The result of the run: its radii, accuracy per radius (robust at ε = correct at every
     radius up to ε), count, rows and ``robust`` (that verdict, [rows, radii] bool)."""
-    raw = np.array([r["correct"] for r in rows], dtype=bool).reshape(len(rows), -1)
+    raw = np.array([r["correct"] for r in rows], dtype=bool).reshape(len(rows), len(eps))
     correct = robust_correct(raw, eps)
     accuracy = {
         e: float(correct[:, k].mean()) if len(rows) else float("nan") for k, e in enumerate(eps)

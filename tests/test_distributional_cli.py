@@ -115,3 +115,35 @@ def test_dcert_restarts_default_to_three_and_old_runs_keep_one(checkpoint, tmp_p
     with RunStore.read(old) as store:
         assert "restarts" not in store.config["surrogate"] and len(store.rows()) == 4
     capsys.readouterr()
+
+
+def test_ascent_agreement_counts_examples_whose_two_ascents_disagree():
+    """Grid (1, 3) and sweep (2, 3) share γ = 3: the rows compare the certificate's and the
+    adversary's values there, counting a difference above 0.01 and above three combined
+    Monte Carlo standard errors."""
+    from smoothcert.dcert_report import ascent_agreement
+    from smoothcert.distributional import SurrogateTable
+    from smoothcert.runs.dcert import DcertResult
+
+    def table(gammas, lagr, se):
+        lagr = np.asarray(lagr, float)
+        z = np.zeros_like(lagr)
+        return SurrogateTable(
+            gammas=np.asarray(gammas, float), sigma=0.1, dim=4, lagrangian=lagr, loss=z,
+            cost=z, value_se=np.asarray(se, float), grad_norm=z, indices=np.arange(len(lagr)),
+        )  # fmt: skip
+
+    cert_vals = [[0.0, 1.00], [0.0, 2.00], [0.0, 3.00], [0.0, 4.00]]
+    adv_vals = [[9.0, 1.005], [9.0, 2.50], [9.0, 2.90], [9.0, 4.00]]
+    se = [[0.0, 0.0], [0.0, 0.0], [0.0, 0.05], [0.0, 0.0]]  # example 2: 0.1 < 3 SE
+    tables = {}
+    for setting in ("smooth", "plain"):
+        tables["cert", setting] = table([1, 3], cert_vals, se)
+        tables["adv", setting] = table([2, 3], adv_vals, se)
+    result = DcertResult(sigma=0.1, gammas=np.array([1.0, 3.0]), gamma_adv=np.array([2.0, 3.0]),
+                         tables=tables)  # fmt: skip
+    rows = ascent_agreement(result)
+    assert [(r.gamma, r.n, r.disagree) for r in rows] == [(3.0, 4, 1), (3.0, 4, 1)]
+    assert rows[0].mean_difference == pytest.approx((-0.005 - 0.5 + 0.1 + 0.0) / 4)
+    assert rows[0].max_abs_difference == pytest.approx(0.5)
+    assert "| WRM σ=0 | 3 | 4 | -0.1012 | 1 | 0.5000 |" in dcert_report(result)

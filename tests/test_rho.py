@@ -55,6 +55,31 @@ def test_rho_matches_closed_form_of_linear_model():
     assert noisy.rho - noisy.rho_adv == pytest.approx(d * 0.3**2, rel=0.05)
 
 
+def test_sampled_cost_adds_the_noise_mean_and_the_expected_cost_does_not():
+    """A flat loss (zero weights): the sup of E[ℓ − γ‖x + z − x0‖²] is at x0. With Algorithm 1's
+    sampled cost and η = 0.5/γ each step lands on x0 − z̄ of its own s draws, so ρ_adv =
+    E‖z̄‖² = dσ²/s; the ascent on the cost's expectation (cost_with_noise=False, the same
+    gradient as ‖x − x0‖² + dσ²) stays at x0."""
+    d, n, sigma, gamma = 50, 400, 0.2, 3.0
+    model = nn.Linear(d, 1)
+    nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
+    x0 = torch.rand(n, d, generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(n, dtype=torch.long)
+    for s in (1, 4):
+        sampled = transport_cost(
+            model, (x0, y), gamma, sigma=sigma, num_noise=s, loss_fn=squared_loss, batch_size=100
+        )
+        # ‖z̄‖² = (σ²/s)·χ²_d per example: the mean of n has relative sd sqrt(2/(d n)) = 1%
+        assert sampled.rho_adv == pytest.approx(d * sigma**2 / s, rel=0.04)
+        expected = transport_cost(
+            model, (x0, y), gamma, sigma=sigma, num_noise=s, cost_with_noise=False,
+            loss_fn=squared_loss, batch_size=100,
+        )  # fmt: skip
+        assert expected.rho_adv == 0.0
+        assert expected.rho == pytest.approx(d * sigma**2, rel=0.04)
+
+
 @pytest.mark.parametrize(
     ("gamma", "kwargs", "message"),
     [

@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cost-without-noise",
         action="store_true",
-        help="penalize c(x, x0) instead of c(x + z, x0) (the ablation of Fig. 2(b))",
+        help="penalize c(x, x0) instead of c(x + z, x0) (the ablation of Fig. 2(b)); its "
+        "gradient is that of the expectation E_z c(x + z, x0), so rho_adv is the adversary's "
+        "own displacement, without the mean of the sampled noise",
     )
     parser.add_argument("--batch", type=int, default=128, help="examples per batch")
     parser.add_argument(

@@ -263,3 +263,27 @@ def test_attack_sections_give_paired_differences_with_standard_errors(tmp_path) 
     assert f"| A − C | 10 | +0.000 ± 0.000 | +0.500 ± {se:.3f}* |" in text
     with pytest.raises(ValueError, match=r"differences of section 't' must be pairs"):
         _attack(experiment, {**section, "differences": [["A", "Z"]]}, tmp_path)
+
+
+def test_attack_sections_plot_accuracy_against_radius_with_binomial_errors(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from smoothcert.experiments.report import _attack, _with_binomial_se
+    from smoothcert.runs.attack import ATTACK_SCHEMA
+    from smoothcert.store import RunStore
+
+    path = tmp_path / "a.db"
+    with RunStore.open(path, "attack", {"eps": [0.0, 1.0]}, ATTACK_SCHEMA) as store:
+        for idx in range(4):  # accuracy 1.0 at ε = 0, 0.25 at ε = 1
+            c = [1, int(idx == 0)]
+            store.add(idx, {"label": 1, "predictions": c, "correct": c, "seconds": 0.0})
+    experiment = SimpleNamespace(path="x.toml", stages=[])
+    section = {"title": "t", "runs": {"A": str(path)}, "plot": "acc.png"}
+    text = "\n".join(_attack(experiment, section, tmp_path))
+    assert "![accuracy under attack against radius](acc.png)" in text
+    assert (tmp_path / "acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _with_binomial_se([0.0, 1.0], [1.0, 0.25], 4) == (
+        [0.0, 1.0],
+        [1.0, 0.25],
+        [0.0, math.sqrt(0.25 * 0.75 / 4)],
+    )

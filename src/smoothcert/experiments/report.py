@@ -16,7 +16,9 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
 - ``predict``: ``runs = {label = "PREDICT.db"}`` and ``reference``: Table 4's categories;
 - ``figure8``: ``run``, ``radii``, ``plot``: Cohen et al.'s Figure 8, the Lecuyer/Li bounds
   and the n and α projections (:func:`smoothcert.analysis.bound_comparison`);
-- ``attack``: ``runs = {label = "ATTACK.db"}``: accuracy under attack per radius;
+- ``attack``: ``runs = {label = "ATTACK.db"}``: accuracy under attack per radius, optional
+  ``differences`` (pairs of labels, A − B on shared images) and ``plot`` (accuracy against
+  radius with binomial standard errors);
 - ``dcert``: ``run`` and optional ``plot``: the distributional certificate's tables;
 - ``rho``: ``runs = {label = "RHO.json"}`` (from ``rho --json``), optional ``paper``: the
   transport costs ρ, ρ_adv and the matched radius ε = √ρ_adv (the NAL paper's Eq. 8);
@@ -181,22 +183,26 @@ def _training(experiment: Experiment, section: dict, out_dir: Path) -> list[str]
             f"{np.median(seconds):.0f} ({min(seconds):.0f}) |"
         )
     if curves and section.get("plot"):
+        by_epoch = {k: (list(range(1, len(v) + 1)), v, None) for k, v in curves.items()}
         _plot_lines(
-            curves, out_dir / section["plot"], "epoch", "test accuracy under noise (base model)"
+            by_epoch, out_dir / section["plot"], "epoch", "test accuracy under noise (base model)"
         )
         lines += ["", f"![noisy test accuracy per epoch]({section['plot']})"]
     return lines + _sources(experiment, runs)
 
 
-def _plot_lines(curves: dict[str, list[float]], path: Path, xlabel: str, ylabel: str) -> None:
+Curve = tuple[list[float], list[float], list[float] | None]  # x, y, y's standard error
+
+
+def _plot_lines(curves: dict[str, Curve], path: Path, xlabel: str, ylabel: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, ys in curves.items():
-        ax.plot(range(1, len(ys) + 1), ys, marker=".", label=label)
+    for label, (xs, ys, se) in curves.items():
+        ax.errorbar(xs, ys, yerr=se, marker=".", capsize=2, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -374,7 +380,20 @@ def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     pairs = [(a, b) for a, b in section.get("differences", []) if a in present and b in present]
     if pairs:
         lines += ["", *_paired_differences(present, pairs, all_eps, len(header))]
+    if section.get("plot"):
+        _plot_lines(
+            {k: _with_binomial_se(*v) for k, v in table.items()},
+            out_dir / section["plot"],
+            "L2 radius ε",
+            "accuracy under attack",
+        )
+        lines += ["", f"![accuracy under attack against radius]({section['plot']})"]
     return lines + _sources(experiment, present)
+
+
+def _with_binomial_se(eps: list[float], acc: list[float], n: int) -> Curve:
+    """(ε, accuracy, its standard error √(p(1 − p)/n) over the n attacked images)."""
+    return eps, acc, [math.sqrt(p * (1 - p) / n) for p in acc]
 
 
 def _paired_differences(

@@ -287,3 +287,26 @@ def test_attack_sections_plot_accuracy_against_radius_with_binomial_errors(tmp_p
         [1.0, 0.25],
         [0.0, math.sqrt(0.25 * 0.75 / 4)],
     )
+
+
+def test_reports_flag_runs_whose_stage_has_not_finished(tmp_path):
+    """A section reading a run whose stage started but is not done says so above its table."""
+    from smoothcert.experiments.report import write_report
+
+    f = _tiny(tmp_path, epochs=4)
+    f.write_text(
+        f.read_text() + '[[report.sections]]\nkind = "notes"\ntext = "t"\n'
+        'runs.model = "{runs}/train"\n'
+    )
+    experiment = load_experiment(f, "smoke", root=tmp_path)
+    report = write_report(experiment).read_text()
+    assert "Partial" not in report  # nothing started: "not run yet" is said elsewhere
+    out = tmp_path / "runs/tiny/smoke/train"
+    out.mkdir(parents=True)
+    row = {"epoch": 1, "train_seconds": 9.0, "eval_seconds": 1.0}
+    (out / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    report = write_report(experiment).read_text()
+    assert (
+        "**Partial:** not finished yet, so their numbers will change: "
+        "model (stage `train` left, 1/4 epochs)." in report
+    )

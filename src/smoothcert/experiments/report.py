@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +69,7 @@ def write_report(experiment: Experiment) -> Path:
     """
     out_dir = experiment.results_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    unfinished = _unfinished_outputs(experiment)
     lines = _header(experiment)
     for i, section in enumerate(experiment.report.get("sections", []), 1):
         section = experiment.substitute(section)
@@ -79,6 +81,7 @@ def write_report(experiment: Experiment) -> Path:
                 f"kinds are {', '.join(_SECTIONS)}"
             )
         lines += ["", f"## {section.get('title', kind)}", ""]
+        lines += _partial_notice(section, unfinished)
         lines += writer(experiment, section, out_dir)
     lines += ["", *_stages_table(experiment)]
     path = out_dir / REPORT_FILE
@@ -122,6 +125,44 @@ def _stages_table(experiment: Experiment) -> list[str]:
             f"`{s.stage.command}` |"
         )
     return lines
+
+
+def _unfinished_outputs(experiment: Experiment) -> dict[str, str]:
+    """Absolute output path -> "stage NAME running, 37/100 examples" for every stage that has
+    started (its output exists) but is not done: the numbers read from it are partial."""
+    from smoothcert.experiments.schedule import stage_outputs
+
+    found = {}
+    for st in experiment_status(experiment):
+        if st.status == "done":
+            continue
+        for out in stage_outputs(st.stage) or []:
+            if Path(out).exists():
+                progress = f", {st.progress}" if st.progress else ""
+                found[out] = f"stage `{st.stage.name}` {st.status}{progress}"
+    return found
+
+
+def _partial_notice(section: dict, unfinished: dict[str, str]) -> list[str]:
+    """A warning line naming the runs of ``section`` whose stages have not finished."""
+    paths = dict(section.get("runs", {}))
+    paths |= {key: section[key] for key in ("run", "a", "b", "reference") if key in section}
+    partial = []
+    for label, path in paths.items():
+        if not isinstance(path, str):
+            continue
+        p = os.path.abspath(path)
+        hit = next(
+            (why for out, why in unfinished.items() if p == out or p.startswith(out + "/")), None
+        )
+        if hit:
+            partial.append(f"{label} ({hit})")
+    if not partial:
+        return []
+    return [
+        f"**Partial:** not finished yet, so their numbers will change: {'; '.join(partial)}.",
+        "",
+    ]
 
 
 def _producer(experiment: Experiment, path: str) -> Stage | None:

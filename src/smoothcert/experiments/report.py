@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from smoothcert.atomic import atomic_write_text
-from smoothcert.experiments.runner import experiment_status, format_seconds
+from smoothcert.experiments.runner import StageStatus, experiment_status, format_seconds
+from smoothcert.experiments.schedule import path_within, stage_outputs
 from smoothcert.experiments.spec import Experiment, Stage
 
 REPORT_FILE = "report.md"
@@ -69,7 +70,8 @@ def write_report(experiment: Experiment) -> Path:
     """
     out_dir = experiment.results_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    unfinished = _unfinished_outputs(experiment)
+    status = experiment_status(experiment)
+    unfinished = _unfinished_outputs(status)
     lines = _header(experiment)
     for i, section in enumerate(experiment.report.get("sections", []), 1):
         section = experiment.substitute(section)
@@ -83,7 +85,7 @@ def write_report(experiment: Experiment) -> Path:
         lines += ["", f"## {section.get('title', kind)}", ""]
         lines += _partial_notice(section, unfinished)
         lines += writer(experiment, section, out_dir)
-    lines += ["", *_stages_table(experiment)]
+    lines += ["", *_stages_table(status)]
     path = out_dir / REPORT_FILE
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
@@ -112,14 +114,14 @@ def _header(experiment: Experiment) -> list[str]:
     ]
 
 
-def _stages_table(experiment: Experiment) -> list[str]:
+def _stages_table(status: list[StageStatus]) -> list[str]:
     lines = [
         "## Stages",
         "",
         "| stage | status | progress | time spent | command |",
         "|---|---|---|---|---|",
     ]
-    for s in experiment_status(experiment):
+    for s in status:
         lines.append(
             f"| {s.stage.name} | {s.status} | {s.progress} | {format_seconds(s.seconds)} | "
             f"`{s.stage.command}` |"
@@ -127,13 +129,12 @@ def _stages_table(experiment: Experiment) -> list[str]:
     return lines
 
 
-def _unfinished_outputs(experiment: Experiment) -> dict[str, str]:
+def _unfinished_outputs(status: list[StageStatus]) -> dict[str, str]:
     """Absolute output path -> "stage NAME running, 37/100 examples" for every stage that has
     started (its output exists) but is not done: the numbers read from it are partial."""
-    from smoothcert.experiments.schedule import stage_outputs
 
     found = {}
-    for st in experiment_status(experiment):
+    for st in status:
         if st.status == "done":
             continue
         for out in stage_outputs(st.stage) or []:
@@ -152,9 +153,7 @@ def _partial_notice(section: dict, unfinished: dict[str, str]) -> list[str]:
         if not isinstance(path, str):
             continue
         p = os.path.abspath(path)
-        hit = next(
-            (why for out, why in unfinished.items() if p == out or p.startswith(out + "/")), None
-        )
+        hit = next((why for out, why in unfinished.items() if path_within(p, [out])), None)
         if hit:
             partial.append(f"{label} ({hit})")
     if not partial:

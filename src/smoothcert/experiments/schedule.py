@@ -82,7 +82,7 @@ def _inputs(stage: Stage) -> list[str]:
     return found
 
 
-def _within(path: str, outputs: Iterable[str]) -> bool:
+def path_within(path: str, outputs: Iterable[str]) -> bool:
     """Whether ``path`` is one of ``outputs`` or inside one of them."""
     return any(path == out or path.startswith(out.rstrip("/") + "/") for out in outputs)
 
@@ -145,9 +145,9 @@ def stage_dependencies(stages: Sequence[Stage]) -> dict[str, set[str]]:
             if a_out is None:
                 continue  # the last barrier stands for every barrier before it
             if (
-                any(_within(arg, a_out) for arg in inputs[j])
-                or any(_within(out, outputs[j]) for out in a_out)
-                or any(_within(arg, outputs[j]) for arg in inputs[i])
+                any(path_within(arg, a_out) for arg in inputs[j])
+                or any(path_within(out, outputs[j]) for out in a_out)
+                or any(path_within(arg, outputs[j]) for arg in inputs[i])
             ):
                 found.add(stages[i].name)
         deps[b.name] = found

@@ -4,7 +4,7 @@ images the procedure is evaluated on (the first test images; benchmarks/adaptive
 1. ``screen``: estimate pA on HELD-OUT test images (default: the last 400 of the test set) with
    a fixed number of draws, and more draws where any draw disagrees with the top class. One
    JSON line per image (resumable).
-2. ``simulate``: replay the adaptive procedure (smoothcert.adaptive.run_plan, the code that
+2. ``simulate``: replay the adaptive procedure (smoothcert.certify.adaptive.run_plan, the code that
    certifies) and fixed-n CERTIFY on Binomial draws at those pA, for a grid of plans, and print
    the mean base-classifier evaluations and the expected certified-accuracy difference
    (percentage points) at each radius. Images whose screening draws all agree are simulated
@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smoothcert.adaptive import plan_looks, run_plan
-from smoothcert.stats import certify_decision, lower_confidence_bound
+from smoothcert.certify.adaptive import plan_looks, run_plan
+from smoothcert.certify.stats import certify_decision, lower_confidence_bound
 
 
 def screen(args: argparse.Namespace) -> None:
     from smoothcert import SmoothedClassifier
-    from smoothcert.checkpoint import load_checkpoint
     from smoothcert.data import load_dataset
+    from smoothcert.models.checkpoint import load_checkpoint
 
     ds = load_dataset(args.dataset, "test")
     model, _ = load_checkpoint(args.checkpoint)

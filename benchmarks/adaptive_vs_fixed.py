@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from smoothcert import ABSTAIN, SmoothedClassifier
-from smoothcert.adaptive import AdaptiveOptions, certify_adaptive
+from smoothcert.certify.adaptive import AdaptiveOptions, certify_adaptive
 
 
 def summarize(rows: list[dict], radii: list[float]) -> dict:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ds = load_dataset(args.dataset, "test")
     if args.checkpoint:
-        from smoothcert.checkpoint import load_checkpoint
+        from smoothcert.models.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(args.checkpoint)
     else:

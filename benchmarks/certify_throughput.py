@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _archs import INPUT_SHAPES, build  # noqa: E402
 
-from smoothcert.throughput import interleaved, machine  # noqa: E402
+from smoothcert.bench.throughput import interleaved, machine  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

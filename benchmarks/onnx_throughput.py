@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smoothcert.checkpoint import load_checkpoint
+from smoothcert.bench.throughput import machine, noisy_batches, per_round_ratio
+from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.models import create_model
 from smoothcert.models.adapters import load_model
 from smoothcert.models.adapters.export import export_onnx
-from smoothcert.smoothing import SmoothedClassifier
-from smoothcert.throughput import machine, noisy_batches, per_round_ratio
+from smoothcert.models.checkpoint import load_checkpoint
 
 PATHS = ("pytorch fp32", "pytorch bf16+channels-last", "onnxruntime")
 

@@ -30,14 +30,14 @@ sys.path.insert(0, str(HERE))
 from _archs import INPUT_SHAPES, build  # noqa: E402
 from baseline import plain_counts  # noqa: E402
 
-from smoothcert.throughput import benchmark, machine  # noqa: E402
+from smoothcert.bench.throughput import benchmark, machine  # noqa: E402
 
 DATASETS = {"cnn3": "mnist", "resnet20": "cifar10"}
 
 
 def load_model(arch: str, checkpoint: str | None) -> tuple[torch.nn.Module, str]:
     if checkpoint:
-        from smoothcert.checkpoint import load_checkpoint
+        from smoothcert.models.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(checkpoint)
         return model.eval(), f"checkpoint {checkpoint}"
@@ -68,7 +68,7 @@ def peak_rss(arch: str, n: int, precision: str) -> dict:
 
 
 def bench_model(arch: str, args: argparse.Namespace) -> dict:
-    """smoothcert.throughput.benchmark (what `smoothcert bench` measures) with the pseudocode
+    """smoothcert.bench.throughput.benchmark (what `smoothcert bench` measures) with the pseudocode
     baseline in every round, plus peak RSS at two n in fresh processes."""
     model, source = load_model(arch, getattr(args, f"{arch}_checkpoint"))
     x = torch.rand(INPUT_SHAPES[arch], generator=torch.Generator().manual_seed(0))

@@ -22,8 +22,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _archs import INPUT_SHAPES, build  # noqa: E402
 
-from smoothcert.smoothing import SmoothedClassifier  # noqa: E402
-from smoothcert.throughput import counts_rate, machine  # noqa: E402
+from smoothcert.bench.throughput import counts_rate, machine  # noqa: E402
+from smoothcert.certify.smoothing import SmoothedClassifier  # noqa: E402
 
 
 def _model(arch: str) -> tuple[nn.Module, tuple[int, ...], str]:

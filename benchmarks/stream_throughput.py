@@ -28,9 +28,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from smoothcert.bench.throughput import machine
 from smoothcert.data import load_dataset
 from smoothcert.data.stream import TrainItems, collate
-from smoothcert.throughput import machine
 from smoothcert.training import TrainConfig, train
 
 WORKERS = (0, 1, 2)

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from smoothcert.bench.throughput import machine
 from smoothcert.data import DatasetInfo, ImageDataset
 from smoothcert.models import create_model
-from smoothcert.throughput import machine
 from smoothcert.training import TrainConfig, train
 
 SHAPES = {"cnn3": (1, 28, 28), "resnet20": (3, 32, 32)}

@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 
 from smoothcert.analysis import analyze
-from smoothcert.checkpoint import load_checkpoint
+from smoothcert.models.checkpoint import load_checkpoint
 from smoothcert.experiments import load_experiment
 from smoothcert.models.zoo import MANIFEST, ZOO_DIR, ZooEntry, list_zoo, sha256_of
 from smoothcert.runs.attack import read_attack
-from smoothcert.store import RunStore
+from smoothcert.runs.store import RunStore
 
 MAX_FILE, MAX_TOTAL = 5_000_000, 40_000_000
 

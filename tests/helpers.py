@@ -87,8 +87,8 @@ def untrained_checkpoint(
 ) -> Path:
     """An untrained ``arch`` for the dataset ``info`` describes, saved with its metadata: for
     tests of plumbing and bit-identity, not of accuracy."""
-    from smoothcert.checkpoint import save_checkpoint
     from smoothcert.models import create_model
+    from smoothcert.models.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     model = create_model(arch, info.num_classes, info.input_shape, info.mean, info.std)

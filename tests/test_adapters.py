@@ -20,10 +20,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from helpers import smoothcert
+from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.models.adapters import load_model, model_format
 from smoothcert.models.adapters.export import export_onnx, export_program, export_torchscript
 from smoothcert.runs import file_sha256
-from smoothcert.smoothing import SmoothedClassifier
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")  # torch.onnx.export's exporter
@@ -97,7 +97,7 @@ def trained(tmp_path_factory, mnist_train) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory) -> dict[str, Path]:
-    from smoothcert.checkpoint import load_checkpoint
+    from smoothcert.models.checkpoint import load_checkpoint
 
     folder = tmp_path_factory.mktemp("exported")
     model, _ = load_checkpoint(trained)
@@ -132,7 +132,7 @@ def _disagreement(a: nn.Module, b: nn.Module, images: list[torch.Tensor], draws:
 
 @pytest.mark.parametrize("name", ["cnn3", "bn"])
 def test_every_format_counts_like_the_original(name, trained, exported, mnist_test) -> None:
-    from smoothcert.checkpoint import load_checkpoint
+    from smoothcert.models.checkpoint import load_checkpoint
 
     original = load_checkpoint(trained)[0] if name == "cnn3" else batchnorm_net()
     images = [mnist_test[i][0] for i in range(4)]
@@ -381,7 +381,7 @@ def test_help_says_where_the_radius_lives(capsys) -> None:
 def test_input_normalization_is_prepended_and_stored(trained, exported, tmp_path) -> None:
     """A graph that expects normalized inputs, with --input-mean/--input-std, certifies like
     the graph that normalizes itself; the normalization is part of the run's identity."""
-    from smoothcert.checkpoint import load_checkpoint
+    from smoothcert.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(trained)
     body = export_onnx(model[1], tmp_path / "body.onnx", MNIST)  # without its Normalize layer

@@ -13,7 +13,7 @@ from scipy.stats import norm
 from torch import nn
 
 from smoothcert import ABSTAIN, SmoothedClassifier
-from smoothcert.adaptive import (
+from smoothcert.certify.adaptive import (
     all_correct_look,
     certify_adaptive,
     look_levels,
@@ -251,7 +251,7 @@ def test_bad_arguments(kwargs, message: str) -> None:
 def test_cli_defaults_are_the_library_defaults() -> None:
     import argparse
 
-    from smoothcert.adaptive import AdaptiveOptions
+    from smoothcert.certify.adaptive import AdaptiveOptions
     from smoothcert.cli import certify
 
     parser = argparse.ArgumentParser()

@@ -10,10 +10,10 @@ import torch
 
 from helpers import LinearImage, ToyData, smoothcert, untrained_checkpoint
 from smoothcert import analysis
-from smoothcert.adaptive import look_schedule
+from smoothcert.bench.throughput import interleaved
+from smoothcert.certify.adaptive import look_schedule
+from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.runs import RunStore, certify_dataset
-from smoothcert.smoothing import SmoothedClassifier
-from smoothcert.throughput import interleaved
 
 
 def _classifier() -> SmoothedClassifier:

@@ -10,7 +10,7 @@ import torch
 from smoothcert.attacks import robust_accuracy
 from smoothcert.cli import main
 from smoothcert.runs.attack import attack_dataset
-from smoothcert.store import RunStore
+from smoothcert.runs.store import RunStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -20,8 +20,8 @@ def lenet(tmp_path_factory, mnist_train):
     """A LeNet trained for a few steps on real MNIST, saved as a checkpoint."""
     from torch.nn import functional as F
 
-    from smoothcert.checkpoint import save_checkpoint
     from smoothcert.models import create_model
+    from smoothcert.models.checkpoint import save_checkpoint
 
     info = mnist_train.info
     torch.manual_seed(0)

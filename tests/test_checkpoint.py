@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from smoothcert.checkpoint import load_checkpoint, save_checkpoint
 from smoothcert.models import create_model
+from smoothcert.models.checkpoint import load_checkpoint, save_checkpoint
 from smoothcert.training.state import flatten_optimizer, unflatten_optimizer
 
 META = {

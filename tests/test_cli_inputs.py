@@ -14,7 +14,7 @@ from helpers import untrained_checkpoint
 from smoothcert.cli import _common, main
 from smoothcert.models import create_model
 from smoothcert.runs.attack import attack_dataset
-from smoothcert.store import RunStore, canonical_json
+from smoothcert.runs.store import RunStore, canonical_json
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

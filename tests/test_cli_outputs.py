@@ -14,8 +14,8 @@ import pytest
 
 from helpers import LinearImage, Result, ToyData, smoothcert
 from smoothcert import analysis
+from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.runs import certify_dataset, export_tsv, predict_dataset
-from smoothcert.smoothing import SmoothedClassifier
 
 pytestmark = pytest.mark.slow
 

@@ -102,7 +102,7 @@ def test_workers_and_a_mid_epoch_resume_give_the_same_weights(folder, tmp_path) 
 
     # Stop after 7 of 12 steps (a state every 3 steps), then the same command finishes.
     out = tmp_path / "cut"
-    from smoothcert.training.gaussian import Gaussian
+    from smoothcert.training.methods.gaussian import Gaussian
 
     original, calls = Gaussian.loss, [0]
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from helpers import untrained_checkpoint
+from smoothcert.analysis.dcert import dcert_report
 from smoothcert.cli import main
-from smoothcert.dcert_report import dcert_report
 from smoothcert.models import create_model
 from smoothcert.runs.dcert import dcert_dataset, read_dcert
-from smoothcert.store import RunStore
+from smoothcert.runs.store import RunStore
 
 FAST = ["--steps", "2", "--num-noise", "2", "--num-eval", "4", "--batch", "2", "--no-progress"]
 FAST += ["--restarts", "1"]  # the ascent restarts are tested in test_evaluation_bias.py
@@ -121,7 +121,7 @@ def test_ascent_agreement_counts_examples_whose_two_ascents_disagree():
     """Grid (1, 3) and sweep (2, 3) share γ = 3: the rows compare the certificate's and the
     adversary's values there, counting a difference above 0.01 and above three combined
     Monte Carlo standard errors."""
-    from smoothcert.dcert_report import ascent_agreement
+    from smoothcert.analysis.dcert import ascent_agreement
     from smoothcert.distributional import SurrogateTable
     from smoothcert.runs.dcert import DcertResult
 

@@ -12,9 +12,9 @@ import torch
 
 from helpers import LinearImage, ToyData
 from smoothcert.analysis import check_reference, predict_categories
+from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.runs import certify_dataset, example_generator, predict_dataset
-from smoothcert.smoothing import SmoothedClassifier
-from smoothcert.store import RunStore
+from smoothcert.runs.store import RunStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -82,7 +82,7 @@ def test_reference_of_another_precision_is_refused(tmp_path: Path) -> None:
 
 
 def test_theorem6_refuses_alpha_above_one_half() -> None:
-    from smoothcert import stats
+    from smoothcert.certify import stats
 
     # The proof bounds p(1 − p) by α(1 − α) for p ≤ α, true only for α ≤ ½.
     assert stats.certified_accuracy_lower_bound(90, 100, 0.5, 0.01) >= 0.0

@@ -221,9 +221,9 @@ def test_missing_file_and_unknown_stage(tmp_path):
 def test_reports_give_each_certify_runs_class_mix(tmp_path) -> None:
     """The certified-accuracy section says how many examples of each class a run holds."""
     from helpers import LinearImage, ToyData
+    from smoothcert.certify.smoothing import SmoothedClassifier
     from smoothcert.experiments.report import _class_mix
     from smoothcert.runs import certify_dataset
-    from smoothcert.smoothing import SmoothedClassifier
 
     data = ToyData()
     g = SmoothedClassifier(LinearImage(), 2, 0.25, batch_size=300, input_shape=(1, 2, 2))
@@ -240,7 +240,7 @@ def test_attack_sections_give_paired_differences_with_standard_errors(tmp_path) 
 
     from smoothcert.experiments.report import _attack
     from smoothcert.runs.attack import ATTACK_SCHEMA
-    from smoothcert.store import RunStore
+    from smoothcert.runs.store import RunStore
 
     def run(name: str, verdicts: dict[int, list[int]]) -> str:
         path = tmp_path / f"{name}.db"
@@ -270,7 +270,7 @@ def test_attack_sections_plot_accuracy_against_radius_with_binomial_errors(tmp_p
 
     from smoothcert.experiments.report import _attack, _with_binomial_se
     from smoothcert.runs.attack import ATTACK_SCHEMA
-    from smoothcert.store import RunStore
+    from smoothcert.runs.store import RunStore
 
     path = tmp_path / "a.db"
     with RunStore.open(path, "attack", {"eps": [0.0, 1.0]}, ATTACK_SCHEMA) as store:

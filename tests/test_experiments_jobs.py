@@ -25,7 +25,7 @@ import pytest
 
 import smoothcert
 from helpers import smoothcert as cli
-from smoothcert.checks import ParameterError
+from smoothcert._util.checks import ParameterError
 from smoothcert.experiments import experiment_status, load_experiment, run_experiment
 from smoothcert.experiments import runner as runner_module
 from smoothcert.experiments import workers as workers_module

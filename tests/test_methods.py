@@ -9,13 +9,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from smoothcert.attacks.surrogate import surrogate_ascent
+from smoothcert.distributional.ascent import surrogate_ascent
 from smoothcert.training.method import BatchContext
-from smoothcert.training.nal import NAL
+from smoothcert.training.methods.nal import NAL
+from smoothcert.training.methods.smoothadv import SmoothAdv
+from smoothcert.training.methods.trades import trades_adversary
+from smoothcert.training.methods.wrm import wrm_adversary
 from smoothcert.training.registry import get_method
-from smoothcert.training.smoothadv import SmoothAdv
-from smoothcert.training.trades import trades_adversary
-from smoothcert.training.wrm import wrm_adversary
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -168,7 +168,7 @@ def test_nal_k0_s1_is_gaussian_augmentation(mnist_train):
 
 
 def test_nal_k0_s1_equals_gaussian_method(mnist_train):
-    gaussian = pytest.importorskip("smoothcert.training.gaussian")
+    gaussian = pytest.importorskip("smoothcert.training.methods.gaussian")
     del gaussian
     model = tiny_net()
     x, y = mnist_train.batch(range(64))

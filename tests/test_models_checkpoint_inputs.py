@@ -17,9 +17,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from smoothcert import SmoothedClassifier
-from smoothcert.checkpoint import encode_tensors, load_checkpoint, save_checkpoint
 from smoothcert.data import load_dataset
 from smoothcert.models import Normalize, create_model
+from smoothcert.models.checkpoint import encode_tensors, load_checkpoint, save_checkpoint
 
 SMALL = (1, 12, 12)  # the smallest input lenet takes: keeps every model here tiny
 META = {"arch": "lenet", "num_classes": 3, "input_shape": [1, 12, 12], "mean": [0.5], "std": [0.5]}
@@ -101,7 +101,7 @@ def test_save_to_a_directory_is_refused_and_leaves_no_temp_file(tmp_path):
 
 
 def test_failed_atomic_write_removes_its_temp_file(tmp_path, monkeypatch):
-    import smoothcert.atomic as atomic
+    import smoothcert._util.atomic as atomic
 
     def failing_replace(src, dst):
         raise OSError("disk full")

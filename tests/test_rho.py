@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from helpers import untrained_checkpoint
-from smoothcert.attacks.rho import transport_cost
 from smoothcert.cli import main
+from smoothcert.distributional.transport import transport_cost
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from helpers import LinearImage, ToyData, ToyInfo
-from smoothcert import analysis, stats
+from smoothcert import analysis
+from smoothcert.certify import stats
+from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.runs import RunStore, certify_dataset, export_tsv, predict_dataset
-from smoothcert.smoothing import SmoothedClassifier
 
 
 def _classifier() -> SmoothedClassifier:
@@ -258,21 +259,21 @@ def test_dataset_that_does_not_fit_the_model_is_refused(tmp_path) -> None:
 
 
 def test_shards_merge_into_the_unsharded_run(tmp_path) -> None:
-    from smoothcert import distributed
+    from smoothcert.runs import shards
 
     kw = {"n0": 20, "n": 400, "alpha": 0.01, "seed": 4, "skip": 2}
     whole = certify_dataset(_classifier(), ToyData(), tmp_path / "whole.db", **kw)
     paths = []
     for rank in range(3):
-        path = distributed.shard_path(tmp_path / "r.db", rank, 3)
+        path = shards.shard_path(tmp_path / "r.db", rank, 3)
         rows = certify_dataset(_classifier(), ToyData(), path, shard=(rank, 3), **kw)
         assert [r["idx"] for r in rows] == [0, 2, 4, 6, 8, 10][rank::3]
         paths.append(path)
     assert paths[1].name == "r.shard1-of-3.db"
     with pytest.raises(ValueError, match=r"shards \[2\] of 3 are missing"):
-        distributed.merge_runs(tmp_path / "m.db", paths[:2])
+        shards.merge_runs(tmp_path / "m.db", paths[:2])
     assert not (tmp_path / "m.db").exists()
-    assert distributed.merge_runs(tmp_path / "m.db", paths) == 6
+    assert shards.merge_runs(tmp_path / "m.db", paths) == 6
     with RunStore.read(tmp_path / "m.db") as merged, RunStore.read(tmp_path / "whole.db") as ref:
         assert merged.config == ref.config
         strip = [{k: v for k, v in r.items() if k != "seconds"} for r in merged.rows()]
@@ -282,21 +283,21 @@ def test_shards_merge_into_the_unsharded_run(tmp_path) -> None:
     )
     assert other
     with pytest.raises(ValueError, match="not a shard of the same run"):
-        distributed.merge_runs(tmp_path / "m2.db", [tmp_path / "o.db", *paths[1:]])
+        shards.merge_runs(tmp_path / "m2.db", [tmp_path / "o.db", *paths[1:]])
     with pytest.raises(ValueError, match="exists"):
-        distributed.merge_runs(tmp_path / "m.db", paths)
+        shards.merge_runs(tmp_path / "m.db", paths)
 
 
 def test_shard_from_torchrun_environment() -> None:
-    from smoothcert import distributed
+    from smoothcert.runs import shards
 
-    assert distributed.shard_from_env({}) == (0, 1)
-    assert distributed.shard_from_env({"RANK": "3", "WORLD_SIZE": "4"}) == (3, 4)
-    assert distributed.parse_shard("1/2") == (1, 2)
+    assert shards.shard_from_env({}) == (0, 1)
+    assert shards.shard_from_env({"RANK": "3", "WORLD_SIZE": "4"}) == (3, 4)
+    assert shards.parse_shard("1/2") == (1, 2)
     with pytest.raises(ValueError, match="RANK/WORLD"):
-        distributed.parse_shard("1-2")
+        shards.parse_shard("1-2")
     with pytest.raises(ValueError, match="shard rank must be"):
-        distributed.parse_shard("2/2")
+        shards.parse_shard("2/2")
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from smoothcert import SmoothedClassifier, throughput
-from smoothcert.adaptive import certify_adaptive, plan_looks
+from smoothcert import SmoothedClassifier
+from smoothcert.bench import throughput
+from smoothcert.certify.adaptive import certify_adaptive, plan_looks
 
 SHAPE = (1, 4, 4)
 

@@ -19,9 +19,10 @@ from scipy import stats as sps
 from torch import nn
 
 from helpers import smoothcert, untrained_checkpoint
-from smoothcert import analysis, sound, stats
+from smoothcert import analysis
+from smoothcert.certify import sound, stats
+from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.runs import certify_dataset
-from smoothcert.smoothing import SmoothedClassifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import norm
 from statsmodels.stats.proportion import proportion_confint
 
-from smoothcert import stats
+from smoothcert.certify import stats
 
 ALPHA = 0.001
 

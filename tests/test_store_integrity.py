@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from smoothcert import distributed
 from smoothcert.cli import main
-from smoothcert.store import RunStore
+from smoothcert.runs import shards as shard_files
+from smoothcert.runs.store import RunStore
 
 SCHEMA = {"value": "REAL", "note": "TEXT"}
 
@@ -55,11 +55,11 @@ def test_merge_refuses_a_damaged_shard_and_writes_nothing(tmp_path) -> None:
     config = {"skip": 1}
     shards = []
     for rank in range(2):
-        shard = distributed.shard_path(tmp_path / "m.db", rank, 2)
+        shard = shard_files.shard_path(tmp_path / "m.db", rank, 2)
         shards.append(_run(shard, range(rank, 40, 2), config | {"shard": [rank, 2]}))
     _damage_results_root(shards[1])
     with pytest.raises(ValueError, match="damaged run store"):
-        distributed.merge_runs(tmp_path / "m.db", shards)
+        shard_files.merge_runs(tmp_path / "m.db", shards)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(s.name for s in shards)
 
 
@@ -68,7 +68,7 @@ def test_merge_failing_half_way_leaves_no_partial_run(tmp_path) -> None:
     a = _run(tmp_path / "a.db", [0, 2, 4], {"skip": 1, "shard": [0, 2]})
     b = _run(tmp_path / "b.db", [1, 4], {"skip": 1, "shard": [1, 2]})
     with pytest.raises(ValueError, match="example 4 is already in"):
-        distributed.merge_runs(tmp_path / "m.db", [a, b])
+        shard_files.merge_runs(tmp_path / "m.db", [a, b])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.db", "b.db"]
 
 
@@ -79,9 +79,9 @@ def test_merge_warns_about_examples_no_shard_holds(tmp_path, capsys) -> None:
     out, err = capsys.readouterr()
     assert "5 examples" in out
     assert "1 selected examples have no row (6)" in err and "--out" in err
-    assert distributed.selection_gaps(tmp_path / "m.db") == [6]
+    assert shard_files.selection_gaps(tmp_path / "m.db") == [6]
     whole = _run(tmp_path / "w.db", [0, 2, 4], {"skip": 2})
-    assert distributed.selection_gaps(whole) == []
+    assert shard_files.selection_gaps(whole) == []
 
 
 def test_a_second_writer_is_refused_while_the_first_has_the_run_open(tmp_path) -> None:

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from smoothcert import SmoothedClassifier
-from smoothcert.smoothing import noise_chunk
-from smoothcert.throughput import AUTO_BATCH_CANDIDATES
+from smoothcert.certify.smoothing import noise_chunk
+from smoothcert.certify.tuning import AUTO_BATCH_CANDIDATES
 
 
 class Recorder(nn.Module):
@@ -169,10 +169,10 @@ def test_bf16_agrees_with_fp32_on_noisy_real_mnist(mnist_test) -> None:
 
 
 def test_benchmark_record_for_a_non_conv_model() -> None:
-    """smoothcert.throughput.benchmark (what `smoothcert bench` prints): no channels-last paths
-    without Conv2d; the disagreement counts every draw; bf16 and fp32 agree on a classifier
+    """smoothcert.bench.throughput.benchmark (what `smoothcert bench` prints): no channels-last
+    paths without Conv2d; the disagreement counts every draw; bf16 and fp32 agree on a classifier
     whose decision margins are far above bf16's rounding."""
-    from smoothcert import throughput
+    from smoothcert.bench import throughput
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -198,7 +198,7 @@ def test_benchmark_record_for_a_non_conv_model() -> None:
 def test_benchmark_times_the_baseline_in_every_round() -> None:
     """With ``baseline=``, the hook runs once per round on the round's sample count, and the
     record's speedups over it are per-round ratios of the measured rates."""
-    from smoothcert import throughput
+    from smoothcert.bench import throughput
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     calls: list[int] = []

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 from torch.nn import functional as F
 
-from smoothcert.checkpoint import load_checkpoint
 from smoothcert.data import ImageDataset
+from smoothcert.models.checkpoint import load_checkpoint
 from smoothcert.training import BatchContext, TrainConfig, get_method, train
 from smoothcert.training.loop import derived_seed, learning_rate
 

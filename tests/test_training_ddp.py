@@ -18,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from smoothcert.checkpoint import decode_tensors
 from smoothcert.cli import main
+from smoothcert.models.checkpoint import decode_tensors
 from smoothcert.training import TrainConfig, ddp, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -16,10 +16,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from smoothcert.checkpoint import decode_tensors
 from smoothcert.cli import main
+from smoothcert.models.checkpoint import decode_tensors
 from smoothcert.training import TrainConfig, train
-from smoothcert.training.gaussian import Gaussian
+from smoothcert.training.methods.gaussian import Gaussian
 from smoothcert.training.resume import CheckpointEvery, parse_checkpoint_every
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

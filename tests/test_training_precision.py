@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from helpers import smoothcert
-from smoothcert.checkpoint import load_checkpoint
+from smoothcert.models.checkpoint import load_checkpoint
 from smoothcert.training import TrainConfig, list_methods, train
 from smoothcert.training.precision import AutocastModel
 

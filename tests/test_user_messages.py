@@ -92,7 +92,7 @@ def test_a_resumed_run_says_so_and_counts_the_rows_before_it(checkpoint, tmp_pat
 
 def test_the_running_accuracy_counts_rows_stored_before_a_resume(tmp_path) -> None:
     from smoothcert.cli._common import RowProgress
-    from smoothcert.store import RunStore
+    from smoothcert.runs.store import RunStore
 
     out = tmp_path / "r.db"
     with RunStore.open(out, "certify", {"a": 1}, {"correct": "INTEGER"}) as store:

@@ -10,7 +10,7 @@ import torch
 
 import smoothcert.models.zoo as zoo
 from helpers import smoothcert, untrained_checkpoint
-from smoothcert.checkpoint import load_checkpoint
+from smoothcert.models.checkpoint import load_checkpoint
 from smoothcert.models.zoo import ZooEntry, list_zoo, sha256_of
 
 

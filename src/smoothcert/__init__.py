@@ -13,14 +13,14 @@ __version__ = "0.1.0"
 
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "ABSTAIN": "smoothcert.stats",
-    "Certificate": "smoothcert.smoothing",
-    "SmoothedClassifier": "smoothcert.smoothing",
+    "ABSTAIN": "smoothcert.certify.stats",
+    "Certificate": "smoothcert.certify.smoothing",
+    "SmoothedClassifier": "smoothcert.certify.smoothing",
     "load_dataset": "smoothcert.data",
     "create_model": "smoothcert.models",
     "list_models": "smoothcert.models",
-    "save_checkpoint": "smoothcert.checkpoint",
-    "load_checkpoint": "smoothcert.checkpoint",
+    "save_checkpoint": "smoothcert.models.checkpoint",
+    "load_checkpoint": "smoothcert.models.checkpoint",
     "train": "smoothcert.training",
     "certify_dataset": "smoothcert.runs",
     "predict_dataset": "smoothcert.runs",

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from smoothcert._util.checks import ParameterError, finite_real, positive_int
 from smoothcert.attacks.pgd import draw_noise, eval_mode, pgd_l2, pgd_l2_smoothed
-from smoothcert.checks import ParameterError, finite_real, positive_int
 
 
 @dataclass
@@ -67,7 +67,7 @@ def check_steps(steps: int | Sequence[int]) -> list[int]:
 
     Raises
     ------
-    smoothcert.checks.ParameterError
+    smoothcert._util.checks.ParameterError
         If ``steps`` is empty or holds anything but integers >= 1.
     """
     try:
@@ -171,7 +171,7 @@ def robust_correct(correct: np.ndarray, eps_list: Sequence[float]) -> np.ndarray
 
 def check_restarts(restarts: int) -> int:
     """``restarts`` (runs per attack) as an int >= 1, else a
-    :class:`~smoothcert.checks.ParameterError`."""
+    :class:`~smoothcert._util.checks.ParameterError`."""
     return positive_int("restarts", restarts)
 
 

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from smoothcert import __version__
-from smoothcert.checks import ParameterError
+from smoothcert._util.checks import ParameterError
 
 
 def _command_modules() -> list:

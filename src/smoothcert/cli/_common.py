@@ -1,6 +1,6 @@
 """Flags and loading shared by the certify / predict / attack-style commands.
 
-Checks here raise :class:`smoothcert.checks.ParameterError` naming the flag's argparse dest
+Checks here raise :class:`smoothcert._util.checks.ParameterError` naming the flag's argparse dest
 (``noise_samples``); the command line reports it as the flag (``--noise-samples``).
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smoothcert import checks
+from smoothcert._util import checks
 
 
 def add_model_and_data(parser: argparse.ArgumentParser) -> None:
@@ -192,9 +192,9 @@ def load_model(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, An
     metadata then holds its ``source``: format, sha256, runtime). The model file is the
     checkpoint (zoo:NAME resolved to its verified file), the outside model's file, or None for
     a python: factory."""
-    from smoothcert.checkpoint import load_checkpoint, resolve_checkpoint
     from smoothcert.models.adapters import RUNS_CODE, model_format
     from smoothcert.models.adapters import load_model as load_external
+    from smoothcert.models.checkpoint import load_checkpoint, resolve_checkpoint
 
     spec = _model_spec(args)
     fmt = model_format(spec)
@@ -400,7 +400,7 @@ class RowProgress:
         before the interrupt may not have reached the bar)."""
         import sqlite3
 
-        from smoothcert.store import RunStore
+        from smoothcert.runs.store import RunStore
 
         done = int(self.tally["done"])
         if self.run is not None and self.bar is not None:
@@ -417,7 +417,7 @@ class RowProgress:
 
 
 def _stored_rows(path: str) -> list[dict]:
-    from smoothcert.store import RunStore
+    from smoothcert.runs.store import RunStore
 
     with RunStore.read(path) as store:
         return store.rows()
@@ -459,7 +459,7 @@ def add_classifier_options(parser: argparse.ArgumentParser) -> None:
 def smoothed_classifier(
     args: argparse.Namespace, model: Any, meta: dict, dataset: Any, sigma: float
 ):
-    from smoothcert.smoothing import SmoothedClassifier
+    from smoothcert.certify.smoothing import SmoothedClassifier
 
     if args.batch == "auto":
         batch = None
@@ -507,18 +507,14 @@ def prepare_smoothed_run(
     """Validate the shared flags (``counts``: the integer flags that must be positive), resolve
     the shard, its run file and the device, load model and data, resolve σ (warning when it
     differs from the training σ) and build the smoothed classifier. ``args`` is not changed."""
-    from smoothcert import distributed
+    from smoothcert.runs import shards
 
     for name in counts:
         positive_int(name, getattr(args, name))
     checks.integer_at_least("seed", args.seed, 0)
-    shard = (
-        distributed.shard_from_env()
-        if args.shard == "auto"
-        else distributed.parse_shard(args.shard)
-    )
-    out = str(distributed.shard_path(args.out, *shard))
-    device_spec = args.device if args.device is not None else distributed.local_device()
+    shard = shards.shard_from_env() if args.shard == "auto" else shards.parse_shard(args.shard)
+    out = str(shards.shard_path(args.out, *shard))
+    device_spec = args.device if args.device is not None else shards.local_device()
     checks.probability("alpha", args.alpha)
     finite("sigma", args.sigma, positive=True)
     device = resolve_device(device_spec)

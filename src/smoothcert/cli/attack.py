@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from smoothcert.checks import ParameterError
+from smoothcert._util.checks import ParameterError
 from smoothcert.cli import _common
 
 NAME = "attack"

@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smoothcert import checks
+    from smoothcert._util import checks
     from smoothcert.cli import _common
 
     for name in ("batch", "rounds", "batches_per_round", "n", "disagreement_draws"):
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         _common.check_json_target(args.json, args.checkpoint or Path(args.model or ""))
     import torch
 
-    from smoothcert import throughput
+    from smoothcert.bench import throughput
 
     inputs = _common.load_inputs(args)  # the test split: bench has no --split
     model, meta, dataset = inputs.model, inputs.meta, inputs.dataset
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     record = {"checkpoint": str(inputs.checkpoint or args.model), "arch": arch, **record}
     print(_table(record, args.n))
     if args.json is not None:
-        from smoothcert.atomic import atomic_write_bytes
+        from smoothcert._util.atomic import atomic_write_bytes
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(args.json, (json.dumps(record, indent=2) + "\n").encode())

@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="target L2 radii for --adaptive (input units)",
     )
-    # The plan options' defaults have one copy: smoothcert.adaptive.AdaptiveOptions.
-    from smoothcert.adaptive import AdaptiveOptions
+    # The plan options' defaults have one copy: smoothcert.certify.adaptive.AdaptiveOptions.
+    from smoothcert.certify.adaptive import AdaptiveOptions
 
     defaults = AdaptiveOptions()
     parser.add_argument(
@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_adaptive(args: argparse.Namespace) -> None:
     """Refuse bad --adaptive flags before the model is loaded. The plan options' ranges are
     AdaptiveOptions' own: its ParameterError names the option, and main() shows its flag."""
-    from smoothcert.adaptive import AdaptiveOptions
+    from smoothcert.certify.adaptive import AdaptiveOptions
 
     if args.adaptive != (args.radii is not None):
         raise ValueError("--adaptive and --radii go together: give both or neither")
@@ -104,21 +104,19 @@ def _check_adaptive(args: argparse.Namespace) -> None:
 
 def _check_tsv(args: argparse.Namespace) -> None:
     """Refuse a --tsv that could only fail or lose data, before hours of work rather than after."""
-    from smoothcert import distributed
+    from smoothcert.runs import shards
     from smoothcert.runs.certify import check_tsv_target
 
     if args.tsv is None:
         return
     shard = args.shard
-    rank, world = (
-        distributed.shard_from_env() if shard == "auto" else distributed.parse_shard(shard)
-    )
+    rank, world = shards.shard_from_env() if shard == "auto" else shards.parse_shard(shard)
     if world > 1:
         # Each shard would overwrite the TSV with its own examples only.
-        shards = distributed.shard_path(args.out, "*", world)  # a glob of every shard file
+        every = shards.shard_path(args.out, "*", world)  # a glob of every shard file
         raise ValueError(
             f"--tsv cannot be used with a sharded run (shard {rank}/{world}): once every shard "
-            f"is done, run `smoothcert merge {args.out} {shards}` "
+            f"is done, run `smoothcert merge {args.out} {every}` "
             f"then `smoothcert export {args.out} {args.tsv}`"
         )
     check_tsv_target(args.tsv, args.out)

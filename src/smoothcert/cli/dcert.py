@@ -103,7 +103,7 @@ def _check_sigma(sigma: float | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from smoothcert.dcert_report import dcert_report, plot_dcert
+    from smoothcert.analysis.dcert import dcert_report, plot_dcert
     from smoothcert.runs import select_indices
     from smoothcert.runs.dcert import dcert_dataset
 

@@ -1,4 +1,4 @@
-"""`smoothcert merge`: join the shard files of a sharded run (see smoothcert.distributed)."""
+"""`smoothcert merge`: join the shard files of a sharded run (see smoothcert.runs.shards)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from smoothcert.distributed import merge_runs, selection_gaps
+    from smoothcert.runs.shards import merge_runs, selection_gaps
 
     count = merge_runs(args.out, args.shards)
     print(f"merged {len(args.shards)} shards, {count} examples, into {args.out}")

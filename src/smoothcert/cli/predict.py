@@ -106,7 +106,7 @@ def _reference_overlap(args: argparse.Namespace, num_examples: int) -> set[int]:
     """The selected examples the reference run holds; none at all is refused before any work
     (the categories are computed over the shared examples only)."""
     from smoothcert.runs.certify import select_indices
-    from smoothcert.store import RunStore
+    from smoothcert.runs.store import RunStore
 
     with RunStore.read(args.reference) as ref:
         shared = set(select_indices(num_examples, args.skip, args.max)) & ref.done_indices()
@@ -125,7 +125,7 @@ def _check_reference_matches(args: argparse.Namespace, out: str, config: dict) -
 
     from smoothcert.analysis import check_independent_noise, check_reference
     from smoothcert.runs.certify import PREDICT_NOISE_STREAM
-    from smoothcert.store import RunStore
+    from smoothcert.runs.store import RunStore
 
     if Path(args.reference).resolve() == Path(out).resolve():
         raise ValueError(f"--reference {args.reference} is the --out run itself")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smoothcert import checks
+from smoothcert._util import checks
 from smoothcert.cli import _common
 
 NAME = "rho"
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smoothcert.attacks.rho import transport_cost
+    from smoothcert.distributional.transport import transport_cost
     from smoothcert.runs import select_indices
 
     for name in ("batch", "skip", "max", "num_noise"):
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if json_path is not None:
         import json
 
-        from smoothcert.atomic import atomic_write_bytes
+        from smoothcert._util.atomic import atomic_write_bytes
 
         record = {
             "checkpoint": str(inputs.checkpoint),

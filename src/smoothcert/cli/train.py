@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smoothcert.checks import positive_int
+from smoothcert._util.checks import positive_int
 from smoothcert.cli._options import add_method_options, method_options_from_args
 
 NAME = "train"
@@ -26,7 +26,7 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from smoothcert.data import DATASETS
     from smoothcert.models import list_models
-    from smoothcert.training.loop import OPTIMIZERS, SCHEDULES
+    from smoothcert.training.config import OPTIMIZERS, SCHEDULES
     from smoothcert.training.precision import PRECISIONS
     from smoothcert.training.registry import list_methods
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from smoothcert.atomic import atomic_write
-from smoothcert.checks import ParameterError, is_integer
+from smoothcert._util.atomic import atomic_write
+from smoothcert._util.checks import ParameterError, is_integer
 
 AUGMENTATIONS = ("none", "crop-flip", "resized-crop-flip")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from smoothcert.atomic import atomic_write_bytes
+from smoothcert._util.atomic import atomic_write_bytes
 from smoothcert.data.base import DatasetInfo, ImageDataset, cache_dir, sha256_file
 from smoothcert.data.idx import FASHION_SYSTEM_DIR, INFO, PINNED_SHA256
 

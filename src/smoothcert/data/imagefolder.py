@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from smoothcert.checks import ParameterError, is_integer
+from smoothcert._util.checks import ParameterError, is_integer
 from smoothcert.data.base import (
     AUGMENTATIONS,
     DatasetInfo,

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from smoothcert.checks import ParameterError, is_integer
+from smoothcert._util.checks import ParameterError, is_integer
 from smoothcert.data.augment import random_crop_flip
 from smoothcert.data.base import DatasetInfo
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smoothcert.atomic import atomic_write_text
+from smoothcert._util.atomic import atomic_write_text
 from smoothcert.experiments.runner import StageStatus, experiment_status, format_seconds
 from smoothcert.experiments.schedule import path_within, stage_outputs
 from smoothcert.experiments.spec import Experiment, Stage
@@ -93,7 +93,7 @@ def write_report(experiment: Experiment) -> Path:
 
 def _header(experiment: Experiment) -> list[str]:
     from smoothcert import __version__
-    from smoothcert.store import machine_info
+    from smoothcert.runs.store import machine_info
 
     m = machine_info()
     machine = f"{m['platform']}, {m['cpus']} CPUs, torch {m['torch']}" + (
@@ -471,7 +471,7 @@ def _paired_differences(
 
 
 def _dcert(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
-    from smoothcert.dcert_report import dcert_report, plot_dcert
+    from smoothcert.analysis.dcert import dcert_report, plot_dcert
     from smoothcert.runs.dcert import read_dcert
 
     run = section["run"]

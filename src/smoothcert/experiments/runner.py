@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from smoothcert.atomic import atomic_write_json
-from smoothcert.checks import ParameterError, positive_int
+from smoothcert._util.atomic import atomic_write_json
+from smoothcert._util.checks import ParameterError, positive_int
 from smoothcert.experiments.schedule import stage_dependencies
 from smoothcert.experiments.spec import Experiment, Stage
 from smoothcert.experiments.workers import SHARDED, Workers, merge_shards
@@ -206,7 +206,7 @@ def run_experiment(
     ValueError
         Another runner holds the experiment; an unknown stage name; a selected stage needs
         one neither selected nor done; ``jobs`` is not a positive integer, or > 1 under
-        torchrun (:class:`smoothcert.checks.ParameterError`).
+        torchrun (:class:`smoothcert._util.checks.ParameterError`).
     KeyboardInterrupt
         With ``jobs`` > 1, after a SIGTERM or SIGINT stopped the running stages.
     """

@@ -7,7 +7,7 @@ runners that walk the same stages together:
   joined and trains data-parallel (:mod:`smoothcert.training.ddp`);
 - certify and predict stages run on every worker, each into its own shard file (the
   commands' ``--shard auto``); once all are done, worker 0 merges the shards into the stage's
-  ``--out`` (:func:`smoothcert.distributed.merge_runs`) and keeps them, so a crash between the
+  ``--out`` (:func:`smoothcert.runs.shards.merge_runs`) and keeps them, so a crash between the
   merge and the bookkeeping costs nothing on the rerun;
 - every other stage (attacks, ρ, reports) runs on worker 0 while the others wait.
 
@@ -69,7 +69,7 @@ class Workers:
 def join_workers() -> Workers:
     """Workers from torchrun's environment, joining the process group when there are several
     (nccl on CUDA, gloo otherwise, as training does)."""
-    from smoothcert.launch import local_device, shard_from_env
+    from smoothcert._util.launch import local_device, shard_from_env
 
     rank, world = shard_from_env()
     if world == 1:
@@ -86,7 +86,7 @@ def join_workers() -> Workers:
 
 def shard_files(out: str | Path, world: int) -> list[Path]:
     """The shard files W workers write for a run whose ``--out`` is ``out``."""
-    from smoothcert.distributed import shard_path
+    from smoothcert.runs.shards import shard_path
 
     return [shard_path(out, rank, world) for rank in range(world)]
 
@@ -98,8 +98,8 @@ def merge_shards(out: str | Path, world: int) -> int:
     rebuilt from the shards; any other file at ``out`` (a run made by one process) is refused
     rather than overwritten.
     """
-    from smoothcert.distributed import merge_runs
-    from smoothcert.store import RunStore
+    from smoothcert.runs.shards import merge_runs
+    from smoothcert.runs.store import RunStore
 
     out, shards = Path(out), shard_files(out, world)
     if out.exists():

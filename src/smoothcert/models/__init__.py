@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from smoothcert.checks import ParameterError, integer_at_least, is_integer
+from smoothcert._util.checks import ParameterError, integer_at_least, is_integer
 from smoothcert.models.normalize import Normalize
 from smoothcert.models.registry import (
     ModelSpec,

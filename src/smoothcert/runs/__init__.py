@@ -1,5 +1,5 @@
 """The runs layer: resumable runs over a dataset, one committed row per example in a run file
-(smoothcert.store), so that an interrupted run resumes with no duplicate and no gap.
+(smoothcert.runs.store), so that an interrupted run resumes with no duplicate and no gap.
 
 - certify.py: CERTIFY / PREDICT runs (fixed-n or adaptive) and export to Cohen et al.'s TSV;
 - attack.py: accuracy under L2 PGD at every radius (the NAL paper's Table 2 protocol);
@@ -19,7 +19,7 @@ from smoothcert.runs.certify import (
     select_indices,
 )
 from smoothcert.runs.dcert import DcertResult, dcert_dataset, dcert_schema, read_dcert
-from smoothcert.store import RunStore
+from smoothcert.runs.store import RunStore
 
 __all__ = [
     "ATTACK_SCHEMA",

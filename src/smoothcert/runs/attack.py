@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from smoothcert._util.checks import FLOAT32_MAX, ParameterError, is_integer, one_of, positive_int
 from smoothcert.attacks.pgd import OBJECTIVES
 from smoothcert.attacks.robust import (
     attack_seeded_batch,
@@ -34,9 +35,8 @@ from smoothcert.attacks.robust import (
     check_steps,
     robust_correct,
 )
-from smoothcert.checks import FLOAT32_MAX, ParameterError, is_integer, one_of, positive_int
 from smoothcert.runs.certify import check_same_examples, selection_sha
-from smoothcert.store import RunStore, pending_blocks
+from smoothcert.runs.store import RunStore, pending_blocks
 
 ATTACK_SCHEMA = {
     "label": "INTEGER",

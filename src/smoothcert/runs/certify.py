@@ -28,18 +28,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothcert import stats
-from smoothcert.atomic import atomic_write_bytes
-from smoothcert.checks import (
+from smoothcert._util.atomic import atomic_write_bytes
+from smoothcert._util.checks import (
     ParameterError,
     integer_at_least,
     optional_positive_int,
     positive_int,
     probability,
 )
-from smoothcert.distributed import check_shard, shard_of
-from smoothcert.smoothing import SmoothedClassifier
-from smoothcert.store import SQLITE_HEADER, RunStore
+from smoothcert.certify import stats
+from smoothcert.certify.smoothing import SmoothedClassifier
+from smoothcert.runs.shards import check_shard, shard_of
+from smoothcert.runs.store import SQLITE_HEADER, RunStore
 
 __all__ = [
     "RunStore",
@@ -236,8 +236,9 @@ class CertifyOptions:
     """The settings of a certify run (Cohen et al. §3.2, CERTIFY), checked when built.
 
     ``adaptive_radii`` switches to the sequential procedure of
-    ``smoothcert.adaptive.certify_adaptive`` (``n`` is then its largest sample size), with the
-    plan options ``adaptive_options`` (see :meth:`for_classifier`, which fills in defaults).
+    ``smoothcert.certify.adaptive.certify_adaptive`` (``n`` is then its largest sample size),
+    with the plan options ``adaptive_options`` (see :meth:`for_classifier`, which fills in
+    defaults).
     """
 
     n0: int = 100
@@ -519,14 +520,14 @@ def certify_dataset(
         Progress callback and a hook called once the run file is open.
     adaptive_radii : list of float, optional
         Target radii: certify by the sequential procedure of
-        ``smoothcert.adaptive.certify_adaptive``; ``n`` is then its largest sample size and a
-        row's ``n`` the number of estimation draws actually used.
+        ``smoothcert.certify.adaptive.certify_adaptive``; ``n`` is then its largest sample size
+        and a row's ``n`` the number of estimation draws actually used.
     adaptive_options : dict, optional
         The sequential procedure's n_first / growth / futility / final_share / align, stored
         in the run's config with the defaults filled in.
     shard : (int, int), default (0, 1)
         ``(rank, world)``: certify only every world-th selected example, from position rank
-        (see ``smoothcert.distributed``); shards merge into the unsharded run.
+        (see ``smoothcert.runs.shards``); shards merge into the unsharded run.
 
     Returns
     -------
@@ -537,7 +538,7 @@ def certify_dataset(
     Raises
     ------
     ValueError
-        If an argument is out of range (a :class:`smoothcert.checks.ParameterError` naming
+        If an argument is out of range (a :class:`smoothcert._util.checks.ParameterError` naming
         it), the dataset does not fit the model, or ``out`` holds a different run.
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
@@ -610,7 +611,7 @@ def predict_dataset(
     Raises
     ------
     ValueError
-        If an argument is out of range (a :class:`smoothcert.checks.ParameterError` naming
+        If an argument is out of range (a :class:`smoothcert._util.checks.ParameterError` naming
         it), the dataset does not fit the model, or ``out`` holds a different run.
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
@@ -639,7 +640,7 @@ def _adaptive_plan_options(
     not at the first example after it was."""
     import dataclasses
 
-    from smoothcert.adaptive import AdaptiveOptions, plan_looks
+    from smoothcert.certify.adaptive import AdaptiveOptions, plan_looks
 
     allowed = [f.name for f in dataclasses.fields(AdaptiveOptions)]
     unknown = sorted(set(options or {}) - set(allowed))
@@ -743,7 +744,7 @@ def _certify_fn(
     """CERTIFY with fixed n, or the adaptive procedure when target radii are given."""
     if radii is None:
         return lambda x, gen: classifier.certify(x, n0, n, alpha, generator=gen)
-    from smoothcert.adaptive import certify_adaptive
+    from smoothcert.certify.adaptive import certify_adaptive
 
     opts = dict(options or {})
     return lambda x, gen: certify_adaptive(

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from smoothcert.checks import ParameterError, finite_real, positive_int
+from smoothcert._util.checks import ParameterError, finite_real, positive_int
 from smoothcert.distributional import (
     DistributionalCurve,
     SurrogateTable,
@@ -39,7 +39,7 @@ from smoothcert.distributional import (
     worst_case_from_table,
 )
 from smoothcert.runs.certify import model_fingerprint, selection_sha
-from smoothcert.store import RunStore, pending_blocks
+from smoothcert.runs.store import RunStore, pending_blocks
 
 ROW_FIELDS = ("lagrangian", "loss", "cost", "value_se", "grad_norm")
 PARTS = ("cert", "adv")  # the certificate's γ grid, the empirical adversary's γ_adv sweep
@@ -449,7 +449,7 @@ def dcert_dataset(
     Raises
     ------
     ValueError
-        If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
+        If an argument is out of range (a :class:`~smoothcert._util.checks.ParameterError` naming
         it) or ``out`` holds another run.
     """
     options = DcertOptions(

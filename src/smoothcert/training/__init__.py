@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from smoothcert.training.loop import TrainConfig, TrainResult, train
+from smoothcert.training.config import TrainConfig, TrainResult
+from smoothcert.training.loop import train
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 from smoothcert.training.registry import get_method, list_methods, method_class
 

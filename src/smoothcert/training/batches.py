@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader
 
+from smoothcert._util.seeding import STREAM_AUGMENT
 from smoothcert.data import ImageDataset, augment_batch
 from smoothcert.data.stream import StreamingImageFolder, TrainItems, UnreadableImage, collate
 from smoothcert.training import ddp
-from smoothcert.training.seeds import STREAM_AUGMENT
 
 if TYPE_CHECKING:
-    from smoothcert.training.loop import TrainConfig
+    from smoothcert.training.config import TrainConfig
 
 
 def memory_batches(

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from smoothcert.launch import local_device, shard_from_env
+from smoothcert._util.launch import local_device, shard_from_env
 
 
 @dataclass(frozen=True)

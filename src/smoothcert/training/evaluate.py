@@ -1,13 +1,18 @@
-"""Accuracy of the base classifier on clean and Gaussian-noisy inputs."""
+"""Accuracy of the base classifier on clean and Gaussian-noisy inputs, and the per-epoch
+evaluation of a split (:func:`evaluate_split`, summed over ranks under DDP)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from smoothcert._util.seeding import derived_seed
 from smoothcert.data import ImageDataset
+from smoothcert.training import ddp
+from smoothcert.training.config import TrainConfig
 
 
 @torch.no_grad()
@@ -67,3 +72,59 @@ def count_correct(
         correct += int((model(x).argmax(1) == y).sum())
     model.train(was_training)
     return correct
+
+
+def evaluate_split(
+    model: nn.Module,
+    dataset: ImageDataset,
+    name: str,
+    eval_sigma: float | None,
+    config: TrainConfig,
+    epoch: int,
+    stream: int,
+    device: torch.device,
+    ranks: ddp.Ranks | None = None,
+) -> dict[str, Any]:
+    """``{name}_acc`` and, when the method has σ, ``{name}_acc_noise`` at that σ (one noise
+    draw per example, seeded per epoch and split) with ``eval_sigma``. Under DDP each rank
+    evaluates every world-th example (its noise seeded per rank) and the counts are summed."""
+    if ranks is None or not ranks.distributed:
+        out: dict[str, Any] = {
+            f"{name}_acc": accuracy(
+                model, dataset, batch_size=config.eval_batch_size, device=device
+            )
+        }
+        if eval_sigma:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(derived_seed(config.seed, epoch, stream))
+            out["eval_sigma"] = eval_sigma
+            out[f"{name}_acc_noise"] = accuracy(
+                model,
+                dataset,
+                sigma=eval_sigma,
+                generator=gen,
+                batch_size=config.eval_batch_size,
+                device=device,
+            )
+        return out
+    mine = range(ranks.rank, len(dataset), ranks.world)
+    counts = [count_correct(model, dataset, mine, batch_size=config.eval_batch_size)]
+    if eval_sigma:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(ddp.rank_seed(config.seed, epoch, 0, stream, ranks.rank))
+        counts.append(
+            count_correct(
+                model,
+                dataset,
+                mine,
+                sigma=eval_sigma,
+                generator=gen,
+                batch_size=config.eval_batch_size,
+            )
+        )
+    total = ddp.all_sum([float(c) for c in counts], device)
+    out = {f"{name}_acc": total[0] / len(dataset)}
+    if eval_sigma:
+        out["eval_sigma"] = eval_sigma
+        out[f"{name}_acc_noise"] = total[1] / len(dataset)
+    return out

@@ -3,7 +3,8 @@
 :func:`train` takes these steps, each a function below, in this order:
 
 1. resolve the config: validate it and record every method hyperparameter (``_resolve_config``);
-2. prepare the data: load the splits, hold out the validation examples (``_prepare_data``);
+2. prepare the data: load the splits, hold out the validation examples
+   (:func:`smoothcert.training.splits.prepare_data`);
 3. build the model, claim the output directory, make the optimizer (``_build_model``,
    ``_claim_out_dir``);
 4. resume from the output directory's resume state, if any (``_resume``);
@@ -38,21 +39,22 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from smoothcert.checkpoint import save_checkpoint
-from smoothcert.checks import (
-    ParameterError,
-    integer_at_least,
-    is_integer,
-    optional_positive_int,
-    positive_int,
+from smoothcert._util.seeding import (
+    STREAM_AUGMENT,
+    STREAM_EVAL,
+    STREAM_METHOD,
+    STREAM_ORDER,
+    STREAM_VAL,
+    derived_seed,
 )
-from smoothcert.data import AUGMENTATIONS, ImageDataset, load_dataset
-from smoothcert.data.base import class_skew
+from smoothcert.data import ImageDataset
 from smoothcert.data.stream import StreamingImageFolder, UnreadableImage
 from smoothcert.models import create_model
+from smoothcert.models.checkpoint import save_checkpoint
 from smoothcert.training import ddp
 from smoothcert.training.batches import memory_batches, streamed_batches
-from smoothcert.training.evaluate import accuracy, count_correct
+from smoothcert.training.config import TrainConfig, TrainResult
+from smoothcert.training.evaluate import evaluate_split
 from smoothcert.training.method import BatchContext, Method, MethodOutput
 from smoothcert.training.outputs import (
     BEST_FILE,
@@ -67,7 +69,6 @@ from smoothcert.training.outputs import (
     write_metrics,
 )
 from smoothcert.training.precision import (
-    PRECISIONS,
     AutocastModel,
     check_precision,
     default_channels_last,
@@ -75,181 +76,13 @@ from smoothcert.training.precision import (
 )
 from smoothcert.training.registry import get_method
 from smoothcert.training.resume import (
-    DEFAULT_CHECKPOINT_EVERY,
     CheckpointClock,
     EpochSums,
     parse_checkpoint_every,
     read_resume,
     write_resume,
 )
-from smoothcert.training.seeds import (
-    STREAM_AUGMENT,
-    STREAM_EVAL,
-    STREAM_METHOD,
-    STREAM_ORDER,
-    STREAM_VAL,
-    derived_seed,
-)
-
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "step", "cosine")
-# Fields that do not change the result, so a resumed run may differ in them.
-NOT_IDENTITY = ("out_dir", "device", "eval_batch_size", "checkpoint_every", "workers")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines a training run.
-
-    Every field has a default; ``smoothcert train --help`` gives the unit and range of each
-    (the CLI flags set these fields). Validated by ``train`` before anything is written.
-
-    Examples
-    --------
-    >>> config = TrainConfig(dataset="mnist", arch="cnn3", method="gaussian",
-    ...                      method_options={"sigma": 0.25}, epochs=5, out_dir="runs/x")
-    >>> config.method_options["sigma"], config.batch_size
-    (0.25, 128)
-    """
-
-    dataset: str = "mnist"  # a smoothcert.data.load_dataset name
-    arch: str = "cnn3"  # a smoothcert.models.list_models() name
-    method: str = "standard"  # a smoothcert.training.list_methods() name
-    method_options: dict[str, Any] = field(default_factory=dict)  # the method's hyperparameters
-    out_dir: str = "runs/train"
-    data_root: str | None = None  # load_dataset root (None: the dataset's default location)
-    data_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"resize": 64} (imagefolder)
-    epochs: int = 10  # passes over the training set
-    batch_size: int = 128  # examples per optimizer step
-    optimizer: str = "sgd"  # "sgd" (heavy-ball momentum) | "adam"
-    lr: float = 0.1  # initial learning rate
-    momentum: float = 0.9  # SGD momentum (ignored by Adam)
-    weight_decay: float = 1e-4  # L2 penalty coefficient (coupled, as torch.optim applies it)
-    schedule: str = (
-        "step"  # "constant" | "step" (×lr_decay every step_size epochs) | "cosine" (per step, to 0)
-    )
-    step_size: int = 30  # epochs between decays of the step schedule
-    lr_decay: float = 0.1  # multiplicative decay of the step schedule
-    seed: int = 0  # model init, data order, augmentation, method noise, evaluation noise
-    subset: int | None = None  # train on the first N training examples only
-    test_subset: int | None = None  # evaluate on the first N test examples only
-    # Hold out the last N training examples to choose best.safetensors on (never the test
-    # set); 0: no held-out set, and best.safetensors is the last epoch.
-    val_size: int = 0
-    eval_sigma: float | None = None  # σ of the noisy evaluation (None: the method's σ, or none)
-    augment: str = "auto"  # "auto" (what the dataset calls for) | "none" | "crop-flip"
-    eval_batch_size: int = 500  # examples per evaluation forward pass
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast, CPU or CUDA) | "fp16" (CUDA, scaled)
-    channels_last: bool | None = None  # None: on for conv nets in bf16/fp16, off in fp32
-    device: str | None = None  # None: CUDA when available (under torchrun cuda:LOCAL_RANK)
-    # Mid-epoch resume states: N steps (int or "N"), "Nm" minutes, or 0/"off" (epochs only).
-    checkpoint_every: int | str = DEFAULT_CHECKPOINT_EVERY
-    workers: int = 0  # DataLoader worker processes decoding a streamed image folder
-    sync_bn: bool = False  # batch-norm statistics over the global batch under torchrun (CUDA)
-
-    def validate(self) -> None:
-        """Check every field (ParameterError naming it); integer fields become plain ints."""
-        from smoothcert.data import DATASETS
-        from smoothcert.models import list_models
-
-        if self.dataset not in DATASETS:
-            raise ValueError(
-                f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
-            )
-        if self.arch not in list_models():
-            raise ValueError(
-                f"unknown arch {self.arch!r}; choose one of {', '.join(list_models())}"
-            )
-        # Plain ints: the fields are recorded in config.json, which takes no numpy integers.
-        for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
-            setattr(self, name, positive_int(name, getattr(self, name)))
-        for name in ("subset", "test_subset"):
-            setattr(self, name, optional_positive_int(name, getattr(self, name)))
-        self.val_size = integer_at_least("val_size", self.val_size, 0)
-        if self.optimizer not in OPTIMIZERS:
-            raise ParameterError(
-                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ParameterError(
-                "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
-            )
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ParameterError("lr", f"must be a finite number > 0, got {self.lr!r}")
-        if not 0 <= self.momentum < 1:
-            raise ParameterError("momentum", f"must be in [0, 1), got {self.momentum!r}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ParameterError("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
-        if not 0 < self.lr_decay <= 1:
-            raise ParameterError("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
-        if self.eval_sigma is not None and not (
-            self.eval_sigma >= 0 and math.isfinite(self.eval_sigma)
-        ):
-            raise ParameterError(
-                "eval_sigma", f"must be a finite number >= 0, got {self.eval_sigma!r}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ParameterError(
-                "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
-        if self.channels_last is not None and not isinstance(self.channels_last, bool):
-            raise ParameterError(
-                "channels_last", f"must be True, False or None, got {self.channels_last!r}"
-            )
-        parse_checkpoint_every(self.checkpoint_every)
-        self.workers = integer_at_least("workers", self.workers, 0)
-        if not isinstance(self.sync_bn, bool):
-            raise ParameterError("sync_bn", f"must be True or False, got {self.sync_bn!r}")
-        if self.augment != "auto" and self.augment not in AUGMENTATIONS:
-            raise ParameterError(
-                "augment", f"must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
-            )
-        if not is_integer(self.seed) or not (0 <= self.seed < 2**64):  # torch takes 64 bits
-            raise ParameterError("seed", f"must be an integer in [0, 2**64), got {self.seed!r}")
-        self.seed = int(self.seed)
-
-    def identity(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the run it continues.
-
-        Returns
-        -------
-        dict
-            Every field but those that change nothing trained (``out_dir``, ``device``,
-            ``eval_batch_size``, ``checkpoint_every``, ``workers``).
-        """
-        d = dataclasses.asdict(self)
-        return {k: v for k, v in d.items() if k not in NOT_IDENTITY}
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns.
-
-    Attributes
-    ----------
-    out_dir : Path
-        The run's output folder.
-    model : nn.Module
-        The trained model (the last epoch's weights).
-    history : list of dict
-        One metrics dict per completed epoch.
-    last_checkpoint : Path
-        ``last.safetensors``.
-    best_checkpoint : Path or None
-        ``best.safetensors``, the best epoch's weights (None when that file does not exist).
-    resumed_from_epoch : int
-        Completed epochs found on disk at the start (0: a fresh run).
-    rank : int
-        This process's rank under torchrun (only rank 0 writes files).
-    """
-
-    out_dir: Path
-    model: nn.Module
-    history: list[dict[str, Any]]  # one metrics dict per completed epoch
-    last_checkpoint: Path
-    best_checkpoint: Path | None
-    resumed_from_epoch: int  # completed epochs found on disk at the start (0: fresh run)
-    rank: int = 0  # this process's rank under torchrun (only rank 0 writes files)
+from smoothcert.training.splits import TrainData, prepare_data
 
 
 def learning_rate(
@@ -337,7 +170,7 @@ def train(
     ddp.check_batch_size(config.batch_size, ranks.world)
     device = _run_device(config.device, ranks)
     say = (log or _silent) if ranks.main else _silent
-    data = _prepare_data(config, method, train_set, test_set, say)
+    data = prepare_data(config, method, train_set, test_set, say)
     # The model before the output directory: an architecture that cannot take these inputs
     # must fail before a config.json exists that would refuse the corrected command.
     config, model, runner, scaler = _build_model(config, data.train.info, device, ranks)
@@ -406,81 +239,6 @@ def _run_device(device: str | None, ranks: ddp.Ranks) -> torch.device:
     return resolve_device(device)
 
 
-@dataclass
-class _Data:
-    """The splits a run trains, selects and reports on, and how it treats them."""
-
-    train: ImageDataset | StreamingImageFolder
-    test: ImageDataset | None  # reported only (None: the dataset has no test split)
-    val: ImageDataset | None  # the last val_size training examples, best.safetensors' judge
-    augmentation: str  # "none", "crop-flip" or "resized-crop-flip"
-    eval_sigma: float | None  # σ of the noisy evaluation (None: clean only)
-
-
-def _warn_if_one_class(config: TrainConfig, full: ImageDataset, say: Callable[[str], None]) -> None:
-    """``val_size`` takes the last examples and ``subset`` the first: on a class-sorted split
-    (an image folder) either can be mostly one class."""
-    labels = getattr(full, "labels", None)
-    if labels is None:
-        return
-    n, parts = len(labels), []
-    if config.val_size and config.val_size < n:
-        parts.append(("val_size", "held-out validation", range(n - config.val_size, n)))
-    if config.subset is not None:
-        kept = n - (config.val_size or 0)
-        parts.append(("subset", "training subset", range(min(config.subset, kept))))
-    for name, what, indices in parts:
-        skew = class_skew(labels, indices)
-        if skew:
-            skew = skew.replace("selected", what)
-            say(f"warning: {name}: {skew} (the split is ordered by class?)")
-
-
-def _prepare_data(
-    config: TrainConfig,
-    method: Method,
-    train_set: ImageDataset | None,
-    test_set: ImageDataset | None,
-    say: Callable[[str], None],
-) -> _Data:
-    """Load (unless given) the splits, hold out the validation examples, apply the subsets;
-    warn (``say``) when a held-out or subset slice is mostly one class."""
-    if train_set is None:
-        train_set = load_dataset(
-            config.dataset, "train", root=config.data_root, **config.data_options
-        )
-    if test_set is None:
-        try:
-            test_set = load_dataset(
-                config.dataset, "test", root=config.data_root, **config.data_options
-            )
-        except FileNotFoundError:
-            test_set = None
-    _warn_if_one_class(config, train_set, say)
-    val_set = None
-    if config.val_size:
-        if config.val_size >= len(train_set):
-            raise ValueError(
-                f"val_size {config.val_size} leaves no training examples "
-                f"(the training split has {len(train_set)})"
-            )
-        train_set, val_set = train_set.split_last(config.val_size)
-    if config.subset is not None:
-        train_set = train_set.subset(min(config.subset, len(train_set)))
-    if test_set is not None and config.test_subset is not None:
-        test_set = test_set.subset(min(config.test_subset, len(test_set)))
-    if len(train_set) < 2:
-        raise ValueError(f"the training set needs at least 2 examples, got {len(train_set)}")
-    augmentation = train_set.info.augmentation if config.augment == "auto" else config.augment
-    eval_sigma = config.eval_sigma if config.eval_sigma is not None else method.noise_sigma
-    if augmentation == "resized-crop-flip" and not isinstance(train_set, StreamingImageFolder):
-        raise ValueError(
-            "augment resized-crop-flip needs a streamed image folder "
-            "(dataset imagefolder with stream=True)"
-        )
-    return _Data(train_set, test_set, val_set, augmentation, eval_sigma)
-
-
 def _build_model(
     config: TrainConfig, info: Any, device: torch.device, ranks: ddp.Ranks
 ) -> tuple[TrainConfig, nn.Module, nn.Module, torch.amp.GradScaler | None]:
@@ -523,7 +281,7 @@ class _Run:
 
     config: TrainConfig
     method: Method
-    data: _Data
+    data: TrainData
     model: nn.Module  # the weights trained and saved
     runner: nn.Module  # the model as the methods and the evaluation call it (autocast)
     scaler: torch.amp.GradScaler | None  # fp16 only
@@ -810,59 +568,3 @@ def _write_resume_point(
         meta,
         aug_gen if batch else None,
     )
-
-
-def evaluate_split(
-    model: nn.Module,
-    dataset: ImageDataset,
-    name: str,
-    eval_sigma: float | None,
-    config: TrainConfig,
-    epoch: int,
-    stream: int,
-    device: torch.device,
-    ranks: ddp.Ranks | None = None,
-) -> dict[str, Any]:
-    """``{name}_acc`` and, when the method has σ, ``{name}_acc_noise`` at that σ (one noise
-    draw per example, seeded per epoch and split) with ``eval_sigma``. Under DDP each rank
-    evaluates every world-th example (its noise seeded per rank) and the counts are summed."""
-    if ranks is None or not ranks.distributed:
-        out: dict[str, Any] = {
-            f"{name}_acc": accuracy(
-                model, dataset, batch_size=config.eval_batch_size, device=device
-            )
-        }
-        if eval_sigma:
-            gen = torch.Generator(device=device)
-            gen.manual_seed(derived_seed(config.seed, epoch, stream))
-            out["eval_sigma"] = eval_sigma
-            out[f"{name}_acc_noise"] = accuracy(
-                model,
-                dataset,
-                sigma=eval_sigma,
-                generator=gen,
-                batch_size=config.eval_batch_size,
-                device=device,
-            )
-        return out
-    mine = range(ranks.rank, len(dataset), ranks.world)
-    counts = [count_correct(model, dataset, mine, batch_size=config.eval_batch_size)]
-    if eval_sigma:
-        gen = torch.Generator(device=device)
-        gen.manual_seed(ddp.rank_seed(config.seed, epoch, 0, stream, ranks.rank))
-        counts.append(
-            count_correct(
-                model,
-                dataset,
-                mine,
-                sigma=eval_sigma,
-                generator=gen,
-                batch_size=config.eval_batch_size,
-            )
-        )
-    total = ddp.all_sum([float(c) for c in counts], device)
-    out = {f"{name}_acc": total[0] / len(dataset)}
-    if eval_sigma:
-        out["eval_sigma"] = eval_sigma
-        out[f"{name}_acc_noise"] = total[1] / len(dataset)
-    return out

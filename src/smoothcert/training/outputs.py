@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from smoothcert.atomic import atomic_write_bytes
-from smoothcert.checkpoint import decode_tensors, save_checkpoint
+from smoothcert._util.atomic import atomic_write_bytes
 from smoothcert.data import ImageDataset
 from smoothcert.data.stream import UnreadableImage
+from smoothcert.models.checkpoint import decode_tensors, save_checkpoint
 from smoothcert.training.method import Method
 
 if TYPE_CHECKING:
-    from smoothcert.training.loop import TrainConfig
+    from smoothcert.training.config import TrainConfig
 
 RESUME_FILE = "resume.safetensors"
 CONFIG_FILE = "config.json"

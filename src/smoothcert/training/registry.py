@@ -10,11 +10,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from smoothcert.checks import FLOAT32_MAX
+from smoothcert._util.checks import FLOAT32_MAX
+from smoothcert.training.method import METHODS, Method
 
 # The built-in methods, imported for their registration.
-from smoothcert.training import gaussian, nal, smoothadv, standard, stn, trades, wrm  # noqa: F401
-from smoothcert.training.method import METHODS, Method
+from smoothcert.training.methods import (  # noqa: F401
+    gaussian,
+    nal,
+    smoothadv,
+    standard,
+    stn,
+    trades,
+    wrm,
+)
 
 
 def list_methods() -> list[str]:

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from smoothcert.atomic import atomic_write_bytes
-from smoothcert.checkpoint import decode_tensors, encode_tensors, load_state
+from smoothcert._util.atomic import atomic_write_bytes
+from smoothcert.models.checkpoint import decode_tensors, encode_tensors, load_state
 from smoothcert.training.state import flatten_optimizer, unflatten_optimizer
 
 DEFAULT_CHECKPOINT_EVERY = "10m"

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from smoothcert.certify.smoothing import _check_input_shape
 from smoothcert.data.base import sha256_file
 from smoothcert.models.normalize import Normalize
-from smoothcert.smoothing import _check_input_shape
 
 __all__ = ["FORMATS", "model_format", "load_model", "probe"]
 

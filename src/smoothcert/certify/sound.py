@@ -37,7 +37,7 @@ import mpmath
 import numpy as np
 import torch
 
-from smoothcert.checks import ParameterError
+from smoothcert._util.checks import ParameterError
 
 GRID_LEVELS = 255
 """Inputs are x = k/255, k an integer in [0, 255]."""

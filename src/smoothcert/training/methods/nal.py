@@ -2,7 +2,7 @@
 Randomized Smoothing", Algorithm 1, with one perturbation shared by the noise draws:
 docs/threat-model.md).
 
-Per batch, from x_0 = x0 (lines 3–6, :func:`smoothcert.attacks.surrogate_ascent`):
+Per batch, from x_0 = x0 (lines 3–6, :func:`smoothcert.distributional.surrogate_ascent`):
     for k = 0..K−1: draw z_1..z_s ~ N(0, σ²I);
         Δx = (1/s) Σ_j [∇_x ℓ(θ; x_k + z_j) − 2γ (x_k + z_j − x0)];   x_{k+1} = x_k + η1 Δx
 then the θ step (line 8) on  (1/(ns)) Σ_i Σ_j ℓ(θ; x_K^i + z_ij),  η1 = 0.5/γ by default.
@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from smoothcert.attacks.pgd import draw_noise, eval_mode
-from smoothcert.attacks.surrogate import surrogate_ascent
+from smoothcert.distributional.ascent import surrogate_ascent
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 
 

@@ -19,9 +19,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from smoothcert.checks import ParameterError
-from smoothcert.launch import check_shard, local_device, shard_from_env
-from smoothcert.store import RunStore
+from smoothcert._util.checks import ParameterError
+from smoothcert._util.launch import check_shard, local_device, shard_from_env
+from smoothcert.runs.store import RunStore
 
 __all__ = [
     "check_shard",

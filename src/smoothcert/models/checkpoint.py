@@ -19,7 +19,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from smoothcert.atomic import atomic_write_bytes
+from smoothcert._util.atomic import atomic_write_bytes
 
 METADATA_KEY = "smoothcert"
 REQUIRED_KEYS = ("arch", "num_classes", "input_shape", "mean", "std")

@@ -2,7 +2,7 @@
 principled adversarial training", Eq. 2 and Algorithm 1).
 
 Per batch: for each x0, approximately solve  x' = argmax_x  ℓ(θ; x) − γ ‖x − x0‖²  by gradient
-ascent (:func:`smoothcert.attacks.surrogate_ascent` with σ = 0, s = 1; no clipping), then
+ascent (:func:`smoothcert.distributional.surrogate_ascent` with σ = 0, s = 1; no clipping), then
 minimize ℓ(θ; x') on the adversarial points only. The default schedule is the authors'
 public one, rewritten for F(x) = ℓ − γ‖x − x0‖²: start at x0 + (0.5/γ)∇ℓ(x0) and take
 ``steps`` steps x ← x + (0.5/γ)/√(k+2) · ∇F(x); a number ``inner_step_size`` gives constant steps
@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from smoothcert.attacks.pgd import eval_mode
-from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surrogate_ascent
+from smoothcert.distributional.ascent import LossFn, cross_entropy_per_example, surrogate_ascent
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 
 

@@ -12,7 +12,7 @@ Examples
 >>> probability("alpha", 1.5)
 Traceback (most recent call last):
 ...
-smoothcert.checks.ParameterError: alpha must be in (0, 1), got 1.5
+smoothcert._util.checks.ParameterError: alpha must be in (0, 1), got 1.5
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def integer_at_least(name: str, value: object, minimum: int) -> int:
     >>> integer_at_least("num_classes", 1, 2)
     Traceback (most recent call last):
     ...
-    smoothcert.checks.ParameterError: num_classes must be an integer >= 2, got 1
+    smoothcert._util.checks.ParameterError: num_classes must be an integer >= 2, got 1
     """
     if not is_integer(value) or value < minimum:  # type: ignore[operator]
         kind = {0: "an integer >= 0", 1: "a positive integer"}.get(
@@ -166,7 +166,7 @@ def positive_int(name: str, value: object) -> int:
     >>> positive_int("n0", 0)
     Traceback (most recent call last):
     ...
-    smoothcert.checks.ParameterError: n0 must be a positive integer, got 0
+    smoothcert._util.checks.ParameterError: n0 must be a positive integer, got 0
     """
     return integer_at_least(name, value, 1)
 
@@ -238,7 +238,7 @@ def finite_real(
     >>> finite_real("sigma", 0.0, positive=True)
     Traceback (most recent call last):
     ...
-    smoothcert.checks.ParameterError: sigma must be > 0 and finite (float32), got 0.0
+    smoothcert._util.checks.ParameterError: sigma must be > 0 and finite (float32), got 0.0
     """
     ok = is_real(value) and abs(value) <= FLOAT32_MAX  # type: ignore[arg-type]
     if ok and positive:
@@ -324,7 +324,7 @@ def one_of(name: str, value: object, choices: tuple[str, ...]) -> str:
     >>> one_of("precision", "fp16", ("fp32", "bf16"))
     Traceback (most recent call last):
     ...
-    smoothcert.checks.ParameterError: precision must be one of fp32, bf16; got 'fp16'
+    smoothcert._util.checks.ParameterError: precision must be one of fp32, bf16; got 'fp16'
     """
     if not isinstance(value, str) or value not in choices:
         raise ParameterError(name, f"must be one of {', '.join(choices)}; got {value!r}")

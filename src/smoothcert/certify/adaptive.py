@@ -47,10 +47,10 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from smoothcert import stats
-from smoothcert.checks import ParameterError, finite_real, is_real, positive_int, probability
-from smoothcert.smoothing import Certificate, SmoothedClassifier
-from smoothcert.stats import ABSTAIN
+from smoothcert._util.checks import ParameterError, finite_real, is_real, positive_int, probability
+from smoothcert.certify import stats
+from smoothcert.certify.smoothing import Certificate, SmoothedClassifier
+from smoothcert.certify.stats import ABSTAIN
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ def look_levels(
 def all_correct_look(threshold: float, level: float) -> int:
     """n*(t) = the smallest n with level^(1/n) ≥ t: the first sample size at which n draws out
     of n clear t (the Clopper–Pearson lower bound with k = n is level^(1/n), up to the level
-    margin of :mod:`smoothcert.stats`, which the loop absorbs)."""
+    margin of :mod:`smoothcert.certify.stats`, which the loop absorbs)."""
     n = max(1, math.ceil(math.log(level) / math.log(threshold)))
     while float(stats.lower_confidence_bound(n, n, level)) < threshold:  # float rounding
         n += 1

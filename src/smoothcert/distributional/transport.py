@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from smoothcert._util.checks import finite_real, positive_int
 from smoothcert.attacks.pgd import eval_mode
 from smoothcert.attacks.robust import as_tensors
-from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surrogate_ascent
-from smoothcert.checks import finite_real, positive_int
+from smoothcert.distributional.ascent import LossFn, cross_entropy_per_example, surrogate_ascent
 
 
 @dataclass

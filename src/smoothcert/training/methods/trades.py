@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from smoothcert.attacks.pgd import eval_mode, per_example, pgd_ascent, project_l2
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
-from smoothcert.training.stn import kl_from_logits
+from smoothcert.training.methods.stn import kl_from_logits
 
 
 def trades_adversary(

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from smoothcert import stats
-from smoothcert.checks import ParameterError, one_of, probability
-from smoothcert.store import RunStore
+from smoothcert._util.checks import ParameterError, one_of, probability
+from smoothcert.certify import stats
+from smoothcert.runs.store import RunStore
 
 DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 BOUNDS = ("cohen", "li", "lecuyer")

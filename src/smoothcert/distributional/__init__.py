@@ -1,7 +1,7 @@
 """The distributional robustness certificate of the NAL paper (Theorem 1), with one
 perturbation shared by the noise draws (docs/threat-model.md).
 
-Not to be confused with :class:`smoothcert.smoothing.Certificate`, the pointwise certificate
+Not to be confused with :class:`smoothcert.certify.smoothing.Certificate`, the pointwise certificate
 of one input: this module bounds the expected loss over a data distribution. Its names say
 "distributional" or "bound": :func:`distributional_bound` (one γ and ρ, a
 :class:`DistributionalBound`) and :func:`distributional_curve` (a γ grid and several ρ, a
@@ -47,8 +47,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothcert.attacks.surrogate import LossFn, cross_entropy_per_example, surrogate_ascent
-from smoothcert.checks import ParameterError, finite_real, integer_at_least, is_integer, one_of
+from smoothcert._util.checks import (
+    ParameterError,
+    finite_real,
+    integer_at_least,
+    is_integer,
+    one_of,
+)
+from smoothcert.distributional.ascent import LossFn, cross_entropy_per_example, surrogate_ascent
 
 __all__ = [
     "DistributionalBound",
@@ -90,7 +96,7 @@ def _count(name: str, value: object) -> int:
     """``value`` as an int, refused unless it is an integer >= 1 (2.5 would otherwise reach
     range() or a tensor shape and fail there with a TypeError).
 
-    :func:`smoothcert.checks.positive_int` with this module's wording ("an integer >= 1"),
+    :func:`smoothcert._util.checks.positive_int` with this module's wording ("an integer >= 1"),
     which callers match on."""
     if not is_integer(value) or value < 1:  # type: ignore[operator]
         raise ParameterError(name, f"must be an integer >= 1, got {value!r}")
@@ -115,7 +121,7 @@ def check_surrogate_args(
 
     Raises
     ------
-    smoothcert.checks.ParameterError
+    smoothcert._util.checks.ParameterError
         Naming the first argument out of range.
     """
     finite_real("gamma", gamma, positive=True)
@@ -317,7 +323,7 @@ def surrogate(
     Raises
     ------
     ValueError
-        If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
+        If an argument is out of range (a :class:`~smoothcert._util.checks.ParameterError` naming
         it), the batch is malformed, or the loss is not finite.
     """
     check_surrogate_args(gamma, sigma, num_noise, steps, num_eval)
@@ -483,7 +489,7 @@ def check_gammas(gammas: Sequence[float], name: str = "gammas") -> np.ndarray:
 
     Raises
     ------
-    smoothcert.checks.ParameterError
+    smoothcert._util.checks.ParameterError
         If ``gammas`` is not a non-empty list of finite numbers > 0.
     """
     try:
@@ -546,7 +552,7 @@ def surrogate_table(
     ------
     ValueError
         If ``gammas``, ``batch_size`` or ``indices`` is out of range (a
-        :class:`~smoothcert.checks.ParameterError` naming it), or ``data`` is empty or
+        :class:`~smoothcert._util.checks.ParameterError` naming it), or ``data`` is empty or
         malformed.
     """
     g = check_gammas(gammas)
@@ -682,7 +688,7 @@ def bound_from_table(
 
     Raises
     ------
-    smoothcert.checks.ParameterError
+    smoothcert._util.checks.ParameterError
         If ``rho`` is negative, not finite, or below dσ² when it counts the noise.
     """
     gamma = float(table.gammas[gamma_index])
@@ -744,7 +750,7 @@ def distributional_bound(
     Raises
     ------
     ValueError
-        If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
+        If an argument is out of range (a :class:`~smoothcert._util.checks.ParameterError` naming
         it) or the data or the loss is unusable.
     """
     # Before the long computation; names gamma, not the one-element list "gammas".
@@ -818,7 +824,7 @@ def curve_from_table(
     Raises
     ------
     ValueError
-        If ``rhos`` or ``select`` is invalid (a :class:`~smoothcert.checks.ParameterError`),
+        If ``rhos`` or ``select`` is invalid (a :class:`~smoothcert._util.checks.ParameterError`),
         or ``select="split"`` with fewer than two examples.
     """
     one_of("select", select, SELECT)
@@ -903,7 +909,7 @@ def distributional_curve(
     Raises
     ------
     ValueError
-        If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
+        If an argument is out of range (a :class:`~smoothcert._util.checks.ParameterError` naming
         it) or the data or the loss is unusable.
     """
     one_of("select", select, SELECT)
@@ -984,7 +990,7 @@ def worst_case_loss(
     Raises
     ------
     ValueError
-        If an argument is out of range (a :class:`~smoothcert.checks.ParameterError` naming
+        If an argument is out of range (a :class:`~smoothcert._util.checks.ParameterError` naming
         it) or the data or the loss is unusable.
     """
     # One number (numpy's scalars and 0-d arrays included) is a sweep of one.

@@ -9,8 +9,8 @@ The module reads as the algorithm, top to bottom:
    n draws), then :meth:`~SmoothedClassifier.predict` (PREDICT: a binomial test on the counts)
    and :meth:`~SmoothedClassifier.certify` (CERTIFY: a selection stage, an estimation stage
    and a Clopper–Pearson bound turned into a radius). The statistics themselves, and the
-   ``ABSTAIN`` label they return, live in :mod:`smoothcert.stats`. Input checks, the execution
-   settings and the batch size come after.
+   ``ABSTAIN`` label they return, live in :mod:`smoothcert.certify.stats`. Input checks, the
+   execution settings and the batch size come after.
 3. The helpers: the noise stream, eval/inference mode, the model's dtype and device.
 
 Noise is added in the caller's input space ([0,1] pixels for images); normalization belongs
@@ -19,12 +19,12 @@ inside the base model, so σ and certified radii are L2 distances in input units
 Speed (docs/performance.md): counts are tallied on the device; noise is drawn in fixed chunks
 of samples so the counts for a seed do not depend on the batch size; the base classifier can
 run under bf16 autocast and in channels-last layout; the batch size can be tuned to the
-throughput plateau (:func:`smoothcert.throughput.tune_batch_size`). With precision="bf16" the
+throughput plateau (:func:`smoothcert.certify.tuning.tune_batch_size`). With precision="bf16" the
 certificate holds for the bf16 classifier.
 
 The radius uses the σ that scaled the noise (:attr:`SmoothedClassifier.noise_sigma`: σ rounded
 to float32 for float32 models, as torch rounds the ``alpha`` of x + σε). With ``sound=True``
-inputs, noise and noisy inputs live on the 8-bit grid (:mod:`smoothcert.sound`) and the
+inputs, noise and noisy inputs live on the 8-bit grid (:mod:`smoothcert.certify.sound`) and the
 certificate holds for the classifier as computed in floating point.
 """
 
@@ -40,9 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothcert import sound as lattice
-from smoothcert import stats
-from smoothcert.checks import (
+from smoothcert._util.checks import (
     ParameterError,
     finite_real,
     integer_at_least,
@@ -52,7 +50,10 @@ from smoothcert.checks import (
     positive_int,
     probability,
 )
-from smoothcert.stats import ABSTAIN
+from smoothcert.certify import sound as lattice
+from smoothcert.certify import stats
+from smoothcert.certify.stats import ABSTAIN
+from smoothcert.certify.tuning import tune_batch_size
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class SmoothedClassifier:
         4-D parameters to it, in place: values are unchanged). None means where it helps:
         models with Conv2d layers, on CPU or with bf16.
     sound : bool, default False
-        Certify the classifier as computed in floating point (:mod:`smoothcert.sound`):
+        Certify the classifier as computed in floating point (:mod:`smoothcert.certify.sound`):
         inputs must be on the 8-bit grid (every value k/255), the noise is the rounded Gaussian
         on that grid drawn from random integers, the base model sees (k + J)/255 computed
         exactly, and CERTIFY's pA lower bound is lowered by the noise table's total-variation
@@ -559,13 +560,10 @@ class SmoothedClassifier:
         return self._tuned[key]
 
     def _tune_batch_size(self, x: torch.Tensor) -> int:
-        """Time the base model on noisy copies of x (:func:`smoothcert.throughput.tune_batch_size`).
+        """Time the base model on noisy copies of x
+        (:func:`smoothcert.certify.tuning.tune_batch_size`).
         Only speed depends on the choice: the noise, hence the counts, do not depend on the
         batch size."""
-        # Imported here: throughput measures this module's classifier, so it imports this
-        # module at its top; the classifier needs it only when batch_size=None.
-        from smoothcert.throughput import tune_batch_size
-
         generator = torch.Generator(device=self.device).manual_seed(0)  # never the caller's
         center = x / lattice.GRID_LEVELS if self.sound else x
 

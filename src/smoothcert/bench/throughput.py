@@ -4,9 +4,8 @@ measured round-robin (every configuration in every round) so that all figures se
 load, with the median of per-round ratios as the result. Used by ``smoothcert bench`` and the
 benchmarks in benchmarks/.
 
-Also the automatic batch size of ``SmoothedClassifier(batch_size=None)``
-(:func:`tune_batch_size`): this module imports :mod:`smoothcert.smoothing` at its top, and the
-classifier imports :func:`tune_batch_size` only when it tunes, so there is no import cycle.
+The automatic batch size of ``SmoothedClassifier(batch_size=None)`` lives below the classifier,
+in :mod:`smoothcert.certify.tuning`.
 """
 
 from __future__ import annotations
@@ -22,8 +21,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from smoothcert.checks import ParameterError, positive_int
-from smoothcert.smoothing import SmoothedClassifier, model_dtype
+from smoothcert._util.checks import ParameterError, positive_int
+from smoothcert.certify.smoothing import SmoothedClassifier, model_dtype
+from smoothcert.certify.tuning import sync
 
 #: (precision, channels_last) paths, slowest first.
 PATHS: tuple[tuple[str, bool], ...] = (
@@ -32,13 +32,6 @@ PATHS: tuple[tuple[str, bool], ...] = (
     ("bf16", False),
     ("bf16", True),
 )
-
-
-#: Batch sizes the automatic search tries, in order: 16 .. 8192.
-AUTO_BATCH_CANDIDATES = tuple(2**k for k in range(4, 14))
-AUTO_BATCH_MAX_BYTES = 256 << 20  # noisy-input buffer cap while tuning
-AUTO_BATCH_BUDGET_S = 8.0  # stop tuning when the next size would exceed this wall time ...
-AUTO_BATCH_MIN = 256  # ... but always try sizes up to here: small batches waste throughput
 
 
 def path_name(precision: str, channels_last: bool) -> str:
@@ -60,11 +53,6 @@ def machine(device: torch.device | str = "cpu") -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _device(model: nn.Module, fallback: torch.device) -> torch.device:
@@ -89,55 +77,6 @@ def _check_fits(x: torch.Tensor, batch_size: int, batches_per_round: int) -> Non
             f"{tuple(x.shape)} need {need / 2**30:.1f} GiB, more than half of this machine's "
             f"{memory / 2**30:.1f} GiB; use a smaller batch"
         )
-
-
-def tune_batch_size(
-    model: Callable[[torch.Tensor], object],
-    noisy_batch: Callable[[int], torch.Tensor],
-    bytes_per_sample: int,
-    device: torch.device,
-) -> tuple[int, dict[int, float]]:
-    """The automatic batch size: time ``model`` on ``noisy_batch(b)`` at the doubling sizes of
-    :data:`AUTO_BATCH_CANDIDATES`, stop at the plateau (two sizes without a 5% gain) or when the
-    next size would exceed the time budget, and choose the smallest size within 5% of the best.
-
-    Parameters
-    ----------
-    model : callable
-        The base model, called on a batch; the caller sets eval, inference mode and autocast.
-    noisy_batch : callable
-        ``noisy_batch(b)``: a batch of b noisy inputs, as the classifier would build it.
-    bytes_per_sample : int
-        Size of one input: sizes whose batch exceeds :data:`AUTO_BATCH_MAX_BYTES` are skipped.
-    device : torch.device
-        Where ``model`` runs (synchronized after each pass on CUDA).
-
-    Returns
-    -------
-    tuple of (int, dict)
-        The chosen batch size, and the samples/s measured at each size tried.
-    """
-    rates: dict[int, float] = {}
-    best, stale, started = 0.0, 0, time.perf_counter()
-    for b in AUTO_BATCH_CANDIDATES:
-        if b > 16 and b * bytes_per_sample > AUTO_BATCH_MAX_BYTES:
-            break
-        batch = noisy_batch(b)
-        model(batch)  # warm-up (allocator, kernel selection)
-        reps, t0 = 0, time.perf_counter()
-        while reps < 2 or time.perf_counter() - t0 < 0.1:
-            model(batch)
-            reps += 1
-            _sync(device)
-        rates[b] = reps * b / (time.perf_counter() - t0)
-        stale = 0 if rates[b] > 1.05 * best else stale + 1
-        best = max(best, rates[b])
-        # the next size costs about 3 passes (warm-up + 2) of 2b samples at this rate
-        next_cost = 3 * 2 * b / rates[b]
-        over_budget = time.perf_counter() - started + next_cost > AUTO_BATCH_BUDGET_S
-        if stale >= 2 or (over_budget and b >= AUTO_BATCH_MIN):
-            break
-    return min(b for b, r in rates.items() if r >= 0.95 * best), rates
 
 
 def set_layout(model: nn.Module, channels_last: bool) -> None:
@@ -175,11 +114,11 @@ def forward_rate(
     model.eval()
     with torch.inference_mode(), cast:
         model(batches[0]).argmax(1)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for b in batches:
             model(b).argmax(1)
-        _sync(device)
+        sync(device)
         return sum(b.shape[0] for b in batches) / (time.perf_counter() - t0)
 
 
@@ -246,7 +185,7 @@ def interleaved(
             set_layout(model, False)
             t0 = time.perf_counter()
             baseline(n)
-            _sync(device)
+            sync(device)
             base.append(n / (time.perf_counter() - t0))
     set_layout(model, False)
     out: dict = {"batch_size": batch_size, "rounds": rounds, "samples_per_round": n, "paths": {}}

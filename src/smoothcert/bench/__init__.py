@@ -1,0 +1,1 @@
+"""Throughput measurement of certification on this machine (``smoothcert bench``, benchmarks/)."""

@@ -1,0 +1,187 @@
+"""What determines a training run (:class:`TrainConfig`, checked by ``validate``; its
+``identity`` is what a resumed run must share) and what :func:`~smoothcert.training.train`
+returns (:class:`TrainResult`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from smoothcert._util.checks import (
+    ParameterError,
+    integer_at_least,
+    is_integer,
+    optional_positive_int,
+    positive_int,
+)
+from smoothcert.data import AUGMENTATIONS
+from smoothcert.training.precision import PRECISIONS
+from smoothcert.training.resume import (
+    DEFAULT_CHECKPOINT_EVERY,
+    parse_checkpoint_every,
+)
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "step", "cosine")
+# Fields that do not change the result, so a resumed run may differ in them.
+NOT_IDENTITY = ("out_dir", "device", "eval_batch_size", "checkpoint_every", "workers")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run.
+
+    Every field has a default; ``smoothcert train --help`` gives the unit and range of each
+    (the CLI flags set these fields). Validated by ``train`` before anything is written.
+
+    Examples
+    --------
+    >>> config = TrainConfig(dataset="mnist", arch="cnn3", method="gaussian",
+    ...                      method_options={"sigma": 0.25}, epochs=5, out_dir="runs/x")
+    >>> config.method_options["sigma"], config.batch_size
+    (0.25, 128)
+    """
+
+    dataset: str = "mnist"  # a smoothcert.data.load_dataset name
+    arch: str = "cnn3"  # a smoothcert.models.list_models() name
+    method: str = "standard"  # a smoothcert.training.list_methods() name
+    method_options: dict[str, Any] = field(default_factory=dict)  # the method's hyperparameters
+    out_dir: str = "runs/train"
+    data_root: str | None = None  # load_dataset root (None: the dataset's default location)
+    data_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"resize": 64} (imagefolder)
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 128  # examples per optimizer step
+    optimizer: str = "sgd"  # "sgd" (heavy-ball momentum) | "adam"
+    lr: float = 0.1  # initial learning rate
+    momentum: float = 0.9  # SGD momentum (ignored by Adam)
+    weight_decay: float = 1e-4  # L2 penalty coefficient (coupled, as torch.optim applies it)
+    schedule: str = (
+        "step"  # "constant" | "step" (×lr_decay every step_size epochs) | "cosine" (per step, to 0)
+    )
+    step_size: int = 30  # epochs between decays of the step schedule
+    lr_decay: float = 0.1  # multiplicative decay of the step schedule
+    seed: int = 0  # model init, data order, augmentation, method noise, evaluation noise
+    subset: int | None = None  # train on the first N training examples only
+    test_subset: int | None = None  # evaluate on the first N test examples only
+    # Hold out the last N training examples to choose best.safetensors on (never the test
+    # set); 0: no held-out set, and best.safetensors is the last epoch.
+    val_size: int = 0
+    eval_sigma: float | None = None  # σ of the noisy evaluation (None: the method's σ, or none)
+    augment: str = "auto"  # "auto" (what the dataset calls for) | "none" | "crop-flip"
+    eval_batch_size: int = 500  # examples per evaluation forward pass
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast, CPU or CUDA) | "fp16" (CUDA, scaled)
+    channels_last: bool | None = None  # None: on for conv nets in bf16/fp16, off in fp32
+    device: str | None = None  # None: CUDA when available (under torchrun cuda:LOCAL_RANK)
+    # Mid-epoch resume states: N steps (int or "N"), "Nm" minutes, or 0/"off" (epochs only).
+    checkpoint_every: int | str = DEFAULT_CHECKPOINT_EVERY
+    workers: int = 0  # DataLoader worker processes decoding a streamed image folder
+    sync_bn: bool = False  # batch-norm statistics over the global batch under torchrun (CUDA)
+
+    def validate(self) -> None:
+        """Check every field (ParameterError naming it); integer fields become plain ints."""
+        from smoothcert.data import DATASETS
+        from smoothcert.models import list_models
+
+        if self.dataset not in DATASETS:
+            raise ValueError(
+                f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
+            )
+        if self.arch not in list_models():
+            raise ValueError(
+                f"unknown arch {self.arch!r}; choose one of {', '.join(list_models())}"
+            )
+        # Plain ints: the fields are recorded in config.json, which takes no numpy integers.
+        for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
+            setattr(self, name, positive_int(name, getattr(self, name)))
+        for name in ("subset", "test_subset"):
+            setattr(self, name, optional_positive_int(name, getattr(self, name)))
+        self.val_size = integer_at_least("val_size", self.val_size, 0)
+        if self.optimizer not in OPTIMIZERS:
+            raise ParameterError(
+                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ParameterError(
+                "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ParameterError("lr", f"must be a finite number > 0, got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise ParameterError("momentum", f"must be in [0, 1), got {self.momentum!r}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ParameterError("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
+        if not 0 < self.lr_decay <= 1:
+            raise ParameterError("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
+        if self.eval_sigma is not None and not (
+            self.eval_sigma >= 0 and math.isfinite(self.eval_sigma)
+        ):
+            raise ParameterError(
+                "eval_sigma", f"must be a finite number >= 0, got {self.eval_sigma!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ParameterError(
+                "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if self.channels_last is not None and not isinstance(self.channels_last, bool):
+            raise ParameterError(
+                "channels_last", f"must be True, False or None, got {self.channels_last!r}"
+            )
+        parse_checkpoint_every(self.checkpoint_every)
+        self.workers = integer_at_least("workers", self.workers, 0)
+        if not isinstance(self.sync_bn, bool):
+            raise ParameterError("sync_bn", f"must be True or False, got {self.sync_bn!r}")
+        if self.augment != "auto" and self.augment not in AUGMENTATIONS:
+            raise ParameterError(
+                "augment", f"must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
+            )
+        if not is_integer(self.seed) or not (0 <= self.seed < 2**64):  # torch takes 64 bits
+            raise ParameterError("seed", f"must be an integer in [0, 2**64), got {self.seed!r}")
+        self.seed = int(self.seed)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the run it continues.
+
+        Returns
+        -------
+        dict
+            Every field but those that change nothing trained (``out_dir``, ``device``,
+            ``eval_batch_size``, ``checkpoint_every``, ``workers``).
+        """
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if k not in NOT_IDENTITY}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The run's output folder.
+    model : nn.Module
+        The trained model (the last epoch's weights).
+    history : list of dict
+        One metrics dict per completed epoch.
+    last_checkpoint : Path
+        ``last.safetensors``.
+    best_checkpoint : Path or None
+        ``best.safetensors``, the best epoch's weights (None when that file does not exist).
+    resumed_from_epoch : int
+        Completed epochs found on disk at the start (0: a fresh run).
+    rank : int
+        This process's rank under torchrun (only rank 0 writes files).
+    """
+
+    out_dir: Path
+    model: nn.Module
+    history: list[dict[str, Any]]  # one metrics dict per completed epoch
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    resumed_from_epoch: int  # completed epochs found on disk at the start (0: fresh run)
+    rank: int = 0  # this process's rank under torchrun (only rank 0 writes files)

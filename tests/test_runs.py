@@ -314,7 +314,7 @@ def test_bool_arguments_are_refused_before_the_run_file(tmp_path, kwargs, messag
 def test_class_skew_flags_a_selection_that_is_one_class() -> None:
     from smoothcert.data.base import class_skew
     from smoothcert.data.cifar import jpeg_order
-    from smoothcert.runs.certify import select_indices
+    from smoothcert.runs.common import select_indices
 
     periodic = [i % 10 for i in range(10000)]  # class = index mod 10
     assert class_skew(periodic, select_indices(10000, 20, 500)) == (

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from smoothcert import SmoothedClassifier
-from smoothcert.certify.smoothing import noise_chunk
+from smoothcert.certify.noise import noise_chunk
 from smoothcert.certify.tuning import AUTO_BATCH_CANDIDATES
 
 

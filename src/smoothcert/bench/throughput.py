@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from smoothcert._util.checks import ParameterError, positive_int
-from smoothcert.certify.smoothing import SmoothedClassifier, model_dtype
+from smoothcert._util.torch_helpers import model_dtype
+from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.certify.tuning import sync
 
 #: (precision, channels_last) paths, slowest first.

@@ -11,7 +11,8 @@ The module reads as the algorithm, top to bottom:
    and a Clopper–Pearson bound turned into a radius). The statistics themselves, and the
    ``ABSTAIN`` label they return, live in :mod:`smoothcert.certify.stats`. Input checks, the
    execution settings and the batch size come after.
-3. The helpers: the noise stream, eval/inference mode, the model's dtype and device.
+3. Two input checks. The noise stream is :mod:`smoothcert.certify.noise`; eval/inference mode
+   and the model's dtype and device are :mod:`smoothcert._util.torch_helpers`.
 
 Noise is added in the caller's input space ([0,1] pixels for images); normalization belongs
 inside the base model, so σ and certified radii are L2 distances in input units.
@@ -31,9 +32,7 @@ certificate holds for the classifier as computed in floating point.
 from __future__ import annotations
 
 import contextlib
-import itertools
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,8 +49,10 @@ from smoothcert._util.checks import (
     positive_int,
     probability,
 )
+from smoothcert._util.torch_helpers import evaluating, model_device, model_dtype
 from smoothcert.certify import sound as lattice
 from smoothcert.certify import stats
+from smoothcert.certify.noise import NoiseStream
 from smoothcert.certify.stats import ABSTAIN
 from smoothcert.certify.tuning import tune_batch_size
 
@@ -193,7 +194,7 @@ class SmoothedClassifier:
         self.base = base
         self.num_classes = num_classes
         self.sigma = sigma
-        self.device = torch.device(device) if device is not None else _model_device(base)
+        self.device = torch.device(device) if device is not None else model_device(base)
         shape = input_shape if input_shape is not None else getattr(base, "input_shape", None)
         self.input_shape: tuple[int, ...] | None = _check_input_shape(shape)
         self.precision = precision
@@ -287,7 +288,7 @@ class SmoothedClassifier:
             def draw(out: torch.Tensor) -> None:
                 lattice.draw_lattice_noise(table, out, generator)
 
-        noise = _NoiseStream(tuple(x.shape[1:]), x.dtype, self.device, generator, draw)
+        noise = NoiseStream(tuple(x.shape[1:]), x.dtype, self.device, generator, draw)
         sigma = self.noise_sigma
         eps = torch.empty((min(batch_size, n), *x.shape[1:]), dtype=x.dtype, device=self.device)
         inputs = eps
@@ -581,87 +582,6 @@ class SmoothedClassifier:
                 self.base, noisy_batch, x[0].numel() * x.element_size(), self.device
             )
         return chosen
-
-
-# ---------------------------------------------------------------------------- helpers
-
-_NOISE_CHUNK_ELEMENTS = 1 << 20  # randn calls of up to ~1M values: few ops per batch
-_MAX_NOISE_CHUNK = 1000  # samples: the default batch size draws its noise in one call
-
-
-def noise_chunk(sample_numel: int) -> int:
-    """Samples per randn call: the noise stream is a sequence of randn([chunk, *shape]) calls,
-    so it depends only on the generator and the input shape, never on the batch size."""
-    return max(1, min(_MAX_NOISE_CHUNK, _NOISE_CHUNK_ELEMENTS // max(1, sample_numel)))
-
-
-class _NoiseStream:
-    """Draws ε ~ N(0, I) for consecutive samples in fixed chunks (see :func:`noise_chunk`);
-    with ``draw``, any noise that ``draw(out)`` writes into a [chunk, *shape] tensor."""
-
-    def __init__(
-        self,
-        shape: tuple[int, ...],
-        dtype: torch.dtype,
-        device: torch.device,
-        generator: torch.Generator | None,
-        draw: Callable[[torch.Tensor], None] | None = None,
-    ) -> None:
-        self.chunk = noise_chunk(math.prod(shape))
-        self.generator = generator
-        self.draw = draw or self._randn
-        self.pool = torch.empty((self.chunk, *shape), dtype=dtype, device=device)
-        self.left = 0  # unused samples at the end of the pool
-
-    def _randn(self, out: torch.Tensor) -> None:
-        torch.randn(out.shape, generator=self.generator, out=out)
-
-    def fill(self, out: torch.Tensor) -> None:
-        """Fill ``out`` ([b, *shape], contiguous) with the next b samples of the stream."""
-        b, pos, c = out.shape[0], 0, self.chunk
-        while pos < b:
-            if self.left == 0 and b - pos >= c:  # a whole chunk: draw in place, no copy
-                self.draw(out[pos : pos + c])
-                pos += c
-                continue
-            if self.left == 0:
-                self.draw(self.pool)
-                self.left = c
-            take = min(self.left, b - pos)
-            start = c - self.left
-            out[pos : pos + take].copy_(self.pool[start : start + take])
-            self.left -= take
-            pos += take
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode and inference mode for the duration; the training flag is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype the base model computes in: that of its first floating parameter
-    (else floating buffer, e.g. a normalization layer's), float32 when it has none. Inputs are
-    converted to it, since a float64 input into float32 weights fails inside the model."""
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
 
 
 def _has_conv2d(model: nn.Module) -> bool:

@@ -534,7 +534,7 @@ def prepare_smoothed_run(
             f"{verb} at σ = {sigma} a model trained with σ = {meta['sigma']} "
             "(allowed, as in Cohen et al.'s Appendix H.3, but usually worse)"
         )
-    from smoothcert.runs.certify import select_indices
+    from smoothcert.runs.common import select_indices
 
     warn_if_one_class(inputs.dataset, select_indices(len(inputs.dataset), args.skip, args.max))
     classifier = smoothed_classifier(args, inputs.model, meta, inputs.dataset, sigma)

@@ -105,7 +105,7 @@ def _check_adaptive(args: argparse.Namespace) -> None:
 def _check_tsv(args: argparse.Namespace) -> None:
     """Refuse a --tsv that could only fail or lose data, before hours of work rather than after."""
     from smoothcert.runs import shards
-    from smoothcert.runs.certify import check_tsv_target
+    from smoothcert.runs.tsv import check_tsv_target
 
     if args.tsv is None:
         return

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from smoothcert.analysis import check_reference, predict_categories
     from smoothcert.runs import predict_dataset
-    from smoothcert.runs.certify import run_identity
+    from smoothcert.runs.common import run_identity
 
     if args.reference:
         check_reference(args.reference)  # exists, and is a certify or predict run
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 def _reference_overlap(args: argparse.Namespace, num_examples: int) -> set[int]:
     """The selected examples the reference run holds; none at all is refused before any work
     (the categories are computed over the shared examples only)."""
-    from smoothcert.runs.certify import select_indices
+    from smoothcert.runs.common import select_indices
     from smoothcert.runs.store import RunStore
 
     with RunStore.read(args.reference) as ref:
@@ -124,7 +124,7 @@ def _check_reference_matches(args: argparse.Namespace, out: str, config: dict) -
     from pathlib import Path
 
     from smoothcert.analysis import check_independent_noise, check_reference
-    from smoothcert.runs.certify import PREDICT_NOISE_STREAM
+    from smoothcert.runs.common import PREDICT_NOISE_STREAM
     from smoothcert.runs.store import RunStore
 
     if Path(args.reference).resolve() == Path(out).resolve():

@@ -7,19 +7,11 @@
 """
 
 from smoothcert.runs.attack import ATTACK_SCHEMA, attack_dataset
-from smoothcert.runs.certify import (
-    CERTIFY_SCHEMA,
-    PREDICT_SCHEMA,
-    certify_dataset,
-    example_generator,
-    export_tsv,
-    file_sha256,
-    model_fingerprint,
-    predict_dataset,
-    select_indices,
-)
+from smoothcert.runs.certify import CERTIFY_SCHEMA, PREDICT_SCHEMA, certify_dataset, predict_dataset
+from smoothcert.runs.common import example_generator, file_sha256, model_fingerprint, select_indices
 from smoothcert.runs.dcert import DcertResult, dcert_dataset, dcert_schema, read_dcert
 from smoothcert.runs.store import RunStore
+from smoothcert.runs.tsv import export_tsv
 
 __all__ = [
     "ATTACK_SCHEMA",

@@ -35,7 +35,7 @@ from smoothcert.attacks.robust import (
     check_steps,
     robust_correct,
 )
-from smoothcert.runs.certify import check_same_examples, selection_sha
+from smoothcert.runs.common import check_same_examples, selection_sha
 from smoothcert.runs.store import RunStore, pending_blocks
 
 ATTACK_SCHEMA = {

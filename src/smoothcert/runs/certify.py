@@ -1,5 +1,6 @@
-"""Resumable certify and predict runs over a dataset, stored in a run file (see store.py),
-and export to the tab-separated format of Cohen et al.'s reference code.
+"""Resumable certify and predict runs over a dataset, stored in a run file (see store.py); the
+export to the tab-separated format of Cohen et al.'s reference code is tsv.py, the helpers
+every run kind shares are common.py.
 
 A run goes in five steps, one function each:
 
@@ -16,19 +17,16 @@ depend on the order of examples, on interruptions, or on which machine resumed t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from smoothcert._util.atomic import atomic_write_bytes
 from smoothcert._util.checks import (
     ParameterError,
     integer_at_least,
@@ -38,8 +36,16 @@ from smoothcert._util.checks import (
 )
 from smoothcert.certify import stats
 from smoothcert.certify.smoothing import SmoothedClassifier
+from smoothcert.runs.common import (
+    PREDICT_NOISE_STREAM,
+    PREDICT_STREAM,
+    check_same_examples,
+    example_generator,
+    run_identity,
+    select_indices,
+)
 from smoothcert.runs.shards import check_shard, shard_of
-from smoothcert.runs.store import SQLITE_HEADER, RunStore
+from smoothcert.runs.store import RunStore
 
 __all__ = [
     "RunStore",
@@ -48,17 +54,9 @@ __all__ = [
     "Selection",
     "CertifyOptions",
     "PredictOptions",
-    "select_indices",
-    "selection_sha",
-    "example_generator",
     "noise_stream",
-    "model_fingerprint",
-    "file_sha256",
-    "run_identity",
     "certify_dataset",
     "predict_dataset",
-    "check_tsv_target",
-    "export_tsv",
 ]
 
 CERTIFY_SCHEMA = {
@@ -91,91 +89,6 @@ Progress = Callable[[dict[str, Any]], None]
 OnStart = Callable[[int, int], None]
 # One example's evaluation: (input, its generator) -> its row without label and seconds.
 Evaluate = Callable[[Any, torch.Generator], dict[str, Any]]
-
-
-def select_indices(num_examples: int, skip: int = 1, max_examples: int | None = None) -> list[int]:
-    """Every ``skip``-th example, ``max_examples`` of them in all (a count, not an index)."""
-    skip = positive_int("skip", skip)
-    max_examples = optional_positive_int("max_examples", max_examples)
-    indices = list(range(0, num_examples, skip))
-    return indices if max_examples is None else indices[:max_examples]
-
-
-def selection_sha(indices: Sequence[int]) -> str:
-    """A short identity of an ordered list of examples, stored in the config of attack and
-    dcert runs so that a resumed run works on the same examples."""
-    return hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()[:16]
-
-
-def check_same_examples(out: str | os.PathLike, dataset: Any) -> None:
-    """Refuse to resume a run whose stored rows are other examples than the data set now gives.
-
-    The run's configuration names the data set and the selection, not the images: a loader
-    that orders the data differently, or another ``root``, would mix rows of two example sets
-    in one table. A stored row whose label differs from the data's label at its index shows
-    that (unlabeled data and rows without a label are not checked). Read-only: a refused run
-    file is left untouched. Nothing to check when ``out`` does not exist yet.
-    """
-    labels = getattr(dataset, "labels", None)
-    if labels is None or not Path(out).is_file():
-        return
-    with RunStore.read(out) as store:
-        stored = store.stored_labels()
-    changed = [
-        (i, old) for i, old in sorted(stored.items()) if i >= len(labels) or int(labels[i]) != old
-    ]
-    if changed:
-        i, old = changed[0]
-        now = f"is now {int(labels[i])}" if i < len(labels) else "is past the data's end"
-        raise ValueError(
-            f"{out} holds other examples than the data set now gives: {len(changed)} of "
-            f"{len(stored)} stored rows have another label at their index (example {i} was "
-            f"labelled {old}, {now}); the data changed since the run started (order, files or "
-            "root): write to a new out file"
-        )
-
-
-# The noise stream of a predict run: its draws are seeded by (seed, idx, PREDICT_STREAM, n), so
-# they are independent of a certify run's (seeded by (seed, idx) alone) and of a predict run
-# with another n. Without it, PREDICT's n draws were a prefix of a same-seed reference run's
-# and agreed with it more often than independent draws would (Table 4's "accurate" inflated).
-PREDICT_STREAM = 1
-PREDICT_NOISE_STREAM = "seed, idx, predict, n"  # recorded in the config of every predict run
-
-
-def example_generator(
-    seed: int, idx: int, device: torch.device, stream: tuple[int, ...] = ()
-) -> torch.Generator:
-    """The generator of example ``idx``: independent streams for distinct (seed, idx, stream).
-    Certify runs use no ``stream`` (their published noise stays as it was)."""
-    state = np.random.SeedSequence([seed, idx, *stream]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """sha256 over the model's parameter and buffer names, shapes, dtypes and values."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        # reshape(-1): a 0-dim buffer (batch norm's num_batches_tracked) cannot be viewed as
-        # bytes directly; for every other tensor the bytes are the same as before.
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def run_identity(classifier: SmoothedClassifier) -> dict[str, Any]:
-    """The config entries that identify the smoothed classifier of a run: its base model's
-    fingerprint and σ (every certify and predict run stores them)."""
-    return {"model_sha256": model_fingerprint(classifier.base), "sigma": classifier.sigma}
 
 
 # ------------------------------------------------------------------ 1. validate
@@ -649,88 +562,6 @@ def _adaptive_plan_options(
     resolved = dataclasses.asdict(AdaptiveOptions(**(options or {})))
     plan_looks(radii, sigma, alpha, n, **resolved)
     return resolved
-
-
-def check_tsv_target(tsv_path: str | os.PathLike, run_path: str | os.PathLike) -> Path:
-    """Refuse a TSV target that would destroy data or cannot be written, before any work: the
-    run file itself, any SQLite file (another run), a directory, or a directory that is
-    read-only. Missing directories are created when the TSV is written, as they are for a run
-    file (one rule for both outputs), provided their nearest existing ancestor is a writable
-    directory. Returns the target as a Path."""
-    tsv, run = Path(tsv_path), Path(run_path)
-    if tsv.resolve() == run.resolve() or (
-        tsv.exists() and run.exists() and os.path.samefile(tsv, run)
-    ):
-        raise ValueError(f"TSV output {tsv} is the run file itself; choose another file name")
-    if tsv.is_dir():
-        raise ValueError(f"TSV output {tsv} is a directory; give a file name")
-    if tsv.is_file():
-        with open(tsv, "rb") as fh:
-            if fh.read(len(SQLITE_HEADER)) == SQLITE_HEADER:
-                raise ValueError(
-                    f"TSV output {tsv} is an SQLite file (a run file?); refusing to overwrite it"
-                )
-    folder = tsv.resolve().parent
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(
-            f"cannot create directory {folder} of TSV output {tsv}: {existing} is a file"
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"directory {existing} of TSV output {tsv} is not writable")
-    return tsv
-
-
-def export_tsv(run_path: str | os.PathLike, tsv_path: str | os.PathLike) -> int:
-    """Write a certify run in the reference code's TSV format.
-
-    The columns are ``idx label predict radius correct time`` (tab-separated, a header line,
-    abstentions as -1, time as H:MM:SS.ffffff), as Cohen et al.'s code writes them. Radii are
-    written in full (shortest round-trip digits): a rounded radius could pass a threshold that
-    the certified one does not, e.g. 0.49999996 printed as 0.5.
-
-    Parameters
-    ----------
-    run_path : str or os.PathLike
-        A certify run file.
-    tsv_path : str or os.PathLike
-        The TSV file to write (atomically); missing folders are made.
-
-    Returns
-    -------
-    int
-        The number of rows written.
-
-    Raises
-    ------
-    ValueError
-        If ``run_path`` is not a certify run, or ``tsv_path`` is the run itself, another run
-        file (any SQLite file) or a folder.
-    """
-    with RunStore.read(run_path) as store:
-        if store.kind != "certify":
-            raise ValueError(f"{run_path} is a {store.kind!r} run; only certify runs export to TSV")
-        rows = store.rows()
-    tsv_path = check_tsv_target(tsv_path, run_path)
-    tsv_path.parent.mkdir(parents=True, exist_ok=True)  # as a run file's folder is
-    lines = ["idx\tlabel\tpredict\tradius\tcorrect\ttime\n"] + [
-        f"{r['idx']}\t{r['label']}\t{r['prediction']}\t{float(r['radius'])!r}\t"
-        f"{r['correct']}\t{_elapsed(r['seconds'])}\n"
-        for r in rows
-    ]
-    atomic_write_bytes(tsv_path, "".join(lines).encode())  # never a half-written TSV
-    return len(rows)
-
-
-def _elapsed(seconds: float) -> str:
-    # The reference code prints datetime.timedelta values.
-    whole = int(seconds)
-    micro = int(round((seconds - whole) * 1e6))
-    if micro == 1_000_000:
-        whole, micro = whole + 1, 0
-    h, rem = divmod(whole, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}.{micro:06d}"
 
 
 def _certify_fn(

@@ -38,7 +38,7 @@ from smoothcert.distributional import (
     dataset_length,
     worst_case_from_table,
 )
-from smoothcert.runs.certify import model_fingerprint, selection_sha
+from smoothcert.runs.common import model_fingerprint, selection_sha
 from smoothcert.runs.store import RunStore, pending_blocks
 
 ROW_FIELDS = ("lagrangian", "loss", "cost", "value_se", "grad_norm")

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import smoothcert
 from smoothcert.experiments import experiment_status, load_experiment, run_experiment
-from smoothcert.experiments.runner import LOCK_FILE, STATE_FILE
+from smoothcert.experiments.state import LOCK_FILE, STATE_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))

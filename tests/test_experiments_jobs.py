@@ -27,11 +27,11 @@ import smoothcert
 from helpers import smoothcert as cli
 from smoothcert._util.checks import ParameterError
 from smoothcert.experiments import experiment_status, load_experiment, run_experiment
-from smoothcert.experiments import runner as runner_module
+from smoothcert.experiments import state as state_module
 from smoothcert.experiments import workers as workers_module
-from smoothcert.experiments.runner import LOCK_FILE, STATE_FILE, is_running
 from smoothcert.experiments.schedule import stage_dependencies, stage_outputs
 from smoothcert.experiments.spec import Stage
+from smoothcert.experiments.state import LOCK_FILE, STATE_FILE, is_running
 from smoothcert.experiments.workers import Workers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -257,7 +257,7 @@ def test_independent_stages_overlap_and_a_dependent_one_waits(tmp_path):
 
 
 def test_one_heartbeat_updates_every_running_stage(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner_module, "_HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(state_module, "_HEARTBEAT_S", 0.05)
     experiment = _fake(tmp_path)
     both = threading.Barrier(2, timeout=WAIT_S)
 

@@ -15,7 +15,7 @@ import pytest
 
 from helpers import smoothcert
 from smoothcert.experiments import load_experiment
-from smoothcert.experiments.runner import STATE_FILE
+from smoothcert.experiments.state import STATE_FILE
 from smoothcert.runs.store import RunStore
 
 pytestmark = pytest.mark.slow

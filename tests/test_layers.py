@@ -155,6 +155,15 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+def test_modules_stay_small() -> None:
+    big = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not big, big
+
+
 def test_the_import_scan_sees_function_local_imports(tmp_path: Path) -> None:
     """The check is not vacuous: a function-local import of the store is found, and so are
     ``from smoothcert import x`` and ``import smoothcert.x``."""

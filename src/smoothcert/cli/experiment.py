@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         run_experiment,
         write_report,
     )
-    from smoothcert.experiments.runner import format_seconds, spawn_stage
+    from smoothcert.experiments.processes import spawn_stage
+    from smoothcert.experiments.status import format_seconds
 
     experiment = load_experiment(args.file, args.scale, root=args.root)
     if args.action == "status":

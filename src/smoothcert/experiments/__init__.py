@@ -10,9 +10,10 @@ with ``jobs=N``, up to N side by side: ``stage_dependencies`` says which waits f
 from __future__ import annotations
 
 from smoothcert.experiments.report import write_report
-from smoothcert.experiments.runner import experiment_status, run_experiment
+from smoothcert.experiments.runner import run_experiment
 from smoothcert.experiments.schedule import stage_dependencies
 from smoothcert.experiments.spec import Experiment, Stage, load_experiment
+from smoothcert.experiments.status import experiment_status
 
 __all__ = [
     "Experiment",

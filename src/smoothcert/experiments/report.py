@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from smoothcert._util.atomic import atomic_write_text
-from smoothcert.experiments.runner import StageStatus, experiment_status, format_seconds
 from smoothcert.experiments.schedule import path_within, stage_outputs
 from smoothcert.experiments.spec import Experiment, Stage
+from smoothcert.experiments.status import StageStatus, experiment_status, format_seconds
 
 REPORT_FILE = "report.md"
 

@@ -35,7 +35,7 @@ SENTINELS = (
     "README.md",
     "docs/index.md",
     "docs/performance.md",
-    "src/smoothcert/smoothing.py",
+    "src/smoothcert/certify/smoothing.py",
     "tests/conftest.py",
     "benchmarks/results/run5_idle_long.json",
     "scripts/setup.sh",

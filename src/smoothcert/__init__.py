@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "ABSTAIN": "smoothcert.certify.stats",
+    "ParameterError": "smoothcert._util.checks",
     "Certificate": "smoothcert.certify.smoothing",
     "SmoothedClassifier": "smoothcert.certify.smoothing",
     "load_dataset": "smoothcert.data",

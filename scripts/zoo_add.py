@@ -20,10 +20,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from smoothcert._util.hashing import file_sha256
 from smoothcert.analysis import analyze
-from smoothcert.models.checkpoint import load_checkpoint
 from smoothcert.experiments import load_experiment
-from smoothcert.models.zoo import MANIFEST, ZOO_DIR, ZooEntry, list_zoo, sha256_of
+from smoothcert.models.checkpoint import load_checkpoint
+from smoothcert.models.zoo import MANIFEST, ZOO_DIR, ZooEntry, list_zoo
 from smoothcert.runs.attack import read_attack
 from smoothcert.runs.store import RunStore
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = ZooEntry(
         name=args.name,
         file=target.name,
-        sha256=sha256_of(target),
+        sha256=file_sha256(target),
         dataset=meta["dataset"],
         arch=meta["arch"],
         method=meta["method"],

@@ -10,8 +10,9 @@ import torch
 
 import smoothcert.models.zoo as zoo
 from helpers import smoothcert, untrained_checkpoint
+from smoothcert._util.hashing import file_sha256
 from smoothcert.models.checkpoint import load_checkpoint
-from smoothcert.models.zoo import ZooEntry, list_zoo, sha256_of
+from smoothcert.models.zoo import ZooEntry, list_zoo
 
 
 def test_every_shipped_model_matches_its_manifest_and_the_size_limits():
@@ -22,7 +23,7 @@ def test_every_shipped_model_matches_its_manifest_and_the_size_limits():
         size = e.path.stat().st_size
         assert size <= 5_000_000, e.name
         total += size
-        assert sha256_of(e.path) == e.sha256, e.name
+        assert file_sha256(e.path) == e.sha256, e.name
         model, meta = load_checkpoint(f"zoo:{e.name}")
         assert (meta["dataset"], meta["arch"], meta["method"]) == (e.dataset, e.arch, e.method)
         assert meta.get("sigma") == e.sigma
@@ -41,7 +42,7 @@ def tmp_zoo(tmp_path, monkeypatch, mnist_test):
     target.write_bytes(ckpt.read_bytes())
     _, meta = load_checkpoint(target)
     entry = ZooEntry(
-        name="tiny", file=target.name, sha256=sha256_of(target), dataset=meta["dataset"],
+        name="tiny", file=target.name, sha256=file_sha256(target), dataset=meta["dataset"],
         arch=meta["arch"], method="untrained", sigma=meta.get("sigma"),
         train_command="smoothcert train --dataset mnist --arch cnn3 --out runs/x",
         certified_accuracy={"0": 0.5}, certify_command="smoothcert certify runs/x/last.safetensors",

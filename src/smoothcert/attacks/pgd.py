@@ -8,26 +8,16 @@ step 2ε/K, each iterate clamped to [0,1] and projected back onto the ε-ball ar
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert._util.torch_helpers import evaluating
+
 _TINY = 1e-12  # below this a (rescaled) gradient norm is treated as zero
 
 OBJECTIVES = ("smoothadv", "expected")
-
-
-@contextmanager
-def eval_mode(model: nn.Module):
-    """Put ``model`` in eval mode for the block and restore its previous mode after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def per_example(value: float | torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -163,7 +153,7 @@ def pgd_l2(
     def loss_of(x_adv: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x_adv), y, reduction="none")
 
-    with eval_mode(model):
+    with evaluating(model, inference=False):
         return pgd_ascent(x, eps_t, steps, alpha, loss_of, start)
 
 
@@ -243,7 +233,7 @@ def pgd_l2_smoothed(
         z = noise if noise is not None else draw_noise(x_adv, sigma, num_noise, generator)
         return smoothed_loss(model, x_adv, y, z, objective)
 
-    with eval_mode(model):
+    with evaluating(model, inference=False):
         return pgd_ascent(
             x, eps_t, steps, alpha, loss_of, start, generator, random_zero_grad=random_zero_grad
         )

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from smoothcert._util.checks import ParameterError, finite_real, positive_int
-from smoothcert.attacks.pgd import draw_noise, eval_mode, pgd_l2, pgd_l2_smoothed
+from smoothcert._util.torch_helpers import evaluating
+from smoothcert.attacks.pgd import draw_noise, pgd_l2, pgd_l2_smoothed
 
 
 @dataclass
@@ -39,7 +40,7 @@ def _finite_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _predict(model: nn.Module, x: torch.Tensor, noise_sigma, noise_samples, generator):
-    with torch.no_grad(), eval_mode(model):
+    with torch.no_grad(), evaluating(model, inference=False):
         if noise_sigma is None:
             return _finite_logits(model(x)).argmax(1)
         z = draw_noise(x, noise_sigma, noise_samples, generator)

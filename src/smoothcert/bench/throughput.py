@@ -11,7 +11,6 @@ in :mod:`smoothcert.certify.tuning`.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import platform
 import statistics
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from smoothcert._util.checks import ParameterError, positive_int
-from smoothcert._util.torch_helpers import model_dtype
+from smoothcert._util.torch_helpers import model_device, model_dtype
 from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.certify.tuning import sync
 
@@ -54,14 +53,6 @@ def machine(device: torch.device | str = "cpu") -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def _device(model: nn.Module, fallback: torch.device) -> torch.device:
-    """The model's device; a model with no parameters or buffers (e.g. a fixed function) runs
-    wherever its input is, so ``fallback`` is the input's device."""
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        return tensor.device
-    return fallback
 
 
 def _check_fits(x: torch.Tensor, batch_size: int, batches_per_round: int) -> None:
@@ -152,7 +143,7 @@ def interleaved(
     rounds = positive_int("rounds", rounds)
     batches_per_round = positive_int("batches_per_round", batches_per_round)
     batch_size = positive_int("batch_size", batch_size)
-    device = _device(model, x.device)
+    device = model_device(model, x.device)
     x = x.to(device=device, dtype=model_dtype(model))
     gs = {
         p: SmoothedClassifier(
@@ -218,7 +209,7 @@ def disagreement(
     if len(inputs) == 0:
         raise ParameterError("inputs", "must contain at least one input, got none")
     draws = positive_int("draws", draws)
-    device = _device(model, inputs[0].device)
+    device = model_device(model, inputs[0].device)
     dtype = model_dtype(model)
     gen = torch.Generator(device=device).manual_seed(seed)
     differ = total = 0
@@ -266,7 +257,7 @@ def benchmark(
     paper's pseudocode), joins every round, and the record adds the speedups over it."""
     # disagreement_draws is used only after all the timing: check it before, not after.
     positive_int("disagreement_draws", disagreement_draws)
-    device = _device(model, x.device)
+    device = model_device(model, x.device)
     conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     if paths is None:  # every path that applies (an ONNX Runtime model: fp32 only)
         paths = [p for p in PATHS if conv or not p[1]]

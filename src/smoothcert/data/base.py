@@ -106,14 +106,6 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "smoothcert"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fingerprint(paths: Sequence[Path], extra: str = "") -> str:
     """A cheap key for the decoded-array cache: path, size, mtime, inode and ctime of every
     source file. The inode and ctime catch a file replaced by another of the same size with a

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from smoothcert._util.hashing import file_sha256
 from smoothcert.data.base import (
     DatasetInfo,
     DatasetNotFound,
@@ -26,7 +27,6 @@ from smoothcert.data.base import (
     cache_dir,
     cached_arrays,
     fingerprint,
-    sha256_file,
 )
 
 CLASS_NAMES = (
@@ -135,7 +135,7 @@ def _load_jpeg(root: Path, split: str, pinned: bool) -> tuple[list[Path], callab
         raise missing(root)
 
     def decode():
-        if pinned and sha256_file(tar_path) != JPEG_SHA256[tar_path.name]:
+        if pinned and file_sha256(tar_path) != JPEG_SHA256[tar_path.name]:
             raise ValueError(f"{tar_path} does not match its pinned sha256")
         # Images in the archive are <split>/<class>/NNNN.jpg, NNNN in CIFAR-10's order within
         # the class; the global order is lost (see jpeg_order for the order we present).

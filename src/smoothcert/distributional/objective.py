@@ -17,6 +17,7 @@ from smoothcert._util.checks import (
     integer_at_least,
     is_integer,
 )
+from smoothcert._util.torch_helpers import model_dtype
 from smoothcert.distributional.ascent import LossFn, cross_entropy_per_example, surrogate_ascent
 
 # --------------------------------------------------------------------------- per example
@@ -77,10 +78,6 @@ def check_surrogate_args(
     _count("num_eval", num_eval)
 
 
-def _model_dtype(model: nn.Module) -> torch.dtype | None:
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-
-
 def check_batch(
     model: nn.Module,
     x0: torch.Tensor,
@@ -124,7 +121,7 @@ def check_batch(
             # cross-entropy would silently give -100 (its ignore_index) a loss of 0.
             raise ValueError(f"{y_name} must be class indices >= 0, got {int(y.min())}")
         y = y.long()  # cross-entropy takes int64 targets only
-    dtype = _model_dtype(model)
+    dtype = model_dtype(model, default=None)
     return (x0 if dtype is None else x0.to(dtype)), y
 
 

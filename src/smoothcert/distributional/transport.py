@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from smoothcert._util.checks import finite_real, positive_int
-from smoothcert.attacks.pgd import eval_mode
+from smoothcert._util.torch_helpers import evaluating
 from smoothcert.attacks.robust import as_tensors
 from smoothcert.distributional.ascent import LossFn, cross_entropy_per_example, surrogate_ascent
 
@@ -81,7 +81,7 @@ def transport_cost(
 
         starts = tqdm(starts, desc="rho", unit="batch")
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("rho", "adv", "loss", "grad")}
-    with eval_mode(model):
+    with evaluating(model, inference=False):
         for start in starts:
             x = x_all[start : start + batch_size].to(device)
             y = y_all[start : start + batch_size].to(device)

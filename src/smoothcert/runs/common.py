@@ -93,14 +93,6 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_identity(classifier: SmoothedClassifier) -> dict[str, Any]:
     """The config entries that identify the smoothed classifier of a run: its base model's
     fingerprint and σ (every certify and predict run stores them)."""

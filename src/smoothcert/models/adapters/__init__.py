@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from smoothcert._util.hashing import file_sha256
 from smoothcert.certify.smoothing import _check_input_shape
-from smoothcert.data.base import sha256_file
 from smoothcert.models.normalize import Normalize
 
 __all__ = ["FORMATS", "model_format", "load_model", "probe"]
@@ -137,14 +137,14 @@ def _load(
         source = {
             "format": "python",
             "factory": factory,
-            "source_sha256": sha256_file(source_file) if source_file else None,
-            "sha256": sha256_file(Path(weights)) if weights is not None else None,
+            "source_sha256": file_sha256(source_file) if source_file else None,
+            "sha256": file_sha256(Path(weights)) if weights is not None else None,
         }
         return module.to(device), source | torch_runtime
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"model {path} does not exist")
-    source = {"format": fmt, "sha256": sha256_file(path)}
+    source = {"format": fmt, "sha256": file_sha256(path)}
     if fmt == "onnx":
         from smoothcert.models.adapters.onnx import OnnxClassifier, runtime_version
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smoothcert.data.base import sha256_file
+from smoothcert._util.hashing import file_sha256
 
 ZOO_DIR = Path(__file__).resolve().parent
 MANIFEST = "manifest.json"
@@ -60,10 +60,6 @@ def is_zoo_name(spec: object) -> bool:
     return isinstance(spec, str | Path) and str(spec).startswith(PREFIX)
 
 
-def sha256_of(path: Path) -> str:
-    return sha256_file(path)
-
-
 def zoo_path(spec: str | Path) -> Path:
     """The verified file of ``zoo:NAME``.
 
@@ -83,7 +79,7 @@ def zoo_path(spec: str | Path) -> Path:
     entry = entries[name]
     if not entry.path.is_file():
         raise FileNotFoundError(f"zoo model {name!r}: its file {entry.file} is missing")
-    if sha256_of(entry.path) != entry.sha256:
+    if file_sha256(entry.path) != entry.sha256:
         raise ValueError(
             f"zoo model {name!r}: {entry.file} does not match the manifest's sha256 "
             "(damaged or replaced); reinstall smoothcert"

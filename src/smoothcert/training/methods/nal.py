@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from smoothcert.attacks.pgd import draw_noise, eval_mode
+from smoothcert._util.torch_helpers import evaluating
+from smoothcert.attacks.pgd import draw_noise
 from smoothcert.distributional.ascent import surrogate_ascent
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 
@@ -105,7 +106,7 @@ class NAL(Method):
         if self.steps == 0 and not self.reuse_noise:
             return x0, None  # x_K = x0; draw nothing, so K = 0 is Gaussian augmentation
         was_training = model.training
-        with eval_mode(model):
+        with evaluating(model, inference=False):
             model.train(self.inner_train_mode and was_training)
             result = surrogate_ascent(
                 model,

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from smoothcert.attacks.pgd import eval_mode, per_example, pgd_ascent, project_l2
+from smoothcert._util.torch_helpers import evaluating
+from smoothcert.attacks.pgd import per_example, pgd_ascent, project_l2
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 from smoothcert.training.methods.stn import kl_from_logits
 
@@ -38,7 +39,7 @@ def trades_adversary(
         2.0 * eps / max(steps, 1) if step_size is None else step_size, x, "step_size"
     )
     start = x + 0.001 * torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
-    with eval_mode(model):
+    with evaluating(model, inference=False):
         with torch.no_grad():
             clean = model(x)
         return pgd_ascent(

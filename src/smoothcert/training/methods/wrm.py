@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from smoothcert.attacks.pgd import eval_mode
+from smoothcert._util.torch_helpers import evaluating
 from smoothcert.distributional.ascent import LossFn, cross_entropy_per_example, surrogate_ascent
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 
@@ -102,7 +102,7 @@ class WRM(Method):
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext
     ) -> MethodOutput:
         # The adversary attacks the model as deployed: eval mode, restored for the outer step.
-        with eval_mode(model):
+        with evaluating(model, inference=False):
             x_adv = wrm_adversary(model, x, y, self.gamma, self.steps, self.inner_step_size)
         logits = model(x_adv)
         cost = (x_adv - x).flatten(1).pow(2).sum(1).mean().item()

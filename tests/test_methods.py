@@ -290,3 +290,19 @@ def test_wrm_stats(mnist_train):
 def test_methods_validate_hyperparameters(name, kwargs, message):
     with pytest.raises(ValueError, match=message):
         get_method(name, **kwargs)
+
+
+def test_register_refuses_a_second_method_under_a_taken_name():
+    from dataclasses import dataclass
+
+    from smoothcert.training.method import METHODS, Method, register
+    from smoothcert.training.methods.gaussian import Gaussian
+
+    @dataclass
+    class Impostor(Method):
+        name = "gaussian"
+
+    with pytest.raises(ValueError, match="already registered"):
+        register(Impostor)
+    assert METHODS["gaussian"] is Gaussian
+    assert register(Gaussian) is Gaussian  # the same class again is harmless

@@ -523,7 +523,3 @@ _SECTIONS: dict[str, Callable[[Experiment, dict, Path], list[str]]] = {
     "rho": _rho,
     "notes": _notes,
 }
-
-
-def section_kinds() -> list[str]:
-    return list(_SECTIONS)

@@ -122,7 +122,8 @@ METHODS: dict[str, type[Method]] = {}
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: make a method available by its ``name``.
 
-    A method registered under an existing name replaces it.
+    Names are unique: registering a second class under a name already taken raises (it used
+    to replace the first silently).
 
     Parameters
     ----------
@@ -137,9 +138,15 @@ def register(cls: type[Method]) -> type[Method]:
     Raises
     ------
     ValueError
-        If ``cls.name`` is empty.
+        If ``cls.name`` is empty, or another class is registered under it.
     """
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
+    existing = METHODS.get(cls.name)
+    if existing is not None and existing is not cls:
+        raise ValueError(
+            f"a training method named {cls.name!r} is already registered "
+            f"({existing.__module__}.{existing.__qualname__}); give {cls.__qualname__} another name"
+        )
     METHODS[cls.name] = cls
     return cls

@@ -141,10 +141,19 @@ def test_certify_abstains_when_uncertain() -> None:
 
 
 def test_leading_batch_dimension_accepted() -> None:
-    g = SmoothedClassifier(Constant(1), 10, sigma=0.5, input_shape=(1, 3, 3))
-    a = g.counts(torch.rand(1, 3, 3), 10, generator=_gen(0))
-    b = g.counts(torch.rand(1, 1, 3, 3), 10, generator=_gen(0))
+    """x of shape [1, C, H, W] is the same input as x of shape [C, H, W]: the same counts under
+    the same noise. The model's decision boundary passes through x, so the counts split between
+    the classes and depend on x and on every noise draw (a constant model would hide a
+    difference)."""
+    w = torch.linspace(-1.0, 1.0, 9)
+    x = torch.rand(1, 3, 3, generator=_gen(1))
+    g = SmoothedClassifier(Linear2(w, -float(x.flatten() @ w)), 2, sigma=0.5, input_shape=(1, 3, 3))
+    a = g.counts(x, 200, generator=_gen(0))
+    b = g.counts(x.unsqueeze(0), 200, generator=_gen(0))
     np.testing.assert_array_equal(a, b)
+    assert 50 < a[1] < 150
+    other = g.counts((x + 0.3 * w.reshape(1, 3, 3)).unsqueeze(0), 200, generator=_gen(0))
+    assert other[1] > a[1]  # a different input gives different counts
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ computed exactly.
 Why standard smoothing is not sound as computed: it feeds the base classifier fl(x + σε) with
 ε a float32 sample of N(0, 1). The float grid ε lives on, and the rounding of the sum, depend
 on x, so the base classifier "as computed" is not a fixed function of the real point x + σε,
-and Cohen et al.'s Theorem 1 does not apply to it (tests/test_sound.py builds a classifier
+and Cohen et al.'s Theorem 1 does not apply to it (tests/certify/test_sound.py builds a classifier
 whose certificate from the standard path is contradicted at L2 distance 0.04).
 
 The construction here (derivation in docs/certification.md, "Sound mode"):

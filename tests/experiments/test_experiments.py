@@ -15,7 +15,7 @@ from helpers import smoothcert
 from smoothcert.experiments import experiment_status, load_experiment, run_experiment
 from smoothcert.experiments.state import LOCK_FILE, STATE_FILE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

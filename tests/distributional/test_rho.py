@@ -22,8 +22,8 @@ def squared_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def test_rho_matches_closed_form_of_linear_model():
     """f(x) = w·x + b, ℓ = (f − y)², ‖w‖² = γ/2: the maximizer is x* = x0 + r0·w/(γ − ‖w‖²)
-    with r0 = f(x0) − y (see tests/test_methods.py), so ρ_adv = mean r0²‖w‖²/(γ − ‖w‖²)²; with
-    fresh noise at x*, ρ = ρ_adv + dσ² in expectation."""
+    with r0 = f(x0) − y (see tests/training/test_methods.py), so
+    ρ_adv = mean r0²‖w‖²/(γ − ‖w‖²)²; with fresh noise at x*, ρ = ρ_adv + dσ² in expectation."""
     gamma, d, n = 2.0, 8, 64
     g = torch.Generator().manual_seed(0)
     model = nn.Linear(d, 1)

@@ -34,7 +34,7 @@ from smoothcert.experiments.spec import Stage
 from smoothcert.experiments.state import LOCK_FILE, STATE_FILE, is_running
 from smoothcert.experiments.workers import Workers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SRC = Path(smoothcert.__file__).resolve().parents[1]
 WAIT_S = 60.0  # the longest any test waits for an event that must happen
 

@@ -256,7 +256,7 @@ def test_restarts_find_the_sup_a_single_ascent_from_x0_misses() -> None:
 
 def test_the_adaptive_docs_state_one_bound_for_the_futility_rule() -> None:
     # Words, whatever the line wrapping: a phrase broken across lines is still found.
-    text = " ".join((Path(__file__).parents[1] / "docs" / "adaptive.md").read_text().split())
+    text = " ".join((Path(__file__).parents[2] / "docs" / "adaptive.md").read_text().split())
     # It used to say "at most β" in one section and "at most Jβ" in another; the rule is
     # checked at the J − 1 looks before the last, each wrong with probability ≤ β.
     assert "(J − 1)·β" in text

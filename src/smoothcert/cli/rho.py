@@ -95,28 +95,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"eps = sqrt(rho_adv)     = {result.eps:.4f}")
     print(f"adversarial loss = {result.loss:.4f}, final gradient norm = {result.grad_norm:.4g}")
     if json_path is not None:
-        import json
+        from smoothcert.runs.rho import rho_record, write_rho
 
-        from smoothcert._util.atomic import atomic_write_bytes
-
-        record = {
-            "checkpoint": str(inputs.checkpoint),
-            "split": args.split,
-            "examples": result.num_examples,
-            "gamma": args.gamma,
-            "sigma": args.sigma,
-            "num_noise": num_noise,
-            "steps": args.steps,
-            "step_size": args.step_size or 0.5 / args.gamma,
-            "cost_with_noise": not args.cost_without_noise,
-            "seed": args.seed,
-            "rho": result.rho,
-            "rho_se": result.rho_se,
-            "rho_adv": result.rho_adv,
-            "rho_adv_se": result.rho_adv_se,
-            "eps": result.eps,
-            "loss": result.loss,
-            "grad_norm": result.grad_norm,
-        }
-        atomic_write_bytes(json_path, (json.dumps(record, indent=2) + "\n").encode())
+        record = rho_record(
+            result,
+            checkpoint=str(inputs.checkpoint),
+            split=args.split,
+            gamma=args.gamma,
+            sigma=args.sigma,
+            num_noise=num_noise,
+            steps=args.steps,
+            step_size=args.step_size or 0.5 / args.gamma,
+            cost_with_noise=not args.cost_without_noise,
+            seed=args.seed,
+        )
+        write_rho(json_path, record)
     return 0

@@ -192,7 +192,8 @@ def _num(v: float, digits: int = 3) -> str:
 
 
 def _training(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
-    import json
+
+    from smoothcert.training.outputs import read_metrics
 
     runs: dict[str, str] = section["runs"]
     lines = [
@@ -202,11 +203,10 @@ def _training(experiment: Experiment, section: dict, out_dir: Path) -> list[str]
     ]
     curves: dict[str, list[float]] = {}
     for label, run_dir in runs.items():
-        metrics = Path(run_dir) / "metrics.jsonl"
-        if not metrics.is_file():
+        rows = read_metrics(run_dir)
+        if rows is None:
             lines.append(f"| {label} | not run yet | | | | | |")
             continue
-        rows = [json.loads(t) for t in metrics.read_text().splitlines() if t.strip()]
         if not rows:
             continue
         last = rows[-1]
@@ -486,7 +486,7 @@ def _dcert(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
 
 
 def _rho(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
-    import json
+    from smoothcert.runs.rho import read_rho
 
     runs: dict[str, str] = section["runs"]
     lines = _missing(runs)
@@ -498,7 +498,7 @@ def _rho(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     ]
     present = {k: v for k, v in runs.items() if Path(v).exists()}
     for label, path in present.items():
-        r = json.loads(Path(path).read_text())
+        r = read_rho(path)
         published = paper.get(label)
         lines.append(
             f"| {label} | {r['gamma']:g} | {r['sigma']:g} | {r['examples']} | "

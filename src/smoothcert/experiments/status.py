@@ -102,14 +102,17 @@ def _probe(stage: Stage) -> tuple[float | None, str]:
 
 
 def _probe_training(out: Path, epochs_text: str | None) -> tuple[float | None, str]:
-    epochs = int(epochs_text) if epochs_text and epochs_text.isdigit() else 10
-    metrics = out / "metrics.jsonl"
-    if not metrics.is_file():
-        return None, f"0/{epochs} epochs"
+    from smoothcert.training.config import TrainConfig
+    from smoothcert.training.outputs import read_metrics
+
+    # Without --epochs the stage trains for TrainConfig's default.
+    epochs = int(epochs_text) if epochs_text and epochs_text.isdigit() else TrainConfig().epochs
     try:
-        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        rows = read_metrics(out)
     except json.JSONDecodeError:
         return None, ""
+    if rows is None:
+        return None, f"0/{epochs} epochs"
     done = len(rows)
     if not rows:
         return None, f"0/{epochs} epochs"
@@ -128,7 +131,9 @@ def _probe_rows(out: Path, max_text: str | None) -> tuple[float | None, str]:
 
 def _probe_shards(out: Path, max_text: str | None) -> tuple[float | None, str]:
     """Progress of a stage that workers of a torchrun launch write as shard files."""
-    shards = sorted(out.parent.glob(f"{out.stem}.shard*-of-*{out.suffix}"))
+    from smoothcert.runs.shards import shard_files
+
+    shards = shard_files(out)
     counts = [c for c in (_count_rows(s) for s in shards) if c is not None]
     if not counts:
         return None, ""

@@ -54,6 +54,13 @@ def shard_path(out: str | os.PathLike, rank: int, world: int) -> Path:
     return out.with_name(f"{out.stem}.shard{rank}-of-{world}{out.suffix}")
 
 
+def shard_files(out: str | os.PathLike) -> list[Path]:
+    """The shard files of ``out`` on disk, of any world size, sorted: the files
+    :func:`shard_path` names (``r.db`` -> ``r.shard*-of-*.db``)."""
+    pattern = shard_path(out, "*", "*")  # type: ignore[arg-type]
+    return sorted(pattern.parent.glob(pattern.name))
+
+
 def shard_of(indices: Sequence[int], rank: int, world: int) -> list[int]:
     """The examples worker ``rank`` handles: every world-th of the selection, from position rank."""
     return list(indices[rank::world])

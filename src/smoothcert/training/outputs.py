@@ -8,6 +8,7 @@ mid-epoch state, :mod:`smoothcert.training.resume`) and ``metrics.jsonl`` (one l
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,15 @@ def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
     """``metrics.jsonl``: one JSON object per completed epoch, written atomically."""
     lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
     atomic_write_bytes(out / METRICS_FILE, lines.encode())
+
+
+def read_metrics(out: str | os.PathLike) -> list[dict[str, Any]] | None:
+    """The epochs ``metrics.jsonl`` in the run folder ``out`` records (None when there is no
+    such file yet); a corrupt file raises ``json.JSONDecodeError``."""
+    path = Path(out) / METRICS_FILE
+    if not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from helpers import LinearImage, ToyData
+from smoothcert._util.seeding import example_generator
 from smoothcert.analysis import check_reference, predict_categories
 from smoothcert.certify.smoothing import SmoothedClassifier
-from smoothcert.runs import certify_dataset, example_generator, predict_dataset
+from smoothcert.runs import certify_dataset, predict_dataset
 from smoothcert.runs.store import RunStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from smoothcert._util.seeding import rank_seed
 from smoothcert.cli import main
 from smoothcert.models.checkpoint import decode_tensors
 from smoothcert.training import TrainConfig, ddp, train
@@ -126,10 +127,10 @@ def test_kill_dash_nine_of_the_job_then_the_same_command_gives_the_same_weights(
 
 
 def test_per_rank_seeds_are_distinct_and_reproducible() -> None:
-    seeds = {ddp.rank_seed(0, 0, 0, 4, r) for r in range(8)}
+    seeds = {rank_seed(0, 0, 0, 4, r) for r in range(8)}
     assert len(seeds) == 8
-    assert ddp.rank_seed(7, 3, 2, 4, 1) == ddp.rank_seed(7, 3, 2, 4, 1)
-    assert ddp.rank_seed(7, 3, 2, 4, 1) != ddp.rank_seed(7, 3, 3, 4, 1)
+    assert rank_seed(7, 3, 2, 4, 1) == rank_seed(7, 3, 2, 4, 1)
+    assert rank_seed(7, 3, 2, 4, 1) != rank_seed(7, 3, 3, 4, 1)
 
 
 def test_shares_of_a_batch_are_disjoint_and_cover_it() -> None:

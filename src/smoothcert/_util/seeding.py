@@ -1,17 +1,84 @@
-"""The randomness of a training run: every random choice is drawn from a generator seeded by
-(run seed, epoch, stream), so that it is a pure function of them and a resumed run repeats it.
+"""Every seed smoothcert derives, in one place: each random choice is drawn from a generator
+seeded by a pure function of the run's seed and of where the choice is made, so that a resumed,
+reordered or sharded run repeats it exactly. Five schemes, each kept bit-identical to the seeds
+recorded runs were made with:
+
+============================  ==========================================  ===================
+function                      entropy                                     used by
+============================  ==========================================  ===================
+:func:`derived_seed`          SeedSequence([seed, epoch, stream]), 63 b   training: data
+                                                                          order, eval noise,
+                                                                          the methods' noise
+:func:`rank_seed`             SeedSequence([seed, epoch, batch, stream,   training under DDP
+                              rank]), 63 bits                             (per rank, batch)
+:func:`item_seed`             SeedSequence([seed, epoch, index,           streamed image
+                              STREAM_AUGMENT]), 63 bits                   folders: per-item
+                                                                          augmentation
+:func:`example_generator`     SeedSequence([seed, idx, *stream]), two     certify, predict,
+                              32-bit words -> a torch.Generator           attack runs: one
+                                                                          generator per example
+:func:`block_seed`            sha256("seed:first_index:γ:σ:stream"),      dcert runs: one
+                              first 8 bytes little-endian >> 1            block of examples at
+                                                                          one (γ, σ)
+============================  ==========================================  ===================
+
+The training streams are the ``STREAM_*`` numbers below; a predict run's examples use
+``stream=(PREDICT_STREAM, n)`` (smoothcert.runs.common), a certify run's none.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
+import torch
 
 #: The streams: data order, augmentation, evaluation noise, the methods' noise, validation noise.
-#: (smoothcert.data.stream repeats STREAM_AUGMENT: the data layer may not import training.)
 STREAM_ORDER, STREAM_AUGMENT, STREAM_EVAL, STREAM_METHOD, STREAM_VAL = 1, 2, 3, 4, 5
+
+_MASK_63 = (1 << 63) - 1
+
+
+def _seed63(entropy: list[int]) -> int:
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
+    return int(state) & _MASK_63
 
 
 def derived_seed(seed: int, epoch: int, stream: int) -> int:
-    """A 63-bit seed per (run seed, epoch, purpose): data order, augmentation, eval noise."""
-    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0]
-    return int(state) & ((1 << 63) - 1)
+    """A 63-bit seed per (run seed, epoch, purpose): data order, augmentation, eval noise.
+
+    Examples
+    --------
+    >>> derived_seed(0, 1, STREAM_ORDER) == derived_seed(0, 1, STREAM_ORDER)
+    True
+    >>> derived_seed(0, 1, STREAM_ORDER) != derived_seed(0, 1, STREAM_EVAL)
+    True
+    """
+    return _seed63([seed, epoch, stream])
+
+
+def rank_seed(seed: int, epoch: int, batch: int, stream: int, rank: int) -> int:
+    """A 63-bit seed per (run seed, epoch, batch, purpose, rank)."""
+    return _seed63([seed, epoch, batch, stream, rank])
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed per (run seed, epoch, example index): the augmentation of one item."""
+    return _seed63([seed, epoch, index, STREAM_AUGMENT])
+
+
+def example_generator(
+    seed: int, idx: int, device: torch.device, stream: tuple[int, ...] = ()
+) -> torch.Generator:
+    """The generator of example ``idx``: independent streams for distinct (seed, idx, stream).
+    Certify runs use no ``stream`` (their published noise stays as it was)."""
+    state = np.random.SeedSequence([seed, idx, *stream]).generate_state(2, dtype=np.uint32)
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def block_seed(seed: int, first_index: int, gamma: float, sigma: float, stream: str = "") -> int:
+    """A seed for the draws of one block of examples at one (γ, σ): the same block gives the
+    same draws whatever else is computed, so runs resume and γ grids refine reproducibly.
+    ``stream`` separates independent uses (e.g. the certificate and the empirical adversary)."""
+    key = f"{seed}:{first_index}:{float(gamma)!r}:{float(sigma)!r}:{stream}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1

@@ -30,19 +30,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from smoothcert._util.checks import ParameterError, is_integer
+from smoothcert._util.seeding import item_seed
 from smoothcert.data.augment import random_crop_flip
 from smoothcert.data.base import DatasetInfo
 
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # the Inception / ResNet ImageNet crop ranges
 MEAN_STD_SAMPLE = 1000  # images (evenly spaced) behind the normalization statistics
-STREAM_AUGMENT = 2  # the loop's augmentation stream number, for the per-item seeds
-
-
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed per (run seed, epoch, example index): the augmentation of one item."""
-    entropy = [seed, epoch, index, STREAM_AUGMENT]
-    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
-    return int(state) & ((1 << 63) - 1)
 
 
 class UnreadableImage(ValueError):

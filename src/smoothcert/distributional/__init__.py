@@ -36,6 +36,7 @@ ascent has not converged: see the gradient-norm diagnostic), and E_P0 by a finit
 
 from __future__ import annotations
 
+from smoothcert._util.seeding import block_seed
 from smoothcert.distributional.ascent import (
     AscentResult,
     LossFn,
@@ -64,7 +65,6 @@ from smoothcert.distributional.table import (
     SurrogateTable,
     batch_of,
     block_rows,
-    block_seed,
     check_gammas,
     dataset_length,
     surrogate_table,

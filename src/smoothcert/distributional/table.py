@@ -5,7 +5,6 @@ numbers."""
 
 from __future__ import annotations
 
-import hashlib
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from smoothcert._util.checks import ParameterError
+from smoothcert._util.seeding import block_seed
 from smoothcert.distributional.ascent import cross_entropy_per_example
 from smoothcert.distributional.objective import _class_checked, _count, check_batch, surrogate
 
@@ -39,14 +39,6 @@ class SurrogateTable:
     def noise_cost(self) -> float:
         """dσ², the transport cost of the noise alone: ρ = ρ_adv + dσ²."""
         return self.dim * self.sigma**2
-
-
-def block_seed(seed: int, first_index: int, gamma: float, sigma: float, stream: str = "") -> int:
-    """A seed for the draws of one block of examples at one (γ, σ): the same block gives the
-    same draws whatever else is computed, so runs resume and γ grids refine reproducibly.
-    ``stream`` separates independent uses (e.g. the certificate and the empirical adversary)."""
-    key = f"{seed}:{first_index}:{float(gamma)!r}:{float(sigma)!r}:{stream}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
 
 
 def batch_of(data, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,13 +34,13 @@ from smoothcert._util.checks import (
     positive_int,
     probability,
 )
+from smoothcert._util.seeding import example_generator
 from smoothcert.certify import stats
 from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.runs.common import (
     PREDICT_NOISE_STREAM,
     PREDICT_STREAM,
     check_same_examples,
-    example_generator,
     run_identity,
     select_indices,
 )

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -70,15 +69,6 @@ def check_same_examples(out: str | os.PathLike, dataset: Any) -> None:
 # and agreed with it more often than independent draws would (Table 4's "accurate" inflated).
 PREDICT_STREAM = 1
 PREDICT_NOISE_STREAM = "seed, idx, predict, n"  # recorded in the config of every predict run
-
-
-def example_generator(
-    seed: int, idx: int, device: torch.device, stream: tuple[int, ...] = ()
-) -> torch.Generator:
-    """The generator of example ``idx``: independent streams for distinct (seed, idx, stream).
-    Certify runs use no ``stream`` (their published noise stays as it was)."""
-    state = np.random.SeedSequence([seed, idx, *stream]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def model_fingerprint(model: nn.Module) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader
 
-from smoothcert._util.seeding import STREAM_AUGMENT
+from smoothcert._util.seeding import STREAM_AUGMENT, rank_seed
 from smoothcert.data import ImageDataset, augment_batch
 from smoothcert.data.stream import StreamingImageFolder, TrainItems, UnreadableImage, collate
 from smoothcert.training import ddp
@@ -40,7 +40,7 @@ def memory_batches(
         x, y = x.to(device), y.to(device)
         if ranks.distributed:
             r = ranks.rank
-            aug_gen.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_AUGMENT, r))
+            aug_gen.manual_seed(rank_seed(config.seed, epoch, i, STREAM_AUGMENT, r))
         yield i, augment_batch(x, augmentation, aug_gen), y
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -75,13 +74,6 @@ def stop(started: bool, *, finished: bool = False) -> None:
         if finished:
             dist.barrier()
         dist.destroy_process_group()
-
-
-def rank_seed(seed: int, epoch: int, batch: int, stream: int, rank: int) -> int:
-    """A 63-bit seed per (run seed, epoch, batch, purpose, rank)."""
-    entropy = [seed, epoch, batch, stream, rank]
-    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
-    return int(state) & ((1 << 63) - 1)
 
 
 def share(indices: torch.Tensor, ranks: Ranks) -> torch.Tensor:

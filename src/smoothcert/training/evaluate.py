@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from smoothcert._util.seeding import derived_seed
+from smoothcert._util.seeding import derived_seed, rank_seed
 from smoothcert.data import ImageDataset
 from smoothcert.training import ddp
 from smoothcert.training.config import TrainConfig
@@ -111,7 +111,7 @@ def evaluate_split(
     counts = [count_correct(model, dataset, mine, batch_size=config.eval_batch_size)]
     if eval_sigma:
         gen = torch.Generator(device=device)
-        gen.manual_seed(ddp.rank_seed(config.seed, epoch, 0, stream, ranks.rank))
+        gen.manual_seed(rank_seed(config.seed, epoch, 0, stream, ranks.rank))
         counts.append(
             count_correct(
                 model,

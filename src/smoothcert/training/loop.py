@@ -46,6 +46,7 @@ from smoothcert._util.seeding import (
     STREAM_ORDER,
     STREAM_VAL,
     derived_seed,
+    rank_seed,
 )
 from smoothcert.data import ImageDataset
 from smoothcert.data.stream import StreamingImageFolder, UnreadableImage
@@ -402,7 +403,7 @@ def _train_epoch(
             group["lr"] = lr
         if ranks.distributed:  # the rank's method noise: a function of (seed, epoch, batch)
             r = ranks.rank
-            run.generator.manual_seed(ddp.rank_seed(config.seed, epoch, i, STREAM_METHOD, r))
+            run.generator.manual_seed(rank_seed(config.seed, epoch, i, STREAM_METHOD, r))
         ctx = BatchContext(
             epoch=epoch, epochs=config.epochs, step=position.step, generator=run.generator
         )

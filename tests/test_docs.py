@@ -208,6 +208,7 @@ def test_api_reference_members_have_a_one_line_summary() -> None:
         "smoothcert.analysis",
         "smoothcert.checks",
         "smoothcert.experiments.schedule",
+        "smoothcert.hardware",
         "smoothcert.models",
         "smoothcert.models.registry",
         "smoothcert.smoothing",

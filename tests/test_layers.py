@@ -15,6 +15,7 @@ PACKAGE = Path(smoothcert.__file__).parent
 LAYERS = {
     "checks": 0,  # leaves: torch-free scalar checks and atomic file writes
     "atomic": 0,
+    "hardware": 0,  # which arithmetic is fast on a device (precision auto)
     "stats": 0,
     "smoothing": 1,
     "adaptive": 1,

@@ -52,6 +52,7 @@ from smoothcert.checks import (
     positive_int,
     probability,
 )
+from smoothcert.hardware import choose_precision
 from smoothcert.stats import ABSTAIN
 
 
@@ -124,9 +125,12 @@ class SmoothedClassifier:
     input_shape : sequence of int, optional
         The shape of one input; default ``base.input_shape`` if the model has one. When
         known, inputs of any other shape are rejected with a clear message.
-    precision : {"fp32", "bf16"}, default "fp32"
+    precision : {"fp32", "bf16", "auto"}, default "fp32"
         "bf16" runs the base model under bf16 autocast on its device. The smoothed classifier
-        (and any certificate) is then that of the bf16 base classifier.
+        (and any certificate) is then that of the bf16 base classifier. "auto" is bf16 where
+        the device computes it natively and fp32 elsewhere
+        (:func:`smoothcert.hardware.choose_precision`); the attribute ``precision`` holds the
+        choice.
     channels_last : bool or None, default None
         Feed image batches [B, C, H, W] in channels-last layout (and convert the base model's
         4-D parameters to it, in place: values are unchanged). None means where it helps:
@@ -182,7 +186,7 @@ class SmoothedClassifier:
         num_classes = integer_at_least("num_classes", num_classes, 2)
         sigma = finite_real("sigma", sigma, positive=True)
         batch_size = optional_positive_int("batch_size", batch_size)
-        precision = one_of("precision", precision, PRECISIONS)
+        precision = one_of("precision", precision, (*PRECISIONS, "auto"))
         if channels_last is not None and not isinstance(channels_last, bool):
             raise ParameterError(
                 "channels_last", f"must be True, False or None, got {channels_last!r}"
@@ -195,6 +199,8 @@ class SmoothedClassifier:
         self.device = torch.device(device) if device is not None else _model_device(base)
         shape = input_shape if input_shape is not None else getattr(base, "input_shape", None)
         self.input_shape: tuple[int, ...] | None = _check_input_shape(shape)
+        if precision == "auto":
+            precision = choose_precision(self.device).precision
         self.precision = precision
         self.sound = sound
         if sound:

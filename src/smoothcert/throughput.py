@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from smoothcert.checks import ParameterError, positive_int
+from smoothcert.hardware import choose_precision, cpu_bf16_native
 from smoothcert.smoothing import SmoothedClassifier, model_dtype
 
 #: (precision, channels_last) paths, slowest first.
@@ -54,6 +55,8 @@ def machine(device: torch.device | str = "cpu") -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_native": cpu_bf16_native(),  # None: the capability does not tell
+        "precision_auto": choose_precision(device).precision,
         "python": platform.python_version(),
         "device": str(device),
     }

@@ -70,11 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "gives the same accuracies with less work; run files of versions that always attacked "
         "every radius resume only with this flag)",
     )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("auto", "fp32", "bf16"),
+        help="model arithmetic for the attack and the predictions: fp32; bf16 autocast; auto = "
+        "bf16 where the device computes it natively, else fp32 (a resumed run keeps the "
+        "precision it recorded)",
+    )
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
     from smoothcert.runs import select_indices
@@ -93,6 +102,18 @@ def run(args: argparse.Namespace) -> int:
     _common.warn_if_one_class(dataset, indices)
     config, info = _common.checkpoint_identity(inputs.checkpoint, inputs.meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
+    device = next((p.device for p in model.parameters()), None)
+    precision = _common.resolve_precision_flag(
+        args.precision, device or "cpu", args.out, onnx=_common.runs_onnx(inputs.meta)
+    )
+    if precision != "fp32":
+        # recorded only when not fp32, so that run files made before --precision resume
+        from smoothcert.training.precision import AutocastModel, default_channels_last
+
+        model = AutocastModel(model, precision, default_channels_last(precision, model))
+        if model.channels_last:
+            model.model.to(memory_format=torch.channels_last)
+        config["precision"] = precision
     bar = tqdm(
         disable=args.no_progress, unit="ex", dynamic_ncols=True, file=sys.stderr, desc="attack"
     )

@@ -49,6 +49,7 @@ from smoothcert.checks import (
 from smoothcert.data import AUGMENTATIONS, ImageDataset, load_dataset
 from smoothcert.data.base import class_skew
 from smoothcert.data.stream import StreamingImageFolder, UnreadableImage
+from smoothcert.hardware import resolve_precision
 from smoothcert.models import create_model
 from smoothcert.training import ddp
 from smoothcert.training.batches import memory_batches, streamed_batches
@@ -62,6 +63,7 @@ from smoothcert.training.outputs import (
     epoch_line,
     model_metadata,
     prepare_out_dir,
+    recorded_precision,
     restore_outputs,
     unreadable_message,
     write_metrics,
@@ -139,7 +141,9 @@ class TrainConfig:
     eval_sigma: float | None = None  # σ of the noisy evaluation (None: the method's σ, or none)
     augment: str = "auto"  # "auto" (what the dataset calls for) | "none" | "crop-flip"
     eval_batch_size: int = 500  # examples per evaluation forward pass
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast, CPU or CUDA) | "fp16" (CUDA, scaled)
+    # "fp32" | "bf16" (autocast, CPU or CUDA) | "fp16" (CUDA, scaled) | "auto" (bf16 where the
+    # device computes it natively, else fp32; a resumed run keeps its recorded precision)
+    precision: str = "fp32"
     channels_last: bool | None = None  # None: on for conv nets in bf16/fp16, off in fp32
     device: str | None = None  # None: CUDA when available (under torchrun cuda:LOCAL_RANK)
     # Mid-epoch resume states: N steps (int or "N"), "Nm" minutes, or 0/"off" (epochs only).
@@ -188,9 +192,10 @@ class TrainConfig:
             raise ParameterError(
                 "eval_sigma", f"must be a finite number >= 0, got {self.eval_sigma!r}"
             )
-        if self.precision not in PRECISIONS:
+        if self.precision not in ("auto", *PRECISIONS):
             raise ParameterError(
-                "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+                "precision",
+                f"must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}",
             )
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
             raise ParameterError(
@@ -338,12 +343,20 @@ def train(
     device = _run_device(config.device, ranks)
     say = (log or _silent) if ranks.main else _silent
     data = _prepare_data(config, method, train_set, test_set, say)
+    config = _resolve_precision(config, device, say)
     # The model before the output directory: an architecture that cannot take these inputs
     # must fail before a config.json exists that would refuse the corrected command.
     config, model, runner, scaler = _build_model(config, data.train.info, device, ranks)
 
     started, finished = ddp.start(ranks, device), False
     try:
+        if ranks.distributed and not ddp.same_everywhere(
+            [PRECISIONS.index(config.precision)], device
+        ):
+            raise ValueError(
+                "the processes resolved precision auto differently (machines of different "
+                "kinds): give the precision explicitly"
+            )
         out = Path(config.out_dir).expanduser()
         _claim_out_dir(out, config, device, ranks)
         optimizer = _make_optimizer(config, model)
@@ -397,6 +410,20 @@ def _resolve_config(config: TrainConfig) -> tuple[TrainConfig, Method]:
     config.validate()
     method = get_method(config.method, **config.method_options)
     return dataclasses.replace(config, method_options=method.hyperparameters()), method
+
+
+def _resolve_precision(
+    config: TrainConfig, device: torch.device, say: Callable[[str], None]
+) -> TrainConfig:
+    """``config`` with a concrete precision: ``auto`` becomes the one the resumed run recorded,
+    or the fast one on ``device`` (:func:`smoothcert.hardware.resolve_precision`); recorded in
+    config.json and the checkpoints like an explicit one. Says the choice (or the emulated-bf16
+    warning) once."""
+    out = Path(config.out_dir).expanduser()
+    precision, note = resolve_precision(config.precision, device, recorded=recorded_precision(out))
+    if note:
+        say(note if config.precision == "auto" else f"warning: {note}")
+    return dataclasses.replace(config, precision=precision)
 
 
 def _run_device(device: str | None, ranks: ddp.Ranks) -> torch.device:

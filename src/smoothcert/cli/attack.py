@@ -18,7 +18,8 @@ DESCRIPTION = (
     "labels) at every radius in --eps and store one committed row per example in --out "
     "(resumable). With --noise-sigma the classifier sees Gaussian noise at test time: the attack "
     "targets the noisy classifier (expected loss over --noise-samples draws, or SmoothAdv's "
-    "objective) and the prediction is the majority vote over --noise-samples draws."
+    "objective) and the prediction is the vote over --noise-samples draws, which are fixed per "
+    "example (the same at every radius and for every attack: common random numbers)."
 )
 
 
@@ -47,6 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--noise-samples", type=int, default=8, help="noise draws per prediction and attack step"
+    )
+    parser.add_argument(
+        "--vote",
+        choices=("majority", "predict"),
+        default="majority",
+        help="with --noise-sigma: the prediction is the majority of the votes, or PREDICT's "
+        "answer (Cohen et al.; binomial test at --vote-alpha, an abstention counts as wrong)",
+    )
+    parser.add_argument(
+        "--vote-alpha",
+        type=float,
+        default=0.001,
+        help="level of PREDICT's test with --vote predict (needs --noise-samples >= "
+        "log2(2/alpha), e.g. 11 at 0.001)",
     )
     parser.add_argument(
         "--objective",
@@ -131,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             args.steps,
             restarts=args.restarts,
             skip_fooled=not args.every_radius,
+            vote=args.vote,
+            vote_alpha=args.vote_alpha,
             noise_sigma=args.noise_sigma,
             noise_samples=args.noise_samples,
             objective=args.objective,
@@ -146,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
     setting = (
         "base classifier"
         if args.noise_sigma is None
-        else f"noise σ = {args.noise_sigma} at test time, {args.noise_samples} draws"
+        else f"noise σ = {args.noise_sigma} at test time, {args.noise_samples} draws per "
+        "example fixed across radii, "
+        + ("majority vote" if args.vote == "majority" else f"PREDICT at α = {args.vote_alpha:g}")
     )
     steps = "/".join(map(str, args.steps))
     print(

@@ -17,6 +17,7 @@ LAYERS = {
     "atomic": 0,
     "stats": 0,
     "smoothing": 1,
+    "denoised": 1,  # f∘D, the base classifier SmoothedClassifier builds for a denoiser
     "adaptive": 1,
     "sound": 1,
     "throughput": 1,

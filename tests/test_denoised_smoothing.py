@@ -130,6 +130,8 @@ def test_denoiser_runs_in_eval_mode_and_its_flag_is_restored() -> None:
         (nn.AvgPool2d(2), "must return images of the classifier's input shape (1, 1, 4, 4)"),
         (nn.Conv2d(3, 3, 1), "fails on an input of shape (1, 4, 4)"),
         ("identity", "must be a torch.nn.Module or None"),
+        # A noise-prediction network is no denoiser until OneStepDiffusionDenoiser wraps it.
+        (create_denoiser("unet-small", (1, 4, 4), width=8, time_dim=8), "missing 1 required"),
     ],
 )
 def test_denoiser_that_does_not_fit_is_refused(denoiser, problem) -> None:

@@ -99,7 +99,7 @@ def check_denoiser_output(
     try:
         with torch.no_grad():
             out = denoiser(x)
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, TypeError, ValueError) as exc:  # TypeError: e.g. an ε(x_t, t) net
         lines = str(exc).strip().splitlines()
         problem = lines[0] if lines else type(exc).__name__
         raise ParameterError("denoiser", f"fails on an input of shape {shape}: {problem}") from None

@@ -18,6 +18,7 @@ LAYERS = {
     "hardware": 0,  # which arithmetic is fast on a device (precision auto)
     "stats": 0,
     "smoothing": 1,
+    "denoised": 1,  # f∘D, the base classifier SmoothedClassifier builds for a denoiser
     "adaptive": 1,
     "sound": 1,
     "throughput": 1,

@@ -5,6 +5,11 @@ header's ``__metadata__`` (a str→str map), the key ``"smoothcert"`` holding a 
 arch, dataset, num_classes, input_shape, mean, std, method, hyperparameters, sigma, epoch,
 metrics, seed, smoothcert_version (plus anything else the caller adds). Loading parses the
 header and raw tensor bytes only: nothing is ever unpickled.
+
+A denoiser's checkpoint has ``task = "denoiser"`` and the keys of
+:func:`smoothcert.models.denoisers.denoiser_metadata` (arch, arch_options, input_shape, mean,
+std, dataset, and sigma or the diffusion schedule) instead of num_classes; a checkpoint without
+``task`` is a classifier's.
 """
 
 from __future__ import annotations
@@ -134,7 +139,7 @@ def _check_model_matches_metadata(
         expected = model_from_metadata(metadata, f"checkpoint {path}")
     problem = state_mismatch(expected.state_dict(), state)
     if problem:
-        described = ", ".join(f"{k}={metadata[k]!r}" for k in REQUIRED_KEYS[:3])
+        described = ", ".join(f"{k}={metadata.get(k)!r}" for k in REQUIRED_KEYS[:3])
         raise ValueError(
             f"cannot save {path}: the model's weights do not match the architecture its "
             f"metadata describes ({described}): {problem}"
@@ -147,6 +152,13 @@ def model_from_metadata(metadata: dict[str, Any], where: str = "checkpoint") -> 
 
     if not isinstance(metadata, dict):
         raise ValueError(f"{where} metadata must be a JSON object, got {type(metadata).__name__}")
+    task = metadata.get("task") or "classifier"
+    if task == "denoiser":
+        from smoothcert.models.denoisers import denoiser_from_metadata
+
+        return denoiser_from_metadata(metadata, where)
+    if task != "classifier":
+        raise ValueError(f"{where} has an unknown task {task!r}; expected classifier or denoiser")
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
         raise ValueError(f"{where} metadata lacks required key(s) {', '.join(missing)}")

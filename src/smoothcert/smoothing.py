@@ -52,6 +52,7 @@ from smoothcert.checks import (
     positive_int,
     probability,
 )
+from smoothcert.denoised import DenoisedClassifier, check_denoiser_output
 from smoothcert.hardware import choose_precision
 from smoothcert.stats import ABSTAIN
 
@@ -141,6 +142,14 @@ class SmoothedClassifier:
         on that grid drawn from random integers, the base model sees (k + J)/255 computed
         exactly, and CERTIFY's pA lower bound is lowered by the noise table's total-variation
         bound (below 10⁻¹² for CIFAR-10). Needs a float32 or float64 model.
+    denoiser : torch.nn.Module, optional
+        Denoised smoothing (Salman et al. 2020, §3): the base classifier becomes f∘D
+        (:class:`smoothcert.denoised.DenoisedClassifier`), g(x) = argmax_c P(f(D(x + ε)) = c),
+        the noise added before D. D maps a batch [B, *input_shape] to the same shape (checked
+        once, on zeros, when the input shape is known), e.g.
+        :func:`smoothcert.models.create_denoiser` or
+        :class:`smoothcert.models.diffusion.OneStepDiffusionDenoiser`; put it on f's device.
+        Counts, PREDICT and CERTIFY are unchanged otherwise, and so is the noise for a seed.
 
     Raises
     ------
@@ -180,9 +189,13 @@ class SmoothedClassifier:
         precision: str = "fp32",
         channels_last: bool | None = None,
         sound: bool = False,
+        denoiser: nn.Module | None = None,
     ) -> None:
         if not isinstance(base, nn.Module):
             raise ParameterError("base", f"must be a torch.nn.Module, got {type(base).__name__}")
+        self.denoiser = denoiser
+        if denoiser is not None:
+            base = DenoisedClassifier(denoiser, base)
         num_classes = integer_at_least("num_classes", num_classes, 2)
         sigma = finite_real("sigma", sigma, positive=True)
         batch_size = optional_positive_int("batch_size", batch_size)
@@ -199,6 +212,8 @@ class SmoothedClassifier:
         self.device = torch.device(device) if device is not None else _model_device(base)
         shape = input_shape if input_shape is not None else getattr(base, "input_shape", None)
         self.input_shape: tuple[int, ...] | None = _check_input_shape(shape)
+        if denoiser is not None and self.input_shape is not None:
+            check_denoiser_output(denoiser, self.input_shape, self.device, model_dtype(denoiser))
         if precision == "auto":
             precision = choose_precision(self.device).precision
         self.precision = precision

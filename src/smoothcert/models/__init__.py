@@ -1,5 +1,8 @@
 """Models: ``create_model(arch, num_classes, input_shape, mean, std)``.
 
+Denoisers (images to images, for denoised smoothing) have their own registry and builder,
+``create_denoiser(arch, input_shape, mean, std, **options)``: :mod:`.denoisers`.
+
 Every model is ``nn.Sequential(Normalize(mean, std), body)`` and takes images in [0,1]; the
 architectures (``arch``) are the :class:`ModelSpec` entries of :mod:`smoothcert.models.registry`.
 """
@@ -13,6 +16,12 @@ from typing import Any
 from torch import nn
 
 from smoothcert.checks import ParameterError, integer_at_least, is_integer
+from smoothcert.models.denoisers import (
+    create_denoiser,
+    list_denoisers,
+    load_denoiser,
+    register_denoiser,
+)
 from smoothcert.models.normalize import Normalize
 from smoothcert.models.registry import (
     ModelSpec,
@@ -26,9 +35,13 @@ __all__ = [
     "ModelSpec",
     "Normalize",
     "count_parameters",
+    "create_denoiser",
     "create_model",
     "describe_model",
+    "list_denoisers",
     "list_models",
+    "load_denoiser",
+    "register_denoiser",
     "register_model",
 ]
 

@@ -19,7 +19,7 @@ Examples
 >>> import torch
 >>> choice = choose_precision(torch.device("cpu"), native=lambda: True)
 >>> choice.precision, choice.reason
-('bf16', 'native bf16 on this CPU (AVX-512 BF16 or AMX)')
+('bf16', 'native bf16 on this CPU: AVX-512 BF16 or AMX')
 >>> choose_precision(torch.device("cpu"), native=lambda: False).precision
 'fp32'
 >>> choose_precision(torch.device("cpu"), native=lambda: None, speedup=lambda: 0.8).precision
@@ -58,7 +58,14 @@ class PrecisionChoice:
 
 
 def cpu_capability() -> str:
-    """torch's ATen CPU capability: ``"AVX512"``, ``"AVX2"``, ``"DEFAULT"``, ``"NO AVX"``, …"""
+    """torch's ATen CPU capability.
+
+    Returns
+    -------
+    str
+        ``"AVX512"``, ``"AVX2"``, ``"DEFAULT"``, ``"NO AVX"``, … (``"unknown"`` when this torch
+        cannot tell).
+    """
     try:
         return str(torch.backends.cpu.get_cpu_capability())
     except Exception:  # noqa: BLE001 - an old torch without the call: say so, decide by probe
@@ -66,9 +73,15 @@ def cpu_capability() -> str:
 
 
 def cpu_bf16_native() -> bool | None:
-    """Whether this CPU computes bf16 natively: True (AVX-512 BF16 or AMX), False (an x86 CPU
-    without AVX-512: bf16 is emulated), or None when the capability does not settle it (AVX-512
-    without BF16, ARM and other architectures: measure with :func:`bf16_speedup`)."""
+    """Whether this CPU computes bf16 natively.
+
+    Returns
+    -------
+    bool or None
+        True with AVX-512 BF16 or AMX; False on an x86 CPU without AVX-512 (bf16 is emulated);
+        None when the capability does not settle it (AVX-512 without BF16, ARM and other
+        architectures: measure with :func:`bf16_speedup`).
+    """
     flags = getattr(torch, "cpu", None)
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         probe = getattr(flags, name, None)
@@ -209,7 +222,7 @@ def choose_precision(
         return PrecisionChoice("fp32", f"bf16 autocast is not chosen automatically on {device}")
     is_native = native()
     if is_native is True:
-        return PrecisionChoice("bf16", "native bf16 on this CPU (AVX-512 BF16 or AMX)")
+        return PrecisionChoice("bf16", "native bf16 on this CPU: AVX-512 BF16 or AMX")
     if is_native is False:
         return PrecisionChoice(
             "fp32", f"this CPU emulates bf16 (capability {cpu_capability()}): fp32 is faster"
@@ -226,8 +239,21 @@ def emulated_bf16_warning(
     native: Callable[[], bool | None] | None = None,
     speedup: Callable[[], float] | None = None,
 ) -> str | None:
-    """One line for an explicit bf16 on a device that emulates it (None where bf16 is native
-    or measured no slower): the measured slowdown and what to use instead."""
+    """The warning for an explicit bf16 on a device that emulates it.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        Where the model runs.
+    native, speedup : callable, optional
+        The capability test and the measured probe, as in :func:`choose_precision`.
+
+    Returns
+    -------
+    str or None
+        One line with the measured slowdown and what to use instead; None where bf16 is native
+        or measured no slower than fp32.
+    """
     device = torch.device(device)
     native = native or cpu_bf16_native
     speedup = speedup or bf16_speedup

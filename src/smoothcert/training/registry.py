@@ -13,7 +13,19 @@ from typing import Any
 from smoothcert.checks import FLOAT32_MAX
 
 # The built-in methods, imported for their registration.
-from smoothcert.training import gaussian, nal, smoothadv, standard, stn, trades, wrm  # noqa: F401
+from smoothcert.training import (  # noqa: F401
+    consistency,
+    gaussian,
+    macer,
+    nal,
+    smoothadv,
+    smoothmix,
+    stability,
+    standard,
+    stn,
+    trades,
+    wrm,
+)
 from smoothcert.training.method import METHODS, Method
 
 
@@ -28,7 +40,8 @@ def list_methods() -> list[str]:
     Examples
     --------
     >>> list_methods()
-    ['gaussian', 'nal', 'smoothadv', 'standard', 'stn', 'trades', 'wrm']
+    ['consistency', 'gaussian', 'macer', 'nal', 'smoothadv', 'smoothmix', 'stability', 'standard',
+     'stn', 'trades', 'wrm']
     """
     return sorted(METHODS)
 

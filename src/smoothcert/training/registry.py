@@ -39,7 +39,7 @@ def list_methods() -> list[str]:
 
     Examples
     --------
-    >>> list_methods()
+    >>> list_methods()  # doctest: +NORMALIZE_WHITESPACE
     ['consistency', 'gaussian', 'macer', 'nal', 'smoothadv', 'smoothmix', 'stability', 'standard',
      'stn', 'trades', 'wrm']
     """

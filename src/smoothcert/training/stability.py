@@ -1,7 +1,7 @@
 """Stability training as Jeong & Shin (2020) run it for Li et al. (2019).
 
-Li, Chen, Wang, Carin 2019, "Certified adversarial robustness with additive noise" (NeurIPS),
-§4, the stability-training objective L = L_CE(f(x), y) + λ·L_stab(f(x), f(x + z)),
+Li, Chen, Wang, Carin 2019, "Certified adversarial robustness with additive noise" (NeurIPS):
+their stability-training objective L = L_CE(f(x), y) + λ·L_stab(f(x), f(x + z)),
 z ~ N(0, σ²I). Jeong & Shin's ``train_stab.py`` (jh-jeong/smoothing-consistency, the baseline
 "Stability training" of their Tables) writes the stability term as the cross-entropy of the
 noisy prediction against the clean one,
@@ -40,7 +40,7 @@ def soft_cross_entropy(target_logits: torch.Tensor, logits: torch.Tensor) -> tor
 @register
 @dataclass
 class Stability(STN):
-    """Stability training (Li et al. 2019, §4) with Jeong & Shin's cross-entropy stability term.
+    """Stability training (Li et al. 2019) with Jeong & Shin's cross-entropy stability term.
 
     Per batch: CE(f(x), y) + λ · mean_i H(softmax f(x_i), softmax f(x_i + z_i)), z ~ N(0, σ²I);
     see the module docstring for the sources and for how it differs from ``stn``.

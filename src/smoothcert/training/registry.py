@@ -13,7 +13,19 @@ from typing import Any
 from smoothcert.checks import FLOAT32_MAX
 
 # The built-in methods, imported for their registration.
-from smoothcert.training import gaussian, nal, smoothadv, standard, stn, trades, wrm  # noqa: F401
+from smoothcert.training import (  # noqa: F401
+    consistency,
+    gaussian,
+    macer,
+    nal,
+    smoothadv,
+    smoothmix,
+    stability,
+    standard,
+    stn,
+    trades,
+    wrm,
+)
 from smoothcert.training.method import METHODS, Method
 
 
@@ -27,8 +39,9 @@ def list_methods() -> list[str]:
 
     Examples
     --------
-    >>> list_methods()
-    ['gaussian', 'nal', 'smoothadv', 'standard', 'stn', 'trades', 'wrm']
+    >>> list_methods()  # doctest: +NORMALIZE_WHITESPACE
+    ['consistency', 'gaussian', 'macer', 'nal', 'smoothadv', 'smoothmix', 'stability', 'standard',
+     'stn', 'trades', 'wrm']
     """
     return sorted(METHODS)
 

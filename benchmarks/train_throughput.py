@@ -10,8 +10,9 @@ sees the same load of the machine:
 - plain: the loop a user would write: same model and initialization, same batch, same noise,
   SGD with the same momentum and weight decay, the same images already in memory as float32.
 
-Printed: samples/s per path (median over the rounds), the loop/plain ratio per path (goal
-≥ 0.9) and each path's speedup over fp32 (goal: the fastest ≥ 2× for resnet20).
+Printed: the CPU capability and what ``--precision auto`` picks, samples/s per path (median
+over the rounds), the loop/plain ratio per path (goal ≥ 0.9) and each path's speedup over fp32
+(goals: the fastest ≥ 2× for resnet20 where bf16 is native; ``auto`` ≥ 1× fp32 everywhere).
 
     python benchmarks/train_throughput.py --out benchmarks/results/train_throughput.json
 """
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from smoothcert._util.hardware import choose_precision
 from smoothcert.bench.throughput import machine
 from smoothcert.data import DatasetInfo, ImageDataset
 from smoothcert.models import create_model
@@ -41,6 +43,7 @@ PATHS = {  # name: (precision, channels_last)
     "fp32+channels_last": ("fp32", True),
     "bf16": ("bf16", False),
     "bf16+channels_last": ("bf16", True),
+    "auto": ("auto", None),  # what --precision auto picks on this machine, with its layout
 }
 SIGMA, LR, MOMENTUM, WEIGHT_DECAY, SEED = 0.25, 0.01, 0.9, 1e-4, 0
 
@@ -84,6 +87,9 @@ def smoothcert_rate(arch: str, data: ImageDataset, batch: int, path: str) -> flo
 
 def plain_rate(arch: str, data: ImageDataset, batch: int, path: str) -> float:
     precision, channels_last = PATHS[path]
+    if precision == "auto":  # the plain loop a user would write for the same arithmetic
+        precision = choose_precision("cpu").precision
+        channels_last = precision != "fp32"
     shape = SHAPES[arch]
     torch.manual_seed(SEED)
     model = create_model(arch, 10, shape, (0.5,) * shape[0], (0.25,) * shape[0])
@@ -123,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     record: dict = {"machine": machine(), "threads": args.threads, "batch": args.batch}
-    lines = []
+    choice = choose_precision("cpu")
+    lines = [
+        f"CPU capability {record['machine']['cpu_capability']}; precision auto picks "
+        f"{choice.precision} ({choice.reason})"
+    ]
     for arch in args.archs:
         steps = args.steps or (60 if arch == "cnn3" else 20)
         data = synthetic(arch, steps * args.batch)

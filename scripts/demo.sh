@@ -9,8 +9,10 @@ bash scripts/setup.sh
 VENV="${SMOOTHCERT_VENV:-.venv}"
 SC="$VENV/bin/smoothcert"
 RUN=runs/demo-mnist-cnn3-g025
+# fp32 pinned (train's default is auto, bf16 where the CPU has it): the same numbers everywhere,
+# so docs/results/demo.md holds on any machine.
 "$SC" train --dataset mnist --arch cnn3 --method gaussian --sigma 0.25 --epochs 1 --subset 30000 \
-  --batch-size 128 --optimizer sgd --lr 0.05 --seed 0 --out "$RUN"
+  --batch-size 128 --optimizer sgd --lr 0.05 --seed 0 --precision fp32 --out "$RUN"
 "$SC" certify "$RUN/best.safetensors" --dataset mnist --split test --sigma 0.25 \
   --n0 100 --n 10000 --alpha 0.001 --skip 100 --max 100 --seed 0 --out results/demo.db
 "$SC" analyze results/demo.db --radii 0 0.25 0.5 0.75 1 --plot results/demo-curve.png

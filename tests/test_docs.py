@@ -57,7 +57,7 @@ def test_cli_reference_states_defaults_and_choices() -> None:
     [certify] = [s for s in section if s.startswith("`smoothcert certify`")]
     n_row = next(line for line in certify.splitlines() if line.startswith("| `--n N`"))
     assert "(default: 100000)" in n_row
-    assert re.search(r"--precision \{fp32,bf16\}", certify)
+    assert re.search(r"--precision \{auto,fp32,bf16\}", certify)
 
 
 def nav_pages(node) -> list[str]:
@@ -218,7 +218,8 @@ def test_every_module_s_doctests_run_with_the_suite() -> None:
         "smoothcert.analysis.certify",
         "smoothcert._util.checks",
         "smoothcert.experiments.schedule",
-        "smoothcert.models",
+        "smoothcert._util.hardware",
+        "smoothcert.models.create",
         "smoothcert.models.registry",
         "smoothcert.certify.smoothing",
         "smoothcert.certify.stats",

@@ -49,7 +49,7 @@ def test_the_nal_experiment_trains_side_by_side_and_evaluates_each_model_after_i
     deps = stage_dependencies(experiment.stages)
     assert list(deps) == [s.name for s in experiment.stages]
     trains = {s.name for s in experiment.stages if s.argv[0] == "train"}
-    assert len(trains) == 18  # 12 compared models and 6 of the (K, s) ablation
+    assert len(trains) == 24  # 12 compared models, 6 more training seeds, 6 of the ablation
     assert all(deps[name] == set() for name in trains)
     assert deps["attack-nal-g0.25"] == {"train-nal-g0.25"}
     assert deps["rho-wrm-g1.5"] == {"train-wrm-g1.5"}  # rho's output is its --json

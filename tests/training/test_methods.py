@@ -1,4 +1,5 @@
-"""The robust training methods: STN, SmoothAdv, TRADES, WRM, NAL."""
+"""The robust training methods: STN, SmoothAdv, TRADES, WRM, NAL (and, training a tiny model,
+stability, Consistency, MACER, SmoothMix: their objectives are in test_methods_smoothing)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from smoothcert.training.registry import get_method
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-METHODS = ["stn", "smoothadv", "trades", "wrm", "nal"]
+METHODS = [
+    *("stn", "smoothadv", "trades", "wrm", "nal"),
+    *("stability", "consistency", "macer", "smoothmix"),
+]
 
 
 def ctx(seed: int = 0, epoch: int = 0, epochs: int = 1) -> BatchContext:
@@ -120,6 +124,10 @@ SMALL = {
     "trades": dict(eps=0.5, steps=3, beta=1.0),
     "wrm": dict(gamma=1.0, steps=5),
     "nal": dict(sigma=0.05, gamma=1.0, steps=2, num_noise=2),
+    "stability": dict(sigma=0.25, lam=2.0),
+    "consistency": dict(sigma=0.25, num_noise=2, lam=5.0),
+    "macer": dict(sigma=0.25, num_noise=4, lam=1.0, beta=4.0),
+    "smoothmix": dict(sigma=0.25, num_noise=2, steps=2, alpha=0.5, eta=1.0),
 }
 
 

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ARGS = dict(
     dataset="mnist", arch="cnn3", method="standard", epochs=2, subset=384, test_subset=100,
     batch_size=64, lr=0.05, schedule="cosine", seed=1,
+    precision="fp32",  # the CLI's default is auto; the library's one-process reference is fp32
 )  # fmt: skip
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

@@ -132,6 +132,7 @@ def test_bad_checkpoint_every_is_one_line_and_writes_nothing(tmp_path, capsys) -
 ARGS = dict(
     dataset="mnist", arch="lenet", epochs=2, subset=512, test_subset=100, batch_size=32,
     lr=0.05, schedule="cosine", method="gaussian", sigma=0.25, seed=3, checkpoint_every=5,
+    precision="fp32",  # the CLI's default is auto; the library's reference runs are fp32
 )  # fmt: skip
 
 

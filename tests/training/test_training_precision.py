@@ -93,7 +93,7 @@ def test_bf16_run_is_recorded_and_a_resume_with_fp32_is_refused(tmp_path, mnist_
         "train", "--dataset", "mnist", "--arch", "cnn3", "--method", "gaussian", "--sigma", "0.25",
         "--epochs", "1", "--subset", "256", "--batch-size", "64", "--lr", "0.05",
         "--schedule", "constant", "--seed", "1", "--device", "cpu", "--out", tmp_path / "run",
-        "--no-progress", check=False,
+        "--precision", "fp32", "--no-progress", check=False,
     )  # fmt: skip
     assert r.returncode != 0
     assert "precision: 'bf16' there, 'fp32' now" in r.stderr

@@ -20,6 +20,7 @@ ARGS = dict(
     dataset="mnist", arch="lenet", epochs=3, subset=512, test_subset=100, batch_size=32,
     optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
     method="gaussian", sigma=0.25, seed=3,
+    precision="fp32",  # the CLI's default is auto; the library's reference runs are fp32
 )  # fmt: skip
 
 

@@ -329,3 +329,20 @@ def one_of(name: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ParameterError(name, f"must be one of {', '.join(choices)}; got {value!r}")
     return value
+
+
+def optional_input_shape(shape: object) -> tuple[int, ...] | None:
+    """The shape of one input as a tuple of positive ints (None stays None)."""
+    if shape is None:
+        return None
+    try:
+        dims = tuple(shape)  # type: ignore[call-overload]
+    except TypeError:
+        dims = None
+    if dims is None or not all(is_integer(d) and d >= 1 for d in dims):
+        raise ParameterError(
+            "input_shape",
+            f"must be a sequence of positive integers (the shape of one input, e.g. "
+            f"(1, 28, 28)), got {shape!r}",
+        )
+    return tuple(int(d) for d in dims)

@@ -48,3 +48,7 @@ def model_device(model: nn.Module, default: torch.device | str = "cpu") -> torch
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
     return torch.device(default)
+
+
+def has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())

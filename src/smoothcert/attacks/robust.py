@@ -5,8 +5,19 @@ Two settings:
 - base classifier (``noise_sigma=None``): PGD on f, then the prediction argmax f(x');
 - Gaussian noise at test time (the NAL paper's Figure 1): the attacker acts before the noise,
   so PGD attacks the noisy classifier (:func:`pgd_l2_smoothed`, the expected-loss objective of
-  Cohen et al. App. J.3 by default), then the prediction is the majority vote of
-  argmax f(x' + z) over ``noise_samples`` draws z ~ N(0, σ²I) (ties to the lowest class).
+  Cohen et al. App. J.3 by default), then the prediction is the vote of argmax f(x' + z) over
+  ``noise_samples`` draws z ~ N(0, σ²I): the majority (ties to the lowest class), or PREDICT's
+  answer (Cohen et al. §3.2) with abstention counted as wrong.
+
+Common random numbers. The vote draws of an example are a fixed function of (seed, example
+index) (:func:`vote_noise`): the same draws at every radius, for every attack and restart, and
+for any batch size. For each example the noisy evaluation is therefore one deterministic
+classifier g_i(x) = vote of f(x + z_ij), j = 1..m, and the attack's own randomness (the noise
+of its gradient estimates, its random starts) comes from another generator. Drawing fresh votes
+at every radius instead made the accuracy fall with the number of radii listed even when the
+attack could not move the input (the first unlucky vote of an example was carried to every
+larger radius): with a classifier whose votes are coin flips, 8 votes, 0.75 at one radius and
+0.03 at twelve.
 """
 
 from __future__ import annotations
@@ -18,9 +29,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from smoothcert._util.checks import ParameterError, finite_real, positive_int
+from smoothcert._util.checks import ParameterError, finite_real, one_of, positive_int, probability
 from smoothcert._util.torch_helpers import evaluating
 from smoothcert.attacks.pgd import draw_noise, pgd_l2, pgd_l2_smoothed
+from smoothcert.certify.stats import predict_from_counts
+
+#: How the noisy votes are turned into a prediction: "majority" (ties to the lowest class) or
+#: "predict" (PREDICT of Cohen et al. §3.2 at level ``vote_alpha``; abstain counts as wrong).
+VOTE_MODES = ("majority", "predict")
+
+#: Tag mixed into the vote seeds, so that they never coincide with the attack's generators.
+_VOTE_STREAM = 0x766F7465  # "vote"
 
 
 @dataclass
@@ -39,18 +58,97 @@ def _finite_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _predict(model: nn.Module, x: torch.Tensor, noise_sigma, noise_samples, generator):
+def vote_noise(
+    shape: Sequence[int],
+    sigma: float,
+    samples: int,
+    seed: int,
+    example_ids: Sequence[int],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The vote draws of the examples ``example_ids``: [B, samples, *shape], std ``sigma``.
+
+    Example i's draws come from a generator seeded by (seed, i) alone (through
+    :class:`numpy.random.SeedSequence`, with a tag that keeps them apart from the attack's
+    streams), so they are the same at every radius, for every attack and restart, and for any
+    batch size: common random numbers.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The shape of one example.
+    sigma : float
+        Standard deviation of the noise.
+    samples : int
+        Draws per example.
+    seed : int
+        The run's seed (>= 0).
+    example_ids : sequence of int
+        One identifier (>= 0) per example, e.g. its index in the dataset.
+    dtype : torch.dtype, default torch.float32
+        Type of the draws.
+    device : torch.device or str, optional
+        Device of the result (the draws are made on the host, so they do not depend on it).
+
+    Returns
+    -------
+    torch.Tensor
+        The draws, [len(example_ids), samples, *shape].
+
+    Examples
+    --------
+    >>> a = vote_noise((2,), 0.5, 3, seed=0, example_ids=[4, 7])
+    >>> b = vote_noise((2,), 0.5, 3, seed=0, example_ids=[7])
+    >>> bool(torch.equal(a[1], b[0]))
+    True
+    """
+    out = torch.empty((len(example_ids), samples, *shape), dtype=dtype)
+    for k, i in enumerate(example_ids):
+        state = np.random.SeedSequence((int(seed), int(i), _VOTE_STREAM)).generate_state(2)
+        gen = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+        out[k] = torch.randn((samples, *shape), generator=gen, dtype=dtype)
+    return (sigma * out).to(device) if device is not None else sigma * out
+
+
+def check_vote(vote: str, vote_alpha: float, noise_samples: int) -> tuple[str, float]:
+    """(vote, vote_alpha) checked: a mode of :data:`VOTE_MODES`, α in (0, 1), and with
+    "predict" enough draws that a unanimous vote can pass the test (2·2^−m ≤ α)."""
+    one_of("vote", vote, VOTE_MODES)
+    vote_alpha = probability("vote_alpha", vote_alpha)
+    if vote == "predict" and 2.0 * 0.5**noise_samples > vote_alpha:
+        need = int(np.ceil(np.log2(2.0 / vote_alpha)))
+        raise ParameterError(
+            "noise_samples",
+            f"must be >= {need} for PREDICT at vote_alpha = {vote_alpha:g} (with fewer draws "
+            f"it always abstains), got {noise_samples}",
+        )
+    return vote, vote_alpha
+
+
+def _predict(
+    model: nn.Module,
+    x: torch.Tensor,
+    noise: torch.Tensor | None,
+    vote: str = "majority",
+    vote_alpha: float = 0.001,
+) -> torch.Tensor:
+    """Predictions [B] at x: argmax f(x) without ``noise``, else the vote of argmax f(x + z)
+    over the draws ``noise`` [B, m, ...] (majority, or PREDICT with -1 for abstain)."""
     with torch.no_grad(), evaluating(model, inference=False):
-        if noise_sigma is None:
+        if noise is None:
             return _finite_logits(model(x)).argmax(1)
-        z = draw_noise(x, noise_sigma, noise_samples, generator)
-        batch = x.shape[0]
-        noisy = (x.unsqueeze(1) + z).reshape(batch * noise_samples, *x.shape[1:])
-        votes = _finite_logits(model(noisy)).argmax(1).view(batch, noise_samples)
-        num_classes = int(votes.max()) + 1
+        batch, samples = noise.shape[:2]
+        noisy = (x.unsqueeze(1) + noise).reshape(batch * samples, *x.shape[1:])
+        votes = _finite_logits(model(noisy)).argmax(1).view(batch, samples)
+        num_classes = max(int(votes.max()) + 1, 2)
         counts = torch.zeros(batch, num_classes, dtype=torch.long, device=x.device)
         counts.scatter_add_(1, votes, torch.ones_like(votes))
-        return counts.argmax(1)  # first maximum: ties go to the lowest class index
+        if vote == "majority":
+            return counts.argmax(1)  # first maximum: ties go to the lowest class index
+        decided = [predict_from_counts(c, vote_alpha) for c in counts.cpu().numpy()]
+        return torch.tensor(decided, dtype=torch.long, device=x.device)
 
 
 def check_steps(steps: int | Sequence[int]) -> list[int]:
@@ -95,6 +193,9 @@ def attack_batch(
     generator: torch.Generator | None = None,
     restarts: int = 1,
     skip_fooled: bool = True,
+    votes: torch.Tensor | None = None,
+    vote: str = "majority",
+    vote_alpha: float = 0.001,
 ) -> torch.Tensor:
     """Predictions [B, len(eps_list)] of one batch under PGD at each radius (see module doc).
 
@@ -104,13 +205,28 @@ def attack_batch(
     it counts as correct only if every run failed. With one step count and one restart no
     random start is drawn: the results are those of the single attack.
 
+    With ``noise_sigma`` every prediction is the vote over the draws ``votes`` [B, m, ...]
+    (:func:`vote_noise`; drawn once from ``generator`` when not given), the same draws at every
+    radius and for every run: common random numbers. So example i is judged by one fixed
+    classifier g_i (its vote over its own draws, majority or PREDICT with abstention counted
+    wrong), exactly as the base classifier is judged without noise; the attack's randomness
+    (its gradient noise and random starts) comes from ``generator`` only.
+
     The radii are attacked smallest first. With ``skip_fooled`` an example fooled at a radius
     is not attacked again at the larger ones: the point that fooled it lies in every larger
-    ball, so its prediction carries over. The verdicts equal those of :func:`robust_correct`
-    (robust at ε only if not fooled at any radius ≤ ε) at a fraction of the work once the
-    accuracy falls. Without it every radius attacks every example and keeps its own result.
+    ball, and since g_i is the same function at every radius it fools g_i there too, so its
+    prediction carries over (this is sound only with common random numbers: with fresh votes
+    per radius a point is judged by another random classifier at each radius). The verdicts
+    are therefore monotone in the radius and equal those of :func:`robust_correct` (robust at
+    ε only if not fooled at any radius ≤ ε) at a fraction of the work once the accuracy
+    falls; an attack that cannot move the input gives the same verdict at every radius.
+    Without ``skip_fooled`` every radius attacks every example and keeps its own result.
     """
     runs = [(s, r) for s in check_steps(steps) for r in range(restarts)]
+    if noise_sigma is not None and votes is None:
+        votes = draw_noise(x, noise_sigma, noise_samples, generator)
+    if noise_sigma is None:
+        votes = None
 
     def attack_at(eps: float, todo: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """``pred`` with the examples ``todo`` attacked at ``eps``; a success is kept."""
@@ -124,7 +240,7 @@ def attack_batch(
                 model, x[idx], y[idx], eps, num_steps, restart > 0, noise_sigma, noise_samples,
                 objective, generator,
             )  # fmt: skip
-            p = _predict(model, x_adv, noise_sigma, noise_samples, generator)
+            p = _predict(model, x_adv, None if votes is None else votes[idx], vote, vote_alpha)
             pred[idx] = p if j == 0 else torch.where(pred[idx] == y[idx], p, pred[idx])
         return pred
 
@@ -213,10 +329,22 @@ def attack_seeded_batch(
     first_index: int,
     restarts: int = 1,
     skip_fooled: bool = True,
+    example_ids: Sequence[int] | None = None,
+    vote: str = "majority",
+    vote_alpha: float = 0.001,
 ) -> torch.Tensor:
-    """:func:`attack_batch` with the batch's generator seeded by (seed, its first index), on
-    the host: the seeding shared by :func:`robust_accuracy` and the resumable attack runs."""
+    """:func:`attack_batch` with the batch's attack generator seeded by (seed, its first
+    index) and each example's vote draws by (seed, its id in ``example_ids``, default
+    first_index, first_index + 1, ...) (:func:`vote_noise`), on the host: the seeding shared
+    by :func:`robust_accuracy` and the resumable attack runs."""
     gen = torch.Generator(device=x.device).manual_seed(seed * 1_000_003 + first_index)
+    votes = None
+    if noise_sigma is not None:
+        ids = range(first_index, first_index + len(y)) if example_ids is None else example_ids
+        votes = vote_noise(
+            x.shape[1:], noise_sigma, noise_samples, seed, list(ids), dtype=x.dtype,
+            device=x.device,
+        )  # fmt: skip
     return attack_batch(
         model,
         x,
@@ -229,6 +357,9 @@ def attack_seeded_batch(
         generator=gen,
         restarts=restarts,
         skip_fooled=skip_fooled,
+        votes=votes,
+        vote=vote,
+        vote_alpha=vote_alpha,
     ).cpu()
 
 
@@ -247,6 +378,8 @@ def robust_accuracy(
     progress: bool = False,
     restarts: int = 1,
     skip_fooled: bool = True,
+    vote: str = "majority",
+    vote_alpha: float = 0.001,
 ) -> RobustAccuracy:
     """Accuracy under L2 PGD (``steps`` steps of 2ε/steps) at every radius in ``eps_list``.
 
@@ -257,9 +390,11 @@ def robust_accuracy(
 
     ``data`` is (images in [0,1], labels) or a dataset (see :func:`as_tensors`); the first
     ``max_examples`` examples are attacked. With ``noise_sigma`` the classifier is evaluated with
-    Gaussian noise at test time (majority vote over ``noise_samples`` draws). Randomness comes
-    from ``seed`` (one generator per batch, seeded by seed and the batch's first index: the
-    same seed and batch size give the same result).
+    Gaussian noise at test time: the vote over ``noise_samples`` draws, by majority or, with
+    ``vote="predict"``, PREDICT at level ``vote_alpha`` (abstain counts as wrong). The vote
+    draws of example i are fixed by (seed, i) (common random numbers, :func:`attack_batch`);
+    the attack's own randomness comes from one generator per batch, seeded by seed and the
+    batch's first index: the same seed and batch size give the same result.
     """
     eps_list = [float(e) for e in eps_list]
     if not eps_list or any(not np.isfinite(e) or e < 0 for e in eps_list):
@@ -270,6 +405,7 @@ def robust_accuracy(
     positive_int("batch_size", batch_size)
     check_steps(steps)
     check_restarts(restarts)
+    check_vote(vote, vote_alpha, noise_samples if noise_sigma is not None else 64)
     x_all, y_all = as_tensors(data, max_examples)
     device = next(model.parameters()).device
     starts = range(0, len(y_all), batch_size)
@@ -295,6 +431,8 @@ def robust_accuracy(
                 start,
                 restarts,
                 skip_fooled,
+                vote=vote,
+                vote_alpha=vote_alpha,
             )  # fmt: skip
         )
     pred = torch.cat(predictions).numpy() if predictions else np.zeros((0, len(eps_list)), int)

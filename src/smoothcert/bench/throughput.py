@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from smoothcert._util.checks import ParameterError, positive_int
+from smoothcert._util.hardware import choose_precision, cpu_bf16_native
 from smoothcert._util.torch_helpers import model_device, model_dtype
 from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.certify.tuning import sync
@@ -47,6 +48,8 @@ def machine(device: torch.device | str = "cpu") -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_native": cpu_bf16_native(),  # None: the capability does not tell
+        "precision_auto": choose_precision(device).precision,
         "python": platform.python_version(),
         "device": str(device),
     }

@@ -11,8 +11,8 @@ The module reads as the algorithm, top to bottom:
    and a Clopper–Pearson bound turned into a radius). The statistics themselves, and the
    ``ABSTAIN`` label they return, live in :mod:`smoothcert.certify.stats`. Input checks, the
    execution settings and the batch size come after.
-3. Two input checks. The noise stream is :mod:`smoothcert.certify.noise`; eval/inference mode
-   and the model's dtype and device are :mod:`smoothcert._util.torch_helpers`.
+The helpers live elsewhere: the noise stream in :mod:`smoothcert.certify.noise`; eval/inference
+mode, the model's dtype and device in :mod:`smoothcert._util.torch_helpers`.
 
 Noise is added in the caller's input space ([0,1] pixels for images); normalization belongs
 inside the base model, so σ and certified radii are L2 distances in input units.
@@ -43,15 +43,17 @@ from smoothcert._util.checks import (
     ParameterError,
     finite_real,
     integer_at_least,
-    is_integer,
     one_of,
+    optional_input_shape,
     optional_positive_int,
     positive_int,
     probability,
 )
-from smoothcert._util.torch_helpers import evaluating, model_device, model_dtype
+from smoothcert._util.hardware import choose_precision
+from smoothcert._util.torch_helpers import evaluating, has_conv2d, model_device, model_dtype
 from smoothcert.certify import sound as lattice
 from smoothcert.certify import stats
+from smoothcert.certify.denoised import DenoisedClassifier, check_denoiser_output
 from smoothcert.certify.noise import NoiseStream
 from smoothcert.certify.stats import ABSTAIN
 from smoothcert.certify.tuning import tune_batch_size
@@ -126,9 +128,12 @@ class SmoothedClassifier:
     input_shape : sequence of int, optional
         The shape of one input; default ``base.input_shape`` if the model has one. When
         known, inputs of any other shape are rejected with a clear message.
-    precision : {"fp32", "bf16"}, default "fp32"
+    precision : {"fp32", "bf16", "auto"}, default "fp32"
         "bf16" runs the base model under bf16 autocast on its device. The smoothed classifier
-        (and any certificate) is then that of the bf16 base classifier.
+        (and any certificate) is then that of the bf16 base classifier. "auto" is bf16 where
+        the device computes it natively and fp32 elsewhere
+        (:func:`smoothcert._util.hardware.choose_precision`); the attribute ``precision`` holds the
+        choice.
     channels_last : bool or None, default None
         Feed image batches [B, C, H, W] in channels-last layout (and convert the base model's
         4-D parameters to it, in place: values are unchanged). None means where it helps:
@@ -139,6 +144,15 @@ class SmoothedClassifier:
         on that grid drawn from random integers, the base model sees (k + J)/255 computed
         exactly, and CERTIFY's pA lower bound is lowered by the noise table's total-variation
         bound (below 10⁻¹² for CIFAR-10). Needs a float32 or float64 model.
+    denoiser : torch.nn.Module, optional
+        Denoised smoothing (Salman et al. 2020, §3): the base classifier becomes f∘D
+        (:class:`smoothcert.certify.denoised.DenoisedClassifier`),
+        g(x) = argmax_c P(f(D(x + ε)) = c), the noise added before D. D maps a batch
+        [B, *input_shape] to the same shape (checked once, on zeros, when the input shape is
+        known), e.g.
+        :func:`smoothcert.models.create_denoiser` or
+        :class:`smoothcert.models.diffusion.OneStepDiffusionDenoiser`; put it on f's device.
+        Counts, PREDICT and CERTIFY are unchanged otherwise, and so is the noise for a seed.
 
     Raises
     ------
@@ -178,13 +192,17 @@ class SmoothedClassifier:
         precision: str = "fp32",
         channels_last: bool | None = None,
         sound: bool = False,
+        denoiser: nn.Module | None = None,
     ) -> None:
         if not isinstance(base, nn.Module):
             raise ParameterError("base", f"must be a torch.nn.Module, got {type(base).__name__}")
+        self.denoiser = denoiser
+        if denoiser is not None:
+            base = DenoisedClassifier(denoiser, base)
         num_classes = integer_at_least("num_classes", num_classes, 2)
         sigma = finite_real("sigma", sigma, positive=True)
         batch_size = optional_positive_int("batch_size", batch_size)
-        precision = one_of("precision", precision, PRECISIONS)
+        precision = one_of("precision", precision, (*PRECISIONS, "auto"))
         if channels_last is not None and not isinstance(channels_last, bool):
             raise ParameterError(
                 "channels_last", f"must be True, False or None, got {channels_last!r}"
@@ -196,7 +214,11 @@ class SmoothedClassifier:
         self.sigma = sigma
         self.device = torch.device(device) if device is not None else model_device(base)
         shape = input_shape if input_shape is not None else getattr(base, "input_shape", None)
-        self.input_shape: tuple[int, ...] | None = _check_input_shape(shape)
+        self.input_shape: tuple[int, ...] | None = optional_input_shape(shape)
+        if denoiser is not None and self.input_shape is not None:
+            check_denoiser_output(denoiser, self.input_shape, self.device, model_dtype(denoiser))
+        if precision == "auto":
+            precision = choose_precision(self.device).precision
         self.precision = precision
         self.sound = sound
         if sound:
@@ -207,7 +229,7 @@ class SmoothedClassifier:
             # Built once per σ (and validates σ for the table), moved to the device once.
             self._lattice = lattice.lattice_noise(self.sigma).to(self.device)
         if channels_last is None:
-            channels_last = _has_conv2d(base) and (self.device.type == "cpu" or precision == "bf16")
+            channels_last = has_conv2d(base) and (self.device.type == "cpu" or precision == "bf16")
         self.channels_last: bool = channels_last
         self.auto_batch_size: bool = batch_size is None
         self._fixed_batch_size = batch_size
@@ -582,23 +604,3 @@ class SmoothedClassifier:
                 self.base, noisy_batch, x[0].numel() * x.element_size(), self.device
             )
         return chosen
-
-
-def _has_conv2d(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
-def _check_input_shape(shape: object) -> tuple[int, ...] | None:
-    if shape is None:
-        return None
-    try:
-        dims = tuple(shape)  # type: ignore[call-overload]
-    except TypeError:
-        dims = None
-    if dims is None or not all(is_integer(d) and d >= 1 for d in dims):
-        raise ParameterError(
-            "input_shape",
-            f"must be a sequence of positive integers (the shape of one input, e.g. "
-            f"(1, 28, 28)), got {shape!r}",
-        )
-    return tuple(int(d) for d in dims)

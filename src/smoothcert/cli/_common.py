@@ -433,8 +433,10 @@ def add_classifier_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="fp32",
-        choices=("fp32", "bf16"),
-        help="base-model arithmetic; with bf16 the certificate is for the bf16 base classifier",
+        choices=("auto", "fp32", "bf16"),
+        help="base-model arithmetic; with bf16 the certificate is for the bf16 base classifier; "
+        "auto = bf16 where the device computes it natively, else fp32 (a resumed run keeps "
+        "the precision it recorded)",
     )
     parser.add_argument(
         "--shard",
@@ -456,8 +458,40 @@ def add_classifier_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def resolve_precision_flag(
+    requested: str, device: Any, out: str | Path | None, onnx: bool = False
+) -> str:
+    """The concrete --precision of a run: ``auto`` keeps what the run file ``out`` recorded
+    when it resumes one, else the fast arithmetic on ``device`` (always fp32 for an ONNX
+    graph, which fixes its own); says the choice once on stderr, and warns about an explicit
+    bf16 that this CPU emulates."""
+    from smoothcert._util.hardware import resolve_precision
+    from smoothcert.runs.store import stored_config
+
+    if onnx:
+        if requested == "bf16":
+            raise ValueError(
+                "--precision bf16 does not apply to an ONNX model (its graph fixes it)"
+            )
+        return "fp32"
+    recorded = (stored_config(out) or {}).get("precision") if out is not None else None
+    if requested == "auto" and recorded is None and out is not None and Path(out).is_file():
+        recorded = "fp32"  # a run file without a precision was made before bf16 existed
+    precision, note = resolve_precision(requested, device, recorded=recorded)
+    if note and requested == "auto":
+        print(note, file=sys.stderr)
+    elif note:
+        warn(note)
+    return precision
+
+
 def smoothed_classifier(
-    args: argparse.Namespace, model: Any, meta: dict, dataset: Any, sigma: float
+    args: argparse.Namespace,
+    model: Any,
+    meta: dict,
+    dataset: Any,
+    sigma: float,
+    precision: str | None = None,
 ):
     from smoothcert.certify.smoothing import SmoothedClassifier
 
@@ -478,7 +512,7 @@ def smoothed_classifier(
         sigma,
         batch_size=batch,
         input_shape=dataset.info.input_shape,
-        precision=args.precision,
+        precision=precision if precision is not None else args.precision,
         channels_last=channels_last,
         sound=args.sound,
     )
@@ -526,8 +560,7 @@ def prepare_smoothed_run(
         raise ValueError(
             f"the {what} gives no usable training σ ({meta.get('sigma')}); pass --sigma"
         )
-    if runs_onnx(meta) and args.precision != "fp32":
-        raise ValueError("--precision bf16 does not apply to an ONNX model (its graph fixes it)")
+    precision = resolve_precision_flag(args.precision, device, out, onnx=runs_onnx(meta))
     cede_threads_to_onnx(meta)
     if meta.get("sigma") not in (None, sigma):
         warn(
@@ -537,7 +570,7 @@ def prepare_smoothed_run(
     from smoothcert.runs.common import select_indices
 
     warn_if_one_class(inputs.dataset, select_indices(len(inputs.dataset), args.skip, args.max))
-    classifier = smoothed_classifier(args, inputs.model, meta, inputs.dataset, sigma)
+    classifier = smoothed_classifier(args, inputs.model, meta, inputs.dataset, sigma, precision)
     config, info = checkpoint_identity(inputs.checkpoint, meta)
     config |= {"dataset": inputs.dataset.info.name, "split": args.split}
     return SmoothedRun(

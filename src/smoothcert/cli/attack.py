@@ -18,7 +18,8 @@ DESCRIPTION = (
     "labels) at every radius in --eps and store one committed row per example in --out "
     "(resumable). With --noise-sigma the classifier sees Gaussian noise at test time: the attack "
     "targets the noisy classifier (expected loss over --noise-samples draws, or SmoothAdv's "
-    "objective) and the prediction is the majority vote over --noise-samples draws."
+    "objective) and the prediction is the vote over --noise-samples draws, which are fixed per "
+    "example (the same at every radius and for every attack: common random numbers)."
 )
 
 
@@ -49,6 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--noise-samples", type=int, default=8, help="noise draws per prediction and attack step"
     )
     parser.add_argument(
+        "--vote",
+        choices=("majority", "predict"),
+        default="majority",
+        help="with --noise-sigma: the prediction is the majority of the votes, or PREDICT's "
+        "answer (Cohen et al.; binomial test at --vote-alpha, an abstention counts as wrong)",
+    )
+    parser.add_argument(
+        "--vote-alpha",
+        type=float,
+        default=0.001,
+        help="level of PREDICT's test with --vote predict (needs --noise-samples >= "
+        "log2(2/alpha), e.g. 11 at 0.001)",
+    )
+    parser.add_argument(
         "--objective",
         choices=("expected", "smoothadv"),
         default="expected",
@@ -70,11 +85,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "gives the same accuracies with less work; run files of versions that always attacked "
         "every radius resume only with this flag)",
     )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("auto", "fp32", "bf16"),
+        help="model arithmetic for the attack and the predictions: fp32; bf16 autocast; auto = "
+        "bf16 where the device computes it natively, else fp32 (a resumed run keeps the "
+        "precision it recorded)",
+    )
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
     from smoothcert.runs import select_indices
@@ -93,6 +117,18 @@ def run(args: argparse.Namespace) -> int:
     _common.warn_if_one_class(dataset, indices)
     config, info = _common.checkpoint_identity(inputs.checkpoint, inputs.meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
+    device = next((p.device for p in model.parameters()), None)
+    precision = _common.resolve_precision_flag(
+        args.precision, device or "cpu", args.out, onnx=_common.runs_onnx(inputs.meta)
+    )
+    if precision != "fp32":
+        # recorded only when not fp32, so that run files made before --precision resume
+        from smoothcert.training.precision import AutocastModel, default_channels_last
+
+        model = AutocastModel(model, precision, default_channels_last(precision, model))
+        if model.channels_last:
+            model.model.to(memory_format=torch.channels_last)
+        config["precision"] = precision
     bar = tqdm(
         disable=args.no_progress, unit="ex", dynamic_ncols=True, file=sys.stderr, desc="attack"
     )
@@ -110,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             args.steps,
             restarts=args.restarts,
             skip_fooled=not args.every_radius,
+            vote=args.vote,
+            vote_alpha=args.vote_alpha,
             noise_sigma=args.noise_sigma,
             noise_samples=args.noise_samples,
             objective=args.objective,
@@ -125,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
     setting = (
         "base classifier"
         if args.noise_sigma is None
-        else f"noise σ = {args.noise_sigma} at test time, {args.noise_samples} draws"
+        else f"noise σ = {args.noise_sigma} at test time, {args.noise_samples} draws per "
+        "example fixed across radii, "
+        + ("majority vote" if args.vote == "majority" else f"PREDICT at α = {args.vote_alpha:g}")
     )
     steps = "/".join(map(str, args.steps))
     print(

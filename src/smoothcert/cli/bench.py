@@ -104,12 +104,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+_NATIVE = {True: "yes", False: "no (emulated)", None: "not known (measured once)"}
+
+
 def _table(record: dict, n: int) -> str:
     m = record["machine"]
     lines = [
         f"{record['arch']} {tuple(record['input_shape'])} σ={record['sigma']}"
         f"{' (sound mode)' if record.get('sound') else ''} on {m['device']} "
         f"({m['cores']} cores, {m['torch_threads']} threads, torch {m['torch']})",
+        f"CPU capability {m.get('cpu_capability')}, native bf16: "
+        f"{_NATIVE.get(m.get('cpu_bf16_native'), '?')}; "
+        f"precision auto here: {m.get('precision_auto', '?')}",
         f"batch {record['batch_size']}, {record['rounds']} rounds of "
         f"{record['samples_per_round']} samples per path",
         f"{'path':20} {'forward/s':>10} {'counts/s':>10} {'counts/forward':>15}",

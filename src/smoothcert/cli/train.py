@@ -135,10 +135,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="training arithmetic: fp32; bf16 = autocast to bfloat16 (CPU or CUDA; weights and "
-        "optimizer stay fp32); fp16 = autocast to float16 with a gradient scaler (CUDA only)",
+        choices=("auto", *PRECISIONS),
+        default="auto",
+        help="training arithmetic: auto = bf16 where the device computes it natively (a GPU "
+        "with bf16, a CPU with AVX-512 BF16 or AMX; measured once per machine where the CPU "
+        "does not tell), else fp32, and a resumed run keeps the precision it recorded; fp32; "
+        "bf16 = autocast to bfloat16 (CPU or CUDA; weights and optimizer stay fp32; emulated, "
+        "and several times slower than fp32, on CPUs without bf16 units); fp16 = autocast to "
+        "float16 with a gradient scaler (CUDA only). Give it explicitly for bit-identical "
+        "retraining on machines of another kind",
     )
     g.add_argument(
         "--channels-last",

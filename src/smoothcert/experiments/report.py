@@ -93,11 +93,15 @@ def write_report(experiment: Experiment) -> Path:
 
 def _header(experiment: Experiment) -> list[str]:
     from smoothcert import __version__
+    from smoothcert._util.hardware import cpu_bf16_native, cpu_capability
     from smoothcert.runs.store import machine_info
 
     m = machine_info()
-    machine = f"{m['platform']}, {m['cpus']} CPUs, torch {m['torch']}" + (
-        f", {m['cuda']}" if m.get("cuda") else ", no GPU"
+    native = {True: "native bf16", False: "bf16 emulated", None: "bf16 support not known"}
+    machine = (
+        f"{m['platform']}, {m['cpus']} CPUs (capability {cpu_capability()}, "
+        f"{native[cpu_bf16_native()]}), torch {m['torch']}"
+        + (f", {m['cuda']}" if m.get("cuda") else ", no GPU")
     )
     return [
         f"# {experiment.title}",
@@ -118,15 +122,38 @@ def _stages_table(status: list[StageStatus]) -> list[str]:
     lines = [
         "## Stages",
         "",
-        "| stage | status | progress | time spent | command |",
-        "|---|---|---|---|---|",
+        "| stage | status | progress | time spent | precision | command |",
+        "|---|---|---|---|---|---|",
     ]
     for s in status:
         lines.append(
             f"| {s.stage.name} | {s.status} | {s.progress} | {format_seconds(s.seconds)} | "
-            f"`{s.stage.command}` |"
+            f"{_stage_precision(s.stage)} | `{s.stage.command}` |"
         )
     return lines
+
+
+def _stage_precision(stage: Stage) -> str:
+    """The arithmetic a stage's output records (what ``--precision auto`` chose), or "" when
+    the stage has written nothing yet. Commands without --precision compute in fp32."""
+    import json
+
+    from smoothcert.runs.store import stored_config
+
+    command, out = stage.argv[0], stage.option("--out")
+    if out is None:
+        return "fp32"
+    path = Path(out)
+    try:
+        if command == "train":
+            recorded = json.loads((path / "config.json").read_text()).get("precision")
+        elif path.is_file():
+            recorded = (stored_config(path) or {}).get("precision", "fp32")
+        else:
+            recorded = None
+    except (OSError, ValueError):
+        return ""
+    return recorded or ""
 
 
 def _unfinished_outputs(status: list[StageStatus]) -> dict[str, str]:

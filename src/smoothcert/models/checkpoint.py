@@ -5,6 +5,11 @@ header's ``__metadata__`` (a str→str map), the key ``"smoothcert"`` holding a 
 arch, dataset, num_classes, input_shape, mean, std, method, hyperparameters, sigma, epoch,
 metrics, seed, smoothcert_version (plus anything else the caller adds). Loading parses the
 header and raw tensor bytes only: nothing is ever unpickled.
+
+A denoiser's checkpoint has ``task = "denoiser"`` and the keys of
+:func:`smoothcert.models.denoisers.denoiser_metadata` (arch, arch_options, input_shape, mean,
+std, dataset, and sigma or the diffusion schedule) instead of num_classes; a checkpoint without
+``task`` is a classifier's.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from smoothcert._util.atomic import atomic_write_bytes
+from smoothcert._util.checks import ParameterError, finite_real
+from smoothcert.models.diffusion import OneStepDiffusionDenoiser, schedule_from_metadata
 
 METADATA_KEY = "smoothcert"
 REQUIRED_KEYS = ("arch", "num_classes", "input_shape", "mean", "std")
@@ -134,7 +141,7 @@ def _check_model_matches_metadata(
         expected = model_from_metadata(metadata, f"checkpoint {path}")
     problem = state_mismatch(expected.state_dict(), state)
     if problem:
-        described = ", ".join(f"{k}={metadata[k]!r}" for k in REQUIRED_KEYS[:3])
+        described = ", ".join(f"{k}={metadata.get(k)!r}" for k in REQUIRED_KEYS[:3])
         raise ValueError(
             f"cannot save {path}: the model's weights do not match the architecture its "
             f"metadata describes ({described}): {problem}"
@@ -143,10 +150,17 @@ def _check_model_matches_metadata(
 
 def model_from_metadata(metadata: dict[str, Any], where: str = "checkpoint") -> nn.Module:
     """The untrained model ``metadata`` describes; ValueError naming ``where`` and the bad key."""
-    from smoothcert.models import create_model
+    from smoothcert.models.create import create_model
 
     if not isinstance(metadata, dict):
         raise ValueError(f"{where} metadata must be a JSON object, got {type(metadata).__name__}")
+    task = metadata.get("task") or "classifier"
+    if task == "denoiser":
+        from smoothcert.models.denoisers import denoiser_from_metadata
+
+        return denoiser_from_metadata(metadata, where)
+    if task != "classifier":
+        raise ValueError(f"{where} has an unknown task {task!r}; expected classifier or denoiser")
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
         raise ValueError(f"{where} metadata lacks required key(s) {', '.join(missing)}")
@@ -233,3 +247,63 @@ def load_checkpoint(
     if device is not None:
         model.to(device)
     return model, metadata
+
+
+def load_denoiser(
+    path: str | Path,
+    *,
+    sigma: float | None = None,
+    timestep: int | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A ready denoiser D of [0, 1] images from a denoiser checkpoint, in eval mode.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A checkpoint saved with :func:`smoothcert.models.denoisers.denoiser_metadata`.
+    sigma : float, optional
+        The smoothing σ. Image denoisers: default the σ they were trained at, and any other
+        value is refused. Noise-prediction networks: required; picks t*
+        (:class:`~smoothcert.models.diffusion.OneStepDiffusionDenoiser`).
+    timestep : int, optional
+        Noise-prediction networks only: use this step instead of t*.
+    device : str or torch.device, optional
+        Where to put it.
+
+    Returns
+    -------
+    denoiser : torch.nn.Module
+        D, mapping [B, C, H, W] in [0, 1] to the same shape.
+    metadata : dict
+        The checkpoint's metadata.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a denoiser checkpoint, or ``sigma``/``timestep`` does not fit it
+        (the message names the parameter).
+    """
+
+    model, meta = load_checkpoint(path, device=device)
+    if meta.get("task") != "denoiser":
+        raise ValueError(
+            f"{path} is a {meta.get('task') or 'classifier'} checkpoint, not a denoiser"
+        )
+    kind = model.denoiser_config["kind"]
+    if kind == "image":
+        if timestep is not None:
+            raise ParameterError(
+                "timestep", "applies to diffusion (noise-prediction) denoisers only"
+            )
+        if sigma is not None and finite_real("sigma", sigma, positive=True) != float(meta["sigma"]):
+            raise ParameterError(
+                "sigma",
+                f"{sigma} differs from the σ = {meta['sigma']} the denoiser {path} was trained at",
+            )
+        return model, meta
+    if sigma is None:
+        raise ParameterError("sigma", f"is needed to denoise with the diffusion model {path}")
+    schedule = schedule_from_metadata(meta["schedule"])
+    denoiser = OneStepDiffusionDenoiser(model, schedule, sigma, timestep=timestep)
+    return denoiser.eval(), meta

@@ -33,6 +33,7 @@ from smoothcert.attacks.robust import (
     attack_seeded_batch,
     check_restarts,
     check_steps,
+    check_vote,
     robust_correct,
 )
 from smoothcert.runs.common import check_same_examples, selection_sha
@@ -45,6 +46,12 @@ ATTACK_SCHEMA = {
     "seconds": "REAL",  # wall time of the example's batch, divided by the batch size
 }
 
+
+#: The evaluation of a classifier with noise at test time, stored in the config of noisy runs:
+#: "crn" = each example's vote draws fixed by (seed, its index), the same at every radius and
+#: for every attack (:func:`smoothcert.attacks.robust.attack_batch`). Run files made before
+#: have no such entry (they drew fresh votes at every radius) and are refused on resume.
+NOISY_EVALUATION = "crn"
 
 #: Blocks seed their noise with seed·1,000,003 + first index (attacks.robust), which must fit
 #: in 63 bits for any dataset index below 2**42.
@@ -78,6 +85,10 @@ class AttackOptions:
     skip_fooled : bool, default True
         Do not attack an example again at the radii above one where it was fooled
         (:func:`smoothcert.attacks.robust.attack_batch`); False attacks every radius.
+    vote : {"majority", "predict"}, default "majority"
+        With noise: the majority of the votes, or PREDICT at ``vote_alpha`` (abstain = wrong).
+    vote_alpha : float, default 0.001
+        Level of PREDICT's test (``vote="predict"`` only).
 
     Raises
     ------
@@ -94,6 +105,8 @@ class AttackOptions:
     batch_size: int = 100
     seed: int = 0
     skip_fooled: bool = True
+    vote: str = "majority"
+    vote_alpha: float = 0.001
 
     def __post_init__(self) -> None:
         eps = tuple(float(e) for e in self.eps)
@@ -111,6 +124,10 @@ class AttackOptions:
         positive_int("batch_size", self.batch_size)
         if not isinstance(self.skip_fooled, bool):
             raise ParameterError("skip_fooled", f"must be True or False, got {self.skip_fooled!r}")
+        if self.noise_sigma is None and self.vote != "majority":
+            raise ParameterError("vote", "needs noise_sigma (the base classifier has no votes)")
+        vote, vote_alpha = check_vote(self.vote, self.vote_alpha, self.noise_samples)
+        object.__setattr__(self, "vote_alpha", vote_alpha)
         object.__setattr__(self, "eps", eps)
         object.__setattr__(self, "steps", steps)
         object.__setattr__(self, "restarts", restarts)
@@ -152,8 +169,15 @@ class AttackOptions:
         if self.skip_fooled:  # runs made before it attacked every radius
             config["skip_fooled"] = True
         if self.noise_sigma is not None:
-            # The noise is drawn per block, so with noise the results depend on the block size.
+            # The attack's noise is drawn per block, so with noise the results depend on the
+            # block size (the vote draws do not: they are fixed per example).
             config["batch_size"] = self.batch_size
+            # The noisy evaluation changed (common random numbers): a run file made before has
+            # no "evaluation" entry, so it does not resume with the new one.
+            config["evaluation"] = NOISY_EVALUATION
+            config["vote"] = self.vote
+            if self.vote == "predict":
+                config["vote_alpha"] = self.vote_alpha
         return config
 
 
@@ -177,9 +201,30 @@ def _open_run(
     try:
         return RunStore.open(out, "attack", run_config, ATTACK_SCHEMA, info=info)
     except ValueError as exc:
+        if options.noise_sigma is not None and _old_noisy_evaluation(out):
+            raise ValueError(
+                f"{out} was made by an older version that drew fresh noise votes at every "
+                "radius (accuracy then falls with the number of radii); this version fixes "
+                "each example's votes (common random numbers): delete it or choose another "
+                "run file to rerun the attack"
+            ) from None
         if options.skip_fooled and "skip_fooled" in str(exc):
             raise _EveryRadiusRun(str(exc)) from None
         raise
+
+
+def _old_noisy_evaluation(out: str | os.PathLike) -> bool:
+    """Whether ``out`` is an attack run with noise at test time made before the common random
+    numbers (no "evaluation" entry in its config)."""
+    try:
+        with RunStore.read(out) as store:
+            config = store.config
+            kind = store.kind
+    except (ValueError, OSError):
+        return False
+    return (
+        kind == "attack" and config.get("noise_sigma") is not None and ("evaluation" not in config)
+    )
 
 
 class _EveryRadiusRun(ValueError):
@@ -204,14 +249,15 @@ def _attack_block(
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(labels, predictions [len(block), radii], seconds per example) of one block, whose
-    noise is seeded by (seed, the block's first index)."""
+    attack noise is seeded by (seed, the block's first index) and each example's vote draws
+    by (seed, its dataset index)."""
     x, y = dataset.batch(block)
     x, y = x.to(device), y.to(device)
     start = time.perf_counter()
     pred = attack_seeded_batch(
         model, x, y, list(options.eps), list(options.steps), options.noise_sigma,
         options.noise_samples, options.objective, options.seed, block[0], options.restarts,
-        options.skip_fooled,
+        options.skip_fooled, example_ids=block, vote=options.vote, vote_alpha=options.vote_alpha,
     )  # fmt: skip
     return y, pred, (time.perf_counter() - start) / len(block)
 
@@ -281,6 +327,8 @@ def attack_dataset(
     progress: Callable[[int, int], None] | None = None,
     restarts: int = 1,
     skip_fooled: bool = True,
+    vote: str = "majority",
+    vote_alpha: float = 0.001,
 ) -> dict[str, Any]:
     """Accuracy under L2 PGD at every radius, one stored row per example; resumable.
 
@@ -288,10 +336,13 @@ def attack_dataset(
     example in the run file ``out``; if ``out`` exists with the same configuration, the run
     resumes. Examples go in fixed blocks of ``batch_size`` positions of ``indices``;
     randomness (only with ``noise_sigma``) comes from a generator per block seeded by (seed,
-    first index of the block), so with noise the results depend on ``batch_size`` and it is
-    part of the run's config (a resume with another one is refused). A block with a missing
-    row (a crash between two rows) is recomputed whole and only the missing rows are added,
-    so a resumed run stores exactly what an uninterrupted one would.
+    first index of the block) for the attack, so with noise the results depend on
+    ``batch_size`` and it is part of the run's config (a resume with another one is refused),
+    and from each example's vote draws, fixed by (seed, its index) and shared by every radius
+    and attack (common random numbers; the config's ``"evaluation": "crn"`` entry marks it,
+    and a noisy run file made before, without it, is refused with a message saying so). A
+    block with a missing row (a crash between two rows) is recomputed whole and only the
+    missing rows are added, so a resumed run stores exactly what an uninterrupted one would.
 
     The rows store each radius's prediction; the accuracy counts an example robust at ε only
     if it was correct at every radius ≤ ε (:func:`smoothcert.attacks.robust.robust_correct`).
@@ -337,6 +388,11 @@ def attack_dataset(
         :func:`smoothcert.attacks.robust.attack_batch`).
     skip_fooled : bool, default True
         Skip the radii above the first one that fooled an example (see above).
+    vote : {"majority", "predict"}, default "majority"
+        With ``noise_sigma``: the prediction is the majority of the votes, or PREDICT's
+        answer at level ``vote_alpha`` (Cohen et al. §3.2), an abstention counting as wrong.
+    vote_alpha : float, default 0.001
+        Level of PREDICT's test; ``noise_samples`` must be >= log2(2/vote_alpha).
 
     Returns
     -------
@@ -361,6 +417,8 @@ def attack_dataset(
         batch_size=batch_size,
         seed=seed,
         skip_fooled=skip_fooled,
+        vote=vote,
+        vote_alpha=vote_alpha,
     )
     indices = _selected(dataset, indices)
     device = next(model.parameters()).device

@@ -168,6 +168,16 @@ def _writer_lock(path: Path, con: sqlite3.Connection) -> int | None:
     return fd
 
 
+def stored_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The config recorded by the run file at ``path``; None when there is no run file there
+    (what a resume must keep, e.g. the precision that ``auto`` chose when the run started)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with RunStore.read(path) as store:
+        return dict(store.config)
+
+
 class RunStore:
     """A resumable run. Use :meth:`open` (create or resume) or :meth:`read` (read-only)."""
 

@@ -74,7 +74,9 @@ class TrainConfig:
     eval_sigma: float | None = None  # σ of the noisy evaluation (None: the method's σ, or none)
     augment: str = "auto"  # "auto" (what the dataset calls for) | "none" | "crop-flip"
     eval_batch_size: int = 500  # examples per evaluation forward pass
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast, CPU or CUDA) | "fp16" (CUDA, scaled)
+    # "fp32" | "bf16" (autocast, CPU or CUDA) | "fp16" (CUDA, scaled) | "auto" (bf16 where the
+    # device computes it natively, else fp32; a resumed run keeps its recorded precision)
+    precision: str = "fp32"
     channels_last: bool | None = None  # None: on for conv nets in bf16/fp16, off in fp32
     device: str | None = None  # None: CUDA when available (under torchrun cuda:LOCAL_RANK)
     # Mid-epoch resume states: N steps (int or "N"), "Nm" minutes, or 0/"off" (epochs only).
@@ -123,9 +125,10 @@ class TrainConfig:
             raise ParameterError(
                 "eval_sigma", f"must be a finite number >= 0, got {self.eval_sigma!r}"
             )
-        if self.precision not in PRECISIONS:
+        if self.precision not in ("auto", *PRECISIONS):
             raise ParameterError(
-                "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+                "precision",
+                f"must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}",
             )
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
             raise ParameterError(

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from smoothcert._util.hardware import resolve_precision
 from smoothcert._util.seeding import (
     STREAM_AUGMENT,
     STREAM_EVAL,
@@ -65,11 +66,13 @@ from smoothcert.training.outputs import (
     epoch_line,
     model_metadata,
     prepare_out_dir,
+    recorded_precision,
     restore_outputs,
     unreadable_message,
     write_metrics,
 )
 from smoothcert.training.precision import (
+    PRECISIONS,
     AutocastModel,
     check_precision,
     default_channels_last,
@@ -172,12 +175,20 @@ def train(
     device = _run_device(config.device, ranks)
     say = (log or _silent) if ranks.main else _silent
     data = prepare_data(config, method, train_set, test_set, say)
+    config = _resolve_precision(config, device, say)
     # The model before the output directory: an architecture that cannot take these inputs
     # must fail before a config.json exists that would refuse the corrected command.
     config, model, runner, scaler = _build_model(config, data.train.info, device, ranks)
 
     started, finished = ddp.start(ranks, device), False
     try:
+        if ranks.distributed and not ddp.same_everywhere(
+            [PRECISIONS.index(config.precision)], device
+        ):
+            raise ValueError(
+                "the processes resolved precision auto differently (machines of different "
+                "kinds): give the precision explicitly"
+            )
         out = Path(config.out_dir).expanduser()
         _claim_out_dir(out, config, device, ranks)
         optimizer = _make_optimizer(config, model)
@@ -231,6 +242,20 @@ def _resolve_config(config: TrainConfig) -> tuple[TrainConfig, Method]:
     config.validate()
     method = get_method(config.method, **config.method_options)
     return dataclasses.replace(config, method_options=method.hyperparameters()), method
+
+
+def _resolve_precision(
+    config: TrainConfig, device: torch.device, say: Callable[[str], None]
+) -> TrainConfig:
+    """``config`` with a concrete precision: ``auto`` becomes the one the resumed run recorded,
+    or the fast one on ``device`` (:func:`smoothcert._util.hardware.resolve_precision`); recorded in
+    config.json and the checkpoints like an explicit one. Says the choice (or the emulated-bf16
+    warning) once."""
+    out = Path(config.out_dir).expanduser()
+    precision, note = resolve_precision(config.precision, device, recorded=recorded_precision(out))
+    if note:
+        say(note if config.precision == "auto" else f"warning: {note}")
+    return dataclasses.replace(config, precision=precision)
 
 
 def _run_device(device: str | None, ranks: ddp.Ranks) -> torch.device:

@@ -86,6 +86,17 @@ def prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
     _write_identity(cfg, identity)
 
 
+def recorded_precision(out: Path) -> str | None:
+    """The precision recorded in ``out/config.json`` by the run a training resumes (None for a
+    new run): ``precision="auto"`` keeps it, whatever this machine would choose."""
+    try:
+        previous = json.loads((out / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    value = previous.get("precision") if isinstance(previous, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def _write_identity(cfg: Path, identity: dict[str, Any]) -> None:
     atomic_write_bytes(cfg, (json.dumps(identity, indent=2, sort_keys=True) + "\n").encode())
 

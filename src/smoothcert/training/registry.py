@@ -15,9 +15,13 @@ from smoothcert.training.method import METHODS, Method
 
 # The built-in methods, imported for their registration.
 from smoothcert.training.methods import (  # noqa: F401
+    consistency,
     gaussian,
+    macer,
     nal,
     smoothadv,
+    smoothmix,
+    stability,
     standard,
     stn,
     trades,
@@ -35,8 +39,9 @@ def list_methods() -> list[str]:
 
     Examples
     --------
-    >>> list_methods()
-    ['gaussian', 'nal', 'smoothadv', 'standard', 'stn', 'trades', 'wrm']
+    >>> list_methods()  # doctest: +NORMALIZE_WHITESPACE
+    ['consistency', 'gaussian', 'macer', 'nal', 'smoothadv', 'smoothmix', 'stability', 'standard',
+     'stn', 'trades', 'wrm']
     """
     return sorted(METHODS)
 

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from smoothcert._util.checks import optional_input_shape
 from smoothcert._util.hashing import file_sha256
-from smoothcert.certify.smoothing import _check_input_shape
 from smoothcert.models.normalize import Normalize
 
 __all__ = ["FORMATS", "model_format", "load_model", "probe"]
@@ -101,7 +101,7 @@ def load_model(
     if weights is not None and fmt != "python":
         raise ValueError("weights apply only to a python:package.module:factory model")
     base, source = _load(fmt, spec, device, weights)
-    shape = _resolve_shape(_check_input_shape(input_shape), getattr(base, "input_shape", None))
+    shape = _resolve_shape(optional_input_shape(input_shape), getattr(base, "input_shape", None))
     if (input_mean is None) != (input_std is None):
         raise ValueError("input_mean and input_std go together: give both or neither")
     # Where inputs (and the noise) live: the device for PyTorch, the CPU for ONNX Runtime,

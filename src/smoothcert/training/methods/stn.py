@@ -14,6 +14,7 @@ TRADES does; ``separate_passes=False`` gives one joint pass).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -69,10 +70,17 @@ class STN(Method):
             logits = model(torch.cat([x, x + z]))
             clean, noisy = logits[: len(x)], logits[len(x) :]
         ce = F.cross_entropy(clean, y)
-        stability = kl_from_logits(clean, noisy).mean()
+        stability = self.divergence(clean, noisy).mean()
         return MethodOutput(
             loss=ce + self.lam * stability,
             logits=clean.detach(),
             targets=y,
-            stats={"ce": ce.item(), "kl": stability.item()},
+            stats={"ce": ce.item(), self.divergence_stat: stability.item()},
         )
+
+    #: name of the stability term in the logged statistics
+    divergence_stat: ClassVar[str] = "kl"
+
+    def divergence(self, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+        """Per-example D(f(x), f(x+z)) of the stability term: KL(softmax clean ‖ softmax noisy)."""
+        return kl_from_logits(clean, noisy)

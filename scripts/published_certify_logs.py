@@ -1,0 +1,312 @@
+"""Certified accuracy and ACR from Jeong & Shin's published per-example certification logs.
+
+Jeong & Shin (NeurIPS 2020, github.com/jh-jeong/smoothing-consistency) publish the output of
+Cohen et al.'s ``certify.py`` (n0 = 100, n = 100,000, α = 0.001) for every model of their
+tables under ``data/certify/``: one tab-separated row per test example
+(``idx label predict radius correct time``), the radius printed with 3 significant digits.
+This script reads those logs from a clone of the repository and computes, per log,
+
+- certified accuracy at r = 0, 0.25, ..., 2.0: the fraction of ALL rows with correct = 1 and
+  radius >= r (an abstention has correct = 0, so it counts as wrong);
+- ACR: the mean over all rows of radius · correct;
+
+then groups the logs by (dataset, architecture, method, hyperparameters, σ) and reports the
+mean over the runs of a group and their spread (standard deviation, min, max). The method and
+its hyperparameters are read from the log's path, which the authors' training scripts build
+from their flags (see ``EXPERIMENTS.MD`` there).
+
+Usage::
+
+    git clone https://github.com/jh-jeong/smoothing-consistency
+    python scripts/published_certify_logs.py smoothing-consistency \\
+        --out experiments/published/jeong-shin.json --table experiments/published/jeong-shin.md
+
+Only the standard library is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPOSITORY = "https://github.com/jh-jeong/smoothing-consistency"
+RADII = [0.25 * k for k in range(9)]  # 0, 0.25, ..., 2.0
+HEADER = ["idx", "label", "predict", "radius", "correct", "time"]
+#: the test-set sizes, to flag logs that stop early
+FULL = {"mnist": 10000, "cifar10": 10000, "imagenet": 500}
+
+METHOD_NAMES = {
+    "cohen": "gaussian",
+    "salman": "smoothadv",
+    "stab": "stability",
+    "macer": "macer",
+    "consistency": "consistency",
+}
+
+
+def read_log(path: Path) -> list[tuple[float, int]]:
+    """(radius, correct) per row of one certification log; ValueError on a foreign format."""
+    lines = path.read_text().splitlines()
+    if not lines or lines[0].split("\t") != HEADER:
+        raise ValueError(f"{path}: not a certify.py log (header {lines[:1]})")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        if len(fields) != len(HEADER):
+            raise ValueError(f"{path}:{number}: expected {len(HEADER)} fields, got {line!r}")
+        rows.append((float(fields[3]), int(fields[4])))
+    return rows
+
+
+def summarize(rows: list[tuple[float, int]]) -> dict[str, Any]:
+    """Certified accuracy at RADII (fraction of all rows) and ACR of one log."""
+    n = len(rows)
+    accuracy = [sum(1 for r, c in rows if c == 1 and r >= radius) / n for radius in RADII]
+    acr = sum(r * c for r, c in rows) / n
+    return {"n": n, "certified_accuracy": accuracy, "acr": acr}
+
+
+def parse_path(relative: Path) -> dict[str, Any]:
+    """Dataset, architecture, method, hyperparameters, σ and run id from a log's path
+    (``data/certify/<dataset>/<method>/.../[<arch>/]noise_<σ>[_<id>][_o]``)."""
+    parts = relative.parts
+    if parts[:2] != ("data", "certify"):
+        raise ValueError(f"{relative}: not under data/certify")
+    dataset, folders, leaf = parts[2], list(parts[3:-1]), parts[-1]
+    match = re.fullmatch(r"noise_([0-9.]+)(?:_(\d+))?(_o)?", leaf)
+    if match is None:
+        raise ValueError(f"{relative}: unexpected file name {leaf!r}")
+    sigma, run_id, suffix = float(match[1]), match[2], match[3]
+    # MNIST: EXPERIMENTS.MD trains lenet; ImageNet: the paper's ResNet-50 (not in the path)
+    arch = {"mnist": "lenet", "imagenet": "resnet50"}.get(dataset)
+    if folders and re.match(r"cifar_|resnet|densenet", folders[-1]):
+        arch = folders.pop()
+    head = folders.pop(0)
+    hyper: dict[str, Any] = {}
+    if head.startswith("macer"):
+        method = "macer"
+        deferred = re.fullmatch(r"macer(?:_deferred(\d+))?", head)
+        if deferred is None:
+            raise ValueError(f"{relative}: unexpected folder {head!r}")
+        if deferred[1] is not None:
+            # their code: λ = 0 while epoch <= lr_step_size (0-based), i.e. N + 1 epochs
+            hyper["deferred_lr_step_size"] = int(deferred[1])
+    else:
+        method = METHOD_NAMES[head]
+    for folder in folders:
+        if folder == "cohen":  # consistency on Gaussian augmentation
+            continue
+        pgd = re.fullmatch(r"(?:pgd|salman)_([0-9.]+)_(\d+)_(\d+)", folder)
+        if pgd is not None:  # SmoothAdv's attack: ε in 1/256 units, steps, warm-up epochs
+            if folder.startswith("salman"):
+                method = "consistency+smoothadv"
+            hyper.update(eps=float(pgd[1]) / 256, steps=int(pgd[2]), warmup_epochs=int(pgd[3]))
+            continue
+        key, _, value = folder.partition("_")
+        name = {"num": "num_noise", "lbd": "lam", "gamma": "margin"}.get(key, key)
+        hyper[name] = int(value) if name == "num_noise" else float(value)
+    return {
+        "dataset": dataset,
+        "arch": arch,
+        "method": method,
+        "hyperparameters": hyper,
+        "sigma": sigma,
+        "run_id": run_id,
+        "suffix": suffix,
+    }
+
+
+def group_key(run: dict[str, Any]) -> str:
+    hyper = ",".join(f"{k}={v}" for k, v in sorted(run["hyperparameters"].items()))
+    return f"{run['dataset']}|{run['arch']}|{run['method']}|{hyper}|{run['sigma']}"
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def commit_of(clone: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.decode().strip()
+
+
+def collect(clone: Path) -> dict[str, Any]:
+    """Every log under ``clone/data/certify``, summarized, and the groups' means and spreads."""
+    root = clone / "data" / "certify"
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no data/certify folder (is this the repository?)")
+    runs = []
+    for path in sorted(p for p in root.rglob("noise_*") if p.is_file()):
+        if path.name.endswith("_acc"):
+            continue  # accuracy-vs-radius curves, not per-example logs
+        relative = path.relative_to(clone)
+        run = parse_path(relative) | {"file": relative.as_posix()}
+        run |= summarize(read_log(path))
+        run["full_test_set"] = run["n"] == FULL.get(run["dataset"], run["n"])
+        runs.append(run)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(group_key(run), []).append(run)
+    summaries = []
+    for members in groups.values():
+        longest = max(r["n"] for r in members)  # a log that stops early is left out
+        used = [r for r in members if r["n"] == longest]
+        ids = {r["run_id"] for r in used}
+        note = None
+        # Consistency at MNIST σ = 1.0, λ = 5: runs 1-5 are the table's five seeds; run 0 is
+        # the λ-ablation run (its siblings λ = 1, 15, 20, 25, 30, 50 exist only as run 0).
+        if "0" in ids and {"1", "2", "3", "4", "5"} <= ids:
+            used = [r for r in used if r["run_id"] != "0"]
+            note = "run 0 (from the λ ablation) left out of the mean: runs 1-5 are the seeds"
+        if not used:
+            continue
+        first = used[0]
+        summary = {
+            key: first[key] for key in ("dataset", "arch", "method", "hyperparameters", "sigma")
+        }
+        summary["runs"] = [r["file"] for r in used]
+        summary["n_runs"] = len(used)
+        if note:
+            summary["note"] = note
+        left_out = [r["file"] for r in members if r not in used]
+        if left_out:
+            summary["left_out"] = left_out
+        summary["certified_accuracy"] = [
+            spread([r["certified_accuracy"][k] for r in used]) for k in range(len(RADII))
+        ]
+        summary["acr"] = spread([r["acr"] for r in used])
+        summaries.append(summary)
+    return {
+        "source": {
+            "repository": REPOSITORY,
+            "commit": commit_of(clone),
+            "logs": "data/certify/<dataset>/<method>/<hyperparameters>/[<arch>/]"
+            "noise_<sigma>[_<id>]",
+        },
+        "definitions": {
+            "radii": RADII,
+            "certified_accuracy": "fraction of all rows with correct == 1 and radius >= r "
+            "(abstentions, predict == -1, count as wrong)",
+            "acr": "mean over all rows of radius * correct",
+            "group": "logs with the same dataset, architecture, method, hyperparameters and "
+            "sigma (the runs of one setting: seeds, or the authors' random run ids); mean, sd "
+            "(sample standard deviation over runs), min and max over its complete logs",
+        },
+        "notes": NOTES,
+        "groups": summaries,
+        "runs": runs,
+    }
+
+
+NOTES = [
+    "Certification: Cohen et al.'s certify.py as shipped in the repository, n0 = 100, "
+    "n = 100,000, alpha = 0.001, every test example (--skip 1: 10,000 for MNIST and "
+    "CIFAR-10; the ImageNet logs hold 500 examples).",
+    "Radii are printed with 3 significant digits ('{:.3}'), so a radius just below a grid "
+    "point r can be counted at r; with n = 100,000 and alpha = 0.001 the largest radius is "
+    "3.8115 sigma (printed 0.953 at sigma = 0.25).",
+    "MNIST (EXPERIMENTS.MD): LeNet, SGD lr 0.01, x0.1 every 30 epochs, 90 epochs, batch 256 "
+    "(the scripts' default); five runs per setting. gaussian: train_cohen.py; smoothadv: "
+    "train_salman.py PGD eps = 255/256, 10 steps, warm-up 10 epochs, m = 4; stability: "
+    "train_stab.py lambda = 2; macer: train_macer.py m = 16, beta = 16, margin gamma = 8, "
+    "lambda = 16 (sigma 0.25, 0.5) or 6 (sigma 1.0), deferred (lambda = 0 while epoch <= 30); "
+    "consistency: train_consistency.py m = 2, eta = 0.5, lambda = 10 (sigma 0.25) or 5 "
+    "(0.5, 1.0); consistency+smoothadv: m = 4, lambda = 1, eps = 255/256, 10 steps, warm-up "
+    "10. Their random run ids are the trailing numbers of the file names (0-5 for "
+    "consistency, where the single runs with id 0 belong to ablations over lambda and m).",
+    "CIFAR-10: one run per setting; hyperparameters as in the paths (the repository gives "
+    "no training command for them). The ResNet-20 runs at sigma = 0.5 are the comparison the "
+    "paper's CIFAR-10 baselines table makes; DenseNet-40 and ResNet-110 logs are listed too.",
+    "salman/pgd_512.0_10_10/num_2/cifar_densenet40/noise_0.50_1149 stops after 9 rows; the "
+    "complete log is the one with the '_o' suffix.",
+]
+
+
+def table(result: dict[str, Any]) -> str:
+    """A markdown page: the source, the notes and a table of the group means (certified
+    accuracy at r = 0-1.0, ACR, and the ACR's sd and range over the runs)."""
+    show = [0, 1, 2, 3, 4]  # r = 0, 0.25, 0.5, 0.75, 1.0
+    source = result["source"]
+    intro = [
+        "# Published yardstick: Jeong & Shin's certification logs",
+        "",
+        f"Computed by `scripts/published_certify_logs.py` from {source['repository']} at "
+        f"commit {source['commit']} ({source['logs']}); every number per log and per group, "
+        "with the spread over runs at every radius, is in `jeong-shin.json`.",
+        "",
+        *[f"- {note}" for note in result["notes"]],
+        "",
+        "Means over the runs of each setting (certified accuracy: fraction of all test "
+        "examples certified correct at radius ≥ r):",
+        "",
+    ]
+    head = "| dataset | arch | σ | method | hyperparameters | runs | " + " | ".join(
+        f"r={RADII[k]:g}" for k in show
+    )
+    lines = [*intro, head + " | ACR | ACR sd | ACR min-max |", "|" + "---|" * (len(show) + 9)]
+    order = sorted(
+        result["groups"], key=lambda g: (g["dataset"], g["arch"] or "", g["sigma"], g["method"])
+    )
+    for g in order:
+        hyper = ", ".join(f"{k}={v:g}" for k, v in sorted(g["hyperparameters"].items()))
+        acc = " | ".join(f"{g['certified_accuracy'][k]['mean']:.3f}" for k in show)
+        a = g["acr"]
+        sd = "" if a["sd"] is None else f"{a['sd']:.4f}"
+        span = "" if g["n_runs"] == 1 else f"{a['min']:.4f}-{a['max']:.4f}"
+        lines.append(
+            f"| {g['dataset']} | {g['arch']} | {g['sigma']:g} | {g['method']} | {hyper} | "
+            f"{g['n_runs']} | {acc} | {a['mean']:.3f} | {sd} | {span} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clone", type=Path, help="a clone of jh-jeong/smoothing-consistency")
+    parser.add_argument("--out", type=Path, help="write the JSON here (default: stdout)")
+    parser.add_argument("--table", type=Path, help="also write a markdown table of the means")
+    args = parser.parse_args(argv)
+    try:
+        result = _round(collect(args.clone))
+    except (OSError, ValueError) as exc:
+        print(f"published_certify_logs: {exc}", file=sys.stderr)
+        return 1
+    text = json.dumps(result, indent=1, ensure_ascii=False) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    if args.table is not None:
+        args.table.write_text(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""scripts/published_certify_logs.py: certified accuracy and ACR of certify.py logs, and the
+method and hyperparameters read from the authors' paths, on a tiny hand-made clone."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "published_certify_logs.py"
+
+
+@pytest.fixture(scope="module")
+def logs():
+    spec = importlib.util.spec_from_file_location("published_certify_logs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_log(path: Path, rows: list[tuple[float, int]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["idx\tlabel\tpredict\tradius\tcorrect\ttime"]
+    for i, (radius, correct) in enumerate(rows):
+        predict = -1 if radius == 0 and not correct else 1
+        lines.append(f"{i}\t1\t{predict}\t{radius}\t{correct}\t0:00:01")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_accuracy_counts_all_rows_and_acr_is_mean_of_radius_times_correct(logs) -> None:
+    rows = [(0.953, 1), (0.3, 1), (0.25, 1), (0.6, 0), (0.0, 0)]  # wrong, abstained
+    s = logs.summarize(rows)
+    assert s["n"] == 5
+    # r = 0: 3/5; r = 0.25: 3/5 (0.25 counts); r = 0.5: 1/5; r >= 1: 0
+    assert s["certified_accuracy"] == pytest.approx([0.6, 0.6, 0.2, 0.2, 0, 0, 0, 0, 0])
+    assert s["acr"] == pytest.approx((0.953 + 0.3 + 0.25) / 5)
+
+
+def test_paths_give_method_hyperparameters_and_groups(logs, tmp_path) -> None:
+    mnist = tmp_path / "data" / "certify" / "mnist"
+    for seed, radius in ((1, 0.5), (2, 0.7)):
+        write_log(mnist / "macer_deferred30/num_16/lbd_6.0/gamma_8.0/beta_16.0" /
+                  f"noise_1.00_{seed}", [(radius, 1), (0.0, 0)])  # fmt: skip
+    write_log(mnist / "consistency/salman_255.0_10_10/num_4/lbd_1.0/eta_0.5/noise_0.25_1",
+              [(0.2, 1)])  # fmt: skip
+    write_log(tmp_path / "data/certify/cifar10/stab/lbd_2/cifar_resnet20/noise_0.5_1682",
+              [(0.1, 1)])  # fmt: skip
+    result = logs.collect(tmp_path)
+    groups = {g["method"]: g for g in result["groups"]}
+    macer = groups["macer"]
+    assert macer["hyperparameters"] == {
+        "deferred_lr_step_size": 30, "num_noise": 16, "lam": 6.0, "margin": 8.0, "beta": 16.0,
+    }  # fmt: skip
+    assert (macer["dataset"], macer["arch"], macer["sigma"], macer["n_runs"]) == (
+        "mnist", "lenet", 1.0, 2,
+    )  # fmt: skip
+    assert macer["acr"]["mean"] == pytest.approx((0.25 + 0.35) / 2)
+    assert macer["acr"]["sd"] == pytest.approx(0.1 / 2**0.5)
+    assert macer["certified_accuracy"][2]["mean"] == pytest.approx(0.5)  # r = 0.5: both runs
+    assert macer["certified_accuracy"][3]["min"] == 0.0  # r = 0.75: neither
+    mix = groups["consistency+smoothadv"]["hyperparameters"]
+    assert mix == {"eps": 255 / 256, "steps": 10, "warmup_epochs": 10, "num_noise": 4,
+                   "lam": 1.0, "eta": 0.5}  # fmt: skip
+    stab = groups["stability"]
+    assert stab["arch"] == "cifar_resnet20"
+    assert (stab["hyperparameters"], stab["sigma"]) == ({"lam": 2.0}, 0.5)

@@ -7,6 +7,8 @@ Each command is a module in this package that defines::
     def add_arguments(parser): ...  # its flags (argparse lives only under smoothcert.cli)
     def run(args) -> int: ...       # the exit code
     PARAMETER_FLAGS: dict           # optional: library parameter -> flag where the names differ
+    OUTPUT_FLAGS: tuple             # optional: the flags naming the files it writes
+    DISTRIBUTED: str                # optional: "data-parallel" or "sharded" under torchrun
 
 Commands are discovered, so adding one is adding a module.
 """
@@ -34,6 +36,17 @@ def _command_modules() -> list:
         if hasattr(module, "NAME") and hasattr(module, "run"):
             modules.append(module)
     return modules
+
+
+def output_flags() -> dict[str, tuple[str, ...]]:
+    """command -> the flags naming the files it writes, as each command declares them."""
+    return {m.NAME: m.OUTPUT_FLAGS for m in _command_modules() if hasattr(m, "OUTPUT_FLAGS")}
+
+
+def distributed_commands(mode: str) -> frozenset[str]:
+    """The commands that use a torchrun launch's processes in ``mode`` ("data-parallel" or
+    "sharded"), as each command declares it."""
+    return frozenset(m.NAME for m in _command_modules() if getattr(m, "DISTRIBUTED", None) == mode)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

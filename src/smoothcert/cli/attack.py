@@ -10,6 +10,8 @@ from smoothcert._util.checks import ParameterError
 from smoothcert.cli import _common
 
 NAME = "attack"
+#: The flags naming the files this command writes (experiment stages are ordered by them).
+OUTPUT_FLAGS = ("--out",)
 # Library parameters named otherwise than their flags.
 PARAMETER_FLAGS = {"max_examples": "--max", "batch_size": "--batch"}
 HELP = "accuracy under L2 PGD at several radii (resumable; NAL paper Table 2)"

@@ -9,6 +9,10 @@ import sys
 from smoothcert.cli import _common
 
 NAME = "certify"
+#: The flags naming the files this command writes (experiment stages are ordered by them).
+OUTPUT_FLAGS = ("--out", "--tsv")
+#: Under torchrun each process writes a shard file (merged after).
+DISTRIBUTED = "sharded"
 # Library parameters named otherwise than their flags.
 PARAMETER_FLAGS = {"max_examples": "--max", "adaptive_radii": "--radii"}
 HELP = "certify a model's smoothed classifier on a dataset (Cohen et al. CERTIFY)"

@@ -10,6 +10,8 @@ import sys
 from smoothcert.cli import _common
 
 NAME = "dcert"
+#: The flags naming the files this command writes (experiment stages are ordered by them).
+OUTPUT_FLAGS = ("--out", "--plot")
 HELP = "distributional robustness certificate vs empirical worst-case loss (NAL Theorem 1)"
 DESCRIPTION = (
     "For every selected example and every γ of --gammas, estimate sup_x {ℓ̂(x) − γ‖x − x0‖²} "

@@ -8,6 +8,10 @@ import sys
 from smoothcert.cli import _common
 
 NAME = "predict"
+#: The flags naming the files this command writes (experiment stages are ordered by them).
+OUTPUT_FLAGS = ("--out",)
+#: Under torchrun each process writes a shard file (merged after).
+DISTRIBUTED = "sharded"
 # Library parameters named otherwise than their flags.
 PARAMETER_FLAGS = {"max_examples": "--max"}
 HELP = "predict with the smoothed classifier on a dataset (Cohen et al. PREDICT)"

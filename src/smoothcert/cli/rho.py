@@ -9,6 +9,8 @@ from smoothcert._util import checks
 from smoothcert.cli import _common
 
 NAME = "rho"
+#: The flags naming the files this command writes (experiment stages are ordered by them).
+OUTPUT_FLAGS = ("--json",)  # ρ writes its record to --json; it has no --out
 # Library parameters named otherwise than their flags.
 PARAMETER_FLAGS = {"batch_size": "--batch", "max_examples": "--max"}
 HELP = "mean transport cost ρ (with noise), ρ_adv (without) and ε = √ρ_adv (NAL Eq. 8)"

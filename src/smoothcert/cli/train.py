@@ -9,6 +9,10 @@ from smoothcert._util.checks import positive_int
 from smoothcert.cli._options import add_method_options, method_options_from_args
 
 NAME = "train"
+#: The flags naming the files this command writes (experiment stages are ordered by them).
+OUTPUT_FLAGS = ("--out",)
+#: Under torchrun each process trains on its share of every batch.
+DISTRIBUTED = "data-parallel"
 HELP = "train a base classifier (standard, gaussian, ... methods); rerun the same command to resume"
 DESCRIPTION = (
     "Train a base classifier for randomized smoothing. Writes OUT/last.safetensors, "

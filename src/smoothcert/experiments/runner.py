@@ -52,7 +52,7 @@ from smoothcert.experiments.state import (
     read_state,
 )
 from smoothcert.experiments.status import format_seconds
-from smoothcert.experiments.workers import SHARDED, Workers, merge_shards
+from smoothcert.experiments.workers import Workers, merge_shards, sharded
 
 
 def run_experiment(
@@ -192,7 +192,7 @@ def _run_stage(
         code = execute(list(stage.argv))
     if not workers.agree(code == 0):
         return code or 1
-    if workers.world > 1 and command in SHARDED and stage.option("--out"):
+    if workers.world > 1 and command in sharded() and stage.option("--out"):
         merged = True
         if workers.main:
             try:

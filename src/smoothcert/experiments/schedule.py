@@ -3,30 +3,30 @@
 An experiment file declares no dependencies: a stage's outputs are the paths its command
 writes (its ``--out``, and the few other output flags of the same commands), its inputs are
 its other arguments, and a stage depends on an earlier stage whose outputs it reads or
-overwrites. A stage whose outputs are not known (a command outside :data:`OUTPUT_FLAGS`, or
-one of them without its main output flag) is a barrier. ``experiment run --jobs N`` runs
-side by side the stages that do not depend on each other.
+overwrites. A stage whose outputs are not known (a command that declares no output flags,
+see :func:`output_flags`, or one without its main output flag) is a barrier.
+``experiment run --jobs N`` runs side by side the stages that do not depend on each other.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
 
 from smoothcert.experiments.spec import Stage
 
-#: command -> the flags naming every file or folder it writes, its main output first. Only
-#: commands that write nothing else are here (``fetch`` fills a shared cache, ``merge`` and
-#: ``export`` take their output as a positional argument, ``bench`` writes a record beside
-#: the results): a stage of any other command is a barrier.
-OUTPUT_FLAGS: dict[str, tuple[str, ...]] = {
-    "train": ("--out",),
-    "certify": ("--out", "--tsv"),
-    "predict": ("--out",),
-    "attack": ("--out",),
-    "dcert": ("--out", "--plot"),
-    "rho": ("--json",),  # ρ writes its record to --json; it has no --out
-}
+
+@functools.cache
+def output_flags() -> dict[str, tuple[str, ...]]:
+    """command -> the flags naming every file or folder it writes, its main output first, as
+    each command declares them next to its parser (``OUTPUT_FLAGS`` in its ``smoothcert.cli``
+    module). Only commands that write nothing else declare them (``fetch`` fills a shared
+    cache, ``merge`` and ``export`` take their output as a positional argument, ``bench``
+    writes a record beside the results): a stage of any other command is a barrier."""
+    from smoothcert.cli import output_flags as declared
+
+    return declared()
 
 
 def _path(text: str) -> str:
@@ -56,11 +56,11 @@ def stage_outputs(stage: Stage) -> list[str] | None:
     Returns
     -------
     list of str or None
-        The values of the command's output flags (:data:`OUTPUT_FLAGS`) as absolute paths;
-        None for a command outside :data:`OUTPUT_FLAGS` or a stage without its main output
+        The values of the command's output flags (:func:`output_flags`) as absolute paths;
+        None for a command without output flags or a stage without its main output
         flag (``--out``; ``--json`` for ``rho``).
     """
-    flags = OUTPUT_FLAGS.get(stage.argv[0]) if stage.argv else None
+    flags = output_flags().get(stage.argv[0]) if stage.argv else None
     if flags is None:
         return None
     main = _values(stage.argv[1:], flags[0])
@@ -101,7 +101,7 @@ def stage_dependencies(stages: Sequence[Stage]) -> dict[str, set[str]]:
     - A or B is a barrier: a stage whose outputs are unknown (:func:`stage_outputs` is None)
       waits for every earlier stage, and every later stage waits for it.
 
-    Outputs are the values of the flags in :data:`OUTPUT_FLAGS` (``--out`` for train,
+    Outputs are the values of the flags of :func:`output_flags` (``--out`` for train,
     certify, predict, attack and dcert, plus certify's ``--tsv`` and dcert's ``--plot``;
     ``--json`` for rho), spelled in full; paths compare after making them absolute, so
     ``runs/x`` and ``./runs/x`` are one path. The dependencies are direct ones: a stage after

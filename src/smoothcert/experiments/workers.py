@@ -18,12 +18,27 @@ workers agree on the outcome, so a failure anywhere stops every worker at the sa
 from __future__ import annotations
 
 import datetime
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: Commands every worker runs (the rest run on worker 0 alone).
-DATA_PARALLEL = frozenset({"train"})
-SHARDED = frozenset({"certify", "predict"})
+
+@functools.cache
+def data_parallel() -> frozenset[str]:
+    """Commands every worker runs on its share of each batch (``DISTRIBUTED`` in their CLI
+    module); with :func:`sharded`, the commands every worker runs (the rest run on worker 0)."""
+    from smoothcert.cli import distributed_commands
+
+    return distributed_commands("data-parallel")
+
+
+@functools.cache
+def sharded() -> frozenset[str]:
+    """Commands whose workers each write a shard file, merged after."""
+    from smoothcert.cli import distributed_commands
+
+    return distributed_commands("sharded")
+
 
 # Workers wait for worker 0 through stages that only it runs (ρ ascent, attacks): the
 # collectives' default timeout (10 to 30 minutes) would end the launch during a long stage.
@@ -44,7 +59,7 @@ class Workers:
 
     def runs(self, command: str) -> bool:
         """Whether this worker runs a stage of ``command``."""
-        return self.main or command in DATA_PARALLEL or command in SHARDED
+        return self.main or command in data_parallel() or command in sharded()
 
     def agree(self, ok: bool) -> bool:
         """True on every worker when ``ok`` holds on every worker; also a barrier."""

@@ -239,27 +239,20 @@ def _as_flags(message: str, names: Sequence[str]) -> str:
 
 
 def _load_data(args: argparse.Namespace, name: str, meta: dict[str, Any]) -> Any:
-    from smoothcert.data import load_dataset
-    from smoothcert.data.arrays import load_npy_dataset, load_unlabeled_folder
+    from smoothcert.data.inputs import NPY_PREFIX, load_data
 
     labels = getattr(args, "labels", None)
-    if name.startswith("npy:"):
-        return load_npy_dataset(
-            name[4:], labels, layout=args.layout, input_shape=meta.get("input_shape")
-        )
-    if labels is not None:
+    if labels is not None and not name.startswith(NPY_PREFIX):
         raise ValueError("--labels goes with --dataset npy:IMAGES.npy only")
-    if name.startswith("folder:"):
-        # Read as the model takes them: one channel for a one-channel model, else RGB.
-        shape = meta.get("input_shape") or ()
-        return load_unlabeled_folder(name[7:], grayscale=bool(shape) and shape[0] == 1)
-    # Data options the model was trained with (e.g. an image folder's resize) apply when the
-    # dataset is the checkpoint's own.
-    kwargs = dict(meta.get("data_options") or {}) if name == meta.get("dataset") else {}
-    if args.data_root is not None:
-        kwargs["root"] = args.data_root
     # bench has no --split: it measures on the test split.
-    return load_dataset(name, getattr(args, "split", "test"), **kwargs)
+    return load_data(
+        name,
+        getattr(args, "split", "test"),
+        labels=labels,
+        layout=getattr(args, "layout", "auto"),
+        root=args.data_root,
+        meta=meta,
+    )
 
 
 @dataclass(frozen=True)
@@ -275,6 +268,8 @@ class Inputs:
 def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
     """The model and the dataset of the model and data flags, validated against each other
     (``device``: a torch.device; default: the one --device names). ``args`` is not changed."""
+    from smoothcert.data.inputs import check_model_data
+
     if getattr(args, "threads", None) is not None:
         import torch
 
@@ -287,20 +282,7 @@ def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
     if not dataset_name:
         raise ValueError("the model names no dataset; pass --dataset")
     dataset = _load_data(args, dataset_name, meta)
-    shape = tuple(meta.get("input_shape") or ())
-    what = "checkpoint" if "source" not in meta else "model"
-    if shape and tuple(dataset.info.input_shape) != shape:
-        raise ValueError(
-            f"dataset {dataset_name!r} has inputs of shape {tuple(dataset.info.input_shape)} "
-            f"but the {what} expects {shape}"
-        )
-    if dataset.info.num_classes is None:  # the user's arrays: labels must be the model's classes
-        dataset.check_labels(meta["num_classes"])
-    elif meta.get("num_classes") not in (None, dataset.info.num_classes):
-        raise ValueError(
-            f"dataset {dataset_name!r} has {dataset.info.num_classes} classes "
-            f"but the {what} has {meta['num_classes']}"
-        )
+    check_model_data(meta, dataset, dataset_name)
     if args.dataset and meta.get("dataset") not in (None, args.dataset):
         # after the checks above: a refused command prints its error alone
         warn(

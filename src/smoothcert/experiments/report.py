@@ -25,7 +25,8 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
 - ``notes``: ``text``: a paragraph of the experiment file, as written.
 
 A section whose runs do not exist yet says so, so a report can be written at any time.
-All numbers come from :mod:`smoothcert.analysis` and the run readers: the report adds none.
+All numbers come from :mod:`smoothcert.analysis` (one module per run kind: certify, predict,
+attack, dcert, training) and the run readers: the report adds none.
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ def _num(v: float, digits: int = 3) -> str:
 
 
 def _training(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
-
+    from smoothcert.analysis.training import training_summary
     from smoothcert.training.outputs import read_metrics
 
     runs: dict[str, str] = section["runs"]
@@ -236,18 +237,13 @@ def _training(experiment: Experiment, section: dict, out_dir: Path) -> list[str]
             continue
         if not rows:
             continue
-        last = rows[-1]
-        noisy = [r.get("test_acc_noise", float("nan")) for r in rows]
-        curves[label] = noisy
-        trend = noisy[-1] - noisy[-6] if len(noisy) > 5 else float("nan")
-        # wall time: an epoch that shared the cores with other runs took longer, so the
-        # fastest epoch is shown beside the median
-        seconds = [r["train_seconds"] + r["eval_seconds"] for r in rows]
+        s = training_summary(rows)
+        curves[label] = s.noisy
         lines.append(
-            f"| {label} | {last['epoch']} | {_num(last['train_acc'])} | "
-            f"{_num(last.get('test_acc', float('nan')))} | {_num(noisy[-1])} | "
-            f"{'+' if trend >= 0 else ''}{_num(trend)} | "
-            f"{np.median(seconds):.0f} ({min(seconds):.0f}) |"
+            f"| {label} | {s.last['epoch']} | {_num(s.last['train_acc'])} | "
+            f"{_num(s.last.get('test_acc', float('nan')))} | {_num(s.noisy[-1])} | "
+            f"{'+' if s.trend >= 0 else ''}{_num(s.trend)} | "
+            f"{s.median_seconds:.0f} ({s.fastest_seconds:.0f}) |"
         )
     if curves and section.get("plot"):
         by_epoch = {k: (list(range(1, len(v) + 1)), v, None) for k, v in curves.items()}
@@ -417,6 +413,7 @@ def _figure8(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
 
 
 def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    from smoothcert.analysis.attack import binomial_se
     from smoothcert.runs.attack import read_attack
 
     runs: dict[str, str] = section["runs"]
@@ -449,7 +446,7 @@ def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
         lines += ["", *_paired_differences(present, pairs, all_eps, len(header))]
     if section.get("plot"):
         _plot_lines(
-            {k: _with_binomial_se(*v) for k, v in table.items()},
+            {k: (eps, acc, binomial_se(acc, n)) for k, (eps, acc, n) in table.items()},
             out_dir / section["plot"],
             "L2 radius ε",
             "accuracy under attack",
@@ -458,16 +455,12 @@ def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     return lines + _sources(experiment, present)
 
 
-def _with_binomial_se(eps: list[float], acc: list[float], n: int) -> Curve:
-    """(ε, accuracy, its standard error √(p(1 − p)/n) over the n attacked images)."""
-    return eps, acc, [math.sqrt(p * (1 - p) / n) for p in acc]
-
-
 def _paired_differences(
     paths: dict[str, str], pairs: list[tuple[str, str]], all_eps: list[float], width: int
 ) -> list[str]:
     """Rows "A − B": the difference of the two models' accuracies on the test images both
     were attacked on, ± its standard error over those images (paired: the same images)."""
+    from smoothcert.analysis.attack import paired_difference
     from smoothcert.runs.attack import read_attack
 
     lines = [
@@ -478,22 +471,18 @@ def _paired_differences(
         "|" + "---|" * width,
     ]
     for a, b in pairs:
-        ra, rb = read_attack(paths[a]), read_attack(paths[b])
-        pos_a = {r["idx"]: i for i, r in enumerate(ra["rows"])}
-        pos_b = {r["idx"]: i for i, r in enumerate(rb["rows"])}
-        shared = sorted(pos_a.keys() & pos_b.keys())
+        shared, differences = paired_difference(
+            read_attack(paths[a]), read_attack(paths[b]), all_eps
+        )
         cells = []
         for e in all_eps:
-            if e not in ra["eps"] or e not in rb["eps"] or len(shared) < 2:
+            if differences[e] is None:
                 cells.append("—")
                 continue
-            va = ra["robust"][[pos_a[i] for i in shared], ra["eps"].index(e)]
-            vb = rb["robust"][[pos_b[i] for i in shared], rb["eps"].index(e)]
-            d = va.astype(float) - vb.astype(float)
-            mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+            mean, se = differences[e]
             mark = "*" if abs(mean) > 2 * se else ""
             cells.append(f"{mean:+.3f} ± {se:.3f}{mark}")
-        lines.append(f"| {a} − {b} | {len(shared)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {a} − {b} | {shared} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -271,7 +271,8 @@ def test_attack_sections_give_paired_differences_with_standard_errors(tmp_path) 
 def test_attack_sections_plot_accuracy_against_radius_with_binomial_errors(tmp_path) -> None:
     from types import SimpleNamespace
 
-    from smoothcert.experiments.report import _attack, _with_binomial_se
+    from smoothcert.analysis.attack import binomial_se
+    from smoothcert.experiments.report import _attack
     from smoothcert.runs.attack import ATTACK_SCHEMA
     from smoothcert.runs.store import RunStore
 
@@ -285,11 +286,7 @@ def test_attack_sections_plot_accuracy_against_radius_with_binomial_errors(tmp_p
     text = "\n".join(_attack(experiment, section, tmp_path))
     assert "![accuracy under attack against radius](acc.png)" in text
     assert (tmp_path / "acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert _with_binomial_se([0.0, 1.0], [1.0, 0.25], 4) == (
-        [0.0, 1.0],
-        [1.0, 0.25],
-        [0.0, math.sqrt(0.25 * 0.75 / 4)],
-    )
+    assert binomial_se([1.0, 0.25], 4) == [0.0, math.sqrt(0.25 * 0.75 / 4)]
 
 
 def test_reports_flag_runs_whose_stage_has_not_finished(tmp_path):

@@ -144,19 +144,13 @@ def _probe_shards(out: Path, max_text: str | None) -> tuple[float | None, str]:
 
 def _count_rows(out: Path) -> tuple[int, float | None] | None:
     """(rows, summed seconds or None) of a run file; None when it cannot be read."""
+    from smoothcert.runs.store import RunStore
+
     try:
-        con = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
-        try:
-            cols = [r[1] for r in con.execute("PRAGMA table_info(results)")]
-            if "seconds" in cols:
-                done, spent = con.execute("SELECT COUNT(*), SUM(seconds) FROM results").fetchone()
-            else:
-                done, spent = con.execute("SELECT COUNT(*), NULL FROM results").fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error:
+        with RunStore.read(out) as store:
+            return store.progress()
+    except (ValueError, OSError, sqlite3.Error):
         return None
-    return int(done), spent
 
 
 def _rows_progress(

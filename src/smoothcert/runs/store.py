@@ -356,6 +356,14 @@ class RunStore:
             out.append(row)
         return out
 
+    def progress(self) -> tuple[int, float | None]:
+        """(rows stored, their summed ``seconds``; None when the schema has no seconds)."""
+        if "seconds" in self.schema:
+            done, spent = self._con.execute("SELECT COUNT(*), SUM(seconds) FROM results").fetchone()
+        else:
+            done, spent = self._con.execute("SELECT COUNT(*), NULL FROM results").fetchone()
+        return int(done), spent
+
     def sessions(self) -> list[dict[str, Any]]:
         cursor = self._con.execute("SELECT started, host, version FROM sessions ORDER BY id")
         return [dict(zip(("started", "host", "version"), r, strict=True)) for r in cursor]

@@ -1,6 +1,6 @@
 """Every seed smoothcert derives, in one place: each random choice is drawn from a generator
 seeded by a pure function of the run's seed and of where the choice is made, so that a resumed,
-reordered or sharded run repeats it exactly. Five schemes, each kept bit-identical to the seeds
+reordered or sharded run repeats it exactly. Six schemes, each kept bit-identical to the seeds
 recorded runs were made with:
 
 ============================  ==========================================  ===================
@@ -20,6 +20,9 @@ function                      entropy                                     used b
 :func:`block_seed`            sha256("seed:first_index:γ:σ:stream"),      dcert runs: one
                               first 8 bytes little-endian >> 1            block of examples at
                                                                           one (γ, σ)
+:func:`vote_generator`        SeedSequence((seed, idx, VOTE_STREAM)),     attacks with noise
+                              two 32-bit words -> (a << 31 | b >> 1)      at test time: the
+                                                                          votes of an example
 ============================  ==========================================  ===================
 
 The training streams are the ``STREAM_*`` numbers below; a predict run's examples use
@@ -82,3 +85,14 @@ def block_seed(seed: int, first_index: int, gamma: float, sigma: float, stream: 
     ``stream`` separates independent uses (e.g. the certificate and the empirical adversary)."""
     key = f"{seed}:{first_index}:{float(gamma)!r}:{float(sigma)!r}:{stream}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
+
+
+#: Tag mixed into the vote seeds, so that they never coincide with the attack's generators.
+VOTE_STREAM = 0x766F7465  # "vote"
+
+
+def vote_generator(seed: int, idx: int) -> torch.Generator:
+    """The generator of example ``idx``'s noise votes in an attack run (CPU): seeded by
+    (seed, idx) alone, so the votes are the same at every radius, attack and restart."""
+    state = np.random.SeedSequence((int(seed), int(idx), VOTE_STREAM)).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from smoothcert._util.checks import ParameterError, finite_real, one_of, positive_int, probability
+from smoothcert._util.seeding import vote_generator
 from smoothcert._util.torch_helpers import evaluating
 from smoothcert.attacks.pgd import draw_noise, pgd_l2, pgd_l2_smoothed
 from smoothcert.certify.stats import predict_from_counts
@@ -37,9 +38,6 @@ from smoothcert.certify.stats import predict_from_counts
 #: How the noisy votes are turned into a prediction: "majority" (ties to the lowest class) or
 #: "predict" (PREDICT of Cohen et al. §3.2 at level ``vote_alpha``; abstain counts as wrong).
 VOTE_MODES = ("majority", "predict")
-
-#: Tag mixed into the vote seeds, so that they never coincide with the attack's generators.
-_VOTE_STREAM = 0x766F7465  # "vote"
 
 
 @dataclass
@@ -106,8 +104,7 @@ def vote_noise(
     """
     out = torch.empty((len(example_ids), samples, *shape), dtype=dtype)
     for k, i in enumerate(example_ids):
-        state = np.random.SeedSequence((int(seed), int(i), _VOTE_STREAM)).generate_state(2)
-        gen = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+        gen = vote_generator(seed, i)
         out[k] = torch.randn((samples, *shape), generator=gen, dtype=dtype)
     return (sigma * out).to(device) if device is not None else sigma * out
 

@@ -246,6 +246,25 @@ def test_adaptive_run_uses_fewer_samples_and_records_them(tmp_path) -> None:
         analysis.bound_comparison(out)
 
 
+def test_adaptive_options_are_typed_and_a_mapping_of_them_is_the_same_run(tmp_path) -> None:
+    """certify_dataset takes an AdaptiveOptions; a dict of its fields (the older form) makes
+    the same run: the same config, so each resumes the other."""
+    from smoothcert.certify.adaptive import AdaptiveOptions
+
+    kw = {"n0": 20, "n": 20_000, "alpha": 0.001, "seed": 2, "adaptive_radii": [0.1, 0.25]}
+    typed = certify_dataset(
+        _classifier(),
+        ToyData(),
+        tmp_path / "t.db",
+        adaptive_options=AdaptiveOptions(n_first=100),
+        **kw,
+    )
+    mapped = certify_dataset(
+        _classifier(), ToyData(), tmp_path / "t.db", adaptive_options={"n_first": 100}, **kw
+    )
+    assert typed == mapped
+
+
 def test_dataset_that_does_not_fit_the_model_is_refused(tmp_path) -> None:
     @dataclass(frozen=True)
     class ColorInfo(ToyInfo):

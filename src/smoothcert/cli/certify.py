@@ -128,6 +128,7 @@ def _check_tsv(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smoothcert.analysis import analyze, format_table
+    from smoothcert.certify.adaptive import AdaptiveOptions
     from smoothcert.runs import certify_dataset, export_tsv
 
     _check_adaptive(args)
@@ -171,12 +172,12 @@ def run(args: argparse.Namespace) -> int:
             shard=prepared.shard,
             adaptive_radii=args.radii,
             adaptive_options=(
-                {
-                    "n_first": args.n_first,
-                    "growth": args.growth,
-                    "futility": args.futility,
-                    "final_share": args.final_share,
-                }
+                AdaptiveOptions(
+                    n_first=args.n_first,
+                    growth=args.growth,
+                    futility=args.futility,
+                    final_share=args.final_share,
+                )
                 if args.radii
                 else None
             ),

@@ -36,6 +36,7 @@ from smoothcert._util.checks import (
 )
 from smoothcert._util.seeding import example_generator
 from smoothcert.certify import stats
+from smoothcert.certify.adaptive import AdaptiveOptions
 from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.runs.common import (
     PREDICT_NOISE_STREAM,
@@ -158,7 +159,9 @@ class CertifyOptions:
     n: int = 100_000
     alpha: float = 0.001
     adaptive_radii: list[float] | None = None
-    adaptive_options: dict[str, Any] | None = None
+    # An AdaptiveOptions (a mapping of its fields is taken too); resolved to a dict of every
+    # field by for_classifier, which is what the run's config records.
+    adaptive_options: AdaptiveOptions | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         positive_int("n0", self.n0)
@@ -396,7 +399,7 @@ def certify_dataset(
     progress: Progress | None = None,
     on_start: OnStart | None = None,
     adaptive_radii: list[float] | None = None,
-    adaptive_options: dict[str, Any] | None = None,
+    adaptive_options: AdaptiveOptions | Mapping[str, Any] | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, Any]]:
     """CERTIFY every selected example of a dataset into a resumable run file.
@@ -435,7 +438,7 @@ def certify_dataset(
         Target radii: certify by the sequential procedure of
         ``smoothcert.certify.adaptive.certify_adaptive``; ``n`` is then its largest sample size
         and a row's ``n`` the number of estimation draws actually used.
-    adaptive_options : dict, optional
+    adaptive_options : AdaptiveOptions or dict, optional
         The sequential procedure's n_first / growth / futility / final_share / align, stored
         in the run's config with the defaults filled in.
     shard : (int, int), default (0, 1)
@@ -545,7 +548,11 @@ def noise_stream(kind: str, config: dict[str, Any]) -> tuple[str, int | None]:
 
 
 def _adaptive_plan_options(
-    radii: list[float], options: dict[str, Any] | None, sigma: float, alpha: float, n: int
+    radii: list[float],
+    options: AdaptiveOptions | Mapping[str, Any] | None,
+    sigma: float,
+    alpha: float,
+    n: int,
 ) -> dict[str, Any]:
     """The resolved plan options of an adaptive run, defaults included (a resumed run must use
     the same plan even if a later version changes the defaults), after building the plan once:
@@ -553,13 +560,15 @@ def _adaptive_plan_options(
     not at the first example after it was."""
     import dataclasses
 
-    from smoothcert.certify.adaptive import AdaptiveOptions, plan_looks
+    from smoothcert.certify.adaptive import plan_looks
 
-    allowed = [f.name for f in dataclasses.fields(AdaptiveOptions)]
-    unknown = sorted(set(options or {}) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown adaptive options {unknown}; allowed: {allowed}")
-    resolved = dataclasses.asdict(AdaptiveOptions(**(options or {})))
+    if not isinstance(options, AdaptiveOptions):
+        allowed = [f.name for f in dataclasses.fields(AdaptiveOptions)]
+        unknown = sorted(set(options or {}) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown adaptive options {unknown}; allowed: {allowed}")
+        options = AdaptiveOptions(**(options or {}))
+    resolved = dataclasses.asdict(options)
     plan_looks(radii, sigma, alpha, n, **resolved)
     return resolved
 

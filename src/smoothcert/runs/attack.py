@@ -37,7 +37,7 @@ from smoothcert.attacks.robust import (
     robust_correct,
 )
 from smoothcert.runs.common import check_same_examples, selection_sha
-from smoothcert.runs.store import RunStore, pending_blocks
+from smoothcert.runs.store import ConfigMismatch, RunStore, pending_blocks
 
 ATTACK_SCHEMA = {
     "label": "INTEGER",
@@ -208,7 +208,7 @@ def _open_run(
                 "each example's votes (common random numbers): delete it or choose another "
                 "run file to rerun the attack"
             ) from None
-        if options.skip_fooled and "skip_fooled" in str(exc):
+        if options.skip_fooled and isinstance(exc, ConfigMismatch) and "skip_fooled" in exc.keys:
             raise _EveryRadiusRun(str(exc)) from None
         raise
 

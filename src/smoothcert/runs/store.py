@@ -178,6 +178,15 @@ def stored_config(path: str | os.PathLike) -> dict[str, Any] | None:
         return dict(store.config)
 
 
+class ConfigMismatch(ValueError):
+    """A run file holds a run with other arguments: ``keys`` are the config entries that
+    differ (the message lists them with both values)."""
+
+    def __init__(self, message: str, keys: list[str]) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+
 class RunStore:
     """A resumable run. Use :meth:`open` (create or resume) or :meth:`read` (read-only)."""
 
@@ -232,9 +241,10 @@ class RunStore:
                 store.close()
                 diff = sorted(k for k in set(stored) | set(new) if stored.get(k) != new.get(k))
                 details = ", ".join(f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in diff)
-                raise ValueError(
+                raise ConfigMismatch(
                     f"{path} holds a run with different arguments ({details}); "
-                    "rerun with the same arguments to resume, or choose another run file"
+                    "rerun with the same arguments to resume, or choose another run file",
+                    diff,
                 )
             store._lock_for_writing()
             store._log_session()

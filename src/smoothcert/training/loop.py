@@ -74,6 +74,7 @@ from smoothcert.training.outputs import (
 from smoothcert.training.precision import (
     PRECISIONS,
     AutocastModel,
+    ScaledOptimizer,
     check_precision,
     default_channels_last,
     grad_scaler,
@@ -465,24 +466,17 @@ def _train_step(
 ) -> tuple[float, int, int, dict[str, float]]:
     """One optimizer step on this rank's share (x, y) of a global batch of ``whole`` examples:
     (loss, correct, seen, method statistics), over every process under DDP."""
-    ranks, scaler, optimizer = run.ranks, run.scaler, run.optimizer
+    ranks, optimizer = run.ranks, ScaledOptimizer(run.optimizer, run.scaler)
     output = run.method.loss(run.runner, x, y, ctx)
     loss = output.loss
     if ranks.distributed and len(y) * ranks.world != whole:
         loss = loss * (len(y) * ranks.world / whole)  # uneven last batch
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-    else:  # fp16: scale the loss so small gradients survive, unscale before the step
-        scaler.scale(loss).backward()
-    if ranks.distributed:
-        reduced = _reduce_step(run.model, loss, output, ranks)
-    if scaler is None:
-        optimizer.step()
-    else:
-        scaler.step(optimizer)
-        scaler.update()
-    if ranks.distributed:
+    optimizer.zero_grad()
+    optimizer.backward(loss)
+    # Under DDP: average the gradients over the processes (and reduce the statistics).
+    reduced = _reduce_step(run.model, loss, output, ranks) if ranks.distributed else None
+    optimizer.step()
+    if reduced is not None:
         return reduced
     loss_value = float(loss.detach())
     with torch.no_grad():

@@ -91,3 +91,29 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | 
     if precision != "fp16":
         return None
     return torch.amp.GradScaler(device.type)
+
+
+class ScaledOptimizer:
+    """The optimizer as the training step uses it: ``zero_grad``, ``backward(loss)``, ``step``.
+    Under fp16 (a ``scaler``) the loss is scaled so that small gradients survive and the
+    gradients unscaled before the step, which the scaler skips when they overflowed; otherwise
+    these are the optimizer's own calls."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None
+    ) -> None:
+        self.optimizer = optimizer
+        self.scaler = scaler
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def step(self) -> None:
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()

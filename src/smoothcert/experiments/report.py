@@ -19,7 +19,7 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
 - ``attack``: ``runs = {label = "ATTACK.db"}``: accuracy under attack per radius, optional
   ``differences`` (pairs of labels, A − B on shared images) and ``plot`` (accuracy against
   radius with binomial standard errors);
-- ``dcert``: ``run`` and optional ``plot``: the distributional certificate's tables;
+- ``dcert``: ``run`` and optional ``plot``: the distributional bound's and estimate's tables;
 - ``rho``: ``runs = {label = "RHO.json"}`` (from ``rho --json``), optional ``paper``: the
   transport costs ρ, ρ_adv and the matched radius ε = √ρ_adv (the NAL paper's Eq. 8);
 - ``notes``: ``text``: a paragraph of the experiment file, as written.
@@ -481,7 +481,7 @@ def _dcert(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     lines = [dcert_report(result)]
     if section.get("plot"):
         plot_dcert(result, out_dir / section["plot"], title=section.get("title"))
-        lines += ["", f"![certificate and worst-case loss]({section['plot']})"]
+        lines += ["", f"![estimate and worst-case loss]({section['plot']})"]
     return lines + _sources(experiment, {"run": run})
 
 

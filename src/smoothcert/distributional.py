@@ -648,8 +648,9 @@ class DistributionalBound:
 
     @property
     def estimate(self) -> float:
-        """γρ + mean φ̃γ, an estimate (the ascent's sup is a local maximum, so it can be
-        low); ``value`` is its old, deprecated name. A certified upper bound is
+        """γρ + mean φ̃γ: an estimate, not a bound (``value`` is its deprecated old name).
+
+        The ascent's sup is a local maximum, so it can be low. A certified upper bound is
         :func:`smoothcert.distributional_bound.certified_bound`."""
         return self.value
 
@@ -722,8 +723,9 @@ def distributional_bound(
     rho_with_noise: bool = False,
     **kwargs,
 ) -> DistributionalBound:
-    """An estimate of the bound γρ + E_P̂ φ̃γ(θ; x0) of Theorem 1 (Eq. 3) at one γ and ρ
-    (not certified: see :mod:`smoothcert.distributional_bound` for a certified bound).
+    """An estimate of the bound γρ + E_P̂ φ̃γ(θ; x0) of Theorem 1 (Eq. 3) at one γ and ρ.
+
+    Not certified: see :mod:`smoothcert.distributional_bound` for a certified bound.
 
     ``rho`` is the adversary's own budget ρ_adv = E‖x − x0‖² unless ``rho_with_noise``, when
     it counts the noise (E‖x + z − x0‖² ≤ ρ, as printed in Eq. 3); the result reports both.
@@ -793,8 +795,9 @@ class DistributionalCurve:
 
     @property
     def estimate(self) -> np.ndarray:
-        """The estimated bound per ρ (``value``, its old, deprecated name): not certified,
-        since the ascent's sup is a local maximum. A certified upper bound is
+        """The estimate per ρ, not a bound (``value`` is its deprecated old name).
+
+        Not certified, since the ascent's sup is a local maximum. A certified upper bound is
         :func:`smoothcert.distributional_bound.certified_bound`."""
         return self.value
 

@@ -258,7 +258,7 @@ def mean_upper_bound(
 
 
 def failures_quantile(n: int, delta_draws: float, delta_count: float) -> int:
-    """k: the smallest integer with P(Binomial(n, δ1) ≤ k) ≥ 1 − δ2 (module doc, 3).
+    """k, the smallest integer with P(Binomial(n, δ1) ≤ k) ≥ 1 − δ2 (module doc, 3).
 
     The number of examples whose Monte Carlo bound fails is stochastically at most
     Binomial(n, δ1), so it exceeds k with probability at most δ2.
@@ -294,9 +294,22 @@ def failures_quantile(n: int, delta_draws: float, delta_count: float) -> int:
 
 
 def dkw_epsilon(n: int, delta: float) -> float:
-    """ε = √(log(2/δ)/(2n)): with probability ≥ 1 − δ the empirical distribution function of
-    n iid draws is within ε of the true one everywhere (Dvoretzky–Kiefer–Wolfowitz with
-    Massart's constant), so E g ≤ mean g + ε·(range of g) for every increasing g.
+    """ε = √(log(2/δ)/(2n)), the Dvoretzky–Kiefer–Wolfowitz deviation (Massart's constant).
+
+    With probability ≥ 1 − δ the empirical distribution function of n iid draws is within ε
+    of the true one everywhere, so E g ≤ mean g + ε·(range of g) for every increasing g.
+
+    Parameters
+    ----------
+    n : int
+        Draws, >= 1.
+    delta : float
+        Failure probability, in (0, 1).
+
+    Returns
+    -------
+    float
+        ε.
 
     Examples
     --------
@@ -309,9 +322,10 @@ def dkw_epsilon(n: int, delta: float) -> float:
 
 
 def default_gammas(sigma: float, clip: float, num: int = 61) -> np.ndarray:
-    """The γ grid of the certified bound: c = γσ²/M log-spaced over [1e-3, 1e3], fixed by σ
-    and M alone (the bound holds for every γ at once, so the grid only discretizes the
-    minimization over γ).
+    """The γ grid of the certified bound: c = γσ²/M log-spaced over [1e-3, 1e3].
+
+    Fixed by σ and M alone (the bound holds for every γ at once, so the grid only discretizes
+    the minimization over γ).
 
     Parameters
     ----------
@@ -474,8 +488,9 @@ def clipped_loss_stats(
     generator: torch.Generator | None = None,
     chunk: int = 100,
 ) -> dict[str, np.ndarray]:
-    """Monte Carlo statistics at x0 of the two losses of the bound, from ``draws`` draws
-    z ~ N(0, σ²I) per example (the same draws for both).
+    """Monte Carlo statistics at x0 of the two losses of the bound (clipped CE and 0-1).
+
+    ``draws`` draws z ~ N(0, σ²I) per example, the same draws for both losses.
 
     Parameters
     ----------

@@ -97,9 +97,10 @@ class DcertResult:
         delta: float = 0.05,
         delta_draws: float = 0.001,
     ) -> CertifiedBound | None:
-        """The certified upper bound on the worst-case expected loss at each ρ_adv
-        (:func:`smoothcert.distributional_bound.certified_bound`), or None for a run made
-        without the statistics it needs.
+        """The certified upper bound on the worst-case expected loss at each ρ_adv, or None.
+
+        :func:`smoothcert.distributional_bound.certified_bound` from the run's statistics at
+        x0; None for a run made without them.
 
         Parameters
         ----------

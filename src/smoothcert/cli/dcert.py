@@ -1,5 +1,6 @@
-"""`smoothcert dcert`: the distributional certificate of the NAL paper (Theorem 1) against the
-empirical worst-case loss (Figure 2(a)), smoothed and unsmoothed (Theorem 3)."""
+"""`smoothcert dcert`: the distributional certificate of the NAL paper (Theorem 1), certified
+bound and estimate, against the empirical worst-case loss (Figure 2(a)), smoothed and
+unsmoothed (Theorem 3)."""
 
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_sigma(sigma: float | None) -> None:
-    """σ = 0 (WRM) is always computed beside the smoothed certificate, so --sigma is > 0."""
+    """σ = 0 (WRM) is always computed beside the smoothed estimate, so --sigma is > 0."""
     if sigma is not None and not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(
             f"--sigma must be > 0 and finite (σ = 0 is always computed too), got {sigma}"

@@ -1,5 +1,6 @@
-"""Resumable ``dcert`` runs: the NAL certificate curve and the empirical worst-case loss per
-example (smoothcert.distributional), one committed row each in a run file (store.py), and the
+"""Resumable ``dcert`` runs: the estimate of the NAL certificate curve, the statistics of its
+certified bound and the empirical worst-case loss per example (smoothcert.distributional,
+smoothcert.distributional_bound), one committed row each in a run file (store.py), and the
 results read back as a :class:`DcertResult` without the model or the data.
 
 A run goes in five steps, one function each (as certify runs do, runs/certify.py):
@@ -51,7 +52,7 @@ from smoothcert.runs.certify import model_fingerprint, selection_sha
 from smoothcert.store import RunStore, pending_blocks
 
 ROW_FIELDS = ("lagrangian", "loss", "cost", "value_se", "grad_norm")
-PARTS = ("cert", "adv")  # the certificate's γ grid, the empirical adversary's γ_adv sweep
+PARTS = ("cert", "adv")  # the estimate's γ grid, the empirical adversary's γ_adv sweep
 SETTINGS = ("smooth", "plain")  # σ as given, and σ = 0 (WRM, Theorem 3)
 
 
@@ -136,7 +137,7 @@ class DcertResult:
         )  # fmt: skip
 
     def curve(self, setting: str, rhos: Sequence[float]) -> DistributionalCurve:
-        """The certificate with γ chosen on half the examples; with a single example there is
+        """The estimate with γ chosen on half the examples; with a single example there is
         no other half, and the curve is the in-sample minimum (its ``select`` says so).
 
         Parameters
@@ -185,7 +186,7 @@ class DcertOptions:
     sigma : float
         Noise level σ > 0 (σ = 0 is always computed too); stored as a float.
     gammas : sequence of float
-        The certificate's grid of penalties γ; stored as a float64 array.
+        The estimate's grid of penalties γ; stored as a float64 array.
     gamma_adv : sequence of float
         The empirical adversary's penalties; stored as a float64 array.
     batch_size : int, default 50
@@ -541,9 +542,9 @@ def dcert_dataset(
     clip: float = 10.0,
     **surrogate_kwargs,
 ) -> DcertResult:
-    """The distributional certificate and the empirical worst-case loss, as a resumable run.
+    """The distributional certificate (estimate and bound) and the empirical worst case, resumable.
 
-    The certificate curve and empirical worst-case loss, smoothed (σ) and unsmoothed
+    The estimated certificate curve and empirical worst-case loss, smoothed (σ) and unsmoothed
     (σ = 0), for the examples ``indices`` of ``dataset``, stored in the run file ``out`` (one
     committed row per example; rerunning resumes).
 
@@ -554,7 +555,7 @@ def dcert_dataset(
     longer prefix of the same ``selection`` stores exactly the rows a fresh run over that
     prefix would, and a block with a missing row (a crash) is recomputed to the same numbers.
     The selection is part of the run's config: pass it to be able to extend a run (the CLI
-    passes every ``skip``-th example). The certificate's ascents (γ grid) and the adversary's
+    passes every ``skip``-th example). The estimate's ascents (γ grid) and the adversary's
     (γ_adv sweep) use independent draws, so comparing them is an honest check of weak duality.
     ``progress`` is called with a number of examples as the work advances (fractions of a
     block after each of its parts; they add up to the examples added).
@@ -578,7 +579,7 @@ def dcert_dataset(
     sigma : float
         Noise level σ > 0 (σ = 0 is always computed too).
     gammas : sequence of float
-        The certificate's grid of penalties γ.
+        The estimate's grid of penalties γ.
     gamma_adv : sequence of float
         The empirical adversary's penalties.
     indices : sequence of int

@@ -390,18 +390,29 @@ def _figure8(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
 
 
 def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
-    from smoothcert.runs.attack import read_attack
+    from smoothcert.runs.attack import OLD_NOISY_EVALUATION, read_attack
 
     runs: dict[str, str] = section["runs"]
     lines = _missing(runs)
     lines += [""] if lines else []
     present = {k: v for k, v in runs.items() if Path(v).exists()}
     table: dict[str, tuple[list[float], list[float], int]] = {}
+    old: list[str] = []  # noisy runs of the evaluation before the common random numbers
     for label, path in present.items():
         result = read_attack(path)  # robust at ε: not fooled at any radius up to ε
         if result["count"]:
             acc = [result["accuracy"][e] for e in result["eps"]]
             table[label] = (result["eps"], acc, result["count"])
+        if result.get("evaluation") == OLD_NOISY_EVALUATION:
+            old.append(label)
+    if old:
+        lines += [
+            "Made with the old evaluation of models under noise (fresh votes at every radius, "
+            "which lowers the accuracy the more radii are listed): " + ", ".join(old) + ". "
+            "Delete their run files and their stages' entries in experiment-state.json, "
+            "then run the experiment again.",
+            "",
+        ]
     if not table:
         return lines or ["(no runs)"]
     all_eps = sorted({e for eps, _, _ in table.values() for e in eps})

@@ -79,3 +79,19 @@ def test_a_run_made_before_the_bound_resumes_without_it(checkpoint, tmp_path, mn
     assert result.bound_stats["ce_mean"].shape == (4,)
     with pytest.raises(ValueError, match="bound_draws must be 0"):
         dcert_dataset(model, mnist_test, tmp_path / "x.db", indices=[0], bound_draws=1, **kw)
+
+
+def test_certified_value_of_a_trained_nal_model_lies_above_its_estimate(tmp_path, mnist_test):
+    """The zoo's NAL model (σ = 0.05) on 6 real test images: the certified bound of
+    min(CE, 10) is above the estimate at every budget (the estimate is not a bound, but a
+    valid bound must exceed the true value, which the estimate approximates), and trivial (M)
+    from ρ_adv = 0.05 on: at σ = 0.05 the Lipschitz bound reaches only tiny budgets."""
+    db = tmp_path / "nal.db"
+    args = ["dcert", "zoo:mnist-cnn3elu-nal-gamma0.25", "--dataset", "mnist", *FAST]
+    assert main([*args, "--bound-draws", "200", "--max", "6", "--out", str(db)]) == 0
+    result = read_dcert(db)
+    rhos = [0.0, 0.001, 0.01, 0.05]
+    certified = result.certified(rhos)
+    estimate = result.curve("smooth", rhos)
+    assert np.all(certified.value >= estimate.value)
+    assert estimate.value[0] < 0.5 and certified.value[-1] == 10.0

@@ -112,6 +112,8 @@ def test_predict_vote_abstains_and_counts_abstention_wrong():
     assert all(a == acc for a in result.accuracy.values())
     with pytest.raises(ParameterError, match="noise_samples must be >= 11"):
         robust_accuracy(CoinFlip(), data, [0.5], vote="predict", **NOISY)  # 8 draws at 0.001
+    with pytest.raises(ParameterError, match="vote needs noise_sigma"):
+        robust_accuracy(CoinFlip(), data, [0.5], vote="predict")
 
 
 def test_attack_runs_use_the_dataset_index_for_the_votes(tmp_path):

@@ -40,7 +40,12 @@ def test_dcert_cli_writes_table_plot_and_resumes(checkpoint, tmp_path, capsys, m
     # a larger --max extends the run and does not recompute the stored examples
     assert main([*args, "--max", "4", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "certificate at ρ̂_adv" in out and "WRM σ=0" in out and "4 examples" in out
+    assert (
+        "estimate at ρ̂_adv" in out
+        and "certified bound, min(CE, M)" in out
+        and "WRM σ=0" in out
+        and "4 examples" in out
+    )
     assert png.stat().st_size > 10_000
     rows = _rows(db)
     assert [r["idx"] for r in rows] == [0, 1, 2, 3]

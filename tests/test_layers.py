@@ -24,6 +24,7 @@ LAYERS = {
     "throughput": 1,
     "attacks": 2,
     "distributional": 3,
+    "distributional_bound": 3,
     "data": 4,
     "models": 4,
     "checkpoint": 4,

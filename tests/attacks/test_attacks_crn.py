@@ -12,7 +12,7 @@ from smoothcert._util.checks import ParameterError
 from smoothcert.attacks import robust_accuracy
 from smoothcert.attacks.robust import vote_noise
 from smoothcert.certify.stats import predict_from_counts
-from smoothcert.runs.attack import AttackOptions, attack_dataset
+from smoothcert.runs.attack import AttackOptions, attack_dataset, read_attack
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -112,6 +112,8 @@ def test_predict_vote_abstains_and_counts_abstention_wrong():
     assert all(a == acc for a in result.accuracy.values())
     with pytest.raises(ParameterError, match="noise_samples must be >= 11"):
         robust_accuracy(CoinFlip(), data, [0.5], vote="predict", **NOISY)  # 8 draws at 0.001
+    with pytest.raises(ParameterError, match="vote needs noise_sigma"):
+        robust_accuracy(CoinFlip(), data, [0.5], vote="predict")
 
 
 def test_attack_runs_use_the_dataset_index_for_the_votes(tmp_path):
@@ -143,6 +145,7 @@ def test_a_noisy_run_of_the_old_evaluation_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(AttackOptions, "optional_config", real)
     with pytest.raises(ValueError) as info:
         attack_dataset(CoinFlip(), data, out, [0.5], **kw)
+    assert read_attack(out)["evaluation"] == "fresh votes per radius"  # reports flag it
     message = str(info.value)
     assert "older version" in message and "common random numbers" in message
     assert "delete it or choose another run file" in message and "\n" not in message
@@ -150,5 +153,8 @@ def test_a_noisy_run_of_the_old_evaluation_is_refused(tmp_path, monkeypatch):
     base = tmp_path / "base.db"
     attack_dataset(CoinFlip(), data, base, [0.5], steps=3, batch_size=4)
     assert attack_dataset(CoinFlip(), data, base, [0.5], steps=3, batch_size=4)["count"] == 8
+    assert read_attack(base)["evaluation"] is None
+    attack_dataset(CoinFlip(), data, tmp_path / "new.db", [0.5], **kw)
+    assert read_attack(tmp_path / "new.db")["evaluation"] == "crn"
     with pytest.raises(ParameterError, match="vote needs noise_sigma"):
         attack_dataset(CoinFlip(), data, tmp_path / "v.db", [0.5], vote="predict")

@@ -11,7 +11,8 @@ from helpers import untrained_checkpoint
 from smoothcert.analysis.dcert import dcert_report
 from smoothcert.cli import main
 from smoothcert.models import create_model
-from smoothcert.runs.dcert import dcert_dataset, read_dcert
+from smoothcert.runs.dcert import dcert_dataset
+from smoothcert.runs.dcert_file import read_dcert
 from smoothcert.runs.store import RunStore
 
 FAST = ["--steps", "2", "--num-noise", "2", "--num-eval", "4", "--batch", "2", "--no-progress"]
@@ -40,7 +41,12 @@ def test_dcert_cli_writes_table_plot_and_resumes(checkpoint, tmp_path, capsys, m
     # a larger --max extends the run and does not recompute the stored examples
     assert main([*args, "--max", "4", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "certificate at ρ̂_adv" in out and "WRM σ=0" in out and "4 examples" in out
+    assert (
+        "estimate at ρ̂_adv" in out
+        and "certified bound, min(CE, M)" in out
+        and "WRM σ=0" in out
+        and "4 examples" in out
+    )
     assert png.stat().st_size > 10_000
     rows = _rows(db)
     assert [r["idx"] for r in rows] == [0, 1, 2, 3]
@@ -123,7 +129,7 @@ def test_ascent_agreement_counts_examples_whose_two_ascents_disagree():
     Monte Carlo standard errors."""
     from smoothcert.analysis.dcert import ascent_agreement
     from smoothcert.distributional import SurrogateTable
-    from smoothcert.runs.dcert import DcertResult
+    from smoothcert.runs.dcert_file import DcertResult
 
     def table(gammas, lagr, se):
         lagr = np.asarray(lagr, float)

@@ -1,5 +1,10 @@
 """Reports of a ``dcert`` run (smoothcert.runs.dcert): markdown tables and the two-panel plot
-of the certificate against the empirical worst-case loss (the NAL paper's Figure 2(a)).
+of the estimate of Theorem 1 against the empirical worst-case loss (the NAL paper's Figure
+2(a)), and the certified upper bound (smoothcert.distributional.certified) beside the estimate.
+
+Wording: "estimate" is γρ_adv + mean sup[ℓ̂ − γc] with an ascent's sup and a standard error
+(not a bound: a local maximum lies below the supremum); "certified bound" is the value that
+holds with probability ≥ 1 − δ under the stated assumptions.
 """
 
 from __future__ import annotations
@@ -10,32 +15,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from smoothcert.runs.dcert import SETTINGS, DcertResult
+from smoothcert.runs.dcert_file import SETTINGS, DcertResult
 
 
-def dcert_report(result: DcertResult, rhos: Sequence[float] | None = None) -> str:
-    """Markdown tables: (1) for each setting and γ_adv, the empirical worst-case point, the
-    certificate (min over the grid) at the same ρ_adv and the gap; (2) the smoothed and WRM
-    certificates at equal ρ_adv (Theorem 3); (3) the per-γ terms and convergence diagnostics."""
-    lines = []
+def dcert_report(
+    result: DcertResult,
+    rhos: Sequence[float] | None = None,
+    *,
+    delta: float = 0.05,
+    delta_draws: float = 0.001,
+) -> str:
+    """Markdown tables: (0) the certified upper bound beside the estimate at each ρ_adv
+    (when the run has the bound's statistics); (1) for each setting and γ_adv, the empirical
+    worst-case point, the estimate (min over the grid) at the same ρ_adv and the gap; (2) the
+    smoothed and WRM estimates at equal ρ_adv (Theorem 3); (3) the per-γ terms and
+    convergence diagnostics."""
+    lines = certified_lines(result, rhos, delta=delta, delta_draws=delta_draws)
     noise = result.tables["cert", "smooth"].noise_cost
     n = result.tables["cert", "smooth"].lagrangian.shape[0]
     lines.append(
-        f"n = {n} examples, σ = {result.sigma:g}, dσ² = {noise:.4g}; "
-        "values are mean cross-entropy ± standard error over examples; "
+        f"Estimates (not bounds): n = {n} examples, σ = {result.sigma:g}, dσ² = {noise:.4g}; "
+        "values are mean cross-entropy ± standard error over examples, the inner sup from "
+        "gradient ascent (a local maximum, below the sup); "
         + (
-            "each certificate is taken at the γ of the grid chosen on the even-position "
+            "each estimate is taken at the γ of the grid chosen on the even-position "
             "examples and estimated on the odd-position ones (in-sample: the minimum over the "
             "grid on all examples, biased low by that choice)"
             if n >= 2
-            else "with one example γ cannot be chosen on other examples: every certificate is "
+            else "with one example γ cannot be chosen on other examples: every estimate is "
             "the in-sample minimum over the grid (biased low)"
         )
     )
     lines.append("")
     lines.append(
         "| setting | γ_adv | ρ̂_adv | ε = √ρ̂_adv | ρ̂ (with noise) | worst-case loss | "
-        "certificate at ρ̂_adv | γ | gap | in-sample | grad-norm median |"
+        "estimate at ρ̂_adv | γ | gap | in-sample | grad-norm median |"
     )
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for setting, label in (("smooth", f"smoothed σ={result.sigma:g}"), ("plain", "WRM σ=0")):
@@ -54,8 +68,7 @@ def dcert_report(result: DcertResult, rhos: Sequence[float] | None = None) -> st
     smooth, plain = result.curve("smooth", rhos), result.curve("plain", rhos)
     lines += [
         "",
-        "| ρ_adv | ε | ρ (with noise) | certificate, smoothed | certificate, WRM σ=0 | "
-        "smoothed − WRM |",
+        "| ρ_adv | ε | ρ (with noise) | estimate, smoothed | estimate, WRM σ=0 | smoothed − WRM |",
         "|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(smooth.rho_adv):
@@ -83,12 +96,12 @@ def dcert_report(result: DcertResult, rhos: Sequence[float] | None = None) -> st
     if rows:
         lines += [
             "",
-            "Two ascents at one γ: the certificate's grid and the adversary's sweep share a γ and "
+            "Two ascents at one γ: the estimate's grid and the adversary's sweep share a γ and "
             "differ only in their random draws and restarts, so where their values of "
             "sup[ℓ̂ − γc] disagree beyond Monte Carlo error at least one of them missed the "
-            "maximum, and the certificate's φγ may be an underestimate there.",
+            "maximum, and the estimate's φγ may be too low there.",
             "",
-            "| setting | γ | examples | mean (certificate's − adversary's) | disagree | "
+            "| setting | γ | examples | mean (estimate's − adversary's) | disagree | "
             "largest disagreement |",
             "|---|---|---|---|---|---|",
         ]
@@ -105,13 +118,13 @@ class AscentAgreement:
     setting: str
     gamma: float
     n: int  # examples
-    mean_difference: float  # mean of the certificate's minus the adversary's sup[ℓ̂ − γc]
+    mean_difference: float  # mean of the estimate's minus the adversary's sup[ℓ̂ − γc]
     disagree: int  # examples whose two values differ beyond tolerance
     max_abs_difference: float
 
 
 def ascent_agreement(result: DcertResult, tol: float = 0.01) -> list[AscentAgreement]:
-    """For every γ in both the certificate's grid and the adversary's sweep, compare the two
+    """For every γ in both the estimate's grid and the adversary's sweep, compare the two
     independent ascents' per-example values of sup[ℓ̂ − γc]: an example disagrees when they
     differ by more than ``tol`` and by more than three standard errors of their Monte Carlo
     re-estimates (zero for σ = 0)."""
@@ -139,8 +152,58 @@ def ascent_agreement(result: DcertResult, tol: float = 0.01) -> list[AscentAgree
     return rows
 
 
+def certified_lines(
+    result: DcertResult,
+    rhos: Sequence[float] | None = None,
+    *,
+    delta: float = 0.05,
+    delta_draws: float = 0.001,
+) -> list[str]:
+    """The certified bound beside the smoothed estimate, one row per ρ_adv (the empirical
+    ρ̂_adv of the adversary's sweep by default), with the statement's δ, M, s and N; a line
+    saying why not for a run without the bound's statistics."""
+    if rhos is None:
+        rhos = sorted({0.0} | {round(p.rho_adv_test, 4) for p in result.worst_case("smooth")})
+    ce = result.certified(rhos, "ce", delta=delta, delta_draws=delta_draws)
+    if ce is None:
+        return [
+            "No certified bound: this run has no Monte Carlo statistics at x0 (made before "
+            "the bound existed, or with --bound-draws 0); every number below is an estimate.",
+            "",
+        ]
+    err = result.certified(rhos, "01", delta=delta, delta_draws=delta_draws)
+    estimate = result.curve("smooth", rhos)
+    lines = [
+        f"Certified bound (σ = {result.sigma:g}): with probability ≥ 1 − δ = {1 - delta:g}, "
+        f"every adversary with E‖x − x0‖² ≤ ρ_adv (acting before the noise) has expected "
+        f"loss at most the value below, for min(CE, M) with M = {ce.clip:g} nats and for the "
+        f"0-1 loss; s = {ce.draws} noise draws per example at x0, N = {ce.n} test examples "
+        f"assumed iid from the test distribution, δ1 = {delta_draws:g} per example "
+        f"(k = {ce.replaced} examples replaced by M), DKW term ε = {ce.epsilon:.4f} (× M). "
+        "The inner supremum is bounded through the Lipschitz property of Φ⁻¹(ℓ̂/M) (Salman "
+        "et al. 2019, Lemma 2), which knows only ℓ̂(x0): loose when σ is small against the "
+        "distances the adversary can afford.",
+        "",
+        "| ρ_adv | ε = √ρ_adv | estimate, smoothed (± SE) | certified bound, min(CE, M) | γ | "
+        "certified bound, 0-1 error | γ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(ce.rho_adv):
+        lines.append(
+            f"| {r:.4f} | {math.sqrt(r):.4f} | {estimate.value[i]:.4f} ± {estimate.se[i]:.4f} | "
+            f"{ce.value[i]:.4f} | {_gamma(ce.gamma[i])} | {err.value[i]:.4f} | "
+            f"{_gamma(err.gamma[i])} |"
+        )
+    return [*lines, ""]
+
+
+def _gamma(g: float) -> str:
+    return "— (trivial: M)" if not np.isfinite(g) else f"{g:.4g}"
+
+
 def plot_dcert(result: DcertResult, path, *, title: str | None = None) -> None:
-    """Two panels. Left: certificate (min over the γ grid) and empirical worst-case loss
+    """Two panels. Left: the estimate (min over the γ grid), the certified bound (when the run
+    has its statistics, δ = 0.05) and the empirical worst-case loss
     against ρ_adv, smoothed and WRM (σ = 0) side by side (Theorem 3). Right: Figure 2(a) of the
     NAL paper for the smoothed loss against ρ with the noise, with the line γρ + mean φ̃γ of
     every γ of the grid."""
@@ -155,23 +218,29 @@ def plot_dcert(result: DcertResult, path, *, title: str | None = None) -> None:
     styles = {"smooth": ("C1", f"smoothed σ={result.sigma:g}"), "plain": ("C0", "WRM σ=0")}
     for setting, (color, label) in styles.items():
         c = result.curve(setting, grid)
-        left.plot(grid, c.value, color=color, label=f"certificate, {label}")
+        left.plot(grid, c.value, color=color, label=f"estimate, {label}")
         pts = result.worst_case(setting)
         left.errorbar(
             [p.rho_adv_test for p in pts], [p.loss for p in pts], yerr=[p.se for p in pts],
             fmt="o", color=color, mfc="none", label=f"worst case on test data, {label}",
         )  # fmt: skip
+    certified = result.certified(grid)
+    if certified is not None:
+        left.plot(
+            grid, certified.value, color="C2", ls="--",
+            label=f"certified bound of min(CE, {certified.clip:g}), δ = {certified.delta:g}",
+        )  # fmt: skip
     left.set_xlabel("ρ_adv = E‖x − x0‖²")
     left.set_ylabel("expected loss")
     left.legend(fontsize=7)
-    left.set_title("certificate vs empirical worst case")
+    left.set_title("estimate vs empirical worst case")
 
     noise = result.tables["cert", "smooth"].noise_cost
     c = result.curve("smooth", grid)
     ts = result.tables["cert", "smooth"]
     for j, g in enumerate(result.gammas):
         right.plot(c.rho, g * grid + ts.lagrangian[:, j].mean(), color="0.8", lw=0.8)
-    right.plot(c.rho, c.value, color="C1", label="certificate (min over γ)")
+    right.plot(c.rho, c.value, color="C1", label="estimate (min over γ)")
     pts = result.worst_case("smooth")
     right.plot(
         [p.rho_test for p in pts], [p.loss for p in pts], "o-", color="C3",

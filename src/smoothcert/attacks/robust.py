@@ -402,6 +402,8 @@ def robust_accuracy(
     positive_int("batch_size", batch_size)
     check_steps(steps)
     check_restarts(restarts)
+    if noise_sigma is None and vote != "majority":
+        raise ParameterError("vote", "needs noise_sigma (the base classifier has no votes)")
     check_vote(vote, vote_alpha, noise_samples if noise_sigma is not None else 64)
     x_all, y_all = as_tensors(data, max_examples)
     device = next(model.parameters()).device

@@ -1,5 +1,6 @@
-"""`smoothcert dcert`: the distributional certificate of the NAL paper (Theorem 1) against the
-empirical worst-case loss (Figure 2(a)), smoothed and unsmoothed (Theorem 3)."""
+"""`smoothcert dcert`: the distributional certificate of the NAL paper (Theorem 1), certified
+bound and estimate, against the empirical worst-case loss (Figure 2(a)), smoothed and
+unsmoothed (Theorem 3)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,18 @@ from smoothcert.cli import _common
 NAME = "dcert"
 #: The flags naming the files this command writes (experiment stages are ordered by them).
 OUTPUT_FLAGS = ("--out", "--plot")
-HELP = "distributional robustness certificate vs empirical worst-case loss (NAL Theorem 1)"
+HELP = "distributional robustness: certified bound, estimate and empirical worst case (NAL Thm 1)"
 DESCRIPTION = (
-    "For every selected example and every γ of --gammas, estimate sup_x {ℓ̂(x) − γ‖x − x0‖²} "
+    "Certified bound: from --bound-draws noise draws at each example, an upper bound on the "
+    "expected loss min(CE, --clip) (and the 0-1 error) of any adversary that moves inputs by "
+    "E‖x − x0‖² ≤ ρ_adv before the noise, holding with probability ≥ 1 − --delta if the "
+    "examples are iid from the test distribution (docs/distributional.md). "
+    "Estimate (not a bound): for every selected example and every γ of --gammas, "
+    "sup_x {ℓ̂(x) − γ‖x − x0‖²} "
     "(ℓ̂ the loss smoothed at noise σ, one perturbation shared by the noise draws) by gradient "
-    "ascent (best of --restarts starts), re-estimated with fresh draws. The certificate is "
+    "ascent (best of --restarts starts), re-estimated with fresh draws; the estimate is "
     "γ·ρ_adv + mean sup at the γ of the grid that minimizes it on the even-position examples, "
-    "estimated on the odd-position ones: an upper bound on the expected loss of any adversary "
-    "that moves inputs by E‖x − x0‖² ≤ ρ_adv before the noise (ρ with the noise = "
+    "estimated on the odd-position ones (ρ with the noise = "
     "ρ_adv + dσ²). The empirical worst case runs the same ascent at each --gamma-adv with "
     "independent draws. Everything is also computed at σ = 0 (WRM's certificate of the "
     "unsmoothed loss). Rows are committed to --out as they are produced; rerunning resumes, a "
@@ -43,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         nargs="+",
         default=[0.25, 0.5, 1.0, 1.5, 3.0],
-        help="the certificate's grid of penalties γ (1/input units²)",
+        help="the estimate's grid of penalties γ (1/input units²)",
     )
     parser.add_argument(
         "--gamma-adv",
@@ -83,6 +88,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: 3 for a new run, what an existing run was made with)",
     )
     parser.add_argument(
+        "--bound-draws",
+        type=int,
+        default=None,
+        help="noise draws per example at x0 for the certified bound (0: none; default 1000 "
+        "for a new run, what an existing run was made with)",
+    )
+    parser.add_argument(
+        "--clip",
+        type=float,
+        default=10.0,
+        help="M: the certified bound is for the cross-entropy clipped to [0, M] nats",
+    )
+    parser.add_argument(
+        "--delta",
+        type=float,
+        default=0.05,
+        help="the certified bound fails with probability at most this",
+    )
+    parser.add_argument(
+        "--delta-draws",
+        type=float,
+        default=0.001,
+        help="δ1: failure probability of each example's Monte Carlo bound (sets how many "
+        "examples are counted at M)",
+    )
+    parser.add_argument(
         "--batch",
         type=int,
         default=50,
@@ -95,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_sigma(sigma: float | None) -> None:
-    """σ = 0 (WRM) is always computed beside the smoothed certificate, so --sigma is > 0."""
+    """σ = 0 (WRM) is always computed beside the smoothed estimate, so --sigma is > 0."""
     if sigma is not None and not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(
             f"--sigma must be > 0 and finite (σ = 0 is always computed too), got {sigma}"
@@ -105,10 +136,14 @@ def _check_sigma(sigma: float | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from smoothcert._util.checks import probability
     from smoothcert.analysis.dcert import dcert_report, plot_dcert
     from smoothcert.runs import select_indices
     from smoothcert.runs.dcert import dcert_dataset
 
+    probability("delta", args.delta)
+    probability("delta_draws", args.delta_draws)
+    _common.finite("clip", args.clip, positive=True)
     for name in ("steps", "num_noise", "num_eval", "batch", "skip", "max", "restarts"):
         if name == "steps" and args.steps == 0:
             continue
@@ -134,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(
         total=len(indices), disable=args.no_progress, unit="ex", dynamic_ncols=True,
         file=sys.stderr, desc="dcert",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} ex "
+        "[{elapsed} elapsed, {remaining} left, {rate_fmt}]",
     )  # fmt: skip
     try:
         result = dcert_dataset(
@@ -155,10 +192,12 @@ def run(args: argparse.Namespace) -> int:
             num_noise=args.num_noise,
             num_eval=args.num_eval,
             restarts=args.restarts,
+            bound_draws=args.bound_draws,
+            clip=args.clip,
         )
     finally:
         bar.close()
-    print(dcert_report(result, args.rhos))
+    print(dcert_report(result, args.rhos, delta=args.delta, delta_draws=args.delta_draws))
     print(f"{len(indices)} examples in {args.out}")
     if args.plot:
         plot_dcert(result, args.plot, title=f"{_model_name(inputs)}, σ = {sigma:g}")

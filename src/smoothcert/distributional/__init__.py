@@ -28,10 +28,12 @@ Since E‖x+z−x0‖² = ‖x−x0‖² + dσ², the same bound in the adversar
 With σ = 0 it is WRM's certificate of the unsmoothed loss (Sinha et al. 2018), the right-hand
 side of Theorem 3 (Eq. 7).
 
-What is estimated here, not guaranteed: ℓ̂ by Monte-Carlo draws, the sup by gradient ascent
-(a local maximizer gives a value BELOW the sup, so the certificate may be too small when the
-ascent has not converged: see the gradient-norm diagnostic), and E_P0 by a finite data set
-(standard error over examples). Nothing is clipped to [0, 1]: the theorem takes X = R^d.
+What is estimated here, not guaranteed (every number of this module is an ESTIMATE; the
+certified upper bound is :mod:`smoothcert.distributional.certified`): ℓ̂ by Monte-Carlo draws,
+the sup by gradient ascent (a local maximizer gives a value BELOW the sup, so the estimate
+may be too small when the ascent has not converged: see the gradient-norm diagnostic), and
+E_P0 by a finite data set (standard error over examples). Nothing is clipped to [0, 1]: the
+theorem takes X = R^d.
 """
 
 from __future__ import annotations

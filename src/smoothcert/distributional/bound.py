@@ -33,12 +33,20 @@ class DistributionalBound:
     gamma: float
     rho: float  # with the noise: E‖x + z − x0‖² ≤ ρ
     rho_adv: float  # without the noise: E‖x − x0‖² ≤ ρ_adv = ρ − dσ²
-    value: float  # the certified bound on the worst-case expected loss (an estimate)
+    value: float  # the ESTIMATE of Theorem 1's right-hand side (not a bound; see estimate)
     se: float  # standard error over examples (includes the Monte-Carlo error per example)
     mean_surrogate: float  # mean φ̃γ(θ; x0)
     n: int
     grad_norm_median: float  # convergence diagnostic of the ascents
     grad_norm_max: float
+
+    @property
+    def estimate(self) -> float:
+        """γρ + mean φ̃γ: an estimate, not a bound (``value`` is its deprecated old name).
+
+        The ascent's sup is a local maximum, so it can be low. A certified upper bound is
+        :func:`smoothcert.distributional.certified.certified_bound`."""
+        return self.value
 
 
 def _rho_adv(rho: float, noise_cost: float, rho_with_noise: bool, name: str = "rho") -> float:
@@ -109,7 +117,9 @@ def distributional_bound(
     rho_with_noise: bool = False,
     **kwargs,
 ) -> DistributionalBound:
-    """The certificate γρ + E_P̂ φ̃γ(θ; x0) of Theorem 1 (Eq. 3) at one γ and ρ.
+    """An estimate of the bound γρ + E_P̂ φ̃γ(θ; x0) of Theorem 1 (Eq. 3) at one γ and ρ.
+
+    Not certified: see :mod:`smoothcert.distributional.certified` for a certified bound.
 
     ``rho`` is the adversary's own budget ρ_adv = E‖x − x0‖² unless ``rho_with_noise``, when
     it counts the noise (E‖x + z − x0‖² ≤ ρ, as printed in Eq. 3); the result reports both.
@@ -135,7 +145,7 @@ def distributional_bound(
     Returns
     -------
     DistributionalBound
-        The estimated bound on the worst-case expected loss and its standard error.
+        The estimate of the bound on the worst-case expected loss and its standard error.
 
     Raises
     ------
@@ -163,7 +173,7 @@ class DistributionalCurve:
 
     rho_adv: np.ndarray  # [R] the adversary's budget E‖x − x0‖²
     rho: np.ndarray  # [R] the same budget counted with the noise, ρ_adv + dσ²
-    value: np.ndarray  # [R] the certified bound (an estimate)
+    value: np.ndarray  # [R] the ESTIMATE of the bound (not certified; see estimate)
     se: np.ndarray  # [R] its standard error over the examples it is a mean over
     gamma: np.ndarray  # [R] the γ of the grid the bound is taken at
     gammas: np.ndarray  # [G] the grid
@@ -176,6 +186,14 @@ class DistributionalCurve:
     n_select: int = 0  # examples γ was chosen on
     n_eval: int = 0  # examples the value is a mean over
     in_sample: np.ndarray | None = None  # [R] min over the grid on all examples (optimistic)
+
+    @property
+    def estimate(self) -> np.ndarray:
+        """The estimate per ρ, not a bound (``value`` is its deprecated old name).
+
+        Not certified, since the ascent's sup is a local maximum. A certified upper bound is
+        :func:`smoothcert.distributional.certified.certified_bound`."""
+        return self.value
 
 
 SELECT = ("split", "in-sample")
@@ -266,9 +284,11 @@ def distributional_curve(
     select: str = "split",
     **kwargs,
 ) -> DistributionalCurve:
-    """The certified bound on the worst-case expected loss as a function of ρ.
+    """An estimate of the bound on the worst-case expected loss as a function of ρ.
 
-    NAL Theorem 1, at a γ of the grid as in Theorem 3, chosen on other examples than those it
+    Not certified: the inner sup comes from gradient ascent, ℓ̂ from Monte Carlo, E_P0 from
+    a test-set mean (:mod:`smoothcert.distributional.certified` gives a certified bound). NAL
+    Theorem 1, at a γ of the grid as in Theorem 3, chosen on other examples than those it
     is estimated on (:func:`curve_from_table`). ``rhos`` are ρ_adv = E‖x − x0‖² unless
     ``rho_with_noise``; the result reports both.
 
@@ -294,7 +314,7 @@ def distributional_curve(
     Returns
     -------
     DistributionalCurve
-        One bound per ρ.
+        One estimate per ρ.
 
     Raises
     ------

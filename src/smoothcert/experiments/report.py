@@ -19,7 +19,7 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
 - ``attack``: ``runs = {label = "ATTACK.db"}``: accuracy under attack per radius, optional
   ``differences`` (pairs of labels, A − B on shared images) and ``plot`` (accuracy against
   radius with binomial standard errors);
-- ``dcert``: ``run`` and optional ``plot``: the distributional certificate's tables;
+- ``dcert``: ``run`` and optional ``plot``: the distributional bound's and estimate's tables;
 - ``rho``: ``runs = {label = "RHO.json"}`` (from ``rho --json``), optional ``paper``: the
   transport costs ρ, ρ_adv and the matched radius ε = √ρ_adv (the NAL paper's Eq. 8);
 - ``notes``: ``text``: a paragraph of the experiment file, as written.
@@ -414,18 +414,29 @@ def _figure8(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
 
 def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     from smoothcert.analysis.attack import binomial_se
-    from smoothcert.runs.attack import read_attack
+    from smoothcert.runs.attack import OLD_NOISY_EVALUATION, read_attack
 
     runs: dict[str, str] = section["runs"]
     lines = _missing(runs)
     lines += [""] if lines else []
     present = {k: v for k, v in runs.items() if Path(v).exists()}
     table: dict[str, tuple[list[float], list[float], int]] = {}
+    old: list[str] = []  # noisy runs of the evaluation before the common random numbers
     for label, path in present.items():
         result = read_attack(path)  # robust at ε: not fooled at any radius up to ε
         if result["count"]:
             acc = [result["accuracy"][e] for e in result["eps"]]
             table[label] = (result["eps"], acc, result["count"])
+        if result.get("evaluation") == OLD_NOISY_EVALUATION:
+            old.append(label)
+    if old:
+        lines += [
+            "Made with the old evaluation of models under noise (fresh votes at every radius, "
+            "which lowers the accuracy the more radii are listed): " + ", ".join(old) + ". "
+            "Delete their run files and their stages' entries in experiment-state.json, "
+            "then run the experiment again.",
+            "",
+        ]
     if not table:
         return lines or ["(no runs)"]
     all_eps = sorted({e for eps, _, _ in table.values() for e in eps})
@@ -488,7 +499,7 @@ def _paired_differences(
 
 def _dcert(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     from smoothcert.analysis.dcert import dcert_report, plot_dcert
-    from smoothcert.runs.dcert import read_dcert
+    from smoothcert.runs.dcert_file import read_dcert
 
     run = section["run"]
     if not Path(run).exists():
@@ -497,7 +508,7 @@ def _dcert(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     lines = [dcert_report(result)]
     if section.get("plot"):
         plot_dcert(result, out_dir / section["plot"], title=section.get("title"))
-        lines += ["", f"![certificate and worst-case loss]({section['plot']})"]
+        lines += ["", f"![estimate and worst-case loss]({section['plot']})"]
     return lines + _sources(experiment, {"run": run})
 
 

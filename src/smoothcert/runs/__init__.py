@@ -11,7 +11,8 @@ from smoothcert._util.seeding import example_generator
 from smoothcert.runs.attack import ATTACK_SCHEMA, attack_dataset
 from smoothcert.runs.certify import CERTIFY_SCHEMA, PREDICT_SCHEMA, certify_dataset, predict_dataset
 from smoothcert.runs.common import model_fingerprint, select_indices
-from smoothcert.runs.dcert import DcertResult, dcert_dataset, dcert_schema, read_dcert
+from smoothcert.runs.dcert import dcert_dataset
+from smoothcert.runs.dcert_file import DcertResult, dcert_schema, read_dcert
 from smoothcert.runs.store import RunStore
 from smoothcert.runs.tsv import export_tsv
 

@@ -297,13 +297,25 @@ def _summary(rows: list[dict[str, Any]], eps: list[float]) -> dict[str, Any]:
     return {"eps": eps, "accuracy": accuracy, "count": len(rows), "rows": rows, "robust": correct}
 
 
+#: ``evaluation`` of :func:`read_attack` for a noisy run file made before the common random
+#: numbers (its accuracy falls with the number of radii listed).
+OLD_NOISY_EVALUATION = "fresh votes per radius"
+
+
 def read_attack(path: str | os.PathLike) -> dict[str, Any]:
     """The result of the attack run file ``path`` as :func:`attack_dataset` returns it (its
-    radii, accuracy per radius with the per-example minimum over radii, count and rows)."""
+    radii, accuracy per radius with the per-example minimum over radii, count and rows), and
+    ``evaluation``: None for the base classifier, :data:`NOISY_EVALUATION` for noise at test
+    time with common random numbers, :data:`OLD_NOISY_EVALUATION` for a noisy run made
+    before them."""
     with RunStore.read(path) as store:
         eps = [float(e) for e in store.config["eps"]]
         rows = store.rows()
-    return _summary(rows, eps)
+        config = store.config
+    evaluation = None
+    if config.get("noise_sigma") is not None:
+        evaluation = config.get("evaluation", OLD_NOISY_EVALUATION)
+    return _summary(rows, eps) | {"evaluation": evaluation}
 
 
 # ------------------------------------------------------------------ the run

@@ -1,5 +1,6 @@
-"""Resumable ``dcert`` runs: the NAL certificate curve and the empirical worst-case loss per
-example (smoothcert.distributional), one committed row each in a run file (store.py), and the
+"""Resumable ``dcert`` runs: the estimate of the NAL certificate curve, the statistics of its
+certified bound and the empirical worst-case loss per example (smoothcert.distributional,
+smoothcert.distributional.certified), one committed row each in a run file (store.py), and the
 results read back as a :class:`DcertResult` without the model or the data.
 
 A run goes in five steps, one function each (as certify runs do, runs/certify.py):
@@ -24,72 +25,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
-from smoothcert._util.checks import ParameterError, finite_real, positive_int
+from smoothcert._util.checks import ParameterError, finite_real, integer_at_least, positive_int
 from smoothcert.distributional import (
-    DistributionalCurve,
-    SurrogateTable,
-    WorstCasePoint,
     batch_of,
     block_rows,
+    block_seed,
+    check_batch,
     check_gammas,
-    curve_from_table,
     dataset_length,
-    worst_case_from_table,
 )
+from smoothcert.distributional.certified import clipped_loss_stats
 from smoothcert.runs.common import model_fingerprint, selection_sha
+from smoothcert.runs.dcert_file import (
+    BOUND_FIELDS,
+    DEFAULT_BOUND_DRAWS,
+    PARTS,
+    ROW_FIELDS,
+    SETTINGS,
+    DcertResult,
+    _result_from_rows,
+    dcert_schema,
+)
 from smoothcert.runs.store import RunStore, pending_blocks
-
-ROW_FIELDS = ("lagrangian", "loss", "cost", "value_se", "grad_norm")
-PARTS = ("cert", "adv")  # the certificate's γ grid, the empirical adversary's γ_adv sweep
-SETTINGS = ("smooth", "plain")  # σ as given, and σ = 0 (WRM, Theorem 3)
-
-
-def dcert_schema() -> dict[str, str]:
-    """Columns of a ``dcert`` run: one JSON list over the γ grid per (part, setting, field)."""
-    schema = {"label": "INTEGER", "seconds": "REAL"}
-    for part in PARTS:
-        for setting in SETTINGS:
-            for name in ROW_FIELDS:
-                schema[f"{part}_{setting}_{name}"] = "TEXT"
-    return schema
-
-
-@dataclass
-class DcertResult:
-    """Everything a ``dcert`` run measured, as tables keyed by part and setting."""
-
-    sigma: float
-    gammas: np.ndarray  # the certificate's grid
-    gamma_adv: np.ndarray  # the empirical adversary's sweep
-    tables: dict[tuple[str, str], SurrogateTable]  # (part, setting) -> per-example table
-
-    def curve(self, setting: str, rhos: Sequence[float]) -> DistributionalCurve:
-        """The certificate with γ chosen on half the examples; with a single example there is
-        no other half, and the curve is the in-sample minimum (its ``select`` says so).
-
-        Parameters
-        ----------
-        setting : {"smooth", "plain"}
-            The smoothed loss (σ) or the unsmoothed one (σ = 0, WRM).
-        rhos : sequence of float
-            Budgets ρ_adv = E‖x − x0‖², each >= 0.
-
-        Returns
-        -------
-        DistributionalCurve
-            One bound per ρ_adv.
-        """
-        table = self.tables["cert", setting]
-        select = "split" if table.lagrangian.shape[0] >= 2 else "in-sample"
-        return curve_from_table(table, rhos, select=select)
-
-    def worst_case(self, setting: str) -> list[WorstCasePoint]:
-        """The empirical worst-case points of ``setting`` ("smooth" or "plain"), one per
-        γ_adv (:func:`smoothcert.distributional.worst_case_from_table`)."""
-        return worst_case_from_table(self.tables["adv", setting])
-
 
 SELECTION_KEY = "selection_sha"
 
@@ -115,7 +75,7 @@ class DcertOptions:
     sigma : float
         Noise level σ > 0 (σ = 0 is always computed too); stored as a float.
     gammas : sequence of float
-        The certificate's grid of penalties γ; stored as a float64 array.
+        The estimate's grid of penalties γ; stored as a float64 array.
     gamma_adv : sequence of float
         The empirical adversary's penalties; stored as a float64 array.
     batch_size : int, default 50
@@ -127,6 +87,12 @@ class DcertOptions:
     surrogate : dict, optional
         Keyword arguments of :func:`smoothcert.distributional.surrogate` (``steps``,
         ``num_noise``, ...), without ``restarts``.
+    bound_draws : int, optional
+        Noise draws per example at x0 for the certified bound (0: none), once resolved
+        (:meth:`with_restarts`: None means :data:`DEFAULT_BOUND_DRAWS` for a new run, what an
+        existing run was made with, 0 for runs from before the bound).
+    clip : float, default 10.0
+        M, the level the cross-entropy is clipped at for the certified bound (nats).
 
     Raises
     ------
@@ -141,6 +107,8 @@ class DcertOptions:
     seed: int = 0
     restarts: int | None = None
     surrogate: Mapping[str, Any] = field(default_factory=dict)
+    bound_draws: int | None = None
+    clip: float = 10.0
 
     def __post_init__(self) -> None:
         grid = check_gammas(self.gammas)
@@ -153,32 +121,46 @@ class DcertOptions:
         batch_size = positive_int("batch_size", self.batch_size)
         if self.restarts is not None:
             object.__setattr__(self, "restarts", positive_int("restarts", self.restarts))
+        if self.bound_draws is not None:
+            draws = integer_at_least("bound_draws", self.bound_draws, 0)
+            if draws == 1:
+                raise ParameterError("bound_draws", "must be 0 (no bound) or >= 2, got 1")
+            object.__setattr__(self, "bound_draws", draws)
+        object.__setattr__(self, "clip", finite_real("clip", self.clip, positive=True))
         object.__setattr__(self, "gammas", grid)
         object.__setattr__(self, "gamma_adv", adv)
         object.__setattr__(self, "sigma", float(sigma))
         object.__setattr__(self, "batch_size", batch_size)
         object.__setattr__(self, "surrogate", dict(self.surrogate))
 
-    def with_restarts(self, restarts: int | None, out: str | os.PathLike) -> DcertOptions:
-        """These options with ``restarts`` resolved and checked: None means
-        :data:`DEFAULT_RESTARTS` for a new run and, for an existing run at ``out``, what it
-        was made with (1 for runs from before restarts).
+    def with_restarts(
+        self, restarts: int | None, out: str | os.PathLike, bound_draws: int | None = None
+    ) -> DcertOptions:
+        """These options with ``restarts`` and ``bound_draws`` resolved and checked: None
+        means :data:`DEFAULT_RESTARTS` (:data:`DEFAULT_BOUND_DRAWS`) for a new run and, for an
+        existing run at ``out``, what it was made with (1 start for runs from before restarts,
+        0 draws for runs from before the certified bound).
 
         Parameters
         ----------
         restarts : int, optional
             Starts per ascent, or None.
         out : str or os.PathLike
-            The run file, read only when ``restarts`` is None.
+            The run file, read only when an argument is None.
+        bound_draws : int, optional
+            Draws at x0 per example for the certified bound, or None.
 
         Returns
         -------
         DcertOptions
-            A copy with ``restarts`` an int >= 1.
+            A copy with ``restarts`` an int >= 1 and ``bound_draws`` an int >= 0.
         """
+        stored = _stored_settings(out)
         if restarts is None:
-            restarts = _stored_restarts(out)
-        return replace(self, restarts=restarts)
+            restarts = stored["restarts"]
+        if bound_draws is None:
+            bound_draws = stored["bound_draws"]
+        return replace(self, restarts=restarts, bound_draws=bound_draws)
 
     def surrogate_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of every ascent: ``surrogate``, and ``restarts`` when > 1
@@ -217,7 +199,14 @@ class DcertOptions:
             "surrogate": {k: v for k, v in sorted(kwargs.items()) if not callable(v)},
             # The blocks are positions of the selection, so it determines the results.
             SELECTION_KEY: selection.key(),
-        }
+        } | self.bound_config()
+
+    def bound_config(self) -> dict[str, Any]:
+        """The config entry of the certified bound's statistics (none when they are not
+        computed, as in runs made before them, which then resume)."""
+        if not self.bound_draws:
+            return {}
+        return {"bound": {"draws": int(self.bound_draws), "clip": float(self.clip)}}
 
 
 @dataclass(frozen=True)
@@ -292,19 +281,23 @@ class DcertSelection:
         return pending_blocks(list(self.pool[:end]), batch_size, done)
 
 
-def _stored_restarts(out) -> int:
-    """The restarts an existing dcert run at ``out`` was made with (1 when its config names
-    none), or DEFAULT_RESTARTS when there is no such run."""
+def _stored_settings(out) -> dict[str, int]:
+    """The restarts and bound draws an existing dcert run at ``out`` was made with (1 and 0
+    when its config names none), or the defaults when there is no such run."""
+    new = {"restarts": DEFAULT_RESTARTS, "bound_draws": DEFAULT_BOUND_DRAWS}
     path = Path(out)
     if not path.is_file() or path.stat().st_size == 0:
-        return DEFAULT_RESTARTS
+        return new
     try:
         with RunStore.read(path) as store:
             if store.kind != "dcert":
-                return DEFAULT_RESTARTS
-            return int(store.config.get("surrogate", {}).get("restarts", 1))
+                return new
+            return {
+                "restarts": int(store.config.get("surrogate", {}).get("restarts", 1)),
+                "bound_draws": int(store.config.get("bound", {}).get("draws", 0)),
+            }
     except (ValueError, OSError, sqlite3.DatabaseError):
-        return DEFAULT_RESTARTS  # not a (sound) run store: RunStore.open gives the error
+        return new  # not a (sound) run store: RunStore.open gives the error
 
 
 # ------------------------------------------------------------------ 2. open
@@ -322,29 +315,72 @@ def _open_run(
     """The run file, created or resumed (its config must match this run's exactly)."""
     run_config = {**options.config(model_fingerprint(model), selection), **(config or {})}
     info = (info or {}) | {"input_dim": dim}
-    return RunStore.open(out, "dcert", run_config, dcert_schema(), info=info)
+    schema = dcert_schema(bound=bool(options.bound_draws))
+    return RunStore.open(out, "dcert", run_config, schema, info=info)
 
 
 # ------------------------------------------------------------------ 3-5. select, evaluate, write
 
 
 def _evaluate_block(
-    model: nn.Module, dataset: Any, block: list[int], options: DcertOptions
-) -> tuple[BlockArrays, float]:
-    """(the arrays of every (part, setting), seconds per example) of one block; the draws are
-    seeded per block, part and γ, so a block's numbers do not depend on when it runs."""
+    model: nn.Module,
+    dataset: Any,
+    block: list[int],
+    options: DcertOptions,
+    tick: Callable[[float], None] | None = None,
+) -> tuple[BlockArrays, dict[str, np.ndarray] | None, float]:
+    """(the arrays of every (part, setting), the bound's statistics or None, seconds per
+    example) of one block; the draws are seeded per block, part and γ, so a block's numbers
+    do not depend on when it runs. ``tick(share)`` reports each finished share of the block
+    (the shares sum to 1), for a progress bar with the time left."""
     sigmas = {"smooth": options.sigma, "plain": 0.0}
     kwargs = options.surrogate_kwargs()
-    start = time.perf_counter()
-    computed = {
-        (part, setting): block_rows(
-            model, dataset, block, options.gammas if part == "cert" else options.gamma_adv,
-            sigmas[setting], seed=options.seed, stream=part, **kwargs,
-        )
+    # shares of the work: an ascent with noise costs num_noise forward passes per step, one
+    # without noise costs one; the bound's draws cost one pass each, without backward
+    steps = (int(kwargs.get("steps", 50)) + 1) * int(kwargs.get("restarts", 1))
+    noisy = 3 * steps * int(kwargs.get("num_noise", 8))
+    cost = {
+        (part, setting): (noisy if setting == "smooth" else 3 * steps)
+        * len(options.gammas if part == "cert" else options.gamma_adv)
         for part in PARTS
         for setting in SETTINGS
-    }  # fmt: skip
-    return computed, (time.perf_counter() - start) / len(block)
+    }
+    cost["bound", "smooth"] = int(options.bound_draws or 0)
+    total_cost = sum(cost.values())
+    start = time.perf_counter()
+    computed = {}
+    for part in PARTS:
+        for setting in SETTINGS:
+            computed[part, setting] = block_rows(
+                model, dataset, block, options.gammas if part == "cert" else options.gamma_adv,
+                sigmas[setting], seed=options.seed, stream=part, **kwargs,
+            )  # fmt: skip
+            if tick is not None:
+                tick(cost[part, setting] / total_cost)
+    stats = _bound_stats(model, dataset, block, options) if options.bound_draws else None
+    if tick is not None and stats is not None:
+        tick(cost["bound", "smooth"] / total_cost)
+    return computed, stats, (time.perf_counter() - start) / len(block)
+
+
+def _bound_stats(
+    model: nn.Module, dataset: Any, block: list[int], options: DcertOptions
+) -> dict[str, np.ndarray]:
+    """The Monte Carlo statistics at x0 of the certified bound for one block (its own seed
+    stream, so the estimate's numbers do not change)."""
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    x0, y = batch_of(dataset, block)
+    x0, y = check_batch(model, x0.to(device), y.to(device), class_labels=True)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(block_seed(options.seed, block[0], 0.0, options.sigma, "bound"))
+    was_training = model.training
+    model.eval()
+    try:
+        return clipped_loss_stats(
+            model, x0, y, options.sigma, int(options.bound_draws), options.clip, generator=gen
+        )
+    finally:
+        model.train(was_training)
 
 
 def _store_block(
@@ -354,6 +390,7 @@ def _store_block(
     computed: BlockArrays,
     seconds: float,
     done: set[int],
+    stats: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Commit the rows of the block's examples not in ``done`` (and add them to it)."""
     _, labels = batch_of(dataset, block)
@@ -364,6 +401,9 @@ def _store_block(
         for (part, setting), arrays in computed.items():
             for name in ROW_FIELDS:
                 row[f"{part}_{setting}_{name}"] = arrays[name][pos].tolist()
+        if stats is not None:
+            for name in BOUND_FIELDS:
+                row[f"bound_{name}"] = float(stats[name][pos])
         store.add(i, row)
         done.add(i)
 
@@ -385,13 +425,15 @@ def dcert_dataset(
     seed: int = 0,
     config: dict | None = None,
     info: dict | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[float], None] | None = None,
     restarts: int | None = None,
+    bound_draws: int | None = None,
+    clip: float = 10.0,
     **surrogate_kwargs,
 ) -> DcertResult:
-    """The distributional certificate and the empirical worst-case loss, as a resumable run.
+    """The distributional certificate (estimate and bound) and the empirical worst case, resumable.
 
-    The certificate curve and empirical worst-case loss, smoothed (σ) and unsmoothed
+    The estimated certificate curve and empirical worst-case loss, smoothed (σ) and unsmoothed
     (σ = 0), for the examples ``indices`` of ``dataset``, stored in the run file ``out`` (one
     committed row per example; rerunning resumes).
 
@@ -402,9 +444,14 @@ def dcert_dataset(
     longer prefix of the same ``selection`` stores exactly the rows a fresh run over that
     prefix would, and a block with a missing row (a crash) is recomputed to the same numbers.
     The selection is part of the run's config: pass it to be able to extend a run (the CLI
-    passes every ``skip``-th example). The certificate's ascents (γ grid) and the adversary's
+    passes every ``skip``-th example). The estimate's ascents (γ grid) and the adversary's
     (γ_adv sweep) use independent draws, so comparing them is an honest check of weak duality.
-    ``progress`` is called with the number of examples added after each block.
+    ``progress`` is called with a number of examples as the work advances (fractions of a
+    block after each of its parts; they add up to the examples added).
+    With ``bound_draws`` > 0 every example also gets ``bound_draws`` noise draws at x0
+    (its own seed stream), the Monte Carlo statistics of the certified bound
+    (:meth:`DcertResult.certified`, :mod:`smoothcert.distributional.certified`) of the loss
+    min(CE, ``clip``) and of the 0-1 loss.
     ``restarts`` is the number of starts of each ascent
     (:func:`smoothcert.distributional.surrogate`);
     None means :data:`DEFAULT_RESTARTS` for a new run and, for an existing run, what it was
@@ -421,7 +468,7 @@ def dcert_dataset(
     sigma : float
         Noise level σ > 0 (σ = 0 is always computed too).
     gammas : sequence of float
-        The certificate's grid of penalties γ.
+        The estimate's grid of penalties γ.
     gamma_adv : sequence of float
         The empirical adversary's penalties.
     indices : sequence of int
@@ -435,9 +482,15 @@ def dcert_dataset(
     config, info : dict, optional
         More entries for the run file's config (part of the run's identity) and info.
     progress : callable, optional
-        Called with the number of examples added after each block.
+        Called with the (fractional) number of examples done as the work advances.
     restarts : int, optional
         Starts per ascent (see above).
+    bound_draws : int, optional
+        Draws at x0 per example for the certified bound (0: none); None means
+        :data:`DEFAULT_BOUND_DRAWS` for a new run, and for an existing run what it was made
+        with (0 for runs from before the bound).
+    clip : float, default 10.0
+        M: the cross-entropy is clipped to [0, M] for the certified bound.
     **surrogate_kwargs
         Passed to :func:`smoothcert.distributional.surrogate` (``steps``, ``num_noise``, ...).
 
@@ -459,67 +512,25 @@ def dcert_dataset(
         batch_size=batch_size,
         seed=seed,
         surrogate=surrogate_kwargs,
+        bound_draws=bound_draws,
+        clip=clip,
     )
     examples = DcertSelection.of(indices, selection, dataset)
-    options = options.with_restarts(restarts, out)
+    options = options.with_restarts(restarts, out, bound_draws)
     x_first, _ = batch_of(dataset, examples.indices[:1])
     dim = x_first[0].numel()
     with _open_run(out, model, options, examples, dim, config, info) as store:
         done = store.done_indices()
         for block, missing in examples.blocks(options.batch_size, done):
-            computed, seconds = _evaluate_block(model, dataset, block, options)
-            _store_block(store, dataset, block, computed, seconds, done)
-            if progress is not None:
-                progress(len(missing))
+            tick = None if progress is None else _share_of(progress, len(missing))
+            computed, stats, seconds = _evaluate_block(model, dataset, block, options, tick)
+            _store_block(store, dataset, block, computed, seconds, done, stats)
         wanted = set(examples.indices)
         rows = [r for r in store.rows() if r["idx"] in wanted]
-    return _result_from_rows(rows, options.sigma, options.gammas, options.gamma_adv, dim)
+    bound = (int(options.bound_draws or 0), options.clip)
+    return _result_from_rows(rows, options.sigma, options.gammas, options.gamma_adv, dim, bound)
 
 
-def _result_from_rows(
-    rows: list[dict], sigma: float, grid: np.ndarray, adv: np.ndarray, dim: int
-) -> DcertResult:
-    sigmas = {"smooth": sigma, "plain": 0.0}
-    tables = {}
-    for part in PARTS:
-        for setting in SETTINGS:
-            tables[part, setting] = SurrogateTable(
-                gammas=grid if part == "cert" else adv,
-                sigma=sigmas[setting],
-                dim=dim,
-                indices=np.asarray([r["idx"] for r in rows]),
-                **{
-                    name: np.asarray([r[f"{part}_{setting}_{name}"] for r in rows], np.float64)
-                    for name in ROW_FIELDS
-                },
-            )
-    return DcertResult(sigma=sigma, gammas=grid, gamma_adv=adv, tables=tables)
-
-
-def read_dcert(path) -> DcertResult:
-    """The results of a ``dcert`` run file (all its rows), without the model or the data.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A run file written by :func:`dcert_dataset` (or ``smoothcert dcert``).
-
-    Returns
-    -------
-    DcertResult
-        Its tables.
-
-    Raises
-    ------
-    ValueError
-        If the file holds another kind of run, or no rows yet.
-    """
-    with RunStore.read(path) as store:
-        if store.kind != "dcert":
-            raise ValueError(f"{path} holds a {store.kind!r} run, not a 'dcert' run")
-        config, info, rows = store.config, store.info, store.rows()
-    if not rows:
-        raise ValueError(f"{path} holds no results yet")
-    grid = np.asarray(config["gammas"], np.float64)
-    adv = np.asarray(config["gamma_adv"], np.float64)
-    return _result_from_rows(rows, float(config["sigma"]), grid, adv, int(info["input_dim"]))
+def _share_of(progress: Callable[[float], None], count: int) -> Callable[[float], None]:
+    """``progress`` called with a share of ``count`` examples."""
+    return lambda share: progress(count * share)

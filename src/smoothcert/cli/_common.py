@@ -492,6 +492,7 @@ def smoothed_classifier(
     dataset: Any,
     sigma: float,
     precision: str | None = None,
+    denoiser: Any = None,  # denoised smoothing (issue 24): the base classifier becomes f∘D
 ):
     from smoothcert.smoothing import SmoothedClassifier
 
@@ -515,6 +516,7 @@ def smoothed_classifier(
         precision=precision if precision is not None else args.precision,
         channels_last=channels_last,
         sound=args.sound,
+        denoiser=denoiser,
     )
 
 
@@ -574,9 +576,20 @@ def prepare_smoothed_run(
     from smoothcert.runs.certify import select_indices
 
     warn_if_one_class(inputs.dataset, select_indices(len(inputs.dataset), args.skip, args.max))
-    classifier = smoothed_classifier(args, inputs.model, meta, inputs.dataset, sigma, precision)
+    # Denoised smoothing (issue 24): --denoiser D (cli/_denoiser.py) smooths f∘D, and the run's
+    # config records D's identity (sha256), so a resume with another denoiser is refused.
+    from smoothcert.cli._denoiser import load_denoiser_arg
+
+    denoiser, denoiser_config, denoiser_info = load_denoiser_arg(
+        args, sigma=sigma, input_shape=tuple(inputs.dataset.info.input_shape), device=device,
+        dataset_name=inputs.dataset.info.name,
+    )  # fmt: skip
+    classifier = smoothed_classifier(
+        args, inputs.model, meta, inputs.dataset, sigma, precision, denoiser=denoiser
+    )
     config, info = checkpoint_identity(inputs.checkpoint, meta)
-    config |= {"dataset": inputs.dataset.info.name, "split": args.split}
+    config |= {"dataset": inputs.dataset.info.name, "split": args.split} | denoiser_config
+    info |= denoiser_info
     return SmoothedRun(
         classifier=classifier,
         dataset=inputs.dataset,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smoothcert.cli import _common
+from smoothcert.cli import _common, _denoiser
 
 NAME = "predict"
 # Library parameters named otherwise than their flags.
-PARAMETER_FLAGS = {"max_examples": "--max"}
+PARAMETER_FLAGS = {"max_examples": "--max", **_denoiser.PARAMETER_FLAGS}
 HELP = "predict with the smoothed classifier on a dataset (Cohen et al. PREDICT)"
 DESCRIPTION = (
     "Run PREDICT on every --skip-th example (--max in all), one committed row per example in --out "
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--alpha", type=float, default=0.001, help="failure probability (binomial test level)"
     )
     _common.add_classifier_options(parser)
+    _denoiser.add_denoiser_options(parser)  # --denoiser: denoised smoothing (issue 24)
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument(
         "--reference",

@@ -53,6 +53,7 @@ from smoothcert.hardware import resolve_precision
 from smoothcert.models import create_model
 from smoothcert.training import ddp
 from smoothcert.training.batches import memory_batches, streamed_batches
+from smoothcert.training.denoiser_methods import get_denoiser_method, is_denoiser_method
 from smoothcert.training.evaluate import accuracy, count_correct
 from smoothcert.training.method import BatchContext, Method, MethodOutput
 from smoothcert.training.outputs import (
@@ -160,7 +161,8 @@ class TrainConfig:
             raise ValueError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
             )
-        if self.arch not in list_models():
+        # Denoiser objectives (issue 24) train a registered denoiser instead of a classifier.
+        if self.arch not in list_models() and not _is_denoiser_run(self):
             raise ValueError(
                 f"unknown arch {self.arch!r}; choose one of {', '.join(list_models())}"
             )
@@ -257,6 +259,13 @@ class TrainResult:
     rank: int = 0  # this process's rank under torchrun (only rank 0 writes files)
 
 
+def _is_denoiser_run(config: TrainConfig) -> bool:
+    """A denoiser objective (issue 24) on a registered denoiser architecture."""
+    from smoothcert.models.denoisers import list_denoisers
+
+    return is_denoiser_method(config.method) and config.arch in list_denoisers()
+
+
 def learning_rate(
     config: TrainConfig, epoch: int, step_in_epoch: int, steps_per_epoch: int
 ) -> float:
@@ -346,7 +355,7 @@ def train(
     config = _resolve_precision(config, device, say)
     # The model before the output directory: an architecture that cannot take these inputs
     # must fail before a config.json exists that would refuse the corrected command.
-    config, model, runner, scaler = _build_model(config, data.train.info, device, ranks)
+    config, model, runner, scaler = _build_model(config, data.train.info, device, ranks, method)
 
     started, finished = ddp.start(ranks, device), False
     try:
@@ -408,7 +417,9 @@ def _resolve_config(config: TrainConfig) -> tuple[TrainConfig, Method]:
     """Validate ``config`` and build its method. The config returned records every method
     hyperparameter explicitly, so that defaults changing later cannot alter a resume."""
     config.validate()
-    method = get_method(config.method, **config.method_options)
+    # Denoiser objectives (mse, stability, diffusion) have their own registry (issue 24).
+    get = get_denoiser_method if is_denoiser_method(config.method) else get_method
+    method = get(config.method, **config.method_options)
     return dataclasses.replace(config, method_options=method.hyperparameters()), method
 
 
@@ -509,14 +520,19 @@ def _prepare_data(
 
 
 def _build_model(
-    config: TrainConfig, info: Any, device: torch.device, ranks: ddp.Ranks
+    config: TrainConfig, info: Any, device: torch.device, ranks: ddp.Ranks, method: Method
 ) -> tuple[TrainConfig, nn.Module, nn.Module, torch.amp.GradScaler | None]:
     """The model on ``device`` in its memory layout; what the methods and the evaluation call
     (autocast inside, float32 logits out); the fp16 gradient scaler (None otherwise). The
     config returned has ``channels_last`` resolved, before the identity is recorded."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # weight init, without touching the caller's global RNG
-        model = create_model(config.arch, info.num_classes, info.input_shape, info.mean, info.std)
+        if hasattr(method, "build_model"):  # a denoiser objective builds its denoiser (issue 24)
+            model = method.build_model(config, info)
+        else:
+            model = create_model(
+                config.arch, info.num_classes, info.input_shape, info.mean, info.std
+            )
     if config.sync_bn:
         model = ddp.sync_batch_norm(model, device, ranks)
     model.to(device)
@@ -728,6 +744,8 @@ def _train_step(
     if ranks.distributed:
         return reduced
     loss_value = float(loss.detach())
+    if output.logits is None:  # denoiser objectives (issue 24): no running accuracy
+        return loss_value, 0, 0, output.stats
     with torch.no_grad():
         correct = int((output.logits.argmax(1) == output.targets).sum())
     return loss_value, correct, len(output.targets), output.stats
@@ -743,24 +761,28 @@ def _evaluate_epoch(
         "epoch": epoch + 1,
         "lr": lr,
         "train_loss": sums.loss / batches,
-        "train_acc": sums.correct / max(sums.seen, 1),
     }
+    if sums.seen:  # none seen: a denoiser objective (issue 24) has no training accuracy
+        metrics["train_acc"] = sums.correct / sums.seen
     metrics.update({k: v / batches for k, v in sums.stats.items()})
     data, ranks = run.data, run.ranks
     if ranks.distributed:  # rank 0's running statistics everywhere, as DDP keeps them
         ddp.broadcast_buffers(run.model)
     args = (data.eval_sigma, run.config, epoch)
+    # A denoiser objective (issue 24) evaluates test MSE and f∘D accuracy itself.
+    evaluate = getattr(run.method, "evaluate_split", evaluate_split)
     if data.test is not None:  # reported only: selecting on it would bias every result
         metrics.update(
-            evaluate_split(run.runner, data.test, "test", *args, STREAM_EVAL, run.device, ranks)
+            evaluate(run.runner, data.test, "test", *args, STREAM_EVAL, run.device, ranks)
         )
     score = None
     if data.val is not None:
-        val_metrics = evaluate_split(
-            run.runner, data.val, "val", *args, STREAM_VAL, run.device, ranks
-        )
+        val_metrics = evaluate(run.runner, data.val, "val", *args, STREAM_VAL, run.device, ranks)
         metrics.update(val_metrics)
-        score = val_metrics.get("val_acc_noise", val_metrics["val_acc"])
+        if hasattr(run.method, "validation_score"):  # denoisers: f∘D accuracy or -MSE
+            score = run.method.validation_score(val_metrics)
+        else:
+            score = val_metrics.get("val_acc_noise", val_metrics["val_acc"])
     return metrics, score
 
 
@@ -795,11 +817,15 @@ def _reduce_step(
     The loss is the same on every rank, so a divergence stops them all."""
     keys = sorted(output.stats)
     with torch.no_grad():
-        correct = (output.logits.argmax(1) == output.targets).sum().float()
         dev = loss.device
+        if output.logits is None:  # denoiser objectives (issue 24): nothing to count
+            correct = torch.zeros((), device=dev)
+        else:
+            correct = (output.logits.argmax(1) == output.targets).sum().float()
         stats = [torch.tensor(float(output.stats[k]), device=dev) for k in keys]
         values = torch.stack([loss.detach().float(), *stats])
-        counts = torch.stack([correct, torch.tensor(float(len(output.targets)), device=dev)])
+        seen = 0.0 if output.logits is None else float(len(output.targets))
+        counts = torch.stack([correct, torch.tensor(seen, device=dev)])
     averaged, summed = ddp.reduce_step(model, values, ranks.world, counts)
     averaged, summed = averaged.tolist(), summed.tolist()
     stats = dict(zip(keys, averaged[1:], strict=True))

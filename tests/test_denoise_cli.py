@@ -197,8 +197,9 @@ def test_diffusion_training_and_one_step_certification(classifier, tmp_path) -> 
 
 def test_help_lists_the_options_with_units() -> None:
     text = smoothcert("train-denoiser", "--help").stdout
-    for flag in ("--objective", "--sigma", "--classifier", "--surrogate", "--init",
-                 "--diffusion-schedule", "--diffusion-steps", "--precision", "--stream"):  # fmt: skip
+    flags = ["--objective", "--sigma", "--classifier", "--surrogate", "--init",
+             "--diffusion-schedule", "--diffusion-steps", "--precision", "--stream"]  # fmt: skip
+    for flag in flags:
         assert flag in text
     assert "pixel units" in text
     for command in ("certify", "predict", "attack"):
@@ -288,3 +289,46 @@ def test_predict_and_attack_take_a_denoiser(classifier, identity_denoiser, tmp_p
     # Gradients through the identity D are f's own: the same attacks, the same accuracies.
     assert plain.stdout == denoised.stdout
     assert _config(tmp_path / "b.db")["denoiser"]["sha256"] == file_sha256(identity_denoiser)
+
+
+def test_stability_resumes_mid_epoch_to_the_uninterrupted_weights(
+    classifier, tmp_path, monkeypatch, mnist_train, mnist_test
+) -> None:
+    """Interrupted after step 7 of 8 with a resume state every 2 steps, the same call
+    continues from step 6, in epoch 2 (its noise generator restored), and ends with the
+    uninterrupted weights."""
+    from smoothcert.training import TrainConfig, train
+    from smoothcert.training.denoiser_methods import Stability
+
+    def config(out: Path) -> TrainConfig:
+        return TrainConfig(
+            dataset="mnist", arch="dncnn", method="stability", out_dir=str(out), epochs=2,
+            batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0, seed=3,
+            method_options={"sigma": SIGMA, "classifier": str(classifier),
+                            "arch_options": {"depth": 3, "width": 8}},
+            checkpoint_every=2, precision="fp32",
+        )  # fmt: skip
+
+    data = dict(train_set=mnist_train.subset(256), test_set=mnist_test.subset(50), progress=False)
+    ref = train(config(tmp_path / "ref"), **data)
+    original, calls = Stability.loss, [0]
+
+    def interrupted(self, model, x, y, ctx):
+        calls[0] += 1
+        if calls[0] > 7:  # 4 batches per epoch: stop in epoch 2 after its batch 3
+            raise KeyboardInterrupt
+        return original(self, model, x, y, ctx)
+
+    out = tmp_path / "cut"
+    with monkeypatch.context() as m:
+        m.setattr(Stability, "loss", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(config(out), **data)
+    lines: list[str] = []
+    resumed = train(config(out), **data, log=lines.append)
+    assert lines[0] == f"resuming {out} in epoch 2/2 after batch 2"
+    a, b = load_file(ref.last_checkpoint), load_file(resumed.last_checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["test_acc_noise"] for h in ref.history] == [
+        h["test_acc_noise"] for h in resumed.history
+    ]

@@ -52,7 +52,7 @@ def classifier(tmp_path_factory, mnist_train) -> Path:
         "train", "--dataset", "mnist", "--arch", "cnn3", "--method", "standard", "--epochs",
         "1", "--subset", "600", "--test-subset", "100", "--batch-size", "50", "--optimizer",
         "adam", "--lr", "0.002", "--seed", "0", "--out", str(out), "--no-progress",
-        "--threads", "1",
+        "--threads", "1", "--precision", "fp32",
     )  # fmt: skip
     return out / "last.safetensors"
 
@@ -332,3 +332,60 @@ def test_stability_resumes_mid_epoch_to_the_uninterrupted_weights(
     assert [h["test_acc_noise"] for h in ref.history] == [
         h["test_acc_noise"] for h in resumed.history
     ]
+
+
+FACTORY = """
+import torch
+from smoothcert.models.denoisers import create_denoiser
+
+
+def dncnn():
+    return create_denoiser("dncnn", (1, 28, 28), depth=3, width=8)
+
+
+def eps_net():
+    torch.manual_seed(1)
+    return create_denoiser("unet-small", (1, 28, 28), width=8, time_dim=16)
+"""
+
+
+def test_denoisers_from_outside_smoothcert(
+    classifier, identity_denoiser, tmp_path, monkeypatch
+) -> None:
+    """The identity DnCNN as a python: factory with safetensors weights and as ONNX gives the
+    rows of f alone; a python: ε-network with --diffusion-schedule denoises at t*."""
+    from safetensors.torch import save_file
+
+    (tmp_path / "user_denoisers.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    d, _ = load_denoiser(identity_denoiser)
+    weights = tmp_path / "d.safetensors"
+    save_file(d.state_dict(), str(weights))
+    plain = tmp_path / "plain.db"
+    smoothcert("certify", classifier, "--dataset", "mnist", *CERTIFY, "--out", plain)
+    runs = {"python": ["python:user_denoisers:dncnn", "--denoiser-weights", weights]}
+    if _has_onnx():
+        from smoothcert.models.adapters.export import export_onnx
+
+        runs["onnx"] = [export_onnx(d, tmp_path / "d.onnx", MNIST)]
+    for fmt, spec in runs.items():
+        db = tmp_path / f"{fmt}.db"
+        smoothcert("certify", classifier, "--dataset", "mnist", *CERTIFY, "--denoiser", *spec,
+                   "--out", db)  # fmt: skip
+        assert _rows(db) == _rows(plain), fmt
+        assert _config(db)["denoiser"]["format"] == fmt
+    db = tmp_path / "eps.db"
+    smoothcert("certify", classifier, "--dataset", "mnist", *CERTIFY, "--denoiser",
+               "python:user_denoisers:eps_net", "--diffusion-schedule", "cosine",
+               "--diffusion-steps", "200", "--out", db)  # fmt: skip
+    from smoothcert.models.diffusion import cosine_schedule
+
+    entry = _config(db)["denoiser"]
+    assert entry["timestep"] == cosine_schedule(200).timestep_for(SIGMA)
+    assert entry["schedule"]["kind"] == "cosine" and entry["format"] == "python"
+
+
+def _has_onnx() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript"))

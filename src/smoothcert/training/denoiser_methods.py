@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -45,11 +46,6 @@ if TYPE_CHECKING:
     from smoothcert.training.loop import TrainConfig
 
 __all__ = ["DENOISER_METHODS", "DenoiserMethod", "get_denoiser_method", "is_denoiser_method"]
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The trained module inside the loop's AutocastModel (for its ``denoiser_config``)."""
-    return getattr(model, "model", model)
 
 
 @dataclass
@@ -117,15 +113,6 @@ class DenoiserMethod(Method):
     def noise_sigma(self) -> float | None:
         """σ of the objective (and of the per-epoch evaluation)."""
         return self.sigma
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """The fields, as checkpoints and config.json record them.
-
-        Returns
-        -------
-        dict
-        """
-        return dataclasses.asdict(self)
 
     def build_model(self, config: TrainConfig, info: Any) -> nn.Module:
         """The untrained denoiser ``config.arch`` for the dataset's inputs, or the ``init``
@@ -222,9 +209,6 @@ class DenoiserMethod(Method):
         from smoothcert import __version__
         from smoothcert.models.denoisers import denoiser_metadata
 
-        class _Built(nn.Module):
-            denoiser_config = self._built_config
-
         extra = {
             "dataset_label": train_set.info.name,
             "data_root": config.data_root,
@@ -240,7 +224,8 @@ class DenoiserMethod(Method):
             "smoothcert_version": __version__,
         }
         return denoiser_metadata(
-            _Built(),
+            # What denoiser_metadata reads of the model: the config build_model recorded.
+            SimpleNamespace(denoiser_config=self._built_config),  # type: ignore[arg-type]
             dataset=config.dataset,
             sigma=self._metadata_sigma(),
             schedule=self._metadata_schedule(),

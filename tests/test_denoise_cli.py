@@ -389,3 +389,20 @@ def _has_onnx() -> bool:
     import importlib.util
 
     return all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript"))
+
+
+def test_stability_trains_through_a_torchscript_classifier(classifier, tmp_path) -> None:
+    """TorchScript computes gradients (unlike ONNX Runtime) and states no input shape: the
+    data's shape is used, and the file's sha256 is part of the run's identity."""
+    from smoothcert.models.adapters.export import export_torchscript
+
+    model, _ = load_checkpoint(classifier)
+    ts = export_torchscript(model, tmp_path / "cnn3.ts", MNIST)
+    out = tmp_path / "ts"
+    _train_denoiser(out, "--objective", "stability", "--sigma", str(SIGMA), "--classifier", ts,
+                    "--trust-model-code")  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    source = config["method_options"]["sources"]["classifier"]
+    assert source["format"] == "torchscript" and source["sha256"] == file_sha256(ts)
+    m = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert 0.0 <= m["test_acc_noise"] <= 1.0

@@ -286,9 +286,22 @@ def method_options(args: argparse.Namespace) -> dict:
         raise ValueError(
             "--diffusion-schedule and --diffusion-steps apply to --objective diffusion"
         )
+    for spec in [args.classifier, *(args.surrogate or [])]:
+        _check_trusted(spec, args.trust_model_code)
     if args.objective == "stability" and args.sigma is None:
         raise ValueError("--sigma is needed by --objective stability (the noise std)")
     return options
+
+
+def _check_trusted(spec: str | None, trusted: bool) -> None:
+    """Refuse a .pt2 or TorchScript classifier without --trust-model-code, in flag words."""
+    from smoothcert.models.adapters import RUNS_CODE, model_format
+
+    if spec is not None and not trusted and model_format(spec) in RUNS_CODE:
+        raise ValueError(
+            f"loading {spec} runs code stored in the file (pickle or TorchScript): pass "
+            "--trust-model-code only for a file you trust, or export the model to ONNX"
+        )
 
 
 def run(args: argparse.Namespace) -> int:

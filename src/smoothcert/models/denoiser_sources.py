@@ -332,8 +332,8 @@ def load_any_classifier(
         own = meta.get("input_shape")
         if input_shape is not None and own is not None and tuple(own) != tuple(input_shape):
             raise ValueError(
-                f"the classifier {spec} takes inputs of shape {tuple(own)}, but the denoiser "
-                f"returns images of shape {tuple(input_shape)}"
+                f"{spec} takes inputs of shape {tuple(own)}, but the denoiser returns images "
+                f"of shape {tuple(input_shape)}"
             )
     else:
         try:
@@ -341,7 +341,7 @@ def load_any_classifier(
                 spec, device=device, input_shape=input_shape, trust_code=trust_code
             )
         except ValueError as exc:
-            raise ValueError(f"classifier {spec}: {exc}") from None
+            raise ValueError(f"{spec}: {exc}") from None
         identity = dict(meta["source"])
         path = None if spec.startswith("python:") else Path(spec)
     model.eval()

@@ -52,10 +52,11 @@ __all__ = ["DENOISER_METHODS", "DenoiserMethod", "get_denoiser_method", "is_deno
 class DenoiserMethod(Method):
     """Base of the denoiser objectives: hyperparameters shared by all three.
 
-    The frozen classifiers are loaded (on the CPU, moved to the batch's device on first use)
-    when the method is built, so that a bad ``classifier``, ``surrogates`` or ``init`` is
-    refused before the loop writes anything. Their identities (file sha256) are recorded in
-    ``sources``, part of the run's identity: a resume with another file is refused.
+    The frozen classifiers are loaded by :meth:`build_model` (on the CPU, for the data's
+    input shape; moved to the batch's device on first use), which the loop calls before it
+    writes anything, so that a bad ``classifier``, ``surrogates`` or ``init`` leaves nothing
+    behind. Their identities (format and file sha256) are then recorded in ``sources``, part
+    of the run's identity: a resume with another file is refused.
     """
 
     name: ClassVar[str] = ""
@@ -83,29 +84,44 @@ class DenoiserMethod(Method):
         self.surrogates = [str(s) for s in self.surrogates]
         self._frozen_target: nn.Module | None = None
         self._frozen_surrogates: list[nn.Module] = []
-        self._input_shapes: dict[str, tuple[int, ...] | None] = {}
         self._built_config: dict[str, Any] | None = None
         self._moved = False
-        sources: dict[str, Any] = {}
+        self.sources = {}  # filled by build_model
+
+    def _load_classifiers(self, shape: tuple[int, ...]) -> None:
+        """Load the target and the surrogates for inputs of ``shape``; record their
+        identities (and the ``init`` file's sha256) in ``sources``."""
+        from smoothcert.checkpoint import resolve_checkpoint
+        from smoothcert.data.base import sha256_file
         from smoothcert.models.denoiser_sources import load_any_classifier
 
-        trust = bool(self.trust_model_code)
+        def load(parameter: str, spec: str) -> Any:
+            try:
+                return load_any_classifier(
+                    spec, input_shape=shape, trust_code=bool(self.trust_model_code)
+                )
+            except ParameterError:
+                raise
+            except ValueError as exc:  # named by the flag that gave the model
+                raise ParameterError(parameter, str(exc)) from None
+
+        sources: dict[str, Any] = {}
         if self.classifier is not None:
-            loaded = load_any_classifier(self.classifier, trust_code=trust)
+            loaded = load("classifier", self.classifier)
             self._frozen_target = loaded.module
-            self._input_shapes["classifier"] = _shape(loaded.metadata)
             sources["classifier"] = loaded.identity
+        self._frozen_surrogates = []
         for spec in self.surrogates:
-            loaded = load_any_classifier(spec, trust_code=trust)
+            loaded = load("surrogates", spec)
             self._frozen_surrogates.append(loaded.module)
-            self._input_shapes[f"surrogate {spec}"] = _shape(loaded.metadata)
             sources.setdefault("surrogates", []).append(loaded.identity)
         if self.init is not None:
-            from smoothcert.checkpoint import resolve_checkpoint
-            from smoothcert.data.base import sha256_file
-
             sources["init"] = {"sha256": sha256_file(resolve_checkpoint(self.init))}
         self.sources = sources
+        self._check_frozen(shape)
+
+    def _check_frozen(self, shape: tuple[int, ...]) -> None:
+        """What an objective requires of the classifiers it loaded (nothing by default)."""
 
     # ------------------------------------------------------------------ the loop's hooks
 
@@ -148,13 +164,7 @@ class DenoiserMethod(Method):
             )
         shape = tuple(info.input_shape)
         model = create_denoiser(config.arch, shape, **self.arch_options)
-        for what, own in self._input_shapes.items():
-            if own is not None and tuple(own) != shape:
-                raise ParameterError(
-                    "classifier",
-                    f"{what} takes inputs of shape {tuple(own)}, but the denoiser returns "
-                    f"images of the data's shape {shape}",
-                )
+        self._load_classifiers(shape)
         if self.init is not None:
             self._load_init(model)
         self._built_config = model.denoiser_config
@@ -312,11 +322,6 @@ class DenoiserMethod(Method):
         return metrics
 
 
-def _shape(meta: dict[str, Any]) -> tuple[int, ...] | None:
-    shape = meta.get("input_shape")
-    return tuple(shape) if shape else None
-
-
 @dataclass
 class MSE(DenoiserMethod):
     """Salman et al. 2020, Eq. 4: min_D E_δ ‖D(x + δ) − x‖², δ ~ N(0, σ²I) (per pixel)."""
@@ -354,6 +359,9 @@ class Stability(DenoiserMethod):
                 "is needed by the stability objective: the frozen classifier f to train "
                 "through (or give --surrogate models for query access)",
             )
+
+    def _check_frozen(self, shape: tuple[int, ...]) -> None:
+        """Refuse a classifier to train through that gives no gradients (ONNX Runtime)."""
         from smoothcert.models.denoiser_sources import has_gradients
 
         through = (
@@ -362,10 +370,7 @@ class Stability(DenoiserMethod):
             else list(zip(self.surrogates, self._frozen_surrogates, strict=True))
         )
         for spec, model in through:
-            shape = self._input_shapes.get(
-                "classifier" if not self.surrogates else f"surrogate {spec}"
-            )
-            if shape is not None and not has_gradients(model, shape, torch.device("cpu")):
+            if not has_gradients(model, shape, torch.device("cpu")):
                 flag = "classifier" if not self.surrogates else "surrogates"
                 raise ParameterError(
                     flag,

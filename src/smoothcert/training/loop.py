@@ -356,6 +356,8 @@ def train(
     # The model before the output directory: an architecture that cannot take these inputs
     # must fail before a config.json exists that would refuse the corrected command.
     config, model, runner, scaler = _build_model(config, data.train.info, device, ranks, method)
+    if hasattr(method, "build_model"):  # a denoiser objective (issue 24) loaded its classifiers:
+        config = dataclasses.replace(config, method_options=method.hyperparameters())  # sha256s
 
     started, finished = ddp.start(ranks, device), False
     try:

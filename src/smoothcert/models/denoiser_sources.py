@@ -198,8 +198,8 @@ def load_any_denoiser(
     Raises
     ------
     ValueError
-        If the file is a classifier checkpoint, a checkpoint is given a schedule, an ONNX
-        ε-network is given (ONNX graphs of one input only), σ is outside the schedule, or D
+        If the file is a classifier checkpoint, a checkpoint is given a schedule, an ONNX or
+        ``.pt2`` ε-network is given (one-input models only), σ is outside the schedule, or D
         does not map ``input_shape`` to itself (the messages name the flag or parameter).
     FileNotFoundError
         If the file does not exist.
@@ -244,12 +244,12 @@ def load_any_denoiser(
             denoiser = OneStepDiffusionDenoiser(model, sched, sigma, timestep=timestep).eval()
             identity |= {"timestep": denoiser.timestep}
     else:
-        if fmt == "onnx" and schedule is not None:
+        if fmt in ("onnx", "pt2") and schedule is not None:
             raise ParameterError(
                 "denoiser",
-                f"{spec}: an ONNX noise-prediction network takes two inputs (x_t, t), which "
-                "ONNX models here cannot; give it as python:package.module:factory (or an "
-                "exported image denoiser without --diffusion-schedule)",
+                f"{spec}: a noise-prediction network takes two inputs (x_t, t), which "
+                f"{fmt} models here cannot; give it as python:package.module:factory or a "
+                "TorchScript archive (or an exported image denoiser without a schedule)",
             )
         module, identity, path = _outside(spec, device, weights, trust_code)
         meta = {"source": identity}

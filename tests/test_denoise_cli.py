@@ -110,12 +110,12 @@ def test_mse_training_writes_a_denoiser_checkpoint_and_resumes(mse_run, tmp_path
     assert meta["task"] == "denoiser" and meta["arch"] == "dncnn"
     assert meta["arch_options"] == {"depth": 3, "width": 8}
     assert meta["sigma"] == SIGMA and meta["dataset"] == "mnist"
-    assert meta["mean"] == [0.0] and meta["std"] == [1.0] and meta["method"] == "mse"
+    assert meta["mean"] == [0.0] and meta["std"] == [1.0] and meta["method"] == "denoiser-mse"
     (m1,) = [json.loads(line) for line in (mse_run / "metrics.jsonl").read_text().splitlines()]
     # The identity's MSE is σ² = 0.0625: eight Adam steps already remove part of the noise.
     assert m1["test_mse"] < 0.9 * SIGMA**2 and m1["eval_sigma"] == SIGMA
     config = json.loads((mse_run / "config.json").read_text())
-    assert config["method"] == "mse" and config["method_options"]["sigma"] == SIGMA
+    assert config["method"] == "denoiser-mse" and config["method_options"]["sigma"] == SIGMA
     # The same command with --epochs 2 continues, and ends where a 2-epoch run ends.
     resumed = _train_denoiser(mse_run, "--objective", "mse", "--sigma", str(SIGMA), epochs=2)
     assert "resuming" in resumed.stdout
@@ -302,7 +302,7 @@ def test_stability_resumes_mid_epoch_to_the_uninterrupted_weights(
 
     def config(out: Path) -> TrainConfig:
         return TrainConfig(
-            dataset="mnist", arch="dncnn", method="stability", out_dir=str(out), epochs=2,
+            dataset="mnist", arch="dncnn", method="denoiser-stability", out_dir=str(out), epochs=2,
             batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0, seed=3,
             method_options={"sigma": SIGMA, "classifier": str(classifier),
                             "arch_options": {"depth": 3, "width": 8}},

@@ -34,7 +34,7 @@ PARAMETER_FLAGS = {"surrogates": "--surrogate", "diffusion_steps": "--diffusion-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from smoothcert.data import DATASETS
     from smoothcert.models.denoisers import list_denoisers
-    from smoothcert.training.denoiser_methods import DENOISER_METHODS
+    from smoothcert.training.denoiser_methods import OBJECTIVES
     from smoothcert.training.loop import OPTIMIZERS, SCHEDULES
     from smoothcert.training.precision import PRECISIONS
 
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--objective",
         required=True,
-        choices=tuple(DENOISER_METHODS),
+        choices=tuple(OBJECTIVES),
         help="mse: mean squared error to the clean image; stability: cross-entropy of the "
         "classifier on the denoised image against its label of the clean one; diffusion: "
         "noise prediction over the diffusion schedule",
@@ -309,13 +309,14 @@ def run(args: argparse.Namespace) -> int:
 
     from smoothcert.cli.train import _data_options
     from smoothcert.training import TrainConfig, train
+    from smoothcert.training.denoiser_methods import OBJECTIVES
 
     if args.threads is not None:
         torch.set_num_threads(positive_int("threads", args.threads))
     config = TrainConfig(
         dataset=args.dataset,
         arch=args.arch,
-        method=args.objective,
+        method=OBJECTIVES[args.objective],  # "denoiser-mse", ...
         method_options=method_options(args),
         out_dir=args.out,
         data_root=args.data_root,

@@ -1,7 +1,10 @@
 """The denoiser objectives as training methods of the one training loop.
 
 :func:`smoothcert.training.train` trains a denoiser instead of a classifier when
-``config.method`` names one of these (``"mse"``, ``"stability"``, ``"diffusion"``). A
+``config.method`` names one of these (``"denoiser-mse"``, ``"denoiser-stability"``,
+``"denoiser-diffusion"``; the objectives ``mse``, ``stability``, ``diffusion`` of
+`smoothcert train-denoiser --objective`, prefixed so that they never clash with a classifier
+method: the classifier method ``stability`` is Li et al.'s stability training). A
 :class:`DenoiserMethod` is a :class:`~smoothcert.training.method.Method` (a per-batch loss
 with hyperparameters) that also tells the loop how to build the model
 (:meth:`~DenoiserMethod.build_model`: a registered denoiser, optionally started from an
@@ -45,7 +48,13 @@ from smoothcert.training.method import BatchContext, Method, MethodOutput
 if TYPE_CHECKING:
     from smoothcert.training.loop import TrainConfig
 
-__all__ = ["DENOISER_METHODS", "DenoiserMethod", "get_denoiser_method", "is_denoiser_method"]
+__all__ = [
+    "DENOISER_METHODS",
+    "OBJECTIVES",
+    "DenoiserMethod",
+    "get_denoiser_method",
+    "is_denoiser_method",
+]
 
 
 @dataclass
@@ -59,7 +68,8 @@ class DenoiserMethod(Method):
     of the run's identity: a resume with another file is refused.
     """
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # "denoiser-" + objective
+    objective: ClassVar[str] = ""  # the --objective of train-denoiser
     kind: ClassVar[str] = "image"  # the denoiser kind the objective trains
 
     sigma: float | None = field(
@@ -159,7 +169,7 @@ class DenoiserMethod(Method):
         if spec.kind != self.kind:
             raise ParameterError(
                 "arch",
-                f"{config.arch} is a denoiser of kind {spec.kind}; objective {self.name} "
+                f"{config.arch} is a denoiser of kind {spec.kind}; objective {self.objective} "
                 f"trains {self.kind} denoisers",
             )
         shape = tuple(info.input_shape)
@@ -326,7 +336,8 @@ class DenoiserMethod(Method):
 class MSE(DenoiserMethod):
     """Salman et al. 2020, Eq. 4: min_D E_δ ‖D(x + δ) − x‖², δ ~ N(0, σ²I) (per pixel)."""
 
-    name: ClassVar[str] = "mse"
+    name: ClassVar[str] = "denoiser-mse"
+    objective: ClassVar[str] = "mse"
 
     def __post_init__(self) -> None:
         if self.surrogates:
@@ -347,7 +358,8 @@ class Stability(DenoiserMethod):
     """Salman et al. 2020, Eq. 5: min_D E_δ ℓ_CE(f(D(x + δ)), f(x)), through the frozen
     target f (full access) or averaged over the ``surrogates`` (query access)."""
 
-    name: ClassVar[str] = "stability"
+    name: ClassVar[str] = "denoiser-stability"
+    objective: ClassVar[str] = "stability"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -399,7 +411,8 @@ class Diffusion(DenoiserMethod):
     ``sigma``, when given, is only the σ of the per-epoch evaluation (one-step denoising MSE
     at t*); the test diffusion loss is reported always."""
 
-    name: ClassVar[str] = "diffusion"
+    name: ClassVar[str] = "denoiser-diffusion"
+    objective: ClassVar[str] = "diffusion"
     kind: ClassVar[str] = "noise-prediction"
     schedule: dict[str, Any] = field(
         default_factory=lambda: {
@@ -487,14 +500,16 @@ class Diffusion(DenoiserMethod):
         return -float(metrics["val_diffusion_loss"])
 
 
-#: The denoiser objectives by name.
+#: The denoiser objectives by method name ("denoiser-mse", ...).
 DENOISER_METHODS: dict[str, type[DenoiserMethod]] = {
     cls.name: cls for cls in (MSE, Stability, Diffusion)
 }
+#: The objectives of `smoothcert train-denoiser --objective` -> their method names.
+OBJECTIVES: dict[str, str] = {cls.objective: cls.name for cls in DENOISER_METHODS.values()}
 
 
 def is_denoiser_method(name: object) -> bool:
-    """Whether ``name`` is a denoiser objective (``mse``, ``stability``, ``diffusion``).
+    """Whether ``name`` is a denoiser objective's method name (``denoiser-mse``, ...).
 
     Parameters
     ----------
@@ -513,7 +528,7 @@ def get_denoiser_method(name: str, **hyperparameters: Any) -> DenoiserMethod:
     Parameters
     ----------
     name : str
-        ``"mse"``, ``"stability"`` or ``"diffusion"``.
+        ``"denoiser-mse"``, ``"denoiser-stability"`` or ``"denoiser-diffusion"``.
     **hyperparameters
         The fields of :class:`DenoiserMethod` (and ``schedule`` for diffusion); None means
         the default.

@@ -698,8 +698,10 @@ def _train_epoch(
         if not math.isfinite(loss):
             raise ValueError(diverged_message(run.out, epoch, position.step, loss, ranks.main))
         sums.add(loss, correct, seen, stats)
-        acc = sums.correct / max(sums.seen, 1)
-        bar.set_postfix(loss=f"{sums.loss / sums.batches:.4f}", acc=f"{acc:.4f}")
+        shown = {"loss": f"{sums.loss / sums.batches:.4f}"}
+        if sums.seen:  # a denoiser objective (issue 24) counts no accuracy
+            shown["acc"] = f"{sums.correct / sums.seen:.4f}"
+        bar.set_postfix(shown)
         if ranks.main and i + 1 < steps_per_epoch and clock.due(position.step):
             _write_resume_point(
                 run, position, epoch=epoch, batch=i + 1, sums=sums,

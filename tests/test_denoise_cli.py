@@ -406,3 +406,27 @@ def test_stability_trains_through_a_torchscript_classifier(classifier, tmp_path)
     assert source["format"] == "torchscript" and source["sha256"] == file_sha256(ts)
     m = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert 0.0 <= m["test_acc_noise"] <= 1.0
+
+
+def test_stability_under_torchrun(classifier, tmp_path) -> None:
+    """Two gloo processes on the CPU: rank 0 alone writes and speaks, and the evaluation sums
+    the ranks' shares (the accuracy is a count over all 100 test examples)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", "-m", "smoothcert", "--", "train-denoiser", *SMALL, "--objective",
+           "stability", "--sigma", str(SIGMA), "--classifier", str(classifier), "--dataset",
+           "mnist", "--subset", "256", "--test-subset", "100", "--batch-size", "64",
+           "--epochs", "1", "--threads", "1", "--no-progress", "--precision", "fp32",
+           "--out", str(out)]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("epoch 1/1, loss") == 1, done.stdout
+    (m,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert abs(m["test_acc_noise"] * 100 - round(m["test_acc_noise"] * 100)) < 1e-9
+    assert 0 < m["test_mse"] < 1 and "train_acc" not in m
+    assert load_checkpoint(out / "last.safetensors")[1]["task"] == "denoiser"

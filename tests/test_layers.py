@@ -48,12 +48,26 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imported_modules(path: Path) -> set[str]:
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (annotations only: never run)."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            skipped |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return skipped
+
+
+def _imported_modules(path: Path, *, typing: bool = True) -> set[str]:
     """Dotted names of the smoothcert modules (or packages) the file imports anywhere,
-    function-local imports included; ``from pkg import mod`` names the module mod."""
+    function-local imports included (``typing=False``: not those under ``if TYPE_CHECKING:``,
+    which never run); ``from pkg import mod`` names the module mod."""
     found = set()
     package = _module_name(path) if path.is_relative_to(PACKAGE) else "smoothcert._probe"
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skipped = set() if typing else _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module:
             base = node.module
             if node.level:
@@ -108,7 +122,8 @@ def test_util_imports_nothing_of_ours() -> None:
 def _import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
-        graph[_module_name(path)] = {m for m in _imported_modules(path) if _is_module(m)}
+        imported = _imported_modules(path, typing=False)
+        graph[_module_name(path)] = {m for m in imported if _is_module(m)}
     return graph
 
 
@@ -148,6 +163,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycles() -> None:
+    """No module imports itself back through others when it runs (function-local imports
+    count; imports for annotations only, under ``if TYPE_CHECKING:``, do not)."""
     assert _cycles(_import_graph()) == []
 
 
@@ -174,3 +191,14 @@ def test_the_import_scan_sees_function_local_imports(tmp_path: Path) -> None:
     )
     assert _imported_units(f) == {"certify", "analysis", "runs"}
     assert importlib.util.find_spec("smoothcert.runs.store") is not None
+
+
+def test_the_cycle_scan_skips_annotation_only_imports(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    f.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from smoothcert.training.config import TrainConfig\n"
+        "def g():\n    from smoothcert.runs.store import RunStore\n"
+    )
+    assert _imported_modules(f) == {"smoothcert.training.config", "smoothcert.runs.store"}
+    assert _imported_modules(f, typing=False) == {"smoothcert.runs.store"}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from smoothcert._util import checks
+from smoothcert.cli._warn import warn
 
 
 def add_model_and_data(parser: argparse.ArgumentParser) -> None:
@@ -324,10 +325,6 @@ def cede_threads_to_onnx(meta: dict[str, Any]) -> None:
         torch.set_num_threads(1)
 
 
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def warn_if_one_class(dataset: Any, indices: list[int]) -> None:
     """Warn when the selected examples are mostly one class the data set is not (see
     :func:`smoothcert.data.base.class_skew`): the results would describe that class."""
@@ -474,6 +471,7 @@ def smoothed_classifier(
     dataset: Any,
     sigma: float,
     precision: str | None = None,
+    denoiser: Any = None,  # denoised smoothing (issue 24): the base classifier becomes f∘D
 ):
     from smoothcert.certify.smoothing import SmoothedClassifier
 
@@ -497,6 +495,7 @@ def smoothed_classifier(
         precision=precision if precision is not None else args.precision,
         channels_last=channels_last,
         sound=args.sound,
+        denoiser=denoiser,
     )
 
 
@@ -552,9 +551,20 @@ def prepare_smoothed_run(
     from smoothcert.runs.common import select_indices
 
     warn_if_one_class(inputs.dataset, select_indices(len(inputs.dataset), args.skip, args.max))
-    classifier = smoothed_classifier(args, inputs.model, meta, inputs.dataset, sigma, precision)
+    # Denoised smoothing (issue 24): --denoiser D (cli/_denoiser.py) smooths f∘D, and the run's
+    # config records D's identity (sha256), so a resume with another denoiser is refused.
+    from smoothcert.cli._denoiser import load_denoiser_arg
+
+    denoiser, denoiser_config, denoiser_info = load_denoiser_arg(
+        args, sigma=sigma, input_shape=tuple(inputs.dataset.info.input_shape), device=device,
+        dataset_name=inputs.dataset.info.name,
+    )  # fmt: skip
+    classifier = smoothed_classifier(
+        args, inputs.model, meta, inputs.dataset, sigma, precision, denoiser=denoiser
+    )
     config, info = checkpoint_identity(inputs.checkpoint, meta)
-    config |= {"dataset": inputs.dataset.info.name, "split": args.split}
+    config |= {"dataset": inputs.dataset.info.name, "split": args.split} | denoiser_config
+    info |= denoiser_info
     return SmoothedRun(
         classifier=classifier,
         dataset=inputs.dataset,

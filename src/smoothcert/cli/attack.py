@@ -7,13 +7,18 @@ import math
 import sys
 
 from smoothcert._util.checks import ParameterError
-from smoothcert.cli import _common
+from smoothcert.cli import _common, _denoiser
 
 NAME = "attack"
 #: The flags naming the files this command writes (experiment stages are ordered by them).
 OUTPUT_FLAGS = ("--out",)
 # Library parameters named otherwise than their flags.
-PARAMETER_FLAGS = {"max_examples": "--max", "batch_size": "--batch"}
+PARAMETER_FLAGS = {
+    "max_examples": "--max",
+    "batch_size": "--batch",
+    "sigma": "--noise-sigma",
+    **_denoiser.PARAMETER_FLAGS,
+}
 HELP = "accuracy under L2 PGD at several radii (resumable; NAL paper Table 2)"
 DESCRIPTION = (
     "Attack every --skip-th example (--max in all) with L2 PGD (--steps steps of 2ε/steps, true "
@@ -95,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "bf16 where the device computes it natively, else fp32 (a resumed run keeps the "
         "precision it recorded)",
     )
+    _denoiser.add_denoiser_options(parser)  # --denoiser: attack f∘D (issue 24)
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     _common.warn_if_one_class(dataset, indices)
     config, info = _common.checkpoint_identity(inputs.checkpoint, inputs.meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
+    model = _denoised(args, model, dataset, config, info)  # --denoiser (issue 24): f∘D
     device = next((p.device for p in model.parameters()), None)
     precision = _common.resolve_precision_flag(
         args.precision, device or "cpu", args.out, onnx=_common.runs_onnx(inputs.meta)
@@ -179,3 +186,31 @@ def run(args: argparse.Namespace) -> int:
     print("|---|" + "|".join("---" for _ in radii) + "|")
     print("| accuracy | " + " | ".join(f"{a:.3f}" for a in result["accuracy"].values()) + " |")
     return 0
+
+
+def _denoised(args: argparse.Namespace, model, dataset, config: dict, info: dict):
+    """``model`` itself, or with --denoiser D the model f∘D that the attack differentiates
+    through (gradients through D and f); D's identity joins the run's config."""
+    from smoothcert.certify.denoised import DenoisedClassifier
+    from smoothcert.models.denoiser_sources import has_gradients
+
+    device = next((p.device for p in model.parameters()), None)
+    shape = tuple(dataset.info.input_shape)
+    denoiser, denoiser_config, denoiser_info = _denoiser.load_denoiser_arg(
+        args,
+        sigma=args.noise_sigma,
+        input_shape=shape,
+        device=device or "cpu",
+        dataset_name=dataset.info.name,
+    )
+    if denoiser is None:
+        return model
+    composed = DenoisedClassifier(denoiser, model)
+    if not has_gradients(composed, shape, device or "cpu"):
+        raise ValueError(
+            f"no gradients flow through the denoiser {args.denoiser} and the classifier (a "
+            "model run by ONNX Runtime computes none): the attack on f∘D needs PyTorch models"
+        )
+    config |= denoiser_config
+    info |= denoiser_info
+    return composed

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from smoothcert.cli import _common
+from smoothcert.cli import _common, _denoiser
 
 NAME = "certify"
 #: The flags naming the files this command writes (experiment stages are ordered by them).
@@ -14,7 +14,11 @@ OUTPUT_FLAGS = ("--out", "--tsv")
 #: Under torchrun each process writes a shard file (merged after).
 DISTRIBUTED = "sharded"
 # Library parameters named otherwise than their flags.
-PARAMETER_FLAGS = {"max_examples": "--max", "adaptive_radii": "--radii"}
+PARAMETER_FLAGS = {
+    "max_examples": "--max",
+    "adaptive_radii": "--radii",
+    **_denoiser.PARAMETER_FLAGS,
+}
 HELP = "certify a model's smoothed classifier on a dataset (Cohen et al. CERTIFY)"
 DESCRIPTION = (
     "Run CERTIFY on every --skip-th example (--max in all). Each example's result is committed to "
@@ -38,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--alpha", type=float, default=0.001, help="failure probability per example"
     )
     _common.add_classifier_options(parser)
+    _denoiser.add_denoiser_options(parser)  # --denoiser: denoised smoothing (issue 24)
     parser.add_argument(
         "--adaptive",
         action="store_true",

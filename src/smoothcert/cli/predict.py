@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smoothcert.cli import _common
+from smoothcert.cli import _common, _denoiser
 
 NAME = "predict"
 #: The flags naming the files this command writes (experiment stages are ordered by them).
@@ -13,7 +13,7 @@ OUTPUT_FLAGS = ("--out",)
 #: Under torchrun each process writes a shard file (merged after).
 DISTRIBUTED = "sharded"
 # Library parameters named otherwise than their flags.
-PARAMETER_FLAGS = {"max_examples": "--max"}
+PARAMETER_FLAGS = {"max_examples": "--max", **_denoiser.PARAMETER_FLAGS}
 HELP = "predict with the smoothed classifier on a dataset (Cohen et al. PREDICT)"
 DESCRIPTION = (
     "Run PREDICT on every --skip-th example (--max in all), one committed row per example in --out "
@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--alpha", type=float, default=0.001, help="failure probability (binomial test level)"
     )
     _common.add_classifier_options(parser)
+    _denoiser.add_denoiser_options(parser)  # --denoiser: denoised smoothing (issue 24)
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument(
         "--reference",

@@ -93,7 +93,8 @@ class TrainConfig:
             raise ValueError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
             )
-        if self.arch not in list_models():
+        # Denoiser objectives (issue 24) train a registered denoiser instead of a classifier.
+        if self.arch not in list_models() and not _is_denoiser_run(self):
             raise ValueError(
                 f"unknown arch {self.arch!r}; choose one of {', '.join(list_models())}"
             )
@@ -188,3 +189,11 @@ class TrainResult:
     best_checkpoint: Path | None
     resumed_from_epoch: int  # completed epochs found on disk at the start (0: fresh run)
     rank: int = 0  # this process's rank under torchrun (only rank 0 writes files)
+
+
+def _is_denoiser_run(config: TrainConfig) -> bool:
+    """A denoiser objective (issue 24) on a registered denoiser architecture."""
+    from smoothcert.models.denoisers import list_denoisers
+    from smoothcert.training.methods.denoiser_methods import is_denoiser_method
+
+    return is_denoiser_method(config.method) and config.arch in list_denoisers()

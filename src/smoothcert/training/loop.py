@@ -58,6 +58,7 @@ from smoothcert.training.batches import memory_batches, streamed_batches
 from smoothcert.training.config import TrainConfig, TrainResult
 from smoothcert.training.evaluate import evaluate_split
 from smoothcert.training.method import BatchContext, Method, MethodOutput
+from smoothcert.training.methods.denoiser_methods import get_denoiser_method, is_denoiser_method
 from smoothcert.training.outputs import (
     BEST_FILE,
     LAST_FILE,
@@ -179,7 +180,9 @@ def train(
     config = _resolve_precision(config, device, say)
     # The model before the output directory: an architecture that cannot take these inputs
     # must fail before a config.json exists that would refuse the corrected command.
-    config, model, runner, scaler = _build_model(config, data.train.info, device, ranks)
+    config, model, runner, scaler = _build_model(config, data.train.info, device, ranks, method)
+    if hasattr(method, "build_model"):  # a denoiser objective (issue 24) loaded its classifiers:
+        config = dataclasses.replace(config, method_options=method.hyperparameters())  # sha256s
 
     started, finished = ddp.start(ranks, device), False
     try:
@@ -241,7 +244,9 @@ def _resolve_config(config: TrainConfig) -> tuple[TrainConfig, Method]:
     """Validate ``config`` and build its method. The config returned records every method
     hyperparameter explicitly, so that defaults changing later cannot alter a resume."""
     config.validate()
-    method = get_method(config.method, **config.method_options)
+    # Denoiser objectives (mse, stability, diffusion) have their own registry (issue 24).
+    get = get_denoiser_method if is_denoiser_method(config.method) else get_method
+    method = get(config.method, **config.method_options)
     return dataclasses.replace(config, method_options=method.hyperparameters()), method
 
 
@@ -267,14 +272,19 @@ def _run_device(device: str | None, ranks: ddp.Ranks) -> torch.device:
 
 
 def _build_model(
-    config: TrainConfig, info: Any, device: torch.device, ranks: ddp.Ranks
+    config: TrainConfig, info: Any, device: torch.device, ranks: ddp.Ranks, method: Method
 ) -> tuple[TrainConfig, nn.Module, nn.Module, torch.amp.GradScaler | None]:
     """The model on ``device`` in its memory layout; what the methods and the evaluation call
     (autocast inside, float32 logits out); the fp16 gradient scaler (None otherwise). The
     config returned has ``channels_last`` resolved, before the identity is recorded."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # weight init, without touching the caller's global RNG
-        model = create_model(config.arch, info.num_classes, info.input_shape, info.mean, info.std)
+        if hasattr(method, "build_model"):  # a denoiser objective builds its denoiser (issue 24)
+            model = method.build_model(config, info)
+        else:
+            model = create_model(
+                config.arch, info.num_classes, info.input_shape, info.mean, info.std
+            )
     if config.sync_bn:
         model = ddp.sync_batch_norm(model, device, ranks)
     model.to(device)
@@ -438,8 +448,10 @@ def _train_epoch(
         if not math.isfinite(loss):
             raise ValueError(diverged_message(run.out, epoch, position.step, loss, ranks.main))
         sums.add(loss, correct, seen, stats)
-        acc = sums.correct / max(sums.seen, 1)
-        bar.set_postfix(loss=f"{sums.loss / sums.batches:.4f}", acc=f"{acc:.4f}")
+        shown = {"loss": f"{sums.loss / sums.batches:.4f}"}
+        if sums.seen:  # a denoiser objective (issue 24) counts no accuracy
+            shown["acc"] = f"{sums.correct / sums.seen:.4f}"
+        bar.set_postfix(shown)
         if ranks.main and i + 1 < steps_per_epoch and clock.due(position.step):
             _write_resume_point(
                 run, position, epoch=epoch, batch=i + 1, sums=sums,
@@ -479,6 +491,8 @@ def _train_step(
     if reduced is not None:
         return reduced
     loss_value = float(loss.detach())
+    if output.logits is None:  # denoiser objectives (issue 24): no running accuracy
+        return loss_value, 0, 0, output.stats
     with torch.no_grad():
         correct = int((output.logits.argmax(1) == output.targets).sum())
     return loss_value, correct, len(output.targets), output.stats
@@ -494,24 +508,28 @@ def _evaluate_epoch(
         "epoch": epoch + 1,
         "lr": lr,
         "train_loss": sums.loss / batches,
-        "train_acc": sums.correct / max(sums.seen, 1),
     }
+    if sums.seen:  # none seen: a denoiser objective (issue 24) has no training accuracy
+        metrics["train_acc"] = sums.correct / sums.seen
     metrics.update({k: v / batches for k, v in sums.stats.items()})
     data, ranks = run.data, run.ranks
     if ranks.distributed:  # rank 0's running statistics everywhere, as DDP keeps them
         ddp.broadcast_buffers(run.model)
     args = (data.eval_sigma, run.config, epoch)
+    # A denoiser objective (issue 24) evaluates test MSE and f∘D accuracy itself.
+    evaluate = getattr(run.method, "evaluate_split", evaluate_split)
     if data.test is not None:  # reported only: selecting on it would bias every result
         metrics.update(
-            evaluate_split(run.runner, data.test, "test", *args, STREAM_EVAL, run.device, ranks)
+            evaluate(run.runner, data.test, "test", *args, STREAM_EVAL, run.device, ranks)
         )
     score = None
     if data.val is not None:
-        val_metrics = evaluate_split(
-            run.runner, data.val, "val", *args, STREAM_VAL, run.device, ranks
-        )
+        val_metrics = evaluate(run.runner, data.val, "val", *args, STREAM_VAL, run.device, ranks)
         metrics.update(val_metrics)
-        score = val_metrics.get("val_acc_noise", val_metrics["val_acc"])
+        if hasattr(run.method, "validation_score"):  # denoisers: f∘D accuracy or -MSE
+            score = run.method.validation_score(val_metrics)
+        else:
+            score = val_metrics.get("val_acc_noise", val_metrics["val_acc"])
     return metrics, score
 
 
@@ -546,11 +564,15 @@ def _reduce_step(
     The loss is the same on every rank, so a divergence stops them all."""
     keys = sorted(output.stats)
     with torch.no_grad():
-        correct = (output.logits.argmax(1) == output.targets).sum().float()
         dev = loss.device
+        if output.logits is None:  # denoiser objectives (issue 24): nothing to count
+            correct = torch.zeros((), device=dev)
+        else:
+            correct = (output.logits.argmax(1) == output.targets).sum().float()
         stats = [torch.tensor(float(output.stats[k]), device=dev) for k in keys]
         values = torch.stack([loss.detach().float(), *stats])
-        counts = torch.stack([correct, torch.tensor(float(len(output.targets)), device=dev)])
+        seen = 0.0 if output.logits is None else float(len(output.targets))
+        counts = torch.stack([correct, torch.tensor(seen, device=dev)])
     averaged, summed = ddp.reduce_step(model, values, ranks.world, counts)
     averaged, summed = averaged.tolist(), summed.tolist()
     stats = dict(zip(keys, averaged[1:], strict=True))

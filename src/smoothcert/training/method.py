@@ -51,8 +51,10 @@ class MethodOutput:
     ----------
     loss : torch.Tensor
         Scalar, to be minimized.
-    logits : torch.Tensor
-        [B', num_classes], the logits the loss was computed on (for the running accuracy).
+    logits : torch.Tensor or None
+        [B', num_classes], the logits the loss was computed on (for the running accuracy);
+        None for an objective without a prediction (the denoiser objectives of
+        :mod:`smoothcert.training.methods.denoiser_methods`), which logs no training accuracy.
     targets : torch.Tensor
         [B'], the labels matching ``logits`` (methods with noisy copies repeat y).
     stats : dict of str to float
@@ -60,7 +62,7 @@ class MethodOutput:
     """
 
     loss: torch.Tensor  # scalar, to be minimized
-    logits: torch.Tensor  # [B', num_classes] logits the loss was computed on
+    logits: torch.Tensor | None  # [B', num_classes] logits the loss was computed on (None: none)
     targets: torch.Tensor  # [B'] labels matching `logits` (methods with noise copies repeat y)
     stats: dict[str, float] = field(default_factory=dict)  # averaged over the epoch and logged
 

@@ -149,6 +149,8 @@ def model_metadata(
     epoch: int,
     metrics: dict[str, Any],
 ) -> dict[str, Any]:
+    if hasattr(method, "checkpoint_metadata"):  # a denoiser objective (issue 24)
+        return method.checkpoint_metadata(config, train_set, epoch, metrics)
     info = train_set.info
     from smoothcert import __version__
 
@@ -256,8 +258,14 @@ def epoch_line(m: dict[str, Any], epochs: int) -> str:
     parts = [
         f"epoch {m['epoch']}/{epochs}",
         f"loss {m['train_loss']:.4f}",
-        f"train acc {m['train_acc']:.4f}",
     ]
+    if "train_acc" in m:  # a denoiser objective (issue 24) has none
+        parts.append(f"train acc {m['train_acc']:.4f}")
+    for split in ("val", "test"):  # denoiser objectives (issue 24)
+        if f"{split}_diffusion_loss" in m:
+            parts.append(f"{split} diffusion loss {m[f'{split}_diffusion_loss']:.4f}")
+        if f"{split}_mse" in m:
+            parts.append(f"{split} MSE @σ={m['eval_sigma']:g} {m[f'{split}_mse']:.5f}")
     if "val_acc" in m:
         parts.append(f"val acc {m['val_acc']:.4f}")
     if "val_acc_noise" in m:

@@ -76,13 +76,14 @@ class AutocastModel(nn.Module):
         self.precision = precision
         self.channels_last = channels_last
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        # *args: further inputs passed through as they are (a diffusion ε-network's timesteps).
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.precision == "fp32":
-            return self.model(x)
+            return self.model(x, *args)
         with torch.autocast(device_type=x.device.type, dtype=_DTYPES[self.precision]):
-            logits = self.model(x)
+            logits = self.model(x, *args)
         return logits.float()
 
 

@@ -9,8 +9,9 @@ bash scripts/setup.sh
 VENV="${SMOOTHCERT_VENV:-.venv}"
 SC="$VENV/bin/smoothcert"
 RUN=runs/demo-mnist-cnn3-g025
-# fp32 pinned (train's default is auto, bf16 where the CPU has it): the same numbers everywhere,
-# so docs/results/demo.md holds on any machine.
+# fp32 pinned (train's default is auto, bf16 where the CPU has it), so that the numbers of
+# docs/results/demo.md do not depend on bf16 support; they still vary a little between CPU
+# instruction sets (the kernels sum in another order), as that page says.
 "$SC" train --dataset mnist --arch cnn3 --method gaussian --sigma 0.25 --epochs 1 --subset 30000 \
   --batch-size 128 --optimizer sgd --lr 0.05 --seed 0 --precision fp32 --out "$RUN"
 "$SC" certify "$RUN/best.safetensors" --dataset mnist --split test --sigma 0.25 \

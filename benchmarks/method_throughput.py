@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from train_throughput import SHAPES, synthetic
 
-from smoothcert.hardware import choose_precision
+from smoothcert._util.hardware import choose_precision
 from smoothcert.models import create_model
 from smoothcert.training import TrainConfig, train
 from smoothcert.training.method import BatchContext

@@ -1,4 +1,4 @@
-"""Denoised smoothing on the command line (issue 24): `smoothcert train-denoiser` and
+"""Denoised smoothing on the command line: `smoothcert train-denoiser` and
 ``--denoiser`` of certify, predict and attack, on real MNIST.
 
 An untrained DnCNN is the identity (its last convolution starts at zero), so f∘D with it must

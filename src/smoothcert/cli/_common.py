@@ -471,7 +471,7 @@ def smoothed_classifier(
     dataset: Any,
     sigma: float,
     precision: str | None = None,
-    denoiser: Any = None,  # denoised smoothing (issue 24): the base classifier becomes f∘D
+    denoiser: Any = None,  # denoised smoothing: the base classifier becomes f∘D
 ):
     from smoothcert.certify.smoothing import SmoothedClassifier
 
@@ -551,7 +551,7 @@ def prepare_smoothed_run(
     from smoothcert.runs.common import select_indices
 
     warn_if_one_class(inputs.dataset, select_indices(len(inputs.dataset), args.skip, args.max))
-    # Denoised smoothing (issue 24): --denoiser D (cli/_denoiser.py) smooths f∘D, and the run's
+    # Denoised smoothing: --denoiser D (cli/_denoiser.py) smooths f∘D, and the run's
     # config records D's identity (sha256), so a resume with another denoiser is refused.
     from smoothcert.cli._denoiser import load_denoiser_arg
 

@@ -100,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "bf16 where the device computes it natively, else fp32 (a resumed run keeps the "
         "precision it recorded)",
     )
-    _denoiser.add_denoiser_options(parser)  # --denoiser: attack f∘D (issue 24)
+    _denoiser.add_denoiser_options(parser)  # --denoiser: attack f∘D
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     _common.warn_if_one_class(dataset, indices)
     config, info = _common.checkpoint_identity(inputs.checkpoint, inputs.meta)
     config |= {"dataset": dataset.info.name, "split": args.split}
-    model = _denoised(args, model, dataset, config, info)  # --denoiser (issue 24): f∘D
+    model = _denoised(args, model, dataset, config, info)  # --denoiser: f∘D
     device = next((p.device for p in model.parameters()), None)
     precision = _common.resolve_precision_flag(
         args.precision, device or "cpu", args.out, onnx=_common.runs_onnx(inputs.meta)

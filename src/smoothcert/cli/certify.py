@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--alpha", type=float, default=0.001, help="failure probability per example"
     )
     _common.add_classifier_options(parser)
-    _denoiser.add_denoiser_options(parser)  # --denoiser: denoised smoothing (issue 24)
+    _denoiser.add_denoiser_options(parser)  # --denoiser: denoised smoothing
     parser.add_argument(
         "--adaptive",
         action="store_true",

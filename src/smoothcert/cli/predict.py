@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--alpha", type=float, default=0.001, help="failure probability (binomial test level)"
     )
     _common.add_classifier_options(parser)
-    _denoiser.add_denoiser_options(parser)  # --denoiser: denoised smoothing (issue 24)
+    _denoiser.add_denoiser_options(parser)  # --denoiser: denoised smoothing
     parser.add_argument("--out", required=True, help="run file (.db) to create or resume")
     parser.add_argument(
         "--reference",

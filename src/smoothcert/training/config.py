@@ -93,7 +93,7 @@ class TrainConfig:
             raise ValueError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
             )
-        # Denoiser objectives (issue 24) train a registered denoiser instead of a classifier.
+        # Denoiser objectives train a registered denoiser instead of a classifier.
         if self.arch not in list_models() and not _is_denoiser_run(self):
             raise ValueError(
                 f"unknown arch {self.arch!r}; choose one of {', '.join(list_models())}"
@@ -192,7 +192,7 @@ class TrainResult:
 
 
 def _is_denoiser_run(config: TrainConfig) -> bool:
-    """A denoiser objective (issue 24) on a registered denoiser architecture."""
+    """A denoiser objective on a registered denoiser architecture."""
     from smoothcert.models.denoisers import list_denoisers
     from smoothcert.training.methods.denoiser_methods import is_denoiser_method
 

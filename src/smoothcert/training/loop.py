@@ -181,7 +181,7 @@ def train(
     # The model before the output directory: an architecture that cannot take these inputs
     # must fail before a config.json exists that would refuse the corrected command.
     config, model, runner, scaler = _build_model(config, data.train.info, device, ranks, method)
-    if hasattr(method, "build_model"):  # a denoiser objective (issue 24) loaded its classifiers:
+    if hasattr(method, "build_model"):  # a denoiser objective loaded its classifiers:
         config = dataclasses.replace(config, method_options=method.hyperparameters())  # sha256s
 
     started, finished = ddp.start(ranks, device), False
@@ -244,7 +244,7 @@ def _resolve_config(config: TrainConfig) -> tuple[TrainConfig, Method]:
     """Validate ``config`` and build its method. The config returned records every method
     hyperparameter explicitly, so that defaults changing later cannot alter a resume."""
     config.validate()
-    # Denoiser objectives (mse, stability, diffusion) have their own registry (issue 24).
+    # Denoiser objectives (mse, stability, diffusion) have their own registry.
     get = get_denoiser_method if is_denoiser_method(config.method) else get_method
     method = get(config.method, **config.method_options)
     return dataclasses.replace(config, method_options=method.hyperparameters()), method
@@ -279,7 +279,7 @@ def _build_model(
     config returned has ``channels_last`` resolved, before the identity is recorded."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # weight init, without touching the caller's global RNG
-        if hasattr(method, "build_model"):  # a denoiser objective builds its denoiser (issue 24)
+        if hasattr(method, "build_model"):  # a denoiser objective builds its denoiser
             model = method.build_model(config, info)
         else:
             model = create_model(
@@ -449,7 +449,7 @@ def _train_epoch(
             raise ValueError(diverged_message(run.out, epoch, position.step, loss, ranks.main))
         sums.add(loss, correct, seen, stats)
         shown = {"loss": f"{sums.loss / sums.batches:.4f}"}
-        if sums.seen:  # a denoiser objective (issue 24) counts no accuracy
+        if sums.seen:  # a denoiser objective counts no accuracy
             shown["acc"] = f"{sums.correct / sums.seen:.4f}"
         bar.set_postfix(shown)
         if ranks.main and i + 1 < steps_per_epoch and clock.due(position.step):
@@ -491,7 +491,7 @@ def _train_step(
     if reduced is not None:
         return reduced
     loss_value = float(loss.detach())
-    if output.logits is None:  # denoiser objectives (issue 24): no running accuracy
+    if output.logits is None:  # denoiser objectives: no running accuracy
         return loss_value, 0, 0, output.stats
     with torch.no_grad():
         correct = int((output.logits.argmax(1) == output.targets).sum())
@@ -509,14 +509,14 @@ def _evaluate_epoch(
         "lr": lr,
         "train_loss": sums.loss / batches,
     }
-    if sums.seen:  # none seen: a denoiser objective (issue 24) has no training accuracy
+    if sums.seen:  # none seen: a denoiser objective has no training accuracy
         metrics["train_acc"] = sums.correct / sums.seen
     metrics.update({k: v / batches for k, v in sums.stats.items()})
     data, ranks = run.data, run.ranks
     if ranks.distributed:  # rank 0's running statistics everywhere, as DDP keeps them
         ddp.broadcast_buffers(run.model)
     args = (data.eval_sigma, run.config, epoch)
-    # A denoiser objective (issue 24) evaluates test MSE and f∘D accuracy itself.
+    # A denoiser objective evaluates test MSE and f∘D accuracy itself.
     evaluate = getattr(run.method, "evaluate_split", evaluate_split)
     if data.test is not None:  # reported only: selecting on it would bias every result
         metrics.update(
@@ -565,7 +565,7 @@ def _reduce_step(
     keys = sorted(output.stats)
     with torch.no_grad():
         dev = loss.device
-        if output.logits is None:  # denoiser objectives (issue 24): nothing to count
+        if output.logits is None:  # denoiser objectives: nothing to count
             correct = torch.zeros((), device=dev)
         else:
             correct = (output.logits.argmax(1) == output.targets).sum().float()

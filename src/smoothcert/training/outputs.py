@@ -149,7 +149,7 @@ def model_metadata(
     epoch: int,
     metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    if hasattr(method, "checkpoint_metadata"):  # a denoiser objective (issue 24)
+    if hasattr(method, "checkpoint_metadata"):  # a denoiser objective
         return method.checkpoint_metadata(config, train_set, epoch, metrics)
     info = train_set.info
     from smoothcert import __version__
@@ -259,9 +259,9 @@ def epoch_line(m: dict[str, Any], epochs: int) -> str:
         f"epoch {m['epoch']}/{epochs}",
         f"loss {m['train_loss']:.4f}",
     ]
-    if "train_acc" in m:  # a denoiser objective (issue 24) has none
+    if "train_acc" in m:  # a denoiser objective has none
         parts.append(f"train acc {m['train_acc']:.4f}")
-    for split in ("val", "test"):  # denoiser objectives (issue 24)
+    for split in ("val", "test"):  # denoiser objectives
         if f"{split}_diffusion_loss" in m:
             parts.append(f"{split} diffusion loss {m[f'{split}_diffusion_loss']:.4f}")
         if f"{split}_mse" in m:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from smoothcert import analysis
+from smoothcert.certify import stats
 from smoothcert.cli import main
 from smoothcert.distributional import distributional_bound, surrogate, worst_case_loss
 from smoothcert.runs import CERTIFY_SCHEMA, RunStore, certify_dataset
@@ -235,9 +236,13 @@ def test_best_per_radius_takes_each_radius_from_its_best_run():
     a = _summary("σ = 0.25", [0.9, 0.6, 0.0], [0.85, 0.55, 0.0])
     b = _summary("σ = 0.5", [0.8, 0.7, float("nan")], [0.75, 0.65, float("nan")])
     best = analysis.best_per_radius([a, b], "best σ")
-    assert best.name == "best σ"
+    assert best.name == "best σ (max of 2 noisy estimates, biased upward)"
     assert best.certified_accuracy == [0.9, 0.7, 0.0]  # NaN (not measured) never wins
-    assert best.lower_bound == [0.85, 0.65, 0.0]  # the winning run's own bound
+    # the winning run's Theorem 6 bound at ρ/2 (Bonferroni over the two runs), not at ρ
+    at_half = stats.certified_accuracy_lower_bound(np.array([90, 70, 0]), 100, 0.001, 0.0005)
+    assert best.lower_bound == pytest.approx(np.asarray(at_half).tolist())
+    at_rho = stats.certified_accuracy_lower_bound(np.array([90, 70]), 100, 0.001, 0.001)
+    assert (np.array(best.lower_bound[:2]) < at_rho).all()
     assert np.isnan(best.acr)
     c = _summary("c", [0.9, 0.6, float("nan")], [0.8, 0.5, float("nan")])
     d = _summary("d", [0.1, 0.1, float("nan")], [0.0, 0.0, float("nan")])

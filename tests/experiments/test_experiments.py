@@ -310,3 +310,58 @@ def test_reports_flag_runs_whose_stage_has_not_finished(tmp_path):
         "**Partial:** not finished yet, so their numbers will change: "
         "model (stage `train` left, 1/4 epochs)." in report
     )
+
+
+def test_reproductions_label_paper_rows_from_another_dataset(tmp_path) -> None:
+    """cohen-mnist prints Cohen et al.'s Table 4, which is ImageNet's, beside MNIST: its source
+    and its rows' labels say so."""
+    from types import SimpleNamespace
+
+    from helpers import LinearImage, ToyData
+    from smoothcert.certify.smoothing import SmoothedClassifier
+    from smoothcert.experiments.report import _predict
+    from smoothcert.runs import certify_dataset, predict_dataset
+
+    experiment = load_experiment(REPO / "experiments" / "cohen-mnist.toml", "cpu")
+    table4 = experiment.paper["table4"]
+    for words in ("Cohen et al. 2019", "Table 4", "ImageNet", "ResNet-50"):
+        assert words in table4["source"] and words in table4["label"]
+    g = SmoothedClassifier(LinearImage(), 2, 0.25, batch_size=300, input_shape=(1, 2, 2))
+    certify_dataset(g, ToyData(), tmp_path / "ref.db", n0=10, n=300, alpha=0.001, seed=1)
+    predict_dataset(g, ToyData(), tmp_path / "p.db", n=100, alpha=0.001, seed=0)
+    section = {"runs": {"n = 100": str(tmp_path / "p.db")}, "reference": str(tmp_path / "ref.db"),
+               "paper": "table4"}  # fmt: skip
+    shown = SimpleNamespace(paper=experiment.paper, stages=[])
+    text = "\n".join(_predict(shown, section, tmp_path))
+    assert "| n = 100 (Cohen et al. 2019 Table 4, ImageNet, ResNet-50) | 0.65 |" in text
+    assert "(paper)" not in text and "ImageNet (not MNIST)" in text
+
+
+def test_reproductions_compare_adaptive_and_fixed_n_on_independent_noise() -> None:
+    """cohen-cifar10's fixed-n stages draw from another seed than its adaptive stages, which
+    share no selection draws or first look with them; the titles claim no more than that."""
+    for scale in ("smoke", "cpu", "paper"):
+        experiment = load_experiment(REPO / "experiments" / "cohen-cifar10.toml", scale)
+        seeds = {"adaptive": set(), "fixed": set()}
+        for stage in experiment.stages:
+            for kind in seeds:
+                if stage.name.startswith(f"certify-{kind}-"):
+                    seeds[kind].add(stage.option("--seed"))
+        assert len(seeds["adaptive"]) == len(seeds["fixed"]) == 1, seeds
+        assert seeds["adaptive"].isdisjoint(seeds["fixed"]), seeds
+        sections = experiment.report["sections"]
+        titles = [s["title"] for s in sections if s["kind"] == "agreement"]
+        assert titles and not any(" agree " in f"{t} " for t in titles)
+        assert any("independent" in s.get("text", "") for s in sections if s["kind"] == "notes")
+
+
+def test_reproductions_say_when_cifar10_is_the_jpeg_copy() -> None:
+    """At smoke and cpu scale cohen-cifar10 runs on the JPEG copy: the section titles and the
+    scale's text say "CIFAR-10 (JPEG)" (the dataset's own name for it), not CIFAR-10."""
+    for scale in ("smoke", "cpu"):
+        experiment = load_experiment(REPO / "experiments" / "cohen-cifar10.toml", scale)
+        titles = [experiment.substitute(s)["title"] for s in experiment.report["sections"]]
+        on_data = [t for t in titles if "certified accuracy" in t.lower() or "CERTIFY on" in t]
+        assert len(on_data) == 4 and all("CIFAR-10 (JPEG)" in t for t in on_data), titles
+    about = load_experiment(REPO / "experiments" / "cohen-cifar10.toml", "cpu").variables["about"]
+    assert "CIFAR-10 (JPEG)" in about

@@ -48,6 +48,8 @@ class RunSummary:
         Its failure probability per example.
     bound : str, default "cohen"
         The radius formula: "cohen", "li" or "lecuyer".
+    rho : float, default 0.001
+        The failure probability of ``lower_bound`` (at each radius).
     per_example : dict of str to numpy.ndarray
         ``"radius"`` and ``"correct"`` per example (for plots and further analyses).
     """
@@ -62,6 +64,7 @@ class RunSummary:
     n: int
     alpha: float
     bound: str = "cohen"
+    rho: float = 0.001
     per_example: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
@@ -271,11 +274,7 @@ def _summary(
 ) -> RunSummary:
     acc = certified_accuracy(radius, correct, radii)
     m = len(radius)
-    counts = np.round(acc * m).astype(int)
-    if alpha <= 0.5:
-        lower = np.asarray(stats.certified_accuracy_lower_bound(counts, m, alpha, rho), float)
-    else:  # Theorem 6 needs α ≤ ½: no lower bound for such a run (shown as "—")
-        lower = np.full(len(acc), np.nan)
+    lower = _theorem6(acc, m, alpha, rho)
     return RunSummary(
         name=name,
         radii=list(map(float, radii)),
@@ -287,8 +286,20 @@ def _summary(
         n=n,
         alpha=alpha,
         bound=bound,
+        rho=rho,
         per_example={"radius": radius, "correct": correct},
     )
+
+
+def _theorem6(acc: np.ndarray, m: int, alpha: float, rho: float) -> np.ndarray:
+    """Theorem 6's lower bound at each certified accuracy ``acc`` of ``m`` examples; NaN where
+    ``acc`` is NaN (not measured) and everywhere when α > ½ (the theorem needs α ≤ ½)."""
+    acc = np.asarray(acc, float)
+    if alpha > 0.5:
+        return np.full(acc.shape, np.nan)
+    counts = np.round(np.nan_to_num(acc) * m).astype(int)
+    lower = np.asarray(stats.certified_accuracy_lower_bound(counts, m, alpha, rho), float)
+    return np.where(np.isfinite(acc), lower, np.nan)
 
 
 def load_certify_run(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -382,24 +393,52 @@ def analyze(
     return out
 
 
+ENVELOPE_NOTE = "max of {k} noisy estimates, biased upward"
+"""What the envelope row's label adds to its name (``k`` the number of runs)."""
+
+
 def best_per_radius(summaries: Sequence[RunSummary], name: str = "best") -> RunSummary:
     """The upper envelope of several runs' certified accuracy: at each radius, the best run's
-    value and that run's Theorem-6 bound (the "best σ per radius" curve of Cohen et al.).
+    value (the "best σ per radius" curve of Cohen et al.), labelled as such.
 
-    The choice is made after seeing the results, so the envelope is a summary, not an
-    estimate of any one classifier's accuracy. No ACR (it would mix classifiers).
+    The run is chosen after seeing the results, so the envelope is the maximum of K noisy
+    estimates: biased upward, not an estimate of any one classifier's accuracy. Its label is
+    ``name`` followed by that caveat (:data:`ENVELOPE_NOTE`). Its lower bound is the chosen
+    run's Theorem 6 bound at ρ/K instead of ρ (Bonferroni over the K runs, ρ the smallest of
+    the runs' ``rho``): all K bounds then hold together with probability ≥ 1 − ρ, so the one
+    chosen does too, whichever it is. No ACR (it would mix classifiers).
+
+    Parameters
+    ----------
+    summaries : sequence of RunSummary
+        The K runs, at the same radii.
+    name : str, default "best"
+        The start of the envelope's label.
+
+    Returns
+    -------
+    RunSummary
+        The envelope: no examples of its own, ACR and σ NaN.
+
+    Raises
+    ------
+    ValueError
+        If ``summaries`` is empty or their radii differ.
     """
     if not summaries:
         raise ValueError("summaries must hold at least one run summary")
     radii = shared_radii(summaries)
+    k = len(summaries)
+    rho = min(s.rho for s in summaries) / k
     acc = np.array([s.certified_accuracy for s in summaries], float)
-    lower = np.array([s.lower_bound for s in summaries], float)
+    lower = np.array([_theorem6(s.certified_accuracy, s.num_examples, s.alpha, rho)
+                      for s in summaries])  # fmt: skip
     filled = np.where(np.isfinite(acc), acc, -np.inf)
     best = filled.argmax(axis=0)
     cols = np.arange(len(radii))
     measured = np.isfinite(filled[best, cols])
     return RunSummary(
-        name=name,
+        name=f"{name} ({ENVELOPE_NOTE.format(k=k)})" if k > 1 else name,
         radii=radii,
         certified_accuracy=np.where(measured, acc[best, cols], np.nan).tolist(),
         lower_bound=np.where(measured, lower[best, cols], np.nan).tolist(),
@@ -408,6 +447,7 @@ def best_per_radius(summaries: Sequence[RunSummary], name: str = "best") -> RunS
         sigma=float("nan"),
         n=min(s.n for s in summaries),
         alpha=max(s.alpha for s in summaries),
+        rho=rho * k,
     )
 
 
@@ -438,8 +478,13 @@ def bound_comparison(
 
     The three groups are the figure's panels: (left) the radius under Cohen's bound
     (Theorem 1), Li's and Lecuyer's (Appendix I) at the run's n and α; (middle) Cohen's bound
-    projected to each n of ``ns`` keeping the empirical proportion nA/n; (right) Cohen's bound
-    at each α of ``alphas`` (:func:`reanalyze`).
+    projected to each n of ``ns`` keeping the empirical proportion nA/n (labelled "projected at
+    the observed nA/n" where n is not the run's own: a projection, not a measurement); (right)
+    Cohen's bound at each α of ``alphas`` (:func:`reanalyze`).
+
+    The radii use the σ that scaled the run's noise (its info's ``sigma_noise``: σ rounded to
+    float32 for float32 models), as CERTIFY's did; the requested σ for runs that predate that
+    record.
 
     Parameters
     ----------
@@ -477,7 +522,7 @@ def bound_comparison(
         # Its pA bounds include the noise table's total-variation term, which this re-analysis
         # of the standard bounds would drop.
         raise ValueError(f"{path} is a sound run; Figure 8's re-analysis covers standard runs")
-    sigma, n_run, alpha = config["sigma"], config["n"], config["alpha"]
+    sigma, n_run, alpha = _noise_sigma(path, config), config["n"], config["alpha"]
     kw = {"rho": rho}
     by_bound = []
     for bound in BOUNDS:
@@ -492,7 +537,7 @@ def bound_comparison(
         radius, correct = reanalyze(rows, sigma, alpha, n=n)
         by_n.append(
             _summary(
-                f"n = {n:,}",
+                f"n = {n:,}" if n == n_run else f"n = {n:,} ({PROJECTED})",
                 radius,
                 correct,
                 radii,
@@ -520,6 +565,18 @@ def bound_comparison(
             )
         )
     return {"bounds": by_bound, "n": by_n, "alpha": by_alpha}
+
+
+PROJECTED = "projected at the observed nA/n"
+"""The label of Figure 8's rows at an n other than the run's."""
+
+
+def _noise_sigma(path: str | os.PathLike, config: dict[str, Any]) -> float:
+    """The σ that scaled a certify run's noise (and its radii): the run's recorded
+    ``sigma_noise``, else (a run from before it was recorded) the requested σ."""
+    with RunStore.read(path) as store:
+        recorded = store.info.get("sigma_noise")
+    return float(recorded) if recorded is not None else float(config["sigma"])
 
 
 def shared_radii(summaries: Sequence[RunSummary]) -> list[float]:

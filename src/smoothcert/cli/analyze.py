@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         )
         titles = {
             "bounds": "certified accuracy by bound",
-            "n": "projected to other n",
+            "n": "other n, projected at the observed nA/n",
             "alpha": "other alpha",
         }
         for key, summaries in groups.items():

@@ -13,7 +13,9 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
 - ``agreement``: ``a``/``b`` two certify runs of the same model (e.g. adaptive and fixed n)
   and ``radii``: certified accuracy of both on the examples they share, and how often their
   predictions agree;
-- ``predict``: ``runs = {label = "PREDICT.db"}`` and ``reference``: Table 4's categories;
+- ``predict``: ``runs = {label = "PREDICT.db"}`` and ``reference``: Table 4's categories,
+  optional ``paper`` (its rows are labelled by the table's ``label``, default "paper", and its
+  ``source`` is printed below them);
 - ``figure8``: ``run``, ``radii``, ``plot``: Cohen et al.'s Figure 8, the Lecuyer/Li bounds
   and the n and α projections (:func:`smoothcert.analysis.bound_comparison`);
 - ``attack``: ``runs = {label = "ATTACK.db"}``: accuracy under attack per radius, optional
@@ -285,7 +287,8 @@ def _certified_accuracy(experiment: Experiment, section: dict, out_dir: Path) ->
     if not present:
         return lines or ["(no runs)"]
     summaries = analyze(list(present.values()), radii, names=list(present))
-    if section.get("envelope") and len(summaries) > 1:
+    envelope = bool(section.get("envelope")) and len(summaries) > 1
+    if envelope:
         summaries.append(best_per_radius(summaries, section["envelope"]))
     if lines:
         lines.append("")
@@ -293,6 +296,15 @@ def _certified_accuracy(experiment: Experiment, section: dict, out_dir: Path) ->
     lines.append(format_table(summaries))
     lines += ["", "Theorem 6 lower bound on each certified accuracy (each radius separately):", ""]
     lines.append(format_table(summaries, lower_bound=True))
+    if envelope:
+        k = len(summaries) - 1
+        lines += [
+            "",
+            f"The last row takes, at each radius, the largest of the {k} runs' values: a maximum "
+            "of noisy estimates, chosen after seeing them, so biased upward. Its lower bound is "
+            f"the chosen run's at ρ/{k} (Bonferroni over the {k} runs), so that it holds "
+            "whichever run is chosen.",
+        ]
     paper = experiment.paper.get(section.get("paper", ""), {})
     if paper:
         lines += ["", f"Ours − paper ({paper.get('source', 'the paper')}):", ""]
@@ -382,7 +394,10 @@ def _predict(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
         return lines or ["(no runs)"]
     header = ["run", *PREDICT_CATEGORIES]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    paper = experiment.paper.get(section.get("paper", ""), {}).get("rows", {})
+    published = experiment.paper.get(section.get("paper", ""), {})
+    paper = published.get("rows", {})
+    # A published table may come from another dataset or model: its own label says which.
+    source_label = str(published.get("label", "paper"))
     for label, path in present.items():
         cats = predict_categories(path, reference)
         lines.append(
@@ -390,8 +405,13 @@ def _predict(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
         )
         if label in paper:
             lines.append(
-                f"| {label} (paper) | " + " | ".join(f"{v:.2f}" for v in paper[label]) + " |"
+                f"| {label} ({source_label}) | "
+                + " | ".join(f"{v:.2f}" for v in paper[label])
+                + " |"
             )
+    if any(label in paper for label in present):
+        source = " ".join(str(published.get("source", "the paper")).split())
+        lines += ["", f"Rows marked ({source_label}): {source}."]
     return lines + _sources(experiment, present | {"reference": reference})
 
 
@@ -403,9 +423,14 @@ def _figure8(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
         return [f"`{run}` not run yet."]
     radii = [float(r) for r in section["radii"]]
     groups = bound_comparison(run, radii)
+    headings = {
+        "bounds": "by bound (the run's n and α)",
+        "n": "other n, projected at the observed nA/n (an extrapolation, not a measurement)",
+        "alpha": "other α (the run's n)",
+    }
     lines = []
     for name, summaries in groups.items():
-        lines += [f"**{name}**", "", format_table(summaries), ""]
+        lines += [f"**{headings.get(name, name)}**", "", format_table(summaries), ""]
     if section.get("plot"):
         plot_curves(groups, out_dir / section["plot"])
         lines += [f"![Figure 8]({section['plot']})"]

@@ -79,6 +79,29 @@ def test_reference_of_another_precision_is_refused(tmp_path: Path) -> None:
         check_reference(tmp_path / "bf16.db", config)
 
 
+def test_reference_of_the_other_mode_sound_or_standard_is_refused(tmp_path: Path) -> None:
+    data = ToyData(m=3)
+    data.x = torch.round(data.x * 255) / 255  # 8-bit images, which sound mode needs
+
+    def classifier(sound: bool) -> SmoothedClassifier:
+        return SmoothedClassifier(LinearImage(), 2, SIGMA, batch_size=64, sound=sound)
+
+    for sound in (True, False):
+        certify_dataset(classifier(sound), data, tmp_path / f"c{sound}.db", n0=10, n=20, seed=4)
+        predict_dataset(classifier(not sound), data, tmp_path / f"p{sound}.db", n=20, seed=5)
+        with pytest.raises(ValueError, match="sound and standard runs smooth different"):
+            predict_categories(tmp_path / f"p{sound}.db", tmp_path / f"c{sound}.db")
+        with RunStore.read(tmp_path / f"p{sound}.db") as run:
+            config = run.config
+        with pytest.raises(ValueError, match="use a reference made in the same mode"):
+            check_reference(tmp_path / f"c{sound}.db", config)
+    # the same mode is accepted
+    predict_dataset(classifier(True), data, tmp_path / "p.db", n=20, seed=5)
+    assert sum(predict_categories(tmp_path / "p.db", tmp_path / "cTrue.db").values()) == (
+        pytest.approx(1.0)
+    )
+
+
 # ------------------------------------------------------------------ Theorem 6
 
 
@@ -263,3 +286,19 @@ def test_the_adaptive_docs_state_one_bound_for_the_futility_rule() -> None:
     assert "(J − 1)·β" in text
     assert "at most Jβ" not in text
     assert "given up with probability at most β" not in text
+
+
+def test_the_predict_stream_id_is_not_swallowed_by_seedsequence_zero_padding() -> None:
+    """numpy's SeedSequence pads short entropy with zeros: a stream of zeros would be a certify
+    run's own noise. The predict stream's id is nonzero, so its keys never meet a certify key."""
+    from smoothcert.runs.common import PREDICT_STREAM
+
+    def first_draws(stream: tuple[int, ...]) -> torch.Tensor:
+        return torch.rand(8, generator=example_generator(3, 5, torch.device("cpu"), stream))
+
+    certify = first_draws(())
+    assert torch.equal(first_draws((0,)), certify)  # the padding: stream (0,) is no stream
+    assert torch.equal(first_draws((0, 0)), certify)
+    assert PREDICT_STREAM != 0
+    for n in (1, 100, 100_000):
+        assert not torch.equal(first_draws((PREDICT_STREAM, n)), certify)

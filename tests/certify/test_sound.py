@@ -334,3 +334,21 @@ def test_cli_certify_and_predict_sound(tmp_path: Path, mnist_test) -> None:
                        tmp_path / "bench.json")  # fmt: skip
     assert "(sound mode)" in bench.stdout
     assert json.loads((tmp_path / "bench.json").read_text())["sound"] is True
+
+
+def test_float64_models_draw_the_same_sound_noise_in_float64() -> None:
+    """The docs promise float32 or float64 models: a float64 one gets the same J as a float32
+    one, and (k + J)/255 computed in float64."""
+    x = torch.tensor([0, 1, 128, 255]) / 255
+    seen = {}
+    for dtype in (torch.float32, torch.float64):
+        model = Constant(dtype)
+        g = SmoothedClassifier(model, 2, 0.25, batch_size=100, input_shape=(4,), sound=True)
+        assert int(g.counts(x, 300, generator=_gen(2)).sum()) == 300
+        seen[dtype] = torch.cat(model.seen)
+        assert seen[dtype].dtype == dtype
+        cert = g.certify(x, 10, 100, ALPHA, generator=_gen())
+        assert cert.prediction == 0 and cert.sigma == 0.25
+    levels = torch.round(seen[torch.float64] * 255)
+    assert torch.equal(levels, torch.round(seen[torch.float32].double() * 255))
+    assert torch.equal(seen[torch.float64], levels / 255)  # one float64 division

@@ -26,7 +26,9 @@ function                      entropy                                     used b
 ============================  ==========================================  ===================
 
 The training streams are the ``STREAM_*`` numbers below; a predict run's examples use
-``stream=(PREDICT_STREAM, n)`` (smoothcert.runs.common), a certify run's none.
+``stream=(PREDICT_STREAM, n)`` (smoothcert.runs.common), a certify run's none. SeedSequence
+pads entropy shorter than four words with zeros, so a stream id 0 (with nothing after it)
+would be no stream at all: see :func:`example_generator`.
 """
 
 from __future__ import annotations
@@ -74,7 +76,13 @@ def example_generator(
     seed: int, idx: int, device: torch.device, stream: tuple[int, ...] = ()
 ) -> torch.Generator:
     """The generator of example ``idx``: independent streams for distinct (seed, idx, stream).
-    Certify runs use no ``stream`` (their published noise stays as it was)."""
+    Certify runs use no ``stream`` (their published noise stays as it was).
+
+    Distinct as numpy sees them: SeedSequence pads entropy shorter than four 32-bit words with
+    zeros, so a ``stream`` of zeros, e.g. ``(0,)``, is the empty stream, i.e. a certify run's
+    noise; and it splits an integer of 2³² or more into 32-bit words, so (seed, idx, *stream)
+    is compared word by word. A new stream id must therefore be nonzero and not end the key
+    in zeros that a shorter key would be padded with."""
     state = np.random.SeedSequence([seed, idx, *stream]).generate_state(2, dtype=np.uint32)
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 

@@ -34,7 +34,8 @@ def check_reference(
 ) -> None:
     """Refuse a reference run for :func:`predict_categories` that does not exist or is not a
     certify or predict run, and (given the predict run's ``config``) one whose dataset, split,
-    model fingerprint or σ differs. Cheap: callers check before a long predict run."""
+    model fingerprint, σ, precision or mode (sound or standard) differs. Cheap: callers check
+    before a long predict run."""
     path = Path(reference_path)
     if not path.exists():
         raise FileNotFoundError(f"reference run {path} does not exist")
@@ -56,6 +57,16 @@ def check_reference(
             raise ValueError(
                 f"reference run {path} has precision {theirs!r} but the predict run has "
                 f"{ours!r}: it must be a run of the same precision"
+            )
+        # Sound mode smooths another base function (f on the 8-bit grid, rounded-Gaussian
+        # noise): a standard run's top class is not its g(x), nor the reverse.
+        ours, theirs = bool(config.get("sound", False)), bool(ref_config.get("sound", False))
+        if ours != theirs:
+            mode = {True: "sound", False: "standard (not sound)"}
+            raise ValueError(
+                f"reference run {path} is a {mode[theirs]} run but the predict run is "
+                f"{mode[ours]}: sound and standard runs smooth different classifiers; use a "
+                "reference made in the same mode"
             )
 
 

@@ -140,10 +140,14 @@ class SmoothedClassifier:
         models with Conv2d layers, on CPU or with bf16.
     sound : bool, default False
         Certify the classifier as computed in floating point (:mod:`smoothcert.certify.sound`):
-        inputs must be on the 8-bit grid (every value k/255), the noise is the rounded Gaussian
-        on that grid drawn from random integers, the base model sees (k + J)/255 computed
-        exactly, and CERTIFY's pA lower bound is lowered by the noise table's total-variation
-        bound (below 10⁻¹² for CIFAR-10). Needs a float32 or float64 model.
+        inputs must be on the 8-bit grid (every value k/255; a value within 10⁻³/255 of a
+        level is snapped to it silently, so certificates are about the nearest 8-bit image),
+        the noise is the rounded Gaussian on that grid drawn from random integers, the base
+        model sees (k + J)/255 as a fixed function of the integer k + J, and CERTIFY's pA
+        lower bound is lowered by the noise table's total-variation bound dη (below 10⁻¹² for
+        CIFAR-10). PREDICT is not corrected: its failure probability against the
+        rounded-Gaussian smoothed classifier is at most α + n·dη (η per draw and coordinate,
+        over n draws). Needs a float32 or float64 model.
     denoiser : torch.nn.Module, optional
         Denoised smoothing (Salman et al. 2020, §3): the base classifier becomes f∘D
         (:class:`smoothcert.certify.denoised.DenoisedClassifier`),
@@ -226,8 +230,9 @@ class SmoothedClassifier:
                 raise ValueError(
                     f"sound=True needs a float32 or float64 base model, got {model_dtype(base)}"
                 )
-            # Built once per σ (and validates σ for the table), moved to the device once.
-            self._lattice = lattice.lattice_noise(self.sigma).to(self.device)
+            # Built once per σ (and validates σ for the table), moved to the device once, its
+            # guide in the dtype the noise is drawn in (the model's).
+            self._lattice = lattice.lattice_noise(self.sigma).to(self.device, model_dtype(base))
         if channels_last is None:
             channels_last = has_conv2d(base) and (self.device.type == "cpu" or precision == "bf16")
         self.channels_last: bool = channels_last
@@ -327,7 +332,8 @@ class SmoothedClassifier:
                 noise.fill(eps[:b])
                 batch = inputs[:b]
                 if self.sound:
-                    # (k + J)/255: the integer k + J is exact, then one rounded division.
+                    # (k + J)/255: the integer k + J is exact, then one rounded division on
+                    # CPU (CUDA multiplies by fl(1/255): another fixed function of k + J).
                     torch.add(x, eps[:b], out=batch)
                     batch.div_(lattice.GRID_LEVELS)
                 else:

@@ -6,11 +6,14 @@ Why standard smoothing is not sound as computed: it feeds the base classifier fl
 ε a float32 sample of N(0, 1). The float grid ε lives on, and the rounding of the sum, depend
 on x, so the base classifier "as computed" is not a fixed function of the real point x + σε,
 and Cohen et al.'s Theorem 1 does not apply to it (tests/certify/test_sound.py builds a classifier
-whose certificate from the standard path is contradicted at L2 distance 0.04).
+whose standard-path certificate at a black image of 400 pixels, radius 0.86, is contradicted by the
+image one grey level brighter, at L2 distance 20/255 ≈ 0.078).
 
 The construction here (derivation in docs/certification.md, "Sound mode"):
 
-- x = k/255 with integer levels k (images on the 8-bit grid; :func:`grid_levels`);
+- x = k/255 with integer levels k (images on the 8-bit grid; :func:`grid_levels`). A value
+  within :data:`GRID_TOLERANCE` of a level is taken as that level, without a warning: the
+  certificate is then about the nearest 8-bit image (its radii are distances from that image);
 - noise h·J with h = 1/255 and J_i i.i.d. from the *rounded Gaussian* on Z: P(J_i = j) =
   Φ((j + ½)/s) − Φ((j − ½)/s), s = σ/h. Then x + hJ = Q(x + σg), g ~ N(0, I), where Q rounds
   each coordinate to the grid, so the smoothed classifier on grid points is exactly Gaussian
@@ -20,9 +23,15 @@ The construction here (derivation in docs/certification.md, "Sound mode"):
   (:class:`LatticeNoise`; the first 16 bits usually decide, the other 46 are drawn only when
   they do not); the table's total-variation distance to the rounded Gaussian
   (rounding of the table plus the tail beyond the support) is computed in 128-bit arithmetic
-  and subtracted from pA's lower bound, d times for d coordinates;
-- the base classifier sees fl((k + J)/255): the integer k + J is exact in float32, and one
-  correctly rounded division makes the input a fixed function of the grid point.
+  and subtracted from pA's lower bound, d times for d coordinates. PREDICT has no such
+  correction: its failure probability against the smoothed classifier of the rounded Gaussian
+  is at most α + n·d·tv (the distance of n draws of d coordinates), e.g. about 5·10⁻⁸ for
+  n = 100,000 CIFAR-10 draws at σ = 1;
+- the base classifier sees fl((k + J)/255): the integer k + J is exact in float32, and on CPU
+  one correctly rounded division makes the input a fixed function of the grid point. On CUDA
+  torch divides by a scalar as a multiplication by fl(1/255), which may differ from the
+  division by one ulp: the input is then another fixed function of k + J, which is all the
+  argument needs.
 """
 
 from __future__ import annotations
@@ -44,7 +53,8 @@ GRID_LEVELS = 255
 
 GRID_TOLERANCE = 1e-3
 """An input value v is on the grid when |255·v − k| ≤ 10⁻³ for an integer k: float32 and
-float64 renderings of k/255 pass (their error is below 10⁻⁴ levels), anything else is refused."""
+float64 renderings of k/255 pass (their error is below 10⁻⁴ levels), anything else is refused.
+A value that passes is snapped to k/255 silently: the certificate is about that 8-bit image."""
 
 TABLE_BITS = 62
 """Uniform integers of 62 bits index the CDF table: each cell's probability is a multiple of
@@ -66,7 +76,11 @@ _MAX_LEVEL = (1 << 24) - 1  # integers k + J stay exact in float32
 def grid_levels(x: torch.Tensor) -> torch.Tensor:
     """The integer levels k of an input on the 8-bit grid (x = k/255), in x's shape, as a
     float64 tensor of integers; refused with a ValueError unless every value is within
-    :data:`GRID_TOLERANCE` of a level in [0, 255]."""
+    :data:`GRID_TOLERANCE` of a level in [0, 255].
+
+    A value within the tolerance is rounded to its level without a warning (up to 10⁻³/255
+    per coordinate away): what is then certified, and what radii are measured from, is the
+    nearest 8-bit image, not x itself."""
     scaled = x.detach().to(torch.float64) * GRID_LEVELS
     levels = torch.round(scaled)
     off = (scaled - levels).abs()
@@ -97,13 +111,16 @@ class LatticeNoise:
     sigma: float
     support: int
     thresholds: torch.Tensor  # int64, nondecreasing, 2·support entries
-    guide: torch.Tensor  # float32, 2**16 entries
+    guide: torch.Tensor  # float32 (or the model's float64, see to), 2**16 entries
     tv: float
 
-    def to(self, device: torch.device) -> LatticeNoise:
-        """The same table with its tensors on ``device`` (moved once, not per draw)."""
+    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> LatticeNoise:
+        """The same table with its tensors on ``device`` and the guide in ``dtype`` (the
+        noise's: float32 or float64; default unchanged), moved once, not per draw."""
         return dataclasses.replace(
-            self, thresholds=self.thresholds.to(device), guide=self.guide.to(device)
+            self,
+            thresholds=self.thresholds.to(device),
+            guide=self.guide.to(device=device, dtype=dtype or self.guide.dtype),
         )
 
     def probabilities(self) -> np.ndarray:
@@ -165,32 +182,35 @@ def values_from_bits(
     draw_low: Callable[[int], torch.Tensor],
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """J (float32, integer values) for uniform 16-bit integers ``bucket`` (int32, the top 16 of
-    the 62 bits): looked up in the guide, and only where the bucket is ambiguous completed by
+    """J (integer values) for uniform 16-bit integers ``bucket`` (int32, the top 16 of the 62
+    bits): looked up in the guide, and only where the bucket is ambiguous completed by
     ``draw_low(m)`` (m uniform 46-bit integers, int64) and inverted in the full table. Equals
     −support + #{i : thresholds[i] ≤ bucket·2⁴⁶ + low} for every element. Written into
-    ``out`` (float32, contiguous, bucket's shape) when given."""
+    ``out`` (float32 or float64, contiguous, bucket's shape) when given, else float32; the
+    values are integers of at most 2²⁴ in magnitude, exact in either dtype, so a float64 model
+    sees the same noise as a float32 one."""
     if out is None:
         out = torch.empty(bucket.shape, dtype=torch.float32, device=bucket.device)
     values = out.view(-1)
-    torch.index_select(noise.guide, 0, bucket.flatten(), out=values)
+    guide = noise.guide if noise.guide.dtype == out.dtype else noise.guide.to(out.dtype)
+    torch.index_select(guide, 0, bucket.flatten(), out=values)
     ambiguous = torch.isnan(values).nonzero().squeeze(1)
     if ambiguous.numel():
         low = draw_low(ambiguous.numel())
         full = (bucket.flatten()[ambiguous].to(torch.int64) << _LOW_BITS) | low
         exact = torch.searchsorted(noise.thresholds, full, right=True) - noise.support
-        values[ambiguous] = exact.to(torch.float32)
+        values[ambiguous] = exact.to(out.dtype)
     return out
 
 
 def draw_lattice_noise(
     noise: LatticeNoise, out: torch.Tensor, generator: torch.Generator | None
 ) -> None:
-    """Fill ``out`` (float32, contiguous) with i.i.d. draws of J (in grid units) from random
-    integers of ``generator``: 16 bits per element (a bucket of the guide), 46 more for the
-    few in ambiguous buckets. ``randint`` over a power-of-two range is exactly uniform (the
-    generator's 32- or 64-bit words modulo the range); it runs serially, which on a busy CPU
-    beats splitting a 31-bit draw with a parallel shift."""
+    """Fill ``out`` (float32 or float64, contiguous) with i.i.d. draws of J (in grid units)
+    from random integers of ``generator``: 16 bits per element (a bucket of the guide), 46
+    more for the few in ambiguous buckets. ``randint`` over a power-of-two range is exactly
+    uniform (the generator's 32- or 64-bit words modulo the range); it runs serially, which on
+    a busy CPU beats splitting a 31-bit draw with a parallel shift."""
     bucket = torch.randint(
         0, 1 << _GUIDE_BITS, tuple(out.shape), dtype=torch.int32, device=out.device,
         generator=generator,

@@ -67,6 +67,13 @@ def check_same_examples(out: str | os.PathLike, dataset: Any) -> None:
 # they are independent of a certify run's (seeded by (seed, idx) alone) and of a predict run
 # with another n. Without it, PREDICT's n draws were a prefix of a same-seed reference run's
 # and agreed with it more often than independent draws would (Table 4's "accurate" inflated).
+#
+# The id must not be 0: numpy's SeedSequence pads entropy shorter than its pool (4 words) with
+# zeros, so (seed, idx) and (seed, idx, 0) and (seed, idx, 0, 0) are one seed, and a stream id 0
+# followed by nothing (or by a 0) would draw a certify run's noise. With the id 1 a predict
+# key (seed, idx, 1, n) differs from every padded certify key (seed, idx, 0, 0) in its third
+# word, for seeds and indices below 2³² (SeedSequence splits larger integers into 32-bit
+# words); tests/analysis/test_evaluation_bias.py checks both.
 PREDICT_STREAM = 1
 PREDICT_NOISE_STREAM = "seed, idx, predict, n"  # recorded in the config of every predict run
 

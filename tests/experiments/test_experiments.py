@@ -347,6 +347,8 @@ def test_reproductions_compare_adaptive_and_fixed_n_on_independent_noise() -> No
             for kind in seeds:
                 if stage.name.startswith(f"certify-{kind}-"):
                     seeds[kind].add(stage.option("--seed"))
+                    if kind == "fixed":  # a run file of another seed is never resumed
+                        assert f"-seed{stage.option('--seed')}-" in stage.option("--out")
         assert len(seeds["adaptive"]) == len(seeds["fixed"]) == 1, seeds
         assert seeds["adaptive"].isdisjoint(seeds["fixed"]), seeds
         sections = experiment.report["sections"]

@@ -216,3 +216,32 @@ def test_dcert_estimate_against_worst_case_on_the_same_rows() -> None:
         assert r.se == pytest.approx(d.std(ddof=1) / math.sqrt(3))
         assert r.estimate - r.worst_case == pytest.approx(r.difference)
         assert r.worst_case_all == pytest.approx(adv.loss[:, 0].mean())
+
+
+def test_ranking_section_lists_runs_by_acr_with_the_published_rank(tmp_path) -> None:
+    from helpers import LinearImage, ToyData
+    from smoothcert.analysis import analyze, load_certify_run
+    from smoothcert.certify.smoothing import SmoothedClassifier
+    from smoothcert.experiments.comparisons import ranking
+    from smoothcert.runs import certify_dataset
+
+    paths = {}
+    for sigma in (0.1, 0.5):
+        g = SmoothedClassifier(LinearImage(), 2, sigma, batch_size=300, input_shape=(1, 2, 2))
+        paths[f"σ = {sigma}"] = str(tmp_path / f"r{sigma}.db")
+        certify_dataset(g, ToyData(), paths[f"σ = {sigma}"], n0=10, n=100, alpha=0.01, seed=0)
+    acr = {s.name: s.acr for s in analyze(list(paths.values()), [0.0], names=list(paths))}
+    first, second = sorted(acr, key=acr.get, reverse=True)
+    paper = {
+        "rows": {first: {"accuracy": [1.0], "acr": 0.1}, second: {"accuracy": [1.0], "acr": 0.2}}
+    }
+    lines = [line for line in ranking(paths, paper) if line.startswith("| 1 ") or
+             line.startswith("| 2 ")]  # fmt: skip
+    assert [line.split(" | ")[1] for line in lines] == [first, second]
+    _, d, se = paired_acr_difference(
+        load_certify_run(paths[first])[1], load_certify_run(paths[second])[1]
+    )
+    assert d == pytest.approx(acr[first] - acr[second])  # the same 12 examples
+    assert lines[0].endswith(f" | 0.100 | 2 | {d:+.3f} ± {se:.3f}{'*' if d > 2 * se else ''} "
+                             f"({second}) |")  # fmt: skip
+    assert lines[1].endswith(" | 0.200 | 1 |  |")

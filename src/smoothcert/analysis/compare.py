@@ -125,7 +125,9 @@ def difference_se(
     The first term is our test-image sampling (binomial over our n_o examples), the second
     the published test-image sampling (left out when n_p is unknown), the third the variance
     of a mean over k published runs with standard deviation sd between runs (left out when
-    not given). Our own seed-to-seed variation is not included (one training seed).
+    not given). Our own seed-to-seed variation is not included (one training seed). At
+    p_o = 0 or 1 the binomial term is 0 though the true proportion need not be: a difference
+    there is marked on the published side's spread alone, so read it with our n_o in mind.
 
     Examples
     --------

@@ -71,15 +71,17 @@ def versus_paper(summaries: list, paper: dict, radii: list[float]) -> list[str]:
             mark = "*" if beyond_two_se(d, se) else ""
             cells.append(f"{ours:.3f} vs {theirs:.3f} ({d:+.3f} ± {se:.3f}{mark})")
         acr, acr_se, acr_sd = acr_with_se(s.per_example["radius"], s.per_example["correct"])
-        if row.acr is None:
-            cells.append(f"{_num(acr)} ± {_num(acr_se)} vs —")
-        elif not math.isfinite(s.acr):
-            cells.append(f"— vs {row.acr:.3f}")
+        if not math.isfinite(s.acr):  # an adaptive run: its ACR is not measured
+            cells.append(f"— vs {_num(row.acr)}")
+        elif row.acr is None:
+            cells.append(f"{acr:.3f} ± {_num(acr_se)} vs —")
         else:
             se = acr_difference_se(acr_se, acr_sd, row)
             d = acr - row.acr
             mark = "*" if beyond_two_se(d, se) else ""
-            cells.append(f"{acr:.3f} ± {acr_se:.3f} vs {row.acr:.3f} ({d:+.3f} ± {se:.3f}{mark})")
+            cells.append(
+                f"{acr:.3f} ± {_num(acr_se)} vs {row.acr:.3f} ({d:+.3f} ± {_num(se)}{mark})"
+            )
         published_n = f"{row.n:,}" if row.n else "?"
         lines.append(
             f"| {s.name} | {s.num_examples} / {published_n} × {row.runs} | "
@@ -103,7 +105,7 @@ def versus_paper(summaries: list, paper: dict, radii: list[float]) -> list[str]:
     return lines
 
 
-def ranking(present: dict[str, str], paper: dict, section_title: str = "") -> list[str]:
+def ranking(present: dict[str, str], paper: dict) -> list[str]:
     """The runs ranked by our ACR (± its standard error over our examples), the published ACR
     beside each (± its sd over the published runs) and its rank among the published rows, and
     each run's ACR minus that of the run ranked next below it, on the examples both certified
@@ -160,9 +162,7 @@ def ranking(present: dict[str, str], paper: dict, section_title: str = "") -> li
     return lines
 
 
-def seed_differences(
-    groups: dict[str, list[str]], pairs: list[tuple[str, str]], title: str = ""
-) -> list[str]:
+def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]]) -> list[str]:
     """Per radius, the mean over training seeds of A − B (accuracy under attack) on the test
     images every run attacked, ± the standard error over seeds and images
     (:func:`smoothcert.analysis.seeds.seed_difference`), beside the images-only part; and

@@ -245,3 +245,37 @@ def test_ranking_section_lists_runs_by_acr_with_the_published_rank(tmp_path) -> 
     assert lines[0].endswith(f" | 0.100 | 2 | {d:+.3f} ± {se:.3f}{'*' if d > 2 * se else ''} "
                              f"({second}) |")  # fmt: skip
     assert lines[1].endswith(" | 0.200 | 1 |  |")
+
+
+def test_seed_differences_section_renders_the_mean_and_its_standard_errors(tmp_path) -> None:
+    from smoothcert.experiments.report import _seed_differences
+    from smoothcert.runs.attack import ATTACK_SCHEMA
+    from smoothcert.runs.store import RunStore
+
+    def run(name: str, verdicts: list[int]) -> str:
+        path = tmp_path / f"{name}.db"
+        with RunStore.open(path, "attack", {"eps": [0.0, 1.0]}, ATTACK_SCHEMA) as store:
+            for idx, c in enumerate(verdicts):
+                store.add(idx, {"label": 1, "predictions": [1, c], "correct": [1, c],
+                                "seconds": 0.0})  # fmt: skip
+        return str(path)
+
+    ya = [[1, 1, 0, 1], [1, 1, 1, 1]]
+    yb = [[0, 1, 0, 0], [0, 0, 1, 1]]
+    groups = {
+        "A": [run("a0", ya[0]), run("a1", ya[1]), str(tmp_path / "a2.db")],  # seed 2: not yet
+        "B": [run("b0", yb[0]), run("b1", yb[1]), str(tmp_path / "b2.db")],
+    }
+    experiment = SimpleNamespace(path="x.toml", stages=[])
+    section = {"title": "t", "groups": groups, "differences": [["A", "B"]]}
+    text = "\n".join(_seed_differences(experiment, section, tmp_path))
+    r = seed_difference(np.array(ya), np.array(yb))
+    mark = "*" if abs(r.mean) > 2 * r.se else ""
+    assert "**A − B**: 2 seed pairs of the 3 listed, 4 test images every run attacked." in text
+    assert (
+        f"| 1 | {r.mean:+.3f} ± {r.se:.3f}{mark} | {r.se_images:.3f} | {r.se_seeds:.3f} | "
+        f"{r.per_seed[0]:+.3f}, {r.per_seed[1]:+.3f} |"
+    ) in text
+    assert "- A, run 2: `" in text and "(not run yet)" in text
+    with pytest.raises(ValueError, match="pairs of its groups' labels"):
+        _seed_differences(experiment, {**section, "differences": [["A", "C"]]}, tmp_path)

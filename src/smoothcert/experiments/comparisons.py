@@ -47,9 +47,9 @@ def versus_paper(summaries: list, paper: dict, radii: list[float]) -> list[str]:
     rows = {k: published_row(v, f"paper row {k!r}") for k, v in paper.get("rows", {}).items()}
     header = ["run", "examples (ours / published × runs)", *(f"r = {r:g}" for r in radii), "ACR"]
     lines = [
-        f"Ours vs published ({paper.get('source', 'the paper')}): ours vs published "
-        "(ours − published ± its standard error; beyond two standard errors marked *). The "
-        f"standard errors cover {SE_COVERS}.",
+        f"Ours beside the published numbers ({paper.get('source', 'the paper')}). Each cell: "
+        "ours vs published (ours − published ± its standard error; beyond two standard errors "
+        f"marked *). The standard errors cover {SE_COVERS}.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -169,7 +169,7 @@ def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]])
     each seed's own difference. ``groups`` maps a label to its runs (seed order), of which
     only the seeds present in both A and B (by position) are used."""
     from smoothcert.analysis.seeds import attack_seed_differences
-    from smoothcert.runs.attack import read_attack
+    from smoothcert.runs.attack import OLD_NOISY_EVALUATION, read_attack
 
     lines: list[str] = []
     for a, b in pairs:
@@ -183,6 +183,18 @@ def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]])
             continue
         runs_a = [read_attack(pa) for pa, _ in used]
         runs_b = [read_attack(pb) for _, pb in used]
+        old = [
+            path
+            for path, run in zip([*(x for x, _ in used), *(y for _, y in used)],
+                                 [*runs_a, *runs_b], strict=True)
+            if run.get("evaluation") == OLD_NOISY_EVALUATION
+        ]  # fmt: skip
+        if old:
+            lines += [
+                "Made with the old evaluation of models under noise (fresh votes at every "
+                "radius): " + ", ".join(f"`{o}`" for o in old) + "; run them again.",
+                "",
+            ]
         eps = sorted(set.intersection(*(set(r["eps"]) for r in [*runs_a, *runs_b])))
         shared, diffs = attack_seed_differences(runs_a, runs_b, eps)
         k = len(used)

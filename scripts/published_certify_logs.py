@@ -276,6 +276,49 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def toml_rows(result: dict[str, Any], key: str, rows: dict[str, dict[str, Any]]) -> str:
+    """The rows of an experiment file's ``[paper.KEY]`` table (for the report's ours −
+    published with standard errors): per label, the group matching ``rows[label]`` (a subset
+    of a group's dataset, arch, method, hyperparameters and sigma), as ``accuracy`` (mean
+    over its runs per radius), ``sd`` (over the runs; only with two runs or more), ``n`` (test
+    examples per run), ``runs``, ``acr``, ``acr_sd`` and a ``note`` naming the
+    hyperparameters.
+
+    Raises
+    ------
+    ValueError
+        If a selection matches no group or several.
+    """
+    n_of = {r["file"]: r["n"] for r in result.get("runs", [])}
+    out = []
+    for label, want in rows.items():
+        found = [g for g in result["groups"] if all(g.get(k) == v for k, v in want.items())]
+        if len(found) != 1:
+            raise ValueError(f"{label}: {len(found)} groups match {want}")
+        g = found[0]
+        sizes = {n_of[f] for f in g["runs"] if f in n_of}
+        hyper = ", ".join(f"{k}={v:g}" for k, v in sorted(g["hyperparameters"].items()))
+        acc = g["certified_accuracy"]
+        lines = [
+            f'[paper."{key}".rows."{label}"]',
+            "accuracy = [" + ", ".join(f"{a['mean']:.5f}" for a in acc) + "]",
+        ]
+        if g["n_runs"] > 1:
+            lines.append("sd = [" + ", ".join(f"{a['sd']:.5f}" for a in acc) + "]")
+        if len(sizes) == 1:
+            lines.append(f"n = {sizes.pop()}")
+        lines.append(f"runs = {g['n_runs']}")
+        lines.append(f"acr = {g['acr']['mean']:.6f}")
+        if g["acr"]["sd"] is not None:
+            lines.append(f"acr_sd = {g['acr']['sd']:.6f}")
+        runs = f"mean of {g['n_runs']} runs" if g["n_runs"] > 1 else "one run"
+        lines.append(
+            f'note = "{g["method"]} ({hyper or "no hyperparameters"}), {g["arch"]}, {runs}"'
+        )
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
 def _round(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 6)

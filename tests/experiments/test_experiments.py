@@ -41,6 +41,24 @@ def test_every_scale_resolves_to_commands_the_cli_parses(path):
                 assert stage.option("--out").startswith(f"runs/{experiment.name}/{scale}/")
 
 
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_report_sections_name_paper_tables_the_file_defines(path):
+    """A dotted key such as sigma0.25 needs quotes in TOML; unquoted it would nest tables and
+    the section's comparison with the paper would silently vanish."""
+    from smoothcert.analysis.compare import published_row
+
+    experiment = load_experiment(path, "smoke")
+    for section in experiment.report.get("sections", []):
+        if "paper" in section:
+            assert section["paper"] in experiment.paper, (section.get("title"), section["paper"])
+        if section.get("kind") in ("certified-accuracy", "ranking") and "paper" in section:
+            rows = experiment.paper[section["paper"]].get("rows", {})
+            for label, row in rows.items():
+                published_row(row, label)  # parses
+            if path.stem.startswith("jeong-shin"):  # labels match the runs', so rows compare
+                assert set(rows) == set(section["runs"]), section.get("title")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_smoke_scale_runs_end_to_end_then_skips_everything(path, tmp_path, mnist_train, request):
@@ -60,6 +78,11 @@ def test_smoke_scale_runs_end_to_end_then_skips_everything(path, tmp_path, mnist
     for line in text.splitlines():
         if line.endswith("(not run yet)"):
             assert line.split("`")[1] not in produced, line
+    if path.stem == "jeong-shin-mnist":  # ours − published ± SE, the ranking by ACR
+        assert "| gaussian | 3 / 10,000 × 5 | " in text
+        assert "0.333 vs 0.993 (-0.659 ± 0.272*)" in text  # √(⅓·⅔/3 + p(1−p)/10⁴ + sd²/5)
+        assert "| rank | run | examples | ACR ± SE | published ACR | published rank |" in text
+        assert "| 5 |" in text.split("σ = 0.25: the methods ranked by ACR")[1]  # gaussian
     # Every figure the report links exists beside it.
     for line in text.splitlines():
         if line.startswith("!["):

@@ -65,3 +65,26 @@ def test_paths_give_method_hyperparameters_and_groups(logs, tmp_path) -> None:
     stab = groups["stability"]
     assert stab["arch"] == "cifar_resnet20"
     assert (stab["hyperparameters"], stab["sigma"]) == ({"lam": 2.0}, 0.5)
+
+
+def test_toml_rows_give_an_experiment_files_paper_rows(logs, tmp_path) -> None:
+    """The rows parse as TOML and as published rows, with n, sd over the runs and the ACR."""
+    import tomllib
+
+    from smoothcert.analysis.compare import published_row
+
+    mnist = tmp_path / "data" / "certify" / "mnist"
+    for seed, radius in ((1, 0.5), (2, 0.8)):
+        write_log(mnist / "stab/lbd_2" / f"noise_0.25_{seed}", [(radius, 1), (0.0, 0)])
+    result = logs.collect(tmp_path)
+    text = logs.toml_rows(result, "sigma0.25", {"stability": {"method": "stability"}})
+    row = tomllib.loads(text)["paper"]["sigma0.25"]["rows"]["stability"]
+    parsed = published_row(row)
+    assert (parsed.n, parsed.runs) == (2, 2)
+    assert parsed.accuracy[:3] == pytest.approx((0.5, 0.5, 0.5))
+    assert parsed.sd[2] == 0.0  # r = 0.5: both runs certify 1 of 2
+    assert parsed.sd[3] == pytest.approx(0.5 / 2**0.5, abs=1e-5)  # r = 0.75: 0 and ½
+    assert parsed.acr == pytest.approx((0.25 + 0.4) / 2)
+    assert parsed.acr_sd == pytest.approx(0.15 / 2**0.5, abs=1e-6)
+    with pytest.raises(ValueError, match="0 groups match"):
+        logs.toml_rows(result, "k", {"x": {"method": "macer"}})

@@ -9,7 +9,8 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
 - ``certified-accuracy``: ``runs = {label = "RUN.db"}``, ``radii``, optional
   ``paper = "KEY"`` naming a table of ``[paper]`` (rows by label, one value per radius) and
   ``plot = "FILE.png"``: certified accuracy, Theorem 6's lower bound, ACR, the paper's numbers
-  and the difference;
+  and ours − published ± its standard error (a row may be a table with ``accuracy``, ``n``,
+  ``sd``, ``runs``, ``acr``, ``acr_sd``: :mod:`smoothcert.analysis.compare`);
 - ``agreement``: ``a``/``b`` two certify runs of the same model (e.g. adaptive and fixed n)
   and ``radii``: certified accuracy of both on the examples they share, and how often their
   predictions agree;
@@ -21,7 +22,13 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
 - ``attack``: ``runs = {label = "ATTACK.db"}``: accuracy under attack per radius, optional
   ``differences`` (pairs of labels, A − B on shared images) and ``plot`` (accuracy against
   radius with binomial standard errors);
-- ``dcert``: ``run`` and optional ``plot``: the distributional bound's and estimate's tables;
+- ``dcert``: ``run`` and optional ``plot``: the distributional bound's and estimate's tables,
+  and the estimate against the worst case on the same rows (paired standard errors);
+- ``ranking``: ``runs = {label = "RUN.db"}`` and optional ``paper``: the runs ranked by ACR
+  (± its standard error), the published ACR and rank beside each;
+- ``seed-differences``: ``groups = {label = ["SEED0.db", "SEED1.db", ...]}`` (attack runs)
+  and ``differences`` (pairs of labels): per radius, the mean over seeds of A − B on the
+  shared test images, ± a standard error covering seeds and images;
 - ``rho``: ``runs = {label = "RHO.json"}`` (from ``rho --json``), optional ``paper``: the
   transport costs ρ, ρ_adv and the matched radius ε = √ρ_adv (the NAL paper's Eq. 8);
 - ``notes``: ``text``: a paragraph of the experiment file, as written.
@@ -43,6 +50,13 @@ from pathlib import Path
 import numpy as np
 
 from smoothcert._util.atomic import atomic_write_text
+from smoothcert.experiments.comparisons import (
+    dcert_same_rows,
+    paper_table,
+    ranking,
+    seed_differences,
+    versus_paper,
+)
 from smoothcert.experiments.schedule import path_within, stage_outputs
 from smoothcert.experiments.spec import Experiment, Stage
 from smoothcert.experiments.status import StageStatus, experiment_status, format_seconds
@@ -178,6 +192,8 @@ def _partial_notice(section: dict, unfinished: dict[str, str]) -> list[str]:
     """A warning line naming the runs of ``section`` whose stages have not finished."""
     paths = dict(section.get("runs", {}))
     paths |= {key: section[key] for key in ("run", "a", "b", "reference") if key in section}
+    for label, group in section.get("groups", {}).items():  # seed-differences: lists of runs
+        paths |= {f"{label}, run {i}": p for i, p in enumerate(group)}
     partial = []
     for label, path in paths.items():
         if not isinstance(path, str):
@@ -305,24 +321,9 @@ def _certified_accuracy(experiment: Experiment, section: dict, out_dir: Path) ->
             f"the chosen run's at ρ/{k} (Bonferroni over the {k} runs), so that it holds "
             "whichever run is chosen.",
         ]
-    paper = experiment.paper.get(section.get("paper", ""), {})
+    paper = paper_table(experiment, section)
     if paper:
-        lines += ["", f"Ours − paper ({paper.get('source', 'the paper')}):", ""]
-        header = ["run", *(f"r = {r:g}" for r in radii)]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for s in summaries:
-            published = paper.get("rows", {}).get(s.name)
-            if published is None:
-                continue
-            cells = []
-            for ours, theirs in zip(s.certified_accuracy, published, strict=False):
-                cells.append(
-                    f"{_num(ours, 2)} vs {theirs:.2f} ({'+' if ours - theirs >= 0 else ''}"
-                    f"{ours - theirs:.2f})"
-                    if math.isfinite(ours)
-                    else f"— vs {theirs:.2f}"
-                )
-            lines.append(f"| {s.name} | " + " | ".join(cells) + " |")
+        lines += ["", *versus_paper(summaries, paper, radii)]
     mixes = "; ".join(f"{name}: {_class_mix(path)}" for name, path in present.items())
     lines += ["", f"Examples per run: {mixes}."]
     if section.get("plot"):
@@ -530,11 +531,39 @@ def _dcert(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     if not Path(run).exists():
         return [f"`{run}` not run yet."]
     result = read_dcert(run)
-    lines = [dcert_report(result)]
+    lines = [dcert_report(result), "", *dcert_same_rows(result)]
     if section.get("plot"):
         plot_dcert(result, out_dir / section["plot"], title=section.get("title"))
         lines += ["", f"![estimate and worst-case loss]({section['plot']})"]
     return lines + _sources(experiment, {"run": run})
+
+
+def _ranking(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    runs: dict[str, str] = section["runs"]
+    lines = _missing(runs)
+    lines += [""] if lines else []
+    present = {k: v for k, v in runs.items() if Path(v).exists()}
+    if not present:
+        return lines or ["(no runs)"]
+    lines += ranking(present, paper_table(experiment, section))
+    return lines + _sources(experiment, present)
+
+
+def _seed_differences(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
+    groups: dict[str, list[str]] = section["groups"]
+    pairs = section.get("differences", [])
+    for pair in pairs:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(p in groups for p in pair)):
+            raise ValueError(
+                f"{experiment.path}: the differences of section {section.get('title')!r} must "
+                f"be pairs of its groups' labels, got {pair!r}"
+            )
+    every = {f"{label}, run {i}": p for label, ps in groups.items() for i, p in enumerate(ps)}
+    lines = _missing(every)
+    lines += [""] if lines else []
+    lines += seed_differences(groups, [tuple(p) for p in pairs])
+    present = {k: v for k, v in every.items() if Path(v).exists()}
+    return lines + _sources(experiment, present)
 
 
 def _rho(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
@@ -572,6 +601,8 @@ _SECTIONS: dict[str, Callable[[Experiment, dict, Path], list[str]]] = {
     "figure8": _figure8,
     "attack": _attack,
     "dcert": _dcert,
+    "ranking": _ranking,
+    "seed-differences": _seed_differences,
     "rho": _rho,
     "notes": _notes,
 }

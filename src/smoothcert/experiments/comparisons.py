@@ -1,0 +1,261 @@
+"""The report sections that put standard errors on comparisons (formatting only; every number
+comes from :mod:`smoothcert.analysis.compare`, :mod:`smoothcert.analysis.seeds` and
+:mod:`smoothcert.analysis.dcert`): ours beside the published numbers, the methods ranked by
+ACR, differences over training seeds, and Figure 2(a) on the same rows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from smoothcert.experiments.spec import Experiment
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return f"{v:.{digits}f}" if v is not None and math.isfinite(v) else "—"
+
+
+def paper_table(experiment: Experiment, section: dict) -> dict:
+    """The ``[paper]`` table a section names (``{}`` when it names none); a name the file
+    does not define is an error, not a silently missing comparison (a key such as
+    ``sigma0.25`` must be quoted in TOML, else it is two nested tables)."""
+    key = section.get("paper")
+    if key is None:
+        return {}
+    if key not in experiment.paper:
+        raise ValueError(
+            f"{experiment.path}: section {section.get('title')!r} names paper table {key!r}, "
+            f"which the file does not define (it has {', '.join(map(repr, experiment.paper))}; "
+            'quote a key with a dot: [paper."sigma0.25"])'
+        )
+    return experiment.paper[key]
+
+
+def versus_paper(summaries: list, paper: dict, radii: list[float]) -> list[str]:
+    """Ours − published per radius and for the ACR, each ± its standard error
+    (:mod:`smoothcert.analysis.compare`), beyond two standard errors marked *."""
+    from smoothcert.analysis.compare import (
+        SE_COVERS,
+        acr_difference_se,
+        acr_with_se,
+        beyond_two_se,
+        difference_se,
+        published_row,
+    )
+
+    rows = {k: published_row(v, f"paper row {k!r}") for k, v in paper.get("rows", {}).items()}
+    header = ["run", "examples (ours / published × runs)", *(f"r = {r:g}" for r in radii), "ACR"]
+    lines = [
+        f"Ours beside the published numbers ({paper.get('source', 'the paper')}). Each cell: "
+        "ours vs published (ours − published ± its standard error; beyond two standard errors "
+        f"marked *). The standard errors cover {SE_COVERS}.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    matched = set()
+    for s in summaries:
+        row = rows.get(s.name)
+        if row is None or not s.per_example:
+            continue
+        matched.add(s.name)
+        cells = []
+        for j, (ours, theirs) in enumerate(zip(s.certified_accuracy, row.accuracy, strict=False)):
+            if not math.isfinite(ours):
+                cells.append(f"— vs {theirs:.3f}")
+                continue
+            sd = row.sd[j] if row.sd is not None else None
+            se = difference_se(ours, s.num_examples, theirs, row.n, sd, row.runs)
+            d = ours - theirs
+            mark = "*" if beyond_two_se(d, se) else ""
+            cells.append(f"{ours:.3f} vs {theirs:.3f} ({d:+.3f} ± {se:.3f}{mark})")
+        acr, acr_se, acr_sd = acr_with_se(s.per_example["radius"], s.per_example["correct"])
+        if not math.isfinite(s.acr):  # an adaptive run: its ACR is not measured
+            cells.append(f"— vs {_num(row.acr)}")
+        elif row.acr is None:
+            cells.append(f"{acr:.3f} ± {_num(acr_se)} vs —")
+        else:
+            se = acr_difference_se(acr_se, acr_sd, row)
+            d = acr - row.acr
+            mark = "*" if beyond_two_se(d, se) else ""
+            cells.append(
+                f"{acr:.3f} ± {_num(acr_se)} vs {row.acr:.3f} ({d:+.3f} ± {_num(se)}{mark})"
+            )
+        published_n = f"{row.n:,}" if row.n else "?"
+        lines.append(
+            f"| {s.name} | {s.num_examples} / {published_n} × {row.runs} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    unmatched = [k for k in rows if k not in matched]
+    if unmatched:
+        lines += [
+            "",
+            "Published rows without a run of the same label here: " + ", ".join(unmatched) + ".",
+        ]
+    lines += [
+        "",
+        "Standard errors: certified accuracy √(p_o(1 − p_o)/n_o + p_p(1 − p_p)/n_p + sd²/k) "
+        "(binomial over our n_o examples; binomial over the published n_p; sd over the k "
+        "published runs, where given); ACR √(SE_o² + s²/n_p + sd²/k) with SE_o = sd of "
+        "radius·1[correct] over our examples / √n_o and s that sd (ours, standing in for the "
+        "published run's). Both sides are treated as independent samples of test images.",
+    ]
+    return lines
+
+
+def ranking(present: dict[str, str], paper: dict) -> list[str]:
+    """The runs ranked by our ACR (± its standard error over our examples), the published ACR
+    beside each (± its sd over the published runs) and its rank among the published rows, and
+    each run's ACR minus that of the run ranked next below it, on the examples both certified
+    (± the paired standard error; beyond two marked *: the order of the two is resolved)."""
+    from smoothcert.analysis import analyze, load_certify_run
+    from smoothcert.analysis.compare import (
+        acr_with_se,
+        beyond_two_se,
+        paired_acr_difference,
+        published_row,
+        rank_by_acr,
+    )
+
+    summaries = analyze(list(present.values()), [0.0], names=list(present))
+    acr = {}
+    for s in summaries:
+        value, se, _ = acr_with_se(s.per_example["radius"], s.per_example["correct"])
+        acr[s.name] = (value, se) if math.isfinite(s.acr) else (float("nan"), float("nan"))
+    rows = {k: published_row(v, f"paper row {k!r}") for k, v in paper.get("rows", {}).items()}
+    published = {k: rows[k].acr for k in acr if k in rows}
+    ranked = rank_by_acr(acr, published)
+    examples = {s.name: s.num_examples for s in summaries}
+    lines = [
+        "Ranked by our ACR (mean over our examples of radius·1[correct]; ± its standard error "
+        "over those examples, one training seed); published: mean over its runs ± the sd over "
+        "them, and the rank among the published rows of these runs. The last column is the "
+        "ACR of a run minus the next one's on the examples both certified, ± the paired "
+        "standard error (test images and certification noise; not seed-to-seed variation); "
+        "* marks a difference beyond two standard errors.",
+        "",
+        "| rank | run | examples | ACR ± SE | published ACR | published rank | − next ± SE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(ranked):
+        row = rows.get(r.name)
+        if r.published is None:
+            theirs = "—"
+        else:
+            sd = f" ± {row.acr_sd:.4f} (sd, {row.runs} runs)" if row and row.acr_sd else ""
+            theirs = f"{r.published:.3f}{sd}"
+        step = ""
+        below = ranked[i + 1] if i + 1 < len(ranked) else None
+        if r.rank is not None and below is not None and below.rank is not None:
+            _, d, se = paired_acr_difference(
+                load_certify_run(present[r.name])[1], load_certify_run(present[below.name])[1]
+            )
+            mark = "*" if beyond_two_se(d, se) else ""
+            step = f"{d:+.3f} ± {_num(se)}{mark} ({below.name})"
+        lines.append(
+            f"| {r.rank if r.rank is not None else '—'} | {r.name} | {examples[r.name]} | "
+            f"{_num(r.acr)} ± {_num(r.se)} | {theirs} | "
+            f"{r.published_rank if r.published_rank is not None else '—'} | {step} |"
+        )
+    return lines
+
+
+def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]]) -> list[str]:
+    """Per radius, the mean over training seeds of A − B (accuracy under attack) on the test
+    images every run attacked, ± the standard error over seeds and images
+    (:func:`smoothcert.analysis.seeds.seed_difference`), beside the images-only part; and
+    each seed's own difference. ``groups`` maps a label to its runs (seed order), of which
+    only the seeds present in both A and B (by position) are used."""
+    from smoothcert.analysis.seeds import attack_seed_differences
+    from smoothcert.runs.attack import OLD_NOISY_EVALUATION, read_attack
+
+    lines: list[str] = []
+    for a, b in pairs:
+        used = [
+            (pa, pb)
+            for pa, pb in zip(groups[a], groups[b], strict=False)
+            if Path(pa).exists() and Path(pb).exists()
+        ]
+        if not used:
+            lines += [f"{a} − {b}: no seed of both run yet.", ""]
+            continue
+        runs_a = [read_attack(pa) for pa, _ in used]
+        runs_b = [read_attack(pb) for _, pb in used]
+        old = [
+            path
+            for path, run in zip([*(x for x, _ in used), *(y for _, y in used)],
+                                 [*runs_a, *runs_b], strict=True)
+            if run.get("evaluation") == OLD_NOISY_EVALUATION
+        ]  # fmt: skip
+        if old:
+            lines += [
+                "Made with the old evaluation of models under noise (fresh votes at every "
+                "radius): " + ", ".join(f"`{o}`" for o in old) + "; run them again.",
+                "",
+            ]
+        eps = sorted(set.intersection(*(set(r["eps"]) for r in [*runs_a, *runs_b])))
+        shared, diffs = attack_seed_differences(runs_a, runs_b, eps)
+        k = len(used)
+        lines += [
+            f"**{a} − {b}**: {k} seed pair{'s' if k != 1 else ''} of the "
+            f"{min(len(groups[a]), len(groups[b]))} listed, {shared} test images every run "
+            "attacked.",
+            "",
+            "| ε | mean over seeds ± SE (seeds and images) | ± SE, images only | ± SE, seeds only "
+            "| per seed |",
+            "|---|---|---|---|---|",
+        ]
+        for e in eps:
+            r = diffs[e]
+            if r is None:
+                lines.append(f"| {e:g} | — | | | |")
+                continue
+            mark = "*" if abs(r.mean) > 2 * r.se else ""
+            per_seed = ", ".join(f"{v:+.3f}" for v in r.per_seed)
+            lines.append(
+                f"| {e:g} | {r.mean:+.3f} ± {r.se:.3f}{mark} | {r.se_images:.3f} | "
+                f"{_num(r.se_seeds)} | {per_seed} |"
+            )
+        lines.append("")
+    lines += [
+        "SE² = var_s(d_s)/k + var_i(D_i)/N − MS_E/(kN) (not below either of its first two "
+        "terms), with d_s the difference of seed s's accuracies, D_i image i's difference "
+        "averaged over the seeds and MS_E the seed × image residual mean square: unbiased for "
+        "the variance of the mean over a random sample of k seeds and N images "
+        "(smoothcert.analysis.seeds). With one seed it is the paired SE over images. * marks "
+        "a difference beyond two standard errors.",
+    ]
+    return lines
+
+
+def dcert_same_rows(result: Any) -> list[str]:
+    """Figure 2(a) on the same rows: per setting and γ_adv, the estimate and the worst case
+    both over the odd-position rows, their difference ± the paired standard error
+    (:func:`smoothcert.analysis.dcert.same_rows_comparison`)."""
+    from smoothcert.analysis.dcert import same_rows_comparison
+
+    rows = same_rows_comparison(result)
+    if not rows:
+        return ["Too few rows to compare the estimate and the worst case on the same rows."]
+    names = {"smooth": f"smoothed σ={result.sigma:g}", "plain": "WRM σ=0"}
+    lines = [
+        f"On the same rows: the estimate is a mean over the {rows[0].rows} odd-position rows "
+        "(γ chosen on the even ones), so here the worst case is too; the estimate is taken at "
+        "the adversary's budget on those rows. Estimate − worst case ± the paired standard "
+        "error over those rows (test examples and Monte Carlo noise; not the choice of γ); "
+        "below −2 SE (marked *) the estimate falls short of the worst case it should bound.",
+        "",
+        "| setting | γ_adv | ρ̂_adv (odd rows) | γ | estimate | worst case (odd rows) | "
+        "estimate − worst case ± SE | worst case (all rows) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mark = "*" if r.difference < -2 * r.se else ""
+        lines.append(
+            f"| {names[r.setting]} | {r.gamma_adv:g} | {r.rho_adv:.4f} | {r.gamma:g} | "
+            f"{r.estimate:.4f} | {r.worst_case:.4f} | "
+            f"{r.difference:+.4f} ± {_num(r.se, 4)}{mark} | {r.worst_case_all:.4f} |"
+        )
+    return lines

@@ -214,17 +214,22 @@ def _data_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    return train_from_args(args, args.method, method_options_from_args(args, args.method), NAME)
+
+
+def train_from_args(args: argparse.Namespace, method: str, options: dict, command: str) -> int:
+    """Train ``method`` with ``options`` from the flags `train` and `train-denoiser` share
+    (data, optimization, evaluation, output, machine); print what a run's end says."""
     import torch
 
     from smoothcert.training import TrainConfig, train
 
-    options = method_options_from_args(args, args.method)
     if args.threads is not None:
         torch.set_num_threads(positive_int("threads", args.threads))
     config = TrainConfig(
         dataset=args.dataset,
         arch=args.arch,
-        method=args.method,
+        method=method,
         method_options=options,
         out_dir=args.out,
         data_root=args.data_root,
@@ -258,8 +263,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            f"smoothcert train: interrupted; rerun the same command to resume from the last "
-            f"resume point in {args.out}",
+            f"smoothcert {command}: interrupted; rerun the same command to resume from the "
+            f"last resume point in {args.out}",
             file=sys.stderr,
         )
         return 130

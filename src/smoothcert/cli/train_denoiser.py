@@ -8,9 +8,6 @@ config.json work alike.
 from __future__ import annotations
 
 import argparse
-import sys
-
-from smoothcert._util.checks import positive_int
 
 NAME = "train-denoiser"
 HELP = (
@@ -305,61 +302,8 @@ def _check_trusted(spec: str | None, trusted: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from smoothcert.cli.train import _data_options
-    from smoothcert.training import TrainConfig, train
+    from smoothcert.cli.train import train_from_args
     from smoothcert.training.methods.denoiser_methods import OBJECTIVES
 
-    if args.threads is not None:
-        torch.set_num_threads(positive_int("threads", args.threads))
-    config = TrainConfig(
-        dataset=args.dataset,
-        arch=args.arch,
-        method=OBJECTIVES[args.objective],  # "denoiser-mse", ...
-        method_options=method_options(args),
-        out_dir=args.out,
-        data_root=args.data_root,
-        data_options=_data_options(args),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        step_size=args.step_size,
-        lr_decay=args.lr_decay,
-        seed=args.seed,
-        subset=args.subset,
-        test_subset=args.test_subset,
-        val_size=args.val_size,
-        eval_sigma=args.eval_sigma,
-        augment=args.augment,
-        eval_batch_size=args.eval_batch_size,
-        device=args.device,
-        precision=args.precision,
-        channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
-        checkpoint_every=args.checkpoint_every,
-        workers=args.workers,
-        sync_bn=args.sync_bn,
-    )
-    try:
-        result = train(
-            config, progress=not args.no_progress, log=lambda line: print(line, flush=True)
-        )
-    except KeyboardInterrupt:
-        print(
-            f"smoothcert train-denoiser: interrupted; rerun the same command to resume from "
-            f"the last resume point in {args.out}",
-            file=sys.stderr,
-        )
-        return 130
-    if result.rank != 0:
-        return 0
-    if result.resumed_from_epoch == config.epochs:
-        print(f"{args.out}: already trained for {config.epochs} epochs; nothing to do")
-    print(f"last checkpoint: {result.last_checkpoint}")
-    if result.best_checkpoint is not None:
-        print(f"best checkpoint: {result.best_checkpoint}")
-    return 0
+    # "denoiser-mse", ...: the one training loop with a denoiser objective
+    return train_from_args(args, OBJECTIVES[args.objective], method_options(args), NAME)

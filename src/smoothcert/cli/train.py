@@ -28,13 +28,41 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from smoothcert.data import DATASETS
     from smoothcert.models import list_models
-    from smoothcert.training.config import OPTIMIZERS, SCHEDULES
-    from smoothcert.training.precision import PRECISIONS
     from smoothcert.training.registry import list_methods
 
     g = parser.add_argument_group("data and model")
+    add_data_flags(g)
+    g.add_argument(
+        "--arch",
+        required=True,
+        metavar="ARCH",
+        help=f"architecture: {', '.join(list_models())}",
+    )
+    g = parser.add_argument_group("optimization")
+    g.add_argument(
+        "--method",
+        default="standard",
+        metavar="METHOD",
+        help=f"training method: {', '.join(list_methods())}",
+    )
+    add_optimization_flags(g, optimizer="sgd", lr=0.1, weight_decay=1e-4)
+    add_output_flags(
+        parser.add_argument_group("evaluation and output"),
+        eval_sigma_help="noise std (L2, pixel units) for the per-epoch noisy test accuracy; "
+        "default: the method's sigma",
+    )
+    add_method_options(parser)
+
+
+def add_data_flags(
+    g: argparse._ArgumentGroup,
+    val_size_help: str = "hold out the last N training examples (not trained on) to choose "
+    "best.safetensors; 0 = best is the last epoch",
+) -> None:
+    """The data flags of every command that trains with the one loop (train, train-denoiser)."""
+    from smoothcert.data import DATASETS
+
     g.add_argument(
         "--dataset", required=True, metavar="NAME", help=f"dataset: {', '.join(DATASETS)}"
     )
@@ -43,12 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DIR",
         help="directory with the dataset (default: its standard location)",
-    )
-    g.add_argument(
-        "--arch",
-        required=True,
-        metavar="ARCH",
-        help=f"architecture: {', '.join(list_models())}",
     )
     g.add_argument(
         "--resize",
@@ -77,14 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="evaluate on the first N test examples only",
     )
-    g.add_argument(
-        "--val-size",
-        type=int,
-        default=0,
-        metavar="N",
-        help="hold out the last N training examples (not trained on) to choose "
-        "best.safetensors; 0 = best is the last epoch",
-    )
+    g.add_argument("--val-size", type=int, default=0, metavar="N", help=val_size_help)
     g.add_argument(
         "--augment",
         choices=("auto", "none", "crop-flip", "resized-crop-flip"),
@@ -94,13 +109,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stream",
     )
 
-    g = parser.add_argument_group("optimization")
-    g.add_argument(
-        "--method",
-        default="standard",
-        metavar="METHOD",
-        help=f"training method: {', '.join(list_methods())}",
-    )
+
+def add_optimization_flags(
+    g: argparse._ArgumentGroup, *, optimizer: str, lr: float, weight_decay: float
+) -> None:
+    """The optimizer, schedule, seed and arithmetic flags of the one loop, with the command's
+    own optimizer defaults."""
+    from smoothcert.training.config import OPTIMIZERS, SCHEDULES
+    from smoothcert.training.precision import PRECISIONS
+
     g.add_argument(
         "--epochs",
         type=int,
@@ -110,11 +127,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--batch-size", type=int, default=128, help="examples per optimizer step")
     g.add_argument(
-        "--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (with momentum) or adam"
+        "--optimizer", choices=OPTIMIZERS, default=optimizer, help="sgd (with momentum) or adam"
     )
-    g.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
+    g.add_argument("--lr", type=float, default=lr, help="initial learning rate")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (ignored by adam)")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay coefficient")
+    g.add_argument(
+        "--weight-decay", type=float, default=weight_decay, help="L2 weight decay coefficient"
+    )
     g.add_argument(
         "--schedule",
         choices=SCHEDULES,
@@ -156,14 +175,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="channels-last memory layout for conv nets (auto: on with bf16/fp16, off in fp32)",
     )
 
-    g = parser.add_argument_group("evaluation and output")
-    g.add_argument(
-        "--eval-sigma",
-        type=float,
-        default=None,
-        help="noise std (L2, pixel units) for the per-epoch noisy test accuracy; "
-        "default: the method's sigma",
-    )
+
+def add_output_flags(g: argparse._ArgumentGroup, *, eval_sigma_help: str) -> None:
+    """The evaluation, output and machine flags of the one loop."""
+    g.add_argument("--eval-sigma", type=float, default=None, metavar="STD", help=eval_sigma_help)
     g.add_argument(
         "--eval-batch-size", type=int, default=500, help="examples per evaluation forward pass"
     )
@@ -200,8 +215,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: per process)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    add_method_options(parser)
 
 
 def _data_options(args: argparse.Namespace) -> dict:

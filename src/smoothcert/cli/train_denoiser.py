@@ -29,11 +29,9 @@ PARAMETER_FLAGS = {"surrogates": "--surrogate", "diffusion_steps": "--diffusion-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from smoothcert.data import DATASETS
+    from smoothcert.cli.train import add_data_flags, add_optimization_flags, add_output_flags
     from smoothcert.models.denoisers import list_denoisers
-    from smoothcert.training.config import OPTIMIZERS, SCHEDULES
     from smoothcert.training.methods.denoiser_methods import OBJECTIVES
-    from smoothcert.training.precision import PRECISIONS
 
     g = parser.add_argument_group("denoiser and objective")
     g.add_argument(
@@ -124,140 +122,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow .pt2 and TorchScript classifiers (their loaders run code in the file)",
     )
 
-    g = parser.add_argument_group("data")
-    g.add_argument(
-        "--dataset", required=True, metavar="NAME", help=f"dataset: {', '.join(DATASETS)}"
-    )
-    g.add_argument(
-        "--data-root",
-        default=None,
-        metavar="DIR",
-        help="directory with the dataset (default: its standard location)",
-    )
-    g.add_argument(
-        "--resize",
-        type=int,
-        default=None,
-        metavar="PIXELS",
-        help="imagefolder only: resize the short side to PIXELS, centre-crop a square",
-    )
-    g.add_argument(
-        "--stream",
-        action="store_true",
-        help="imagefolder only: read images from disk as training needs them",
-    )
-    g.add_argument(
-        "--subset",
-        type=int,
-        default=None,
-        metavar="N",
-        help="train on the first N training examples only",
-    )
-    g.add_argument(
-        "--test-subset",
-        type=int,
-        default=None,
-        metavar="N",
-        help="evaluate on the first N test examples only",
-    )
-    g.add_argument(
-        "--val-size",
-        type=int,
-        default=0,
-        metavar="N",
-        help="hold out the last N training examples to choose best.safetensors "
+    add_data_flags(
+        parser.add_argument_group("data"),
+        val_size_help="hold out the last N training examples to choose best.safetensors "
         "(f∘D accuracy under noise with --classifier, else the lowest MSE); 0 = "
         "best is the last epoch",
     )
-    g.add_argument(
-        "--augment",
-        choices=("auto", "none", "crop-flip", "resized-crop-flip"),
-        default="auto",
-        help="training augmentation; auto = the dataset's",
+    add_optimization_flags(
+        parser.add_argument_group("optimization"), optimizer="adam", lr=1e-3, weight_decay=0.0
     )
-
-    g = parser.add_argument_group("optimization")
-    g.add_argument("--epochs", type=int, default=10, help="passes over the training set")
-    g.add_argument("--batch-size", type=int, default=128, help="examples per optimizer step")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="sgd or adam")
-    g.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (ignored by adam)")
-    g.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay coefficient")
-    g.add_argument(
-        "--schedule",
-        choices=SCHEDULES,
-        default="step",
-        help="learning-rate schedule: constant; step; cosine (per step, to 0)",
-    )
-    g.add_argument(
-        "--step-size",
-        type=int,
-        default=30,
-        help="epochs between learning-rate decays (step schedule)",
-    )
-    g.add_argument(
-        "--lr-decay",
-        type=float,
-        default=0.1,
-        help="multiplicative learning-rate decay (step schedule)",
-    )
-    g.add_argument(
-        "--seed", type=int, default=0, help="seed of init, data order, augmentation and noise"
-    )
-    g.add_argument(
-        "--precision",
-        choices=("auto", *PRECISIONS),
-        default="auto",
-        help="training arithmetic (as `smoothcert train`): auto = bf16 where the "
-        "device computes it natively, else fp32; fp32; bf16; fp16 (CUDA)",
-    )
-    g.add_argument(
-        "--channels-last",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="channels-last memory layout (auto: on with bf16/fp16)",
-    )
-
-    g = parser.add_argument_group("evaluation and output")
-    g.add_argument(
-        "--eval-sigma",
-        type=float,
-        default=None,
-        metavar="STD",
-        help="noise std (L2 pixel units) of the per-epoch test MSE and f∘D "
+    add_output_flags(
+        parser.add_argument_group("evaluation and output"),
+        eval_sigma_help="noise std (L2 pixel units) of the per-epoch test MSE and f∘D "
         "accuracy; default: --sigma",
     )
-    g.add_argument(
-        "--eval-batch-size", type=int, default=500, help="examples per evaluation forward pass"
-    )
-    g.add_argument(
-        "--out",
-        required=True,
-        metavar="DIR",
-        help="output directory (checkpoints, metrics, resume state)",
-    )
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    g.add_argument(
-        "--checkpoint-every",
-        default="10m",
-        metavar="N|Nm",
-        help="also write the resume state within an epoch every N optimizer steps "
-        "or N minutes; 0 = at epoch ends only",
-    )
-    g.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="DataLoader worker processes decoding a streamed image folder",
-    )
-    g.add_argument(
-        "--sync-bn",
-        action="store_true",
-        help="under torchrun on CUDA: batch-norm statistics over the global batch",
-    )
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def method_options(args: argparse.Namespace) -> dict:

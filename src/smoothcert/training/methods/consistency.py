@@ -46,6 +46,7 @@ from torch.nn import functional as F
 
 from smoothcert.attacks.pgd import draw_noise, pgd_l2_smoothed
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
+from smoothcert.training.methods.smoothadv import warmup_epsilon
 
 
 def copies_log_probs(logits: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,10 +128,8 @@ class Consistency(Method):
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
     def epsilon(self, epoch: int) -> float:
-        """ε_t of the linear warm-up: ε·min(1, (epoch + 1)/w) (0-based epoch)."""
-        if self.warmup_epochs == 0:
-            return self.eps
-        return self.eps * min(1.0, (epoch + 1) / self.warmup_epochs)
+        """ε_t of the linear warm-up: ε·min(1, (epoch + 1)/w) (0-based epoch), as SmoothAdv."""
+        return warmup_epsilon(self.eps, self.warmup_epochs, epoch)
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext

@@ -30,6 +30,14 @@ from smoothcert.attacks.pgd import draw_noise, pgd_l2_smoothed
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 
 
+def warmup_epsilon(eps: float, warmup_epochs: int, epoch: int) -> float:
+    """ε_t = ε·min(1, (t + 1)/w) at the 0-based epoch t (ε from the start when w = 0): the
+    linear warm-up of SmoothAdv's attack radius, also used by Consistency's adversarial copies."""
+    if warmup_epochs == 0:
+        return eps
+    return eps * min(1.0, (epoch + 1) / warmup_epochs)
+
+
 @register
 @dataclass
 class SmoothAdv(Method):
@@ -88,9 +96,7 @@ class SmoothAdv(Method):
 
     def epsilon(self, epoch: int) -> float:
         """ε_t of the linear warm-up (SmoothAdv's schedule: ε/w after the first epoch)."""
-        if self.warmup_epochs == 0:
-            return self.eps
-        return self.eps * min(1.0, (epoch + 1) / self.warmup_epochs)
+        return warmup_epsilon(self.eps, self.warmup_epochs, epoch)
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext

@@ -16,6 +16,9 @@ nothing that matters) and each method's cost beside Gaussian training's, with th
 capability and the precision ``auto`` chose.
 
     python benchmarks/method_throughput.py --arch resnet20 --out benchmarks/results/methods.json
+
+``denoiser-mse`` is train-denoiser's MSE objective on a DnCNN (7 layers, 32 channels) for the
+architecture's input shape: the loop of train-denoiser against a plain loop of it.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from train_throughput import SHAPES, synthetic
 
 from smoothcert._util.hardware import choose_precision
 from smoothcert.models import create_model
+from smoothcert.models.denoisers import create_denoiser
 from smoothcert.training import TrainConfig, train
 from smoothcert.training.method import BatchContext
+from smoothcert.training.methods.denoiser_methods import get_denoiser_method
 from smoothcert.training.precision import AutocastModel, default_channels_last
 from smoothcert.training.registry import get_method
 
@@ -46,7 +51,17 @@ METHODS = {
     "macer": {"sigma": 0.5, "num_noise": 16, "lam": 4.0, "beta": 16.0, "margin": 8.0},
     "smoothmix": {"sigma": 0.5, "num_noise": 2, "steps": 4},
     "smoothadv": {"sigma": 0.5, "eps": 2.0, "steps": 2, "num_noise": 2},
+    # train-denoiser's MSE objective on the cpu-scale DnCNN of salman-cifar10
+    "denoiser-mse": {"sigma": 0.5, "arch_options": {"depth": 7, "width": 32}},
 }
+DENOISER_ARCH = "dncnn"
+
+
+def _arch(arch: str, method: str) -> str:
+    """The network a method trains: the denoiser for a denoiser objective."""
+    return DENOISER_ARCH if method.startswith("denoiser-") else arch
+
+
 LR, MOMENTUM, WEIGHT_DECAY, SEED = 0.01, 0.9, 1e-4, 0
 
 
@@ -54,7 +69,8 @@ def smoothcert_rate(arch: str, data, batch: int, method: str, precision: str) ->
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(
             dataset="mnist",  # only names the run; train_set replaces the data
-            arch=arch, method=method, method_options=METHODS[method], out_dir=out, epochs=1,
+            arch=_arch(arch, method), method=method, method_options=METHODS[method],
+            out_dir=out, epochs=1,
             batch_size=batch, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
             schedule="constant", seed=SEED, augment="none", precision=precision, device="cpu",
         )  # fmt: skip
@@ -65,13 +81,18 @@ def smoothcert_rate(arch: str, data, batch: int, method: str, precision: str) ->
 def plain_rate(arch: str, data, batch: int, method: str, precision: str) -> float:
     shape = SHAPES[arch]
     torch.manual_seed(SEED)
-    model = create_model(arch, 10, shape, (0.5,) * shape[0], (0.25,) * shape[0])
+    if method.startswith("denoiser-"):
+        options = METHODS[method]
+        model = create_denoiser(DENOISER_ARCH, shape, **options["arch_options"])
+        objective = get_denoiser_method(method, **options)
+    else:
+        model = create_model(arch, 10, shape, (0.5,) * shape[0], (0.25,) * shape[0])
+        objective = get_method(method, **METHODS[method])
     channels_last = default_channels_last(precision, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     runner = AutocastModel(model, precision, channels_last)
     model.train()
-    objective = get_method(method, **METHODS[method])
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     x_all = torch.from_numpy(data.images).float().div_(255.0)
     y_all = torch.from_numpy(data.labels)

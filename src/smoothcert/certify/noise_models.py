@@ -141,8 +141,9 @@ class NoiseModel(ABC):
         return NoiseStream(shape, dtype, device, generator, draw)
 
     def input_point(self, x: torch.Tensor) -> torch.Tensor:
-        """The prepared point in input units ([0, 1] pixels): ``x`` itself unless the noise
-        works in other units.
+        """The prepared point in input units ([0, 1] pixels).
+
+        ``x`` itself unless the noise works in other units.
 
         Parameters
         ----------
@@ -308,6 +309,14 @@ class LatticeGaussianNoise(NoiseModel):
         The base model's dtype (float32 or float64), which the noise is drawn in.
     device : torch.device
         Where the noise is drawn.
+
+    Examples
+    --------
+    >>> import torch
+    >>> cpu = torch.device("cpu")
+    >>> noise = LatticeGaussianNoise(0.25, torch.float32, cpu)
+    >>> noise.prepare(torch.tensor([[0.0, 1.0]]), torch.float32, cpu)  # the levels k
+    tensor([[  0., 255.]])
     """
 
     sound: ClassVar[bool] = True
@@ -402,8 +411,9 @@ class LatticeGaussianNoise(NoiseModel):
         return x / lattice.GRID_LEVELS
 
     def lower_bound(self, n_a: int, n: int, alpha: float, dim: int) -> float:
-        """The Clopper–Pearson bound under the drawn noise, made a bound under the rounded
-        Gaussian (:meth:`correct`).
+        """The Clopper–Pearson bound under the drawn noise, corrected (:meth:`correct`).
+
+        A bound under the rounded Gaussian, whose smoothed classifier Theorem 1 certifies.
 
         Parameters
         ----------
@@ -464,8 +474,9 @@ class LatticeGaussianNoise(NoiseModel):
 def noise_model(
     sigma: float, *, sound: bool, dtype: torch.dtype, device: torch.device
 ) -> NoiseModel:
-    """The noise of a smoothed classifier: Gaussian, or with ``sound`` the rounded Gaussian on
-    the 8-bit grid.
+    """The noise of a smoothed classifier: Gaussian, or the lattice noise of sound mode.
+
+    With ``sound``, the rounded Gaussian on the 8-bit grid.
 
     Parameters
     ----------

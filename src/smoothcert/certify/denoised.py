@@ -2,9 +2,9 @@
 
 Denoised smoothing (Salman et al. 2020, §3) smooths f∘D: g(x) = argmax_c P(f(D(x + ε)) = c),
 ε ~ N(0, σ²I), the noise added before D, so that a classifier f never trained with noise
-certifies. :class:`smoothcert.SmoothedClassifier` builds it from its ``denoiser`` argument;
-the denoisers themselves live in :mod:`smoothcert.models.denoisers` and
-:mod:`smoothcert.models.diffusion`.
+certifies (in sound mode the lattice noise, also before D). :class:`smoothcert.SmoothedClassifier`
+builds it from its ``denoiser`` argument; the denoisers themselves live in
+:mod:`smoothcert.models.denoisers` and :mod:`smoothcert.models.diffusion`.
 
 References
 ----------

@@ -11,8 +11,9 @@ The module reads as the algorithm, top to bottom:
    and a Clopper–Pearson bound turned into a radius). The statistics themselves, and the
    ``ABSTAIN`` label they return, live in :mod:`smoothcert.certify.stats`. Input checks, the
    execution settings and the batch size come after.
-The helpers live elsewhere: the noise stream in :mod:`smoothcert.certify.noise`; eval/inference
-mode, the model's dtype and device in :mod:`smoothcert._util.torch_helpers`.
+The helpers live elsewhere: the noise model (input preparation, draws, noisy inputs, the bound
+on pA and the radius) in :mod:`smoothcert.certify.noise_models`; eval/inference mode, the
+model's dtype and device in :mod:`smoothcert._util.torch_helpers`.
 
 Noise is added in the caller's input space ([0,1] pixels for images); normalization belongs
 inside the base model, so σ and certified radii are L2 distances in input units.
@@ -51,10 +52,9 @@ from smoothcert._util.checks import (
 )
 from smoothcert._util.hardware import choose_precision
 from smoothcert._util.torch_helpers import evaluating, has_conv2d, model_device, model_dtype
-from smoothcert.certify import sound as lattice
 from smoothcert.certify import stats
 from smoothcert.certify.denoised import DenoisedClassifier, check_denoiser_output
-from smoothcert.certify.noise import NoiseStream
+from smoothcert.certify.noise_models import LatticeGaussianNoise, NoiseModel, noise_model
 from smoothcert.certify.stats import ABSTAIN
 from smoothcert.certify.tuning import tune_batch_size
 
@@ -224,15 +224,10 @@ class SmoothedClassifier:
         if precision == "auto":
             precision = choose_precision(self.device).precision
         self.precision = precision
-        self.sound = sound
-        if sound:
-            if model_dtype(base) not in (torch.float32, torch.float64):
-                raise ValueError(
-                    f"sound=True needs a float32 or float64 base model, got {model_dtype(base)}"
-                )
-            # Built once per σ (and validates σ for the table), moved to the device once, its
-            # guide in the dtype the noise is drawn in (the model's).
-            self._lattice = lattice.lattice_noise(self.sigma).to(self.device, model_dtype(base))
+        # Gaussian, or the lattice noise of sound mode: the only place the two differ.
+        self.noise: NoiseModel = noise_model(
+            sigma, sound=sound, dtype=model_dtype(base), device=self.device
+        )
         if channels_last is None:
             channels_last = has_conv2d(base) and (self.device.type == "cpu" or precision == "bf16")
         self.channels_last: bool = channels_last
@@ -242,15 +237,18 @@ class SmoothedClassifier:
         self.batch_size_timings: dict[int, float] = {}  # batch size -> samples/s when tuned
 
     @property
+    def sound(self) -> bool:
+        """Whether the classifier is in sound mode (built with ``sound=True``)."""
+        return self.noise.sound
+
+    @property
     def noise_sigma(self) -> float:
         """The σ that scales the noise, hence the σ of every radius.
 
         σ itself in sound mode (the noise table is built for it) and for float64 models, else
         σ rounded to float32 (torch computes x + σε with σ as a float32 for float32, bf16 and
         float16 tensors)."""
-        if self.sound or model_dtype(self.base) == torch.float64:
-            return self.sigma
-        return float(torch.tensor(self.sigma, dtype=torch.float32))
+        return self.noise.sigma_for(model_dtype(self.base))
 
     @property
     def batch_size(self) -> int | None:
@@ -294,7 +292,10 @@ class SmoothedClassifier:
             integer.
         """
         n = positive_int("n", n)
-        x = self._prepare(x)
+        return self._sample(self._prepare(x), n, generator)
+
+    def _sample(self, x: torch.Tensor, n: int, generator: torch.Generator | None) -> np.ndarray:
+        # counts() of a prepared input.
         self._check_generator(generator)
         self._prepare_model(x)
         with evaluating(self.base):
@@ -308,15 +309,7 @@ class SmoothedClassifier:
         # most batch_size; counted on the device so nothing per sample crosses to the host.
         batch_size = self._batch_size_for(x)
         counts = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
-        draw = None
-        if self.sound:
-            table = self._lattice
-
-            def draw(out: torch.Tensor) -> None:
-                lattice.draw_lattice_noise(table, out, generator)
-
-        noise = NoiseStream(tuple(x.shape[1:]), x.dtype, self.device, generator, draw)
-        sigma = self.noise_sigma
+        noise = self.noise.stream(tuple(x.shape[1:]), x.dtype, self.device, generator)
         eps = torch.empty((min(batch_size, n), *x.shape[1:]), dtype=x.dtype, device=self.device)
         inputs = eps
         if self._uses_channels_last(x):
@@ -331,13 +324,7 @@ class SmoothedClassifier:
                 b = min(batch_size, remaining)
                 noise.fill(eps[:b])
                 batch = inputs[:b]
-                if self.sound:
-                    # (k + J)/255: the integer k + J is exact, then one rounded division on
-                    # CPU (CUDA multiplies by fl(1/255): another fixed function of k + J).
-                    torch.add(x, eps[:b], out=batch)
-                    batch.div_(lattice.GRID_LEVELS)
-                else:
-                    torch.add(x, eps[:b], alpha=sigma, out=batch)  # x + σε, in one pass
+                self.noise.perturb(x, eps[:b], out=batch)  # x + σε (sound: (k + J)/255)
                 logits = self._check_logits(self.base(batch), b)
                 all_finite &= torch.isfinite(logits).all()
                 counts += torch.bincount(logits.argmax(dim=1), minlength=self.num_classes)
@@ -449,16 +436,16 @@ class SmoothedClassifier:
         n0 = positive_int("n0", n0)
         n = positive_int("n", n)
         alpha = probability("alpha", alpha)
-        counts_selection = self.counts(x, n0, generator=generator)
+        x = self._prepare(x)
+        counts_selection = self._sample(x, n0, generator)
         c_hat = int(np.argmax(counts_selection))
-        counts_estimation = self.counts(x, n, generator=generator)
+        counts_estimation = self._sample(x, n, generator)
         n_a = int(counts_estimation[c_hat])
-        p_a_lower = float(stats.lower_confidence_bound(n_a, n, alpha))
-        if self.sound:
-            p_a_lower = self.sound_lower_bound(p_a_lower, self._prepare(x)[0].numel())
-        prediction, radius = stats.certify_decision(c_hat, p_a_lower, self.noise_sigma)
-        if self.sound:
-            radius *= 1 - lattice.RADIUS_MARGIN
+        p_a_lower = self.noise.lower_bound(n_a, n, alpha, dim=x[0].numel())
+        if p_a_lower < 0.5:
+            prediction, radius = ABSTAIN, 0.0
+        else:
+            prediction, radius = c_hat, self.noise.radius(p_a_lower, x.dtype)
         return Certificate(
             prediction=prediction,
             radius=radius,
@@ -467,15 +454,15 @@ class SmoothedClassifier:
             p_a_lower=p_a_lower,
             counts_selection=counts_selection,
             counts_estimation=counts_estimation,
-            sigma=self.noise_sigma,
+            sigma=self.noise.sigma_for(x.dtype),
         )
 
     def sound_lower_bound(self, p_a_lower: float, dim: int) -> float:
         """A lower bound on pA under the rounded Gaussian from one under the drawn noise.
 
         Sound mode only (a classifier built with ``sound=True``): the bound minus ``dim``
-        times the noise table's total-variation bound per coordinate (the distance between
-        product measures is at most the sum of the coordinates' distances).
+        times the noise table's total-variation bound per coordinate
+        (:meth:`smoothcert.certify.noise_models.LatticeGaussianNoise.correct`).
 
         Parameters
         ----------
@@ -488,14 +475,22 @@ class SmoothedClassifier:
         -------
         float
             The lower bound on pA under the rounded Gaussian, clipped below at 0.
+
+        Raises
+        ------
+        ValueError
+            If the classifier is not in sound mode.
         """
-        return max(0.0, p_a_lower - dim * self._lattice.tv)
+        if not isinstance(self.noise, LatticeGaussianNoise):
+            raise ValueError("sound_lower_bound needs a sound classifier (sound=True)")
+        return self.noise.correct(p_a_lower, dim)
 
     # ------------------------------------------------------------------ input handling
 
     def _prepare(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """One input as a [1, *input_shape] tensor on the device in the model's dtype
-        (:func:`model_dtype`), validated; in sound mode its grid levels k = 255·x."""
+        (:func:`model_dtype`), validated; the noise model makes it the point the noise is
+        added to (in sound mode its grid levels k = 255·x)."""
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(x)
         if not isinstance(x, torch.Tensor):
@@ -512,15 +507,7 @@ class SmoothedClassifier:
                 )
         else:
             x = x.unsqueeze(0)
-        # Convert before the check: a huge float64 value becomes Inf in float32.
-        dtype = model_dtype(self.base)
-        if self.sound:
-            # The grid levels k (x = k/255), exact integers in the model's dtype.
-            return lattice.grid_levels(x).to(dtype=dtype, device=self.device)
-        x = x.to(dtype=dtype)
-        if not torch.isfinite(x).all():
-            raise ValueError(f"x contains NaN or Inf (as {dtype}, the base model's dtype)")
-        return x.to(self.device)
+        return self.noise.prepare(x, model_dtype(self.base), self.device)
 
     def _check_generator(self, generator: torch.Generator | None) -> None:
         if generator is not None and torch.device(generator.device).type != self.device.type:
@@ -594,7 +581,7 @@ class SmoothedClassifier:
         Only speed depends on the choice: the noise, hence the counts, do not depend on the
         batch size."""
         generator = torch.Generator(device=self.device).manual_seed(0)  # never the caller's
-        center = x / lattice.GRID_LEVELS if self.sound else x
+        center = self.noise.input_point(x)
 
         def noisy_batch(b: int) -> torch.Tensor:
             batch = torch.randn(

@@ -1,7 +1,10 @@
 """Datasets as in-memory uint8 arrays with metadata, cached as .npy after the first decode;
 image folders can also stream from disk (:mod:`smoothcert.data.stream`).
 
-``load_dataset(name, split)`` is the one entry point; ``smoothcert fetch`` obtains the data.
+``load_dataset(name, split)`` is the one entry point for a named dataset; ``load_data`` also
+takes the user's own data (``npy:``, ``folder:``), and ``model_data`` loads the data a model is
+evaluated on, checked against it (:mod:`smoothcert.data.inputs`). ``smoothcert fetch`` obtains
+the data.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 
 from smoothcert.data.augment import augment_batch, random_crop_flip
 from smoothcert.data.base import AUGMENTATIONS, DatasetInfo, ImageDataset, cache_dir
+from smoothcert.data.inputs import check_model_data, load_data, model_data, resolve_sigma
 from smoothcert.data.stream import StreamingImageFolder
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "imagefolder")
@@ -24,9 +28,13 @@ __all__ = [
     "StreamingImageFolder",
     "augment_batch",
     "cache_dir",
+    "check_model_data",
+    "load_data",
     "load_dataset",
     "load_samples",
+    "model_data",
     "random_crop_flip",
+    "resolve_sigma",
 ]
 
 

@@ -370,7 +370,7 @@ class Stability(DenoiserMethod):
             raise ParameterError(
                 "classifier",
                 "is needed by the stability objective: the frozen classifier f to train "
-                "through (or give --surrogate models for query access)",
+                "through (or give surrogate models for query access)",
             )
 
     def _check_frozen(self, shape: tuple[int, ...]) -> None:
@@ -388,7 +388,7 @@ class Stability(DenoiserMethod):
                 raise ParameterError(
                     flag,
                     f"{spec} gives no gradients (it is run by ONNX Runtime, outside autograd), "
-                    "so the stability objective cannot train through it; give --surrogate "
+                    "so the stability objective cannot train through it; give surrogate "
                     "PyTorch classifiers to train through instead (query access: the target "
                     "is then only evaluated)",
                 )

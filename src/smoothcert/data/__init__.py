@@ -9,12 +9,12 @@ the data.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 from smoothcert.data.augment import augment_batch, random_crop_flip
 from smoothcert.data.base import AUGMENTATIONS, DatasetInfo, ImageDataset, cache_dir
-from smoothcert.data.inputs import check_model_data, load_data, model_data, resolve_sigma
 from smoothcert.data.stream import StreamingImageFolder
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "imagefolder")
@@ -79,3 +79,13 @@ def load_samples(name: str) -> ImageDataset:
     from smoothcert.data.fetch import load_samples as _load
 
     return _load(name)
+
+
+#: Re-exported from smoothcert.data.inputs on first use (it builds on load_dataset above).
+_INPUTS = ("check_model_data", "load_data", "model_data", "resolve_sigma")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INPUTS:
+        return getattr(importlib.import_module("smoothcert.data.inputs"), name)
+    raise AttributeError(f"module 'smoothcert.data' has no attribute {name!r}")

@@ -100,8 +100,8 @@ def test_missing_cifar10_says_how_in_the_callers_words(no_cifar, tmp_path) -> No
     with pytest.raises(DatasetNotFound) as info:
         load_dataset("cifar10", "test")
     api = str(info.value)
-    assert "fetch_cifar10()" in api and "root=" in api and "--" not in api  # no CLI flags
-    assert "smoothcert fetch cifar10" in info.value.cli_message
+    assert info.value.parameter == "root" and api.startswith("root (here ")
+    assert "fetch_cifar10()" in api and "--" not in api  # no CLI flags
     result = smoothcert("train", "--dataset", "cifar10", "--arch", "cnn3", "--epochs", "1",
                         "--out", tmp_path / "run", "--no-progress", check=False)  # fmt: skip
     assert result.returncode == 2 and result.stderr.count("\n") == 1

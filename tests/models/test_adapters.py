@@ -320,7 +320,7 @@ def test_bad_models_one_line_error_run_untouched(trained, exported, tmp_path, mo
         (["--model", exported["cnn3.pt2"]], "--trust-model-code"),
         (["--model", exported["cnn3.ts"]], "--trust-model-code"),
         (["--model", tmp_path / "pickled.pt"], "never loaded"),
-        (["--model", exported["cnn3.ts"], "--trust-model-code"], "give --input-shape"),
+        (["--model", exported["cnn3.ts"], "--trust-model-code"], "--input-shape is needed"),
         (["--model", exported["cnn3.onnx"], "--precision", "bf16"], "--precision bf16"),
         (["--model", exported["cnn3.onnx"], trained], "not both"),
         (["--model", "zoo:cnn3-mnist"], "no model 'cnn3-mnist' in the zoo"),

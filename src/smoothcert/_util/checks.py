@@ -28,16 +28,20 @@ class ParameterError(ValueError):
     """A bad value for the parameter ``parameter``: the error every check raises.
 
     A :class:`ValueError`, so code that catches ValueError keeps working. ``str(error)`` reads
-    "``parameter`` ``problem``"; the CLI shows the same problem after the parameter's flag.
+    "``parameter`` ``problem``"; the CLI shows the same problem after the parameter's flag
+    (the one way a library error reaches the command line in the user's words).
 
     Parameters
     ----------
-    parameter : str
+    parameter : str or tuple of str
         The name of the argument at fault, as the function that refused it spells it
-        (``"n0"``, ``"alpha"``); kept as the attribute ``parameter``.
+        (``"n0"``, ``"alpha"``); kept as the attribute ``parameter``. A tuple names arguments
+        that are at fault together (``("input_mean", "input_std")``): the message joins them
+        with "and", ``parameter`` is the first and ``parameters`` all of them.
     problem : str
         What is wrong with it, e.g. ``"must be a positive integer, got 0"``; kept as the
-        attribute ``problem``.
+        attribute ``problem``. It must read well after the parameter's name and after its
+        flag alike, so it never names a parameter or a flag itself.
 
     Examples
     --------
@@ -48,12 +52,29 @@ class ParameterError(ValueError):
     n0 | must be a positive integer, got 0
     >>> str(ParameterError("sigma", "must be > 0"))
     'sigma must be > 0'
+    >>> error = ParameterError(("input_mean", "input_std"), "go together: give both or neither")
+    >>> str(error), error.parameters
+    ('input_mean and input_std go together: give both or neither', ('input_mean', 'input_std'))
     """
 
-    def __init__(self, parameter: str, problem: str) -> None:
-        super().__init__(f"{parameter} {problem}")
-        self.parameter = parameter
+    def __init__(self, parameter: str | tuple[str, ...], problem: str) -> None:
+        names = (parameter,) if isinstance(parameter, str) else tuple(parameter)
+        super().__init__(f"{' and '.join(names)} {problem}")
+        self.parameters = names
+        self.parameter = names[0]
         self.problem = problem
+
+
+class MissingFileError(ParameterError, FileNotFoundError):
+    """A parameter names a file or folder that is not there: a :class:`ParameterError` and a
+    :class:`FileNotFoundError` alike, so callers that catch either keep working.
+
+    Examples
+    --------
+    >>> error = MissingFileError("weights", "w.safetensors does not exist")
+    >>> isinstance(error, FileNotFoundError), str(error)
+    (True, 'weights w.safetensors does not exist')
+    """
 
 
 def is_real(value: object) -> bool:

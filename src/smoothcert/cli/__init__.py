@@ -6,7 +6,8 @@ Each command is a module in this package that defines::
     HELP: str                       # one line for `smoothcert --help`
     def add_arguments(parser): ...  # its flags (argparse lives only under smoothcert.cli)
     def run(args) -> int: ...       # the exit code
-    PARAMETER_FLAGS: dict           # optional: library parameter -> flag where the names differ
+    PARAMETER_FLAGS: dict           # optional: library parameter -> flag where it is not
+                                    # --name-with-dashes (see cli/_errors.py)
     OUTPUT_FLAGS: tuple             # optional: the flags naming the files it writes
     DISTRIBUTED: str                # optional: "data-parallel" or "sharded" under torchrun
 
@@ -24,7 +25,7 @@ import sys
 from collections.abc import Sequence
 
 from smoothcert import __version__
-from smoothcert._util.checks import ParameterError
+from smoothcert.cli._errors import user_message
 
 
 def _command_modules() -> list:
@@ -75,29 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=_HelpFormatter,
         )
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
-        flags = {a.dest: a.option_strings[-1] for a in p._actions if a.option_strings}
-        flags |= getattr(module, "PARAMETER_FLAGS", {})
-        _FLAGS[module.NAME] = flags
+        p.set_defaults(
+            _run=module.run,
+            _flags=getattr(module, "PARAMETER_FLAGS", {}),
+            _options=frozenset(p._option_string_actions),
+        )
     return parser
-
-
-#: command -> {library parameter name: its flag}: a library error names a parameter (n0), the
-#: command line reports the flag the user typed (--n0). A command module may add names that
-#: differ from its flags' dests in ``PARAMETER_FLAGS``.
-_FLAGS: dict[str, dict[str, str]] = {}
-
-
-def _in_flags(command: str, exc: Exception) -> str:
-    """The message of ``exc`` in the command line's words."""
-    message = getattr(exc, "cli_message", None)
-    if message:
-        return message
-    if isinstance(exc, ParameterError):
-        flag = _FLAGS.get(command, {}).get(exc.parameter)
-        if flag:
-            return f"{flag} {exc.problem}"
-    return str(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,9 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as exc:
-        # Bad input: one line on stderr, never a traceback; in the command line's words when
-        # the library has them (e.g. a missing dataset: which `smoothcert fetch` to run).
-        print(f"smoothcert {args.command}: error: {_in_flags(args.command, exc)}", file=sys.stderr)
+        # Bad input: one line on stderr, never a traceback; a parameter the library names is
+        # shown as the flag the user types (cli/_errors.py).
+        message = user_message(exc, args._flags, args._options)
+        print(f"smoothcert {args.command}: error: {message}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:
         # A run file damaged while in use (opening one is checked first): rows already

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from smoothcert._util import checks
+from smoothcert.cli._progress import RowProgress as RowProgress  # used by the commands
 from smoothcert.cli._warn import warn
 
 
@@ -217,43 +217,18 @@ def load_model(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, An
     finite("input_std", args.input_std, positive=True)
     if args.input_mean is not None and not all(math.isfinite(v) for v in args.input_mean):
         raise checks.ParameterError("input_mean", f"must be finite, got {args.input_mean}")
-    try:
-        model, meta = load_external(
-            spec,
-            device=device,
-            weights=args.weights,
-            num_classes=args.num_classes,
-            input_shape=args.input_shape,
-            input_mean=args.input_mean,
-            input_std=args.input_std,
-            trust_code=args.trust_model_code,
-        )
-    except ValueError as exc:  # the library names parameters; the user typed flags
-        raise ValueError(_as_flags(str(exc), outside)) from None
-    return model, meta, None if fmt == "python" else Path(spec)
-
-
-def _as_flags(message: str, names: Sequence[str]) -> str:
-    for name in names:
-        message = re.sub(rf"(?<![\w-]){name}\b", "--" + name.replace("_", "-"), message)
-    return message
-
-
-def _load_data(args: argparse.Namespace, name: str, meta: dict[str, Any]) -> Any:
-    from smoothcert.data.inputs import NPY_PREFIX, load_data
-
-    labels = getattr(args, "labels", None)
-    if labels is not None and not name.startswith(NPY_PREFIX):
-        raise ValueError("--labels goes with --dataset npy:IMAGES.npy only")
-    # bench has no --split: it measures on the test split.
-    return load_data(
-        name,
-        getattr(args, "split", "test"),
-        labels=labels,
-        layout=getattr(args, "layout", "auto"),
-        root=args.data_root,
-        meta=meta,
+    # Its errors name its parameters (input_shape, ...), which the CLI shows as their flags.
+    model, meta = load_external(
+        spec,
+        device=device,
+        weights=args.weights,
+        num_classes=args.num_classes,
+        input_shape=args.input_shape,
+        input_mean=args.input_mean,
+        input_std=args.input_std,
+        trust_code=args.trust_model_code,
     )
+    return model, meta, None if fmt == "python" else Path(spec)
 
 
 @dataclass(frozen=True)
@@ -269,7 +244,7 @@ class Inputs:
 def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
     """The model and the dataset of the model and data flags, validated against each other
     (``device``: a torch.device; default: the one --device names). ``args`` is not changed."""
-    from smoothcert.data.inputs import check_model_data
+    from smoothcert.data.inputs import model_data
 
     if getattr(args, "threads", None) is not None:
         import torch
@@ -279,11 +254,14 @@ def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
     if device is None:
         device = resolve_device(args.device)
     model, meta, checkpoint = load_model(args, device)
-    dataset_name = args.dataset or meta.get("dataset")
-    if not dataset_name:
-        raise ValueError("the model names no dataset; pass --dataset")
-    dataset = _load_data(args, dataset_name, meta)
-    check_model_data(meta, dataset, dataset_name)
+    dataset = model_data(
+        meta,
+        args.dataset,
+        getattr(args, "split", "test"),  # bench has no --split: it measures on the test split
+        labels=getattr(args, "labels", None),
+        layout=getattr(args, "layout", "auto"),
+        root=args.data_root,
+    )
     if args.dataset and meta.get("dataset") not in (None, args.dataset):
         # after the checks above: a refused command prints its error alone
         warn(
@@ -337,69 +315,6 @@ def warn_if_one_class(dataset: Any, indices: list[int]) -> None:
             f"{skew}: the results describe that class, not the data set; check the data's "
             "order or choose another --skip"
         )
-
-
-class RowProgress:
-    """A tqdm bar over a run's examples, opened only once the run is (re)opened, so a refused
-    run prints nothing but its error. ``postfix(tally, row)`` updates the running figures,
-    which count the rows stored before a resume too. A resumed run says so in one line on
-    stderr, with or without the bar."""
-
-    def __init__(self, disable: bool, postfix, run: str | None = None) -> None:
-        self.disable, self.postfix, self.run = disable, postfix, run
-        self.bar = None
-        self.tally: dict[str, float] = {"done": 0}
-        self.total = 0
-
-    def start(self, done: int, todo: int) -> None:
-        from tqdm import tqdm
-
-        self.total = done + todo
-        if done and self.run is not None:
-            print(f"resuming {self.run}: {done}/{self.total} done", file=sys.stderr, flush=True)
-            for row in _stored_rows(self.run):
-                self.tally["done"] += 1
-                self.postfix(self.tally, row)
-        self.bar = tqdm(
-            total=self.total,
-            initial=done,
-            disable=self.disable,
-            unit="ex",
-            dynamic_ncols=True,
-            file=sys.stderr,
-        )
-
-    def __call__(self, row: dict) -> None:
-        self.tally["done"] += 1
-        self.bar.update(1)
-        self.bar.set_postfix(self.postfix(self.tally, row))
-
-    def interrupted(self) -> str:
-        """The line to print on Ctrl-C: the rows committed to the run file (a row stored just
-        before the interrupt may not have reached the bar)."""
-        import sqlite3
-
-        from smoothcert.runs.store import RunStore
-
-        done = int(self.tally["done"])
-        if self.run is not None and self.bar is not None:
-            try:
-                with RunStore.read(self.run) as store:
-                    done = len(store.done_indices())
-            except (ValueError, OSError, sqlite3.DatabaseError):
-                pass  # the bar's count is the best we know
-        return f"interrupted after {done}/{self.total}; rerun the same command to resume"
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _stored_rows(path: str) -> list[dict]:
-    from smoothcert.runs.store import RunStore
-
-    with RunStore.read(path) as store:
-        return store.rows()
 
 
 def add_classifier_options(parser: argparse.ArgumentParser) -> None:
@@ -522,6 +437,7 @@ def prepare_smoothed_run(
     """Validate the shared flags (``counts``: the integer flags that must be positive), resolve
     the shard, its run file and the device, load model and data, resolve σ (warning when it
     differs from the training σ) and build the smoothed classifier. ``args`` is not changed."""
+    from smoothcert.data.inputs import resolve_sigma
     from smoothcert.runs import shards
 
     for name in counts:
@@ -535,12 +451,7 @@ def prepare_smoothed_run(
     device = resolve_device(device_spec)
     inputs = load_inputs(args, device)
     meta = inputs.meta
-    sigma = args.sigma if args.sigma is not None else meta.get("sigma")
-    if sigma is None or not sigma > 0:
-        what = "checkpoint" if "source" not in meta else "model"
-        raise ValueError(
-            f"the {what} gives no usable training σ ({meta.get('sigma')}); pass --sigma"
-        )
+    sigma = resolve_sigma(meta, args.sigma)
     precision = resolve_precision_flag(args.precision, device, out, onnx=runs_onnx(meta))
     cede_threads_to_onnx(meta)
     if meta.get("sigma") not in (None, sigma):

@@ -17,6 +17,7 @@ PARAMETER_FLAGS = {
     "max_examples": "--max",
     "batch_size": "--batch",
     "sigma": "--noise-sigma",
+    "skip_fooled": "--every-radius",  # the flag that sets it False
     **_denoiser.PARAMETER_FLAGS,
 }
 HELP = "accuracy under L2 PGD at several radii (resumable; NAL paper Table 2)"

@@ -73,12 +73,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from smoothcert.bench import throughput
+    from smoothcert.data.inputs import resolve_sigma
 
     inputs = _common.load_inputs(args)  # the test split: bench has no --split
     model, meta, dataset = inputs.model, inputs.meta, inputs.dataset
-    sigma = args.sigma if args.sigma is not None else meta.get("sigma")
-    if sigma is None or not sigma > 0:
-        raise ValueError("the model gives no training σ; pass --sigma")
+    sigma = resolve_sigma(meta, args.sigma)
     x, _ = dataset[0]
     count = min(args.disagreement_images, len(dataset))
     onnx = _common.runs_onnx(meta)

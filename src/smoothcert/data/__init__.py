@@ -1,11 +1,15 @@
 """Datasets as in-memory uint8 arrays with metadata, cached as .npy after the first decode;
 image folders can also stream from disk (:mod:`smoothcert.data.stream`).
 
-``load_dataset(name, split)`` is the one entry point; ``smoothcert fetch`` obtains the data.
+``load_dataset(name, split)`` is the one entry point for a named dataset; ``load_data`` also
+takes the user's own data (``npy:``, ``folder:``), and ``model_data`` loads the data a model is
+evaluated on, checked against it (:mod:`smoothcert.data.inputs`). ``smoothcert fetch`` obtains
+the data.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +28,13 @@ __all__ = [
     "StreamingImageFolder",
     "augment_batch",
     "cache_dir",
+    "check_model_data",
+    "load_data",
     "load_dataset",
     "load_samples",
+    "model_data",
     "random_crop_flip",
+    "resolve_sigma",
 ]
 
 
@@ -71,3 +79,13 @@ def load_samples(name: str) -> ImageDataset:
     from smoothcert.data.fetch import load_samples as _load
 
     return _load(name)
+
+
+#: Re-exported from smoothcert.data.inputs on first use (it builds on load_dataset above).
+_INPUTS = ("check_model_data", "load_data", "model_data", "resolve_sigma")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INPUTS:
+        return getattr(importlib.import_module("smoothcert.data.inputs"), name)
+    raise AttributeError(f"module 'smoothcert.data' has no attribute {name!r}")

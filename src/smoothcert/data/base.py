@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from smoothcert._util.atomic import atomic_write
-from smoothcert._util.checks import ParameterError, is_integer
+from smoothcert._util.checks import MissingFileError, ParameterError, is_integer
 
 AUGMENTATIONS = ("none", "crop-flip", "resized-crop-flip")
 
@@ -91,13 +91,20 @@ class ImageDataset(Dataset):
         return f"ImageDataset({i.name!r}, split={i.split!r}, n={len(self)}, shape={i.input_shape})"
 
 
-class DatasetNotFound(FileNotFoundError):
-    """A dataset's files are missing. ``str()`` says what to do in the Python API's words;
-    ``cli_message`` says the same in the command line's (the CLI prints that one)."""
+class DatasetNotFound(MissingFileError):
+    """A dataset's files are missing from the data root: an error of the parameter ``root``
+    (``--data-root`` on the command line) that says what to do, in words that fit the
+    parameter's name and its flag alike. A :class:`FileNotFoundError` too.
 
-    def __init__(self, message: str, cli_message: str) -> None:
-        super().__init__(message)
-        self.cli_message = cli_message
+    Examples
+    --------
+    >>> error = DatasetNotFound("(here /data) holds no mnist files: run `smoothcert fetch mnist`")
+    >>> error.parameter, isinstance(error, FileNotFoundError)
+    ('root', True)
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("root", problem)
 
 
 def cache_dir() -> Path:

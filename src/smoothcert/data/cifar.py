@@ -51,14 +51,11 @@ JPEG_SHA256 = {
 
 
 def missing(folder: Path) -> DatasetNotFound:
-    """The error for CIFAR-10 absent from ``folder``, in API and in command-line words."""
-    where = f"no CIFAR-10 data in {folder}"
+    """The error for CIFAR-10 absent from ``folder``, the data root."""
     return DatasetNotFound(
-        f"{where}: download the official python batches into the cache with "
-        "smoothcert.data.fetch.fetch_cifar10(), or pass root= a directory holding "
-        "cifar-10-batches-py",
-        f"{where}: run `smoothcert fetch cifar10` (downloads the official python batches into "
-        "the cache, 163 MB), or pass --data-root DIR holding cifar-10-batches-py",
+        f"(here {folder}) holds no CIFAR-10 data: run `smoothcert fetch cifar10` (in Python "
+        "smoothcert.data.fetch.fetch_cifar10(); downloads the official python batches into the "
+        "cache, 163 MB), or point it at a directory holding cifar-10-batches-py"
     )
 
 

@@ -91,15 +91,14 @@ _FETCH = {
     "dataset-fashion-mnist: `apt-get install dataset-fashion-mnist`),",
 }
 _OWN_FILES = {
-    "mnist": "pointing at a directory with the four MNIST IDX files, .gz or raw",
-    "fashion-mnist": "pointing at a directory with the four Fashion-MNIST IDX files",
+    "mnist": "at a directory with the four MNIST IDX files, .gz or raw",
+    "fashion-mnist": "at a directory with the four Fashion-MNIST IDX files",
 }
 
 
-def how_to_get(name: str, root_option: str = "root=") -> str:
-    """What to do when ``name``'s files are missing; ``root_option`` is how the caller names
-    the data root (``root=`` in Python, the flag on the command line)."""
-    return f"{_FETCH[name]} or pass {root_option} {_OWN_FILES[name]}"
+def how_to_get(name: str) -> str:
+    """What to do when ``name``'s files are missing."""
+    return f"{_FETCH[name]} or pass root= {_OWN_FILES[name]}"
 
 
 NUM_CLASSES = 10  # MNIST and Fashion-MNIST
@@ -168,9 +167,9 @@ def load_idx_dataset(name: str, split: str, root: str | Path | None = None) -> I
     for kind in ("images", "labels"):
         p = find_file(folder, FILES[(split, kind)])
         if p is None:
-            where = f"{name} {split} {kind} not found in {folder}"
             raise DatasetNotFound(
-                f"{where}: {how_to_get(name)}", f"{where}: {how_to_get(name, '--data-root')}"
+                f"(here {folder}) holds no {name} {split} {kind}: {_FETCH[name]} or point it "
+                f"{_OWN_FILES[name]}"
             )
         paths[kind] = p
 

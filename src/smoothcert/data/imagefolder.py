@@ -115,10 +115,7 @@ def load_imagefolder(
     _check_options(resize, grayscale, augmentation, stream)
     if root is None:
         layout = "a directory with <split>/<class>/*.png|jpg subfolders"
-        raise DatasetNotFound(
-            f"dataset 'imagefolder' needs root=: {layout}",
-            f"dataset 'imagefolder' needs --data-root: {layout}",
-        )
+        raise DatasetNotFound(f"is needed by dataset 'imagefolder': {layout}")
     folder = Path(root).expanduser() / split
     if not folder.is_dir():
         raise FileNotFoundError(

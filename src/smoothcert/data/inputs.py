@@ -1,11 +1,13 @@
 """The data a model is evaluated on, as the command line names it, for the Python API too: a
 dataset by name, ``npy:IMAGES.npy`` (the user's arrays, with a labels .npy), or
-``folder:DIR`` (images without labels, for PREDICT) (:func:`load_data`); and the check that a
-model and a dataset fit each other (:func:`check_model_data`).
+``folder:DIR`` (images without labels, for PREDICT) (:func:`load_data`); the check that a
+model and a dataset fit each other (:func:`check_model_data`); both at once, defaulting to the
+model's own dataset (:func:`model_data`); and the σ of a smoothed evaluation of a model
+(:func:`resolve_sigma`).
 
 ``meta`` below is a model's metadata: a checkpoint's (``smoothcert.models.checkpoint``) or an
 outside model's (``smoothcert.models.adapters``), of which ``input_shape``, ``num_classes``,
-``dataset`` and ``data_options`` are used.
+``dataset``, ``data_options`` and ``sigma`` are used.
 
 Examples
 --------
@@ -20,7 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from smoothcert._util.checks import ParameterError
+from smoothcert._util.checks import ParameterError, finite_real
 
 NPY_PREFIX = "npy:"
 FOLDER_PREFIX = "folder:"
@@ -112,3 +114,69 @@ def check_model_data(meta: Mapping[str, Any], dataset: Any, name: str) -> None:
             f"dataset {name!r} has {dataset.info.num_classes} classes "
             f"but the {what} has {meta['num_classes']}"
         )
+
+
+def model_data(
+    meta: Mapping[str, Any],
+    dataset: str | None = None,
+    split: str = "test",
+    *,
+    labels: str | os.PathLike | None = None,
+    layout: str = "auto",
+    root: str | os.PathLike | None = None,
+) -> Any:
+    """The data a model is evaluated on: ``dataset`` (see :func:`load_data`), or by default the
+    dataset the model of ``meta`` was trained on, loaded as the model takes it and checked
+    against it (:func:`check_model_data`).
+
+    Examples
+    --------
+    >>> model_data({"num_classes": 10})
+    Traceback (most recent call last):
+    ...
+    smoothcert._util.checks.ParameterError: dataset is needed: the model names no dataset
+
+    Raises
+    ------
+    ParameterError
+        Naming ``dataset`` when it is not given and the model names no dataset.
+    ValueError
+        When the data does not fit the model.
+    """
+    name = dataset or meta.get("dataset")
+    if not name:
+        raise ParameterError("dataset", "is needed: the model names no dataset")
+    data = load_data(name, split, labels=labels, layout=layout, root=root, meta=meta)
+    check_model_data(meta, data, name)
+    return data
+
+
+def resolve_sigma(meta: Mapping[str, Any], sigma: float | None = None) -> float:
+    """The noise σ of a smoothed evaluation of the model of ``meta``: ``sigma`` when given
+    (the caller's choice wins, also over a different training σ), else the σ the model was
+    trained with (``meta["sigma"]``).
+
+    Raises
+    ------
+    ParameterError
+        Naming ``sigma`` when it is not a float32-finite number > 0, or when it is not given
+        and the model records no usable training σ (none, or not > 0).
+
+    Examples
+    --------
+    >>> resolve_sigma({"sigma": 0.25}), resolve_sigma({"sigma": 0.25}, 0.5)
+    (0.25, 0.5)
+    >>> try:
+    ...     resolve_sigma({"sigma": None})
+    ... except ParameterError as error:
+    ...     print(error.parameter, "|", error.problem)
+    sigma | is needed: the checkpoint gives no usable training σ (None)
+    """
+    if sigma is not None:
+        return finite_real("sigma", sigma, positive=True)
+    trained = meta.get("sigma")
+    if trained is None or not trained > 0:
+        what = "checkpoint" if "source" not in meta else "model"
+        problem = f"is needed: the {what} gives no usable training σ ({trained})"
+        raise ParameterError("sigma", problem)
+    return float(trained)

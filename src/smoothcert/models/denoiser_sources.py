@@ -135,9 +135,10 @@ def _outside(
 
     fmt = model_format(spec)
     if fmt in RUNS_CODE and not trust_code:
-        raise ValueError(
-            f"loading {spec} runs code stored in the file (pickle or TorchScript): pass "
-            "--trust-model-code only for a file you trust, or export the model to ONNX"
+        raise ParameterError(
+            "trust_code",
+            f"is needed to load {spec}: its loader runs code stored in the file (pickle or "
+            "TorchScript); set it only for a file you trust, or export the model to ONNX",
         )
     if weights is not None and fmt != "python":
         raise ValueError("weights apply only to a python:package.module:factory model")

@@ -209,7 +209,7 @@ def _open_run(
                 "run file to rerun the attack"
             ) from None
         if options.skip_fooled and isinstance(exc, ConfigMismatch) and "skip_fooled" in exc.keys:
-            raise _EveryRadiusRun(str(exc)) from None
+            raise EveryRadiusRun(str(exc), exc.keys) from None
         raise
 
 
@@ -227,15 +227,29 @@ def _old_noisy_evaluation(out: str | os.PathLike) -> bool:
     )
 
 
-class _EveryRadiusRun(ValueError):
-    """A run file that attacked every radius (as versions before ``skip_fooled`` did), met
-    by a run that skips: the message says how to resume it, in the library's and the CLI's
-    words."""
+class EveryRadiusRun(ConfigMismatch):
+    """A run file that attacked every radius (as versions before ``skip_fooled`` did), met by
+    a run that skips: ``skip_fooled=False`` resumes it.
 
-    def __init__(self, message: str) -> None:
-        hint = "; it attacks every radius: resume it with {}"
-        super().__init__(message + hint.format("skip_fooled=False"))
-        self.cli_message = message + hint.format("--every-radius")
+    Structured for each caller to say in its own words: ``keys`` are the mismatching config
+    entries, ``mismatch`` the run store's message, ``reason`` why the file differs, and
+    ``resume_parameter`` the parameter whose other value (False) resumes it.
+
+    Examples
+    --------
+    >>> error = EveryRadiusRun("r.db holds a run with other arguments", ["skip_fooled"])
+    >>> print(error)
+    r.db holds a run with other arguments; it attacks every radius: resume it with skip_fooled=False
+    >>> error.keys, error.resume_parameter
+    (['skip_fooled'], 'skip_fooled')
+    """
+
+    resume_parameter = "skip_fooled"
+    reason = "it attacks every radius"
+
+    def __init__(self, mismatch: str, keys: list[str]) -> None:
+        super().__init__(f"{mismatch}; {self.reason}: resume it with skip_fooled=False", keys)
+        self.mismatch = mismatch
 
 
 # ------------------------------------------------------------------ 3-5. select, evaluate, write

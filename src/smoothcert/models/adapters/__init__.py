@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from smoothcert._util.checks import optional_input_shape
+from smoothcert._util.checks import ParameterError, optional_input_shape
 from smoothcert._util.hashing import file_sha256
 from smoothcert.models.normalize import Normalize
 
@@ -99,11 +99,11 @@ def load_model(
             "pass trust_code=True only for a file you trust, or export the model to ONNX"
         )
     if weights is not None and fmt != "python":
-        raise ValueError("weights apply only to a python:package.module:factory model")
+        raise ParameterError("weights", "apply only to a python:package.module:factory model")
     base, source = _load(fmt, spec, device, weights)
     shape = _resolve_shape(optional_input_shape(input_shape), getattr(base, "input_shape", None))
     if (input_mean is None) != (input_std is None):
-        raise ValueError("input_mean and input_std go together: give both or neither")
+        raise ParameterError(("input_mean", "input_std"), "go together: give both or neither")
     # Where inputs (and the noise) live: the device for PyTorch, the CPU for ONNX Runtime,
     # which takes host memory whatever its execution provider.
     torch_side = torch.device("cpu") if fmt == "onnx" else device
@@ -117,8 +117,8 @@ def load_model(
     model.input_shape = shape
     width = probe(model, shape, torch_side)
     if num_classes is not None and num_classes != width:
-        raise ValueError(
-            f"the model returns logits of width {width} but num_classes is {num_classes}"
+        raise ParameterError(
+            "num_classes", f"is {num_classes} but the model returns logits of width {width}"
         )
     return model, {"num_classes": width, "input_shape": list(shape), "source": source}
 
@@ -162,11 +162,12 @@ def _load(
 
 def _resolve_shape(given: tuple[int, ...] | None, own: Any) -> tuple[int, ...]:
     if given is not None and own is not None and tuple(own) != given:
-        raise ValueError(f"input_shape is {given} but the model's inputs are {tuple(own)}")
+        raise ParameterError("input_shape", f"is {given} but the model's inputs are {tuple(own)}")
     shape = given if given is not None else own
     if shape is None:
-        raise ValueError(
-            "the model does not state its input shape; give input_shape (C, H, W of one input)"
+        raise ParameterError(
+            "input_shape",
+            "is needed: the model does not state its input shape (C, H, W of one input)",
         )
     return tuple(shape)
 
@@ -176,7 +177,9 @@ def _per_channel(name: str, values: Sequence[float], channels: int) -> list[floa
     if len(items) == 1:
         items *= channels
     if len(items) != channels:
-        raise ValueError(f"{name} needs 1 or {channels} values (one per channel), got {len(items)}")
+        raise ParameterError(
+            name, f"needs 1 or {channels} values (one per channel), got {len(items)}"
+        )
     return items
 
 
@@ -193,9 +196,10 @@ def probe(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) 
     except Exception as exc:  # each runtime fails its own way on a bad shape
         text = str(exc).strip()
         reason = (text.splitlines()[0] if text else type(exc).__name__)[:200]
-        raise ValueError(
-            f"the model fails on a batch of 2 inputs of shape {tuple(input_shape)} ({reason}); "
-            "check input_shape and that the batch dimension is dynamic"
+        raise ParameterError(
+            "input_shape",
+            f"{tuple(input_shape)} does not fit the model: it fails on a batch of 2 such inputs "
+            f"({reason}); check the shape and that the batch dimension is dynamic",
         ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

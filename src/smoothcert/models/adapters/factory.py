@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from smoothcert._util.checks import MissingFileError, ParameterError
 from smoothcert.models.checkpoint import load_state
 
 _SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -48,11 +49,13 @@ def build(spec: str, weights: Path | None) -> tuple[nn.Module, Path | None]:
         raise ValueError(f"python:{spec} returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:
         if not Path(weights).is_file():
-            raise FileNotFoundError(f"weights {weights} does not exist")
+            raise MissingFileError("weights", f"{weights} does not exist")
         try:
             tensors = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(f"weights {weights} is not a safetensors file ({exc})") from None
+            raise ParameterError(
+                "weights", f"{weights} is not a safetensors file ({exc})"
+            ) from None
         load_state(model, tensors, str(weights))
     source = inspect.getsourcefile(module)
     return model, Path(source) if source else None

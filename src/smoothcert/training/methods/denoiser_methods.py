@@ -368,9 +368,9 @@ class Stability(DenoiserMethod):
             raise ParameterError("sigma", "is needed by the stability objective (the noise std)")
         if self.classifier is None and not self.surrogates:
             raise ParameterError(
-                "classifier",
-                "is needed by the stability objective: the frozen classifier f to train "
-                "through (or give --surrogate models for query access)",
+                ("classifier", "surrogates"),
+                "are both missing: the stability objective needs the frozen classifier f to "
+                "train through, or surrogate models for query access",
             )
 
     def _check_frozen(self, shape: tuple[int, ...]) -> None:
@@ -384,13 +384,13 @@ class Stability(DenoiserMethod):
         )
         for spec, model in through:
             if not has_gradients(model, shape, torch.device("cpu")):
-                flag = "classifier" if not self.surrogates else "surrogates"
+                # Either way the way out is surrogates: name that parameter.
+                what = "the classifier " if not self.surrogates else ""
                 raise ParameterError(
-                    flag,
-                    f"{spec} gives no gradients (it is run by ONNX Runtime, outside autograd), "
-                    "so the stability objective cannot train through it; give --surrogate "
-                    "PyTorch classifiers to train through instead (query access: the target "
-                    "is then only evaluated)",
+                    "surrogates",
+                    f"must be PyTorch models: {what}{spec} gives no gradients (it is run by ONNX "
+                    "Runtime, outside autograd), so the stability objective cannot train "
+                    "through it (query access: the target is then only evaluated)",
                 )
 
     def loss(

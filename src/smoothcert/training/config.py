@@ -5,20 +5,13 @@ returns (:class:`TrainResult`)."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from smoothcert._util.checks import (
-    ParameterError,
-    integer_at_least,
-    is_integer,
-    optional_positive_int,
-    positive_int,
-)
+from smoothcert._util import checks
 from smoothcert.data import AUGMENTATIONS
 from smoothcert.training.precision import PRECISIONS
 from smoothcert.training.resume import (
@@ -85,67 +78,39 @@ class TrainConfig:
     sync_bn: bool = False  # batch-norm statistics over the global batch under torchrun (CUDA)
 
     def validate(self) -> None:
-        """Check every field (ParameterError naming it); integer fields become plain ints."""
+        """Check every field (ParameterError naming it); integer fields become plain ints.
+
+        Float fields keep the value given (an int stays an int), so config.json records what
+        the caller passed, as before.
+        """
         from smoothcert.data import DATASETS
         from smoothcert.models import list_models
 
-        if self.dataset not in DATASETS:
-            raise ValueError(
-                f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
-            )
+        checks.one_of("dataset", self.dataset, tuple(DATASETS))
         # Denoiser objectives train a registered denoiser instead of a classifier.
-        if self.arch not in list_models() and not _is_denoiser_run(self):
-            raise ValueError(
-                f"unknown arch {self.arch!r}; choose one of {', '.join(list_models())}"
-            )
+        if not _is_denoiser_run(self):
+            checks.one_of("arch", self.arch, tuple(list_models()))
         # Plain ints: the fields are recorded in config.json, which takes no numpy integers.
         for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
-            setattr(self, name, positive_int(name, getattr(self, name)))
+            setattr(self, name, checks.positive_int(name, getattr(self, name)))
         for name in ("subset", "test_subset"):
-            setattr(self, name, optional_positive_int(name, getattr(self, name)))
-        self.val_size = integer_at_least("val_size", self.val_size, 0)
-        if self.optimizer not in OPTIMIZERS:
-            raise ParameterError(
-                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ParameterError(
-                "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
-            )
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ParameterError("lr", f"must be a finite number > 0, got {self.lr!r}")
-        if not 0 <= self.momentum < 1:
-            raise ParameterError("momentum", f"must be in [0, 1), got {self.momentum!r}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ParameterError("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
-        if not 0 < self.lr_decay <= 1:
-            raise ParameterError("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
-        if self.eval_sigma is not None and not (
-            self.eval_sigma >= 0 and math.isfinite(self.eval_sigma)
-        ):
-            raise ParameterError(
-                "eval_sigma", f"must be a finite number >= 0, got {self.eval_sigma!r}"
-            )
-        if self.precision not in ("auto", *PRECISIONS):
-            raise ParameterError(
-                "precision",
-                f"must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}",
-            )
-        if self.channels_last is not None and not isinstance(self.channels_last, bool):
-            raise ParameterError(
-                "channels_last", f"must be True, False or None, got {self.channels_last!r}"
-            )
+            setattr(self, name, checks.optional_positive_int(name, getattr(self, name)))
+        self.val_size = checks.integer_at_least("val_size", self.val_size, 0)
+        checks.one_of("optimizer", self.optimizer, OPTIMIZERS)
+        checks.one_of("schedule", self.schedule, SCHEDULES)
+        checks.finite_real("lr", self.lr, positive=True)
+        checks.probability("momentum", self.momentum, allow_zero=True)
+        checks.finite_real("weight_decay", self.weight_decay, nonnegative=True)
+        checks.probability("lr_decay", self.lr_decay, allow_one=True)
+        if self.eval_sigma is not None:
+            checks.finite_real("eval_sigma", self.eval_sigma, nonnegative=True)
+        checks.one_of("precision", self.precision, ("auto", *PRECISIONS))
+        checks.boolean("channels_last", self.channels_last, allow_none=True)
         parse_checkpoint_every(self.checkpoint_every)
-        self.workers = integer_at_least("workers", self.workers, 0)
-        if not isinstance(self.sync_bn, bool):
-            raise ParameterError("sync_bn", f"must be True or False, got {self.sync_bn!r}")
-        if self.augment != "auto" and self.augment not in AUGMENTATIONS:
-            raise ParameterError(
-                "augment", f"must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
-            )
-        if not is_integer(self.seed) or not (0 <= self.seed < 2**64):  # torch takes 64 bits
-            raise ParameterError("seed", f"must be an integer in [0, 2**64), got {self.seed!r}")
-        self.seed = int(self.seed)
+        self.workers = checks.integer_at_least("workers", self.workers, 0)
+        checks.boolean("sync_bn", self.sync_bn)
+        checks.one_of("augment", self.augment, ("auto", *AUGMENTATIONS))
+        self.seed = checks.integer_below("seed", self.seed, 0, 2**64, "2**64")  # torch: 64 bits
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues.

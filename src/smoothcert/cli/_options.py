@@ -47,7 +47,10 @@ def method_fields() -> dict[str, list[tuple[str, dataclasses.Field, Any]]]:
     return found
 
 
-def add_method_options(parser: argparse.ArgumentParser) -> None:
+def add_method_options(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Add a flag per hyperparameter name; returns hyperparameter -> flag for the flags added
+    (their dests carry a prefix, so a method's ParameterError maps to its flag through this)."""
+    added: dict[str, str] = {}
     group = parser.add_argument_group("method hyperparameters (default: the method's own)")
     taken = set(parser._option_string_actions)  # flags of the command itself win on a clash
     for fname, owners in sorted(method_fields().items()):
@@ -69,6 +72,8 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
             metavar=ftype.__name__.upper() if ftype is not bool else "BOOL",
             help=f"{help_text} [defaults: {'; '.join(parts)}]",
         )
+        added[fname] = flag
+    return added
 
 
 def method_options_from_args(args: argparse.Namespace, method: str) -> dict[str, Any]:

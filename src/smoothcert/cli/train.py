@@ -13,6 +13,9 @@ NAME = "train"
 OUTPUT_FLAGS = ("--out",)
 #: Under torchrun each process trains on its share of every batch.
 DISTRIBUTED = "data-parallel"
+#: Library parameter -> flag where the names differ. The method hyperparameters are added by
+#: add_arguments as it builds their flags (their dests carry a prefix), before the CLI reads it.
+PARAMETER_FLAGS: dict[str, str] = {"out_dir": "--out"}
 HELP = "train a base classifier (standard, gaussian, ... methods); rerun the same command to resume"
 DESCRIPTION = (
     "Train a base classifier for randomized smoothing. Writes OUT/last.safetensors, "
@@ -52,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         eval_sigma_help="noise std (L2, pixel units) for the per-epoch noisy test accuracy; "
         "default: the method's sigma",
     )
-    add_method_options(parser)
+    PARAMETER_FLAGS.update(add_method_options(parser))
 
 
 def add_data_flags(

@@ -332,3 +332,26 @@ def test_flags_are_those_of_the_hand_written_parser(command: str, expected: list
     got = _flags(command)
     assert sorted(got) == sorted(expected)
     assert len(got) == len(expected)  # no flag twice
+
+
+def test_field_flags_take_their_help_from_the_field_metadata() -> None:
+    import dataclasses
+
+    from smoothcert.training import TrainConfig
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert all(f.metadata.get("help") for f in fields.values())
+    # each command's own wording where the meaning differs (or the choices are listed)
+    own = {
+        "train": ({"dataset", "arch", "method"}, 24),
+        "train-denoiser": ({"dataset", "arch", "val_size", "eval_sigma"}, 22),
+    }
+    for command, (overridden, count) in own.items():
+        actions = {a.dest: a for a in sub.choices[command]._actions}
+        actions["out_dir"] = actions["out"]
+        shown = [name for name in fields if name in actions and name not in overridden]
+        assert len(shown) == count  # every field but method_options and data_options
+        for name in shown:
+            assert actions[name].help == fields[name].metadata["help"], (command, name)

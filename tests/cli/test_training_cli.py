@@ -22,10 +22,10 @@ def _error(capsys, argv) -> str:
 @pytest.mark.parametrize(
     ("extra", "pattern"),
     [
-        (["--dataset", "svhn"], "unknown dataset 'svhn'"),
-        (["--arch", "resnet19"], "unknown arch 'resnet19'"),
+        (["--dataset", "svhn"], "--dataset must be one of"),
+        (["--arch", "resnet19"], "--arch must be one of"),
         (["--data-root", "{tmp}/nothing"], "smoothcert fetch mnist"),
-        (["--method", "gaussian", "--sigma", "-0.5"], "sigma must be a finite number >= 0"),
+        (["--method", "gaussian", "--sigma", "-0.5"], "--sigma must be >= 0 and finite"),
         (["--epochs", "0"], "epochs must be a positive integer"),
         (["--epochs", "-3"], "epochs must be a positive integer"),
         (["--out", "{tmp}/file/sub"], "cannot write to output directory"),
@@ -33,7 +33,9 @@ def _error(capsys, argv) -> str:
             ["--method", "standard", "--sigma", "0.25"],
             "--sigma do(es) not apply to method 'standard'",
         ),
-        (["--method", "bogus"], "unknown training method 'bogus'"),
+        (["--method", "bogus"], "--method must be one of"),
+        (["--method", "smoothadv", "--num-noise", "0"], "--num-noise must be a positive integer"),
+        (["--method", "wrm", "--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
         (["--subset", "0"], "subset"),
     ],
 )

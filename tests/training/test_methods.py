@@ -285,10 +285,10 @@ def test_wrm_stats(mnist_train):
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
-        ("nal", {"sigma": -1.0}, "sigma must be >= 0, got -1"),
+        ("nal", {"sigma": -1.0}, r"sigma must be >= 0 and finite \(float32\), got -1\.0"),
         ("nal", {"gamma": 0.0}, "gamma must be > 0"),
-        ("nal", {"num_noise": 0}, "num_noise must be >= 1"),
-        ("wrm", {"steps": -2}, "steps must be >= 0"),
+        ("nal", {"num_noise": 0}, "num_noise must be a positive integer"),
+        ("wrm", {"steps": -2}, "steps must be an integer >= 0"),
         ("stn", {"lam": -1.0}, "lam must be >= 0"),
         ("smoothadv", {"objective": "foo"}, "objective must be"),
         ("trades", {"beta": -1.0}, "beta must be >= 0"),

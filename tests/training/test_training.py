@@ -216,9 +216,9 @@ def test_more_epochs_continue_a_run_as_if_planned_from_the_start(tmp_path, mnist
         ({"schedule": "linear"}, "schedule must be"),
         ({"eval_sigma": -1.0}, "eval_sigma"),
         ({"val_size": -1}, "val_size must be an integer >= 0"),
-        ({"arch": "resnet19"}, "unknown arch"),
-        ({"dataset": "svhn"}, "unknown dataset"),
-        ({"method": "nope"}, "unknown training method"),
+        ({"arch": "resnet19"}, "arch must be one of .*; got 'resnet19'"),
+        ({"dataset": "svhn"}, "dataset must be one of .*; got 'svhn'"),
+        ({"method": "nope"}, "method must be one of .*; got 'nope'"),
     ],
 )
 def test_config_validation(tmp_path, change, pattern):

@@ -125,7 +125,7 @@ def test_bad_checkpoint_every_is_one_line_and_writes_nothing(tmp_path, capsys) -
     )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "checkpoint_every must be N steps" in err
+    assert "--checkpoint-every must be N steps" in err  # in the flag's words
     assert not out.exists()
 
 

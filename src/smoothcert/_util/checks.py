@@ -352,6 +352,87 @@ def one_of(name: str, value: object, choices: tuple[str, ...]) -> str:
     return value
 
 
+def boolean(name: str, value: object, *, allow_none: bool = False) -> bool | None:
+    """``value`` if it is True or False (or None, with ``allow_none``).
+
+    A 1 or "yes" is refused: a switch is a bool, never a truthy stand-in for one.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the error.
+    value : object
+        The value to check.
+    allow_none : bool, default False
+        Accept None too (a switch whose default is decided later).
+
+    Returns
+    -------
+    bool or None
+        ``value``.
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is not a bool (nor None where allowed).
+
+    Examples
+    --------
+    >>> boolean("sync_bn", False)
+    False
+    >>> boolean("channels_last", 1, allow_none=True)
+    Traceback (most recent call last):
+    ...
+    smoothcert._util.checks.ParameterError: channels_last must be True, False or None, got 1
+    """
+    if isinstance(value, bool) or (allow_none and value is None):
+        return value
+    accepted = "True, False or None" if allow_none else "True or False"
+    raise ParameterError(name, f"must be {accepted}, got {value!r}")
+
+
+def integer_below(name: str, value: object, minimum: int, limit: int, limit_text: str) -> int:
+    """``value`` as an int, refused unless it is an integer in [``minimum``, ``limit``).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the error.
+    value : object
+        The value to check.
+    minimum : int
+        The smallest value accepted.
+    limit : int
+        The first value refused above.
+    limit_text : str
+        How the error writes ``limit`` (``"2**64"`` reads better than its digits).
+
+    Returns
+    -------
+    int
+        ``value`` as a Python int.
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is not an integer or lies outside the interval.
+
+    Examples
+    --------
+    >>> integer_below("seed", 7, 0, 2**64, "2**64")
+    7
+    >>> integer_below("seed", -1, 0, 2**64, "2**64")
+    Traceback (most recent call last):
+    ...
+    smoothcert._util.checks.ParameterError: seed must be an integer in [0, 2**64), got -1
+    """
+    if not is_integer(value) or not minimum <= value < limit:  # type: ignore[operator]
+        raise ParameterError(
+            name, f"must be an integer in [{minimum}, {limit_text}), got {value!r}"
+        )
+    return int(value)  # type: ignore[call-overload]
+
+
 def optional_input_shape(shape: object) -> tuple[int, ...] | None:
     """The shape of one input as a tuple of positive ints (None stays None)."""
     if shape is None:

@@ -1,4 +1,5 @@
-"""Flags generated from the dataclass fields of every registered training method.
+"""Flags generated from dataclass fields: those of every registered training method, and
+one field's flag (:func:`add_field_flag`, for :class:`~smoothcert.training.TrainConfig`).
 
 A field ``num_noise: int`` with ``metadata={"help": ...}`` becomes ``--num-noise N``; left
 out, the method's own default applies; methods sharing a field name share the flag. A flag
@@ -47,7 +48,10 @@ def method_fields() -> dict[str, list[tuple[str, dataclasses.Field, Any]]]:
     return found
 
 
-def add_method_options(parser: argparse.ArgumentParser) -> None:
+def add_method_options(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Add a flag per hyperparameter name; returns hyperparameter -> flag for the flags added
+    (their dests carry a prefix, so a method's ParameterError maps to its flag through this)."""
+    added: dict[str, str] = {}
     group = parser.add_argument_group("method hyperparameters (default: the method's own)")
     taken = set(parser._option_string_actions)  # flags of the command itself win on a clash
     for fname, owners in sorted(method_fields().items()):
@@ -69,6 +73,8 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
             metavar=ftype.__name__.upper() if ftype is not bool else "BOOL",
             help=f"{help_text} [defaults: {'; '.join(parts)}]",
         )
+        added[fname] = flag
+    return added
 
 
 def method_options_from_args(args: argparse.Namespace, method: str) -> dict[str, Any]:
@@ -88,3 +94,39 @@ def method_options_from_args(args: argparse.Namespace, method: str) -> dict[str,
         has = ", ".join("--" + k.replace("_", "-") for k in sorted(own)) or "no hyperparameters"
         raise ValueError(f"{flags} do(es) not apply to method {method!r} (it takes: {has})")
     return given
+
+
+def _flag_type(hint: Any) -> Any:
+    """int or float for argparse from a (possibly Optional) annotation; None (a string) for
+    anything else, mixed unions such as ``int | str`` included."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return args[0] if len(args) == 1 and args[0] in (int, float) else None
+
+
+def add_field_flag(
+    group: argparse._ArgumentGroup, cls: type, name: str, flag: str | None = None, **overrides: Any
+) -> argparse.Action:
+    """The flag of dataclass field ``cls.name``, from the field: ``--name-with-dashes``, its
+    type, default and ``metadata`` ("help", "metavar", "choices"); a bool field is a switch.
+
+    ``overrides`` are argparse keywords that win over the field's (a command's own default or
+    help where its meaning differs); a ``required`` flag has no default.
+    """
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    kwargs: dict[str, Any] = {"help": f.metadata["help"]}
+    hint = typing.get_type_hints(cls)[name]
+    if hint is bool:
+        kwargs["action"] = "store_true"
+    else:
+        kwargs["type"] = _flag_type(hint)
+        for key in ("metavar", "choices"):
+            if key in f.metadata:
+                kwargs[key] = f.metadata[key]
+    if f.default is not dataclasses.MISSING:
+        kwargs["default"] = f.default
+    kwargs.update(overrides)
+    if kwargs.get("required"):
+        kwargs.pop("default", None)
+    if kwargs.get("type") is None:
+        kwargs.pop("type", None)
+    return group.add_argument(flag or "--" + name.replace("_", "-"), **kwargs)

@@ -124,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_data_flags(
         parser.add_argument_group("data"),
-        val_size_help="hold out the last N training examples to choose best.safetensors "
+        val_size="hold out the last N training examples to choose best.safetensors "
         "(f∘D accuracy under noise with --classifier, else the lowest MSE); 0 = "
         "best is the last epoch",
     )
@@ -133,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_output_flags(
         parser.add_argument_group("evaluation and output"),
-        eval_sigma_help="noise std (L2 pixel units) of the per-epoch test MSE and f∘D "
+        eval_sigma="noise std (L2 pixel units) of the per-epoch test MSE and f∘D "
         "accuracy; default: --sigma",
     )
 

@@ -5,20 +5,13 @@ returns (:class:`TrainResult`)."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from smoothcert._util.checks import (
-    ParameterError,
-    integer_at_least,
-    is_integer,
-    optional_positive_int,
-    positive_int,
-)
+from smoothcert._util import checks
 from smoothcert.data import AUGMENTATIONS
 from smoothcert.training.precision import PRECISIONS
 from smoothcert.training.resume import (
@@ -32,12 +25,19 @@ SCHEDULES = ("constant", "step", "cosine")
 NOT_IDENTITY = ("out_dir", "device", "eval_batch_size", "checkpoint_every", "workers")
 
 
+def _described(default: Any, help: str, **extra: Any) -> Any:
+    """A field with ``default`` and ``metadata`` {"help": help, **extra} ("metavar",
+    "choices"): what the command line turns into the field's flag."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a training run.
 
-    Every field has a default; ``smoothcert train --help`` gives the unit and range of each
-    (the CLI flags set these fields). Validated by ``train`` before anything is written.
+    Every field has a default and a ``metadata["help"]`` stating its meaning and unit, from
+    which the CLI builds the flag that sets it (``smoothcert train --help`` shows them).
+    Validated by ``train`` before anything is written.
 
     Examples
     --------
@@ -47,105 +47,139 @@ class TrainConfig:
     (0.25, 128)
     """
 
-    dataset: str = "mnist"  # a smoothcert.data.load_dataset name
-    arch: str = "cnn3"  # a smoothcert.models.list_models() name
-    method: str = "standard"  # a smoothcert.training.list_methods() name
-    method_options: dict[str, Any] = field(default_factory=dict)  # the method's hyperparameters
-    out_dir: str = "runs/train"
-    data_root: str | None = None  # load_dataset root (None: the dataset's default location)
-    data_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"resize": 64} (imagefolder)
-    epochs: int = 10  # passes over the training set
-    batch_size: int = 128  # examples per optimizer step
-    optimizer: str = "sgd"  # "sgd" (heavy-ball momentum) | "adam"
-    lr: float = 0.1  # initial learning rate
-    momentum: float = 0.9  # SGD momentum (ignored by Adam)
-    weight_decay: float = 1e-4  # L2 penalty coefficient (coupled, as torch.optim applies it)
-    schedule: str = (
-        "step"  # "constant" | "step" (×lr_decay every step_size epochs) | "cosine" (per step, to 0)
+    dataset: str = _described("mnist", "dataset (a smoothcert.data.load_dataset name)")
+    arch: str = _described("cnn3", "architecture (a smoothcert.models.list_models() name)")
+    method: str = _described(
+        "standard", "training method (a smoothcert.training.list_methods() name)"
     )
-    step_size: int = 30  # epochs between decays of the step schedule
-    lr_decay: float = 0.1  # multiplicative decay of the step schedule
-    seed: int = 0  # model init, data order, augmentation, method noise, evaluation noise
-    subset: int | None = None  # train on the first N training examples only
-    test_subset: int | None = None  # evaluate on the first N test examples only
-    # Hold out the last N training examples to choose best.safetensors on (never the test
-    # set); 0: no held-out set, and best.safetensors is the last epoch.
-    val_size: int = 0
-    eval_sigma: float | None = None  # σ of the noisy evaluation (None: the method's σ, or none)
-    augment: str = "auto"  # "auto" (what the dataset calls for) | "none" | "crop-flip"
-    eval_batch_size: int = 500  # examples per evaluation forward pass
-    # "fp32" | "bf16" (autocast, CPU or CUDA) | "fp16" (CUDA, scaled) | "auto" (bf16 where the
-    # device computes it natively, else fp32; a resumed run keeps its recorded precision)
-    precision: str = "fp32"
-    channels_last: bool | None = None  # None: on for conv nets in bf16/fp16, off in fp32
-    device: str | None = None  # None: CUDA when available (under torchrun cuda:LOCAL_RANK)
-    # Mid-epoch resume states: N steps (int or "N"), "Nm" minutes, or 0/"off" (epochs only).
-    checkpoint_every: int | str = DEFAULT_CHECKPOINT_EVERY
-    workers: int = 0  # DataLoader worker processes decoding a streamed image folder
-    sync_bn: bool = False  # batch-norm statistics over the global batch under torchrun (CUDA)
+    method_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "the method's hyperparameters"}
+    )
+    out_dir: str = _described(
+        "runs/train", "output directory (checkpoints, metrics, resume state)", metavar="DIR"
+    )
+    data_root: str | None = _described(
+        None, "directory with the dataset (default: its standard location)", metavar="DIR"
+    )
+    data_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": 'load_dataset options, e.g. {"resize": 64} (imagefolder)'},
+    )
+    epochs: int = _described(
+        10,
+        "passes over the training set; rerun a run with a larger value to continue it "
+        "(constant or step schedule)",
+    )
+    batch_size: int = _described(128, "examples per optimizer step")
+    optimizer: str = _described("sgd", "sgd (with momentum) or adam", choices=OPTIMIZERS)
+    lr: float = _described(0.1, "initial learning rate")
+    momentum: float = _described(0.9, "SGD momentum (ignored by adam)")
+    # coupled with the gradient, as torch.optim applies it
+    weight_decay: float = _described(1e-4, "L2 weight decay coefficient")
+    schedule: str = _described(
+        "step",
+        "learning-rate schedule: constant; step (x lr-decay every step-size epochs); "
+        "cosine (per step, to 0)",
+        choices=SCHEDULES,
+    )
+    step_size: int = _described(30, "epochs between learning-rate decays (step schedule)")
+    lr_decay: float = _described(0.1, "multiplicative learning-rate decay (step schedule)")
+    seed: int = _described(0, "seed of model init, data order, augmentation and noise")
+    subset: int | None = _described(
+        None, "train on the first N training examples only", metavar="N"
+    )
+    test_subset: int | None = _described(
+        None, "evaluate on the first N test examples only", metavar="N"
+    )
+    # never the test set: 0 means no held-out set, and best.safetensors is the last epoch
+    val_size: int = _described(
+        0,
+        "hold out the last N training examples (not trained on) to choose best.safetensors; "
+        "0 = best is the last epoch",
+        metavar="N",
+    )
+    eval_sigma: float | None = _described(
+        None,
+        "noise std (L2, pixel units) for the per-epoch noisy test accuracy; default: the "
+        "method's sigma",
+        metavar="STD",
+    )
+    augment: str = _described(
+        "auto",
+        "training augmentation; auto = what the dataset calls for (crop-flip for CIFAR-10, "
+        "none for MNIST); resized-crop-flip (ImageNet style) needs --stream",
+        choices=("auto", *AUGMENTATIONS),
+    )
+    eval_batch_size: int = _described(500, "examples per evaluation forward pass")
+    precision: str = _described(
+        "fp32",
+        "training arithmetic: auto = bf16 where the device computes it natively (a GPU "
+        "with bf16, a CPU with AVX-512 BF16 or AMX; measured once per machine where the CPU "
+        "does not tell), else fp32, and a resumed run keeps the precision it recorded; fp32; "
+        "bf16 = autocast to bfloat16 (CPU or CUDA; weights and optimizer stay fp32; emulated, "
+        "and several times slower than fp32, on CPUs without bf16 units); fp16 = autocast to "
+        "float16 with a gradient scaler (CUDA only). Give it explicitly for bit-identical "
+        "retraining on machines of another kind",
+        choices=("auto", *PRECISIONS),
+    )
+    channels_last: bool | None = _described(
+        None,
+        "channels-last memory layout for conv nets (auto: on with bf16/fp16, off in fp32)",
+    )
+    device: str | None = _described(
+        None, "cpu, cuda, cuda:N or auto (CUDA when available)"
+    )  # None: CUDA when available (under torchrun cuda:LOCAL_RANK)
+    checkpoint_every: int | str = _described(
+        DEFAULT_CHECKPOINT_EVERY,
+        "also write the resume state within an epoch every N optimizer steps or every N "
+        "minutes (e.g. 500, 10m); 0 = at epoch ends only",
+        metavar="N|Nm",
+    )
+    workers: int = _described(
+        0,
+        "DataLoader worker processes decoding a streamed image folder (0: in this process)",
+        metavar="N",
+    )
+    sync_bn: bool = _described(
+        False,
+        "under torchrun on CUDA: batch-norm statistics over the global batch "
+        "(default: per process)",
+    )
 
     def validate(self) -> None:
-        """Check every field (ParameterError naming it); integer fields become plain ints."""
+        """Check every field (ParameterError naming it); integer fields become plain ints.
+
+        Float fields keep the value given (an int stays an int), so config.json records what
+        the caller passed, as before.
+        """
         from smoothcert.data import DATASETS
         from smoothcert.models import list_models
 
-        if self.dataset not in DATASETS:
-            raise ValueError(
-                f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
-            )
+        checks.one_of("dataset", self.dataset, tuple(DATASETS))
         # Denoiser objectives train a registered denoiser instead of a classifier.
-        if self.arch not in list_models() and not _is_denoiser_run(self):
-            raise ValueError(
-                f"unknown arch {self.arch!r}; choose one of {', '.join(list_models())}"
-            )
+        if not _is_denoiser_run(self):
+            checks.one_of("arch", self.arch, tuple(list_models()))
         # Plain ints: the fields are recorded in config.json, which takes no numpy integers.
         for name in ("epochs", "batch_size", "step_size", "eval_batch_size"):
-            setattr(self, name, positive_int(name, getattr(self, name)))
+            setattr(self, name, checks.positive_int(name, getattr(self, name)))
         for name in ("subset", "test_subset"):
-            setattr(self, name, optional_positive_int(name, getattr(self, name)))
-        self.val_size = integer_at_least("val_size", self.val_size, 0)
-        if self.optimizer not in OPTIMIZERS:
-            raise ParameterError(
-                "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ParameterError(
-                "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
-            )
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ParameterError("lr", f"must be a finite number > 0, got {self.lr!r}")
-        if not 0 <= self.momentum < 1:
-            raise ParameterError("momentum", f"must be in [0, 1), got {self.momentum!r}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ParameterError("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
-        if not 0 < self.lr_decay <= 1:
-            raise ParameterError("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
-        if self.eval_sigma is not None and not (
-            self.eval_sigma >= 0 and math.isfinite(self.eval_sigma)
-        ):
-            raise ParameterError(
-                "eval_sigma", f"must be a finite number >= 0, got {self.eval_sigma!r}"
-            )
-        if self.precision not in ("auto", *PRECISIONS):
-            raise ParameterError(
-                "precision",
-                f"must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}",
-            )
-        if self.channels_last is not None and not isinstance(self.channels_last, bool):
-            raise ParameterError(
-                "channels_last", f"must be True, False or None, got {self.channels_last!r}"
-            )
+            setattr(self, name, checks.optional_positive_int(name, getattr(self, name)))
+        self.val_size = checks.integer_at_least("val_size", self.val_size, 0)
+        checks.one_of("optimizer", self.optimizer, OPTIMIZERS)
+        checks.one_of("schedule", self.schedule, SCHEDULES)
+        checks.finite_real("lr", self.lr, positive=True)
+        checks.probability("momentum", self.momentum, allow_zero=True)
+        checks.finite_real("weight_decay", self.weight_decay, nonnegative=True)
+        checks.probability("lr_decay", self.lr_decay, allow_one=True)
+        if self.eval_sigma is not None:
+            checks.finite_real("eval_sigma", self.eval_sigma, nonnegative=True)
+        checks.one_of("precision", self.precision, ("auto", *PRECISIONS))
+        checks.boolean("channels_last", self.channels_last, allow_none=True)
         parse_checkpoint_every(self.checkpoint_every)
-        self.workers = integer_at_least("workers", self.workers, 0)
-        if not isinstance(self.sync_bn, bool):
-            raise ParameterError("sync_bn", f"must be True or False, got {self.sync_bn!r}")
-        if self.augment != "auto" and self.augment not in AUGMENTATIONS:
-            raise ParameterError(
-                "augment", f"must be auto, {' or '.join(AUGMENTATIONS)}; got {self.augment!r}"
-            )
-        if not is_integer(self.seed) or not (0 <= self.seed < 2**64):  # torch takes 64 bits
-            raise ParameterError("seed", f"must be an integer in [0, 2**64), got {self.seed!r}")
-        self.seed = int(self.seed)
+        self.workers = checks.integer_at_least("workers", self.workers, 0)
+        checks.boolean("sync_bn", self.sync_bn)
+        checks.one_of("augment", self.augment, ("auto", *AUGMENTATIONS))
+        self.seed = checks.integer_below("seed", self.seed, 0, 2**64, "2**64")  # torch: 64 bits
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from smoothcert._util.checks import FLOAT32_MAX
+from smoothcert._util.checks import FLOAT32_MAX, ParameterError, one_of
 from smoothcert.training.method import METHODS, Method
 
 # The built-in methods, imported for their registration.
@@ -47,13 +47,9 @@ def list_methods() -> list[str]:
 
 
 def method_class(name: str) -> type[Method]:
-    """The class of method ``name``; ValueError listing the choices for an unknown name."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown training method {name!r}; choose one of {', '.join(sorted(METHODS))}"
-        ) from None
+    """The class of method ``name``; ParameterError naming ``method``, listing the choices,
+    for an unknown name."""
+    return METHODS[one_of("method", name, tuple(sorted(METHODS)))]
 
 
 def get_method(name: str, **hyperparameters: Any) -> Method:
@@ -93,5 +89,5 @@ def get_method(name: str, **hyperparameters: Any) -> Method:
         # NaN, inf, or beyond float32 (1e40 is inf once on the model's device) would train
         # to NaN and be reported as a divergence that blames the learning rate.
         if isinstance(value, float) and not abs(value) <= FLOAT32_MAX:
-            raise ValueError(f"{key} must be a finite number (float32 range), got {value!r}")
+            raise ParameterError(key, f"must be a finite number (float32 range), got {value!r}")
     return cls(**given)

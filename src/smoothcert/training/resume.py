@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from smoothcert._util.atomic import atomic_write_bytes
+from smoothcert._util.checks import ParameterError
 from smoothcert.models.checkpoint import decode_tensors, encode_tensors, load_state
 from smoothcert.training.state import flatten_optimizer, unflatten_optimizer
 
@@ -70,10 +71,10 @@ def parse_checkpoint_every(value: int | str) -> CheckpointEvery:
     (epoch boundaries only) -> :class:`CheckpointEvery`."""
     allowed = "N steps (a positive integer), Nm minutes (e.g. 10m, 0.5m) or 0/off"
     if isinstance(value, bool):
-        raise ValueError(f"checkpoint_every must be {allowed}, got {value!r}")
+        raise ParameterError("checkpoint_every", f"must be {allowed}, got {value!r}")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError(f"checkpoint_every must be {allowed}, got {value!r}")
+            raise ParameterError("checkpoint_every", f"must be {allowed}, got {value!r}")
         return CheckpointEvery(steps=value or None)
     text = str(value).strip().lower()
     if text in ("0", "off"):
@@ -83,7 +84,7 @@ def parse_checkpoint_every(value: int | str) -> CheckpointEvery:
     m = re.fullmatch(r"([0-9]*\.?[0-9]+)m", text)
     if m and float(m.group(1)) > 0 and math.isfinite(float(m.group(1))):
         return CheckpointEvery(seconds=60.0 * float(m.group(1)))
-    raise ValueError(f"checkpoint_every must be {allowed}, got {value!r}")
+    raise ParameterError("checkpoint_every", f"must be {allowed}, got {value!r}")
 
 
 class CheckpointClock:

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert._util import checks
 from smoothcert.attacks.pgd import draw_noise, pgd_l2_smoothed
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 from smoothcert.training.methods.smoothadv import warmup_epsilon
@@ -109,23 +110,15 @@ class Consistency(Method):
     )
 
     def __post_init__(self) -> None:
-        if not self.sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
-        if self.num_noise < 2:
-            raise ValueError(
-                f"num_noise must be >= 2 (the consistency term compares copies), "
-                f"got {self.num_noise}"
-            )
-        if not self.lam >= 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam}")
-        if not self.eta >= 0:
-            raise ValueError(f"eta must be >= 0, got {self.eta}")
-        if not self.eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {self.eps}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        checks.finite_real("sigma", self.sigma, nonnegative=True)
+        # the consistency term compares copies
+        checks.integer_at_least("num_noise", self.num_noise, 2)
+        checks.finite_real("lam", self.lam, nonnegative=True)
+        checks.finite_real("eta", self.eta, nonnegative=True)
+        checks.boolean("adversarial", self.adversarial)
+        checks.finite_real("eps", self.eps, nonnegative=True)
+        checks.integer_at_least("steps", self.steps, 0)
+        checks.integer_at_least("warmup_epochs", self.warmup_epochs, 0)
 
     def epsilon(self, epoch: int) -> float:
         """ε_t of the linear warm-up: ε·min(1, (epoch + 1)/w) (0-based epoch), as SmoothAdv."""

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from smoothcert._util.checks import ParameterError, finite_real
+from smoothcert._util.checks import ParameterError, boolean, finite_real
 from smoothcert.training.method import BatchContext, Method, MethodOutput
 from smoothcert.training.methods.denoiser_objectives import diffusion_loss, mse_loss, stability_loss
 
@@ -92,6 +92,7 @@ class DenoiserMethod(Method):
     def __post_init__(self) -> None:
         if self.sigma is not None:
             self.sigma = finite_real("sigma", self.sigma, positive=True)
+        boolean("trust_model_code", self.trust_model_code)
         self.surrogates = [str(s) for s in self.surrogates]
         self._frozen_target: nn.Module | None = None
         self._frozen_surrogates: list[nn.Module] = []

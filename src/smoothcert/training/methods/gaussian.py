@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert._util import checks
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 
 
@@ -30,13 +30,7 @@ class Gaussian(Method):
     )
 
     def __post_init__(self) -> None:
-        if (
-            not isinstance(self.sigma, (int, float))
-            or not math.isfinite(self.sigma)
-            or self.sigma < 0
-        ):
-            raise ValueError(f"sigma must be a finite number >= 0, got {self.sigma!r}")
-        self.sigma = float(self.sigma)
+        self.sigma = checks.finite_real("sigma", self.sigma, nonnegative=True)
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert._util import checks
 from smoothcert.attacks.pgd import draw_noise
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 from smoothcert.training.methods.consistency import copies_log_probs
@@ -106,18 +107,12 @@ class MACER(Method):
     )
 
     def __post_init__(self) -> None:
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be > 0 (the radius is σ/2·ξ), got {self.sigma}")
-        if self.num_noise < 1:
-            raise ValueError(f"num_noise must be >= 1, got {self.num_noise}")
-        if not self.lam >= 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam}")
-        if not self.margin > 0:
-            raise ValueError(f"margin must be > 0, got {self.margin}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.deferred_epochs < 0:
-            raise ValueError(f"deferred_epochs must be >= 0, got {self.deferred_epochs}")
+        checks.finite_real("sigma", self.sigma, positive=True)  # the radius is σ/2·ξ
+        checks.positive_int("num_noise", self.num_noise)
+        checks.finite_real("lam", self.lam, nonnegative=True)
+        checks.finite_real("margin", self.margin, positive=True)
+        checks.finite_real("beta", self.beta, positive=True)
+        checks.integer_at_least("deferred_epochs", self.deferred_epochs, 0)
 
     def weight(self, epoch: int) -> float:
         """λ at ``epoch`` (0-based): 0 during the deferred start, then λ."""

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert._util import checks
 from smoothcert._util.torch_helpers import evaluating
 from smoothcert.attacks.pgd import draw_noise
 from smoothcert.distributional.ascent import surrogate_ascent
@@ -84,16 +85,15 @@ class NAL(Method):
     )
 
     def __post_init__(self) -> None:
-        if not self.sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
-        if not self.gamma > 0:
-            raise ValueError(f"gamma must be > 0, got {self.gamma}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.num_noise < 1:
-            raise ValueError(f"num_noise must be >= 1, got {self.num_noise}")
-        if self.inner_step_size is not None and not self.inner_step_size > 0:
-            raise ValueError(f"inner_step_size must be > 0, got {self.inner_step_size}")
+        checks.finite_real("sigma", self.sigma, nonnegative=True)
+        checks.finite_real("gamma", self.gamma, positive=True)
+        checks.integer_at_least("steps", self.steps, 0)
+        checks.positive_int("num_noise", self.num_noise)
+        if self.inner_step_size is not None:
+            checks.finite_real("inner_step_size", self.inner_step_size, positive=True)
+        checks.boolean("cost_with_noise", self.cost_with_noise)
+        checks.boolean("reuse_noise", self.reuse_noise)
+        checks.boolean("inner_train_mode", self.inner_train_mode)
 
     @property
     def eta(self) -> float:

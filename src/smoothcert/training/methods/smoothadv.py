@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert._util import checks
 from smoothcert.attacks.pgd import draw_noise, pgd_l2_smoothed
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 
@@ -79,20 +80,14 @@ class SmoothAdv(Method):
     )
 
     def __post_init__(self) -> None:
-        if not self.sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
-        if not self.eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {self.eps}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.num_noise < 1:
-            raise ValueError(f"num_noise must be >= 1, got {self.num_noise}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if self.train_copies not in ("one", "all"):
-            raise ValueError(f"train_copies must be one or all, got {self.train_copies!r}")
-        if self.objective not in ("smoothadv", "expected"):
-            raise ValueError(f"objective must be smoothadv or expected, got {self.objective!r}")
+        checks.finite_real("sigma", self.sigma, nonnegative=True)
+        checks.finite_real("eps", self.eps, nonnegative=True)
+        checks.integer_at_least("steps", self.steps, 0)
+        checks.positive_int("num_noise", self.num_noise)
+        checks.integer_at_least("warmup_epochs", self.warmup_epochs, 0)
+        checks.one_of("train_copies", self.train_copies, ("one", "all"))
+        checks.boolean("random_zero_grad", self.random_zero_grad)
+        checks.one_of("objective", self.objective, ("smoothadv", "expected"))
 
     def epsilon(self, epoch: int) -> float:
         """ε_t of the linear warm-up (SmoothAdv's schedule: ε/w after the first epoch)."""

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert._util import checks
 from smoothcert._util.torch_helpers import evaluating
 from smoothcert.attacks.pgd import (
     draw_noise,
@@ -139,26 +140,21 @@ class SmoothMix(Method):
     )
 
     def __post_init__(self) -> None:
-        if not self.sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
-        if self.num_noise < 1:
-            raise ValueError(f"num_noise must be >= 1, got {self.num_noise}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
-        if not self.eta >= 0:
-            raise ValueError(f"eta must be >= 0, got {self.eta}")
-        if not 0 <= self.mix_step < self.steps:
-            raise ValueError(
-                f"mix_step must be in 0..steps-1 = 0..{self.steps - 1}, got {self.mix_step}"
+        checks.finite_real("sigma", self.sigma, nonnegative=True)
+        checks.positive_int("num_noise", self.num_noise)
+        checks.positive_int("steps", self.steps)
+        checks.finite_real("alpha", self.alpha, positive=True)
+        checks.finite_real("eta", self.eta, nonnegative=True)
+        mix_step = checks.integer_at_least("mix_step", self.mix_step, 0)
+        if mix_step >= self.steps:
+            raise checks.ParameterError(
+                "mix_step", f"must be in 0..steps-1 = 0..{self.steps - 1}, got {self.mix_step!r}"
             )
-        if self.max_norm is not None and not self.max_norm > 0:
-            raise ValueError(f"max_norm must be > 0, got {self.max_norm}")
-        if self.mix_max_norm is not None and not self.mix_max_norm >= 0:
-            raise ValueError(f"mix_max_norm must be >= 0, got {self.mix_max_norm}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.max_norm is not None:
+            checks.finite_real("max_norm", self.max_norm, positive=True)
+        if self.mix_max_norm is not None:
+            checks.finite_real("mix_max_norm", self.mix_max_norm, nonnegative=True)
+        checks.integer_at_least("warmup_epochs", self.warmup_epochs, 0)
 
     def warmup(self, epoch: int) -> float:
         """w_t = min(1, (epoch + 1)/warmup_epochs) (0-based epoch; 1 without warm-up)."""

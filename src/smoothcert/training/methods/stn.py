@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert._util import checks
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
 
 
@@ -53,10 +54,9 @@ class STN(Method):
     )
 
     def __post_init__(self) -> None:
-        if not self.sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
-        if not self.lam >= 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam}")
+        checks.finite_real("sigma", self.sigma, nonnegative=True)
+        checks.finite_real("lam", self.lam, nonnegative=True)
+        checks.boolean("separate_passes", self.separate_passes)
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext

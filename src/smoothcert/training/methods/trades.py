@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert._util import checks
 from smoothcert._util.torch_helpers import evaluating
 from smoothcert.attacks.pgd import per_example, pgd_ascent, project_l2
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
@@ -74,14 +75,11 @@ class TRADES(Method):
     )
 
     def __post_init__(self) -> None:
-        if not self.eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {self.eps}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.inner_step_size is not None and not self.inner_step_size > 0:
-            raise ValueError(f"inner_step_size must be > 0, got {self.inner_step_size}")
-        if not self.beta >= 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        checks.finite_real("eps", self.eps, nonnegative=True)
+        checks.integer_at_least("steps", self.steps, 0)
+        if self.inner_step_size is not None:
+            checks.finite_real("inner_step_size", self.inner_step_size, positive=True)
+        checks.finite_real("beta", self.beta, nonnegative=True)
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext

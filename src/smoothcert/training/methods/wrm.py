@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert._util import checks
 from smoothcert._util.torch_helpers import evaluating
 from smoothcert.distributional.ascent import LossFn, cross_entropy_per_example, surrogate_ascent
 from smoothcert.training.method import BatchContext, Method, MethodOutput, register
@@ -89,14 +90,11 @@ class WRM(Method):
     )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not self.gamma > 0:
-            raise ValueError(f"gamma must be > 0, got {self.gamma}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.inner_step_size is not None and not self.inner_step_size > 0:
-            raise ValueError(f"inner_step_size must be > 0, got {self.inner_step_size}")
+        checks.probability("label_smoothing", self.label_smoothing, allow_zero=True)
+        checks.finite_real("gamma", self.gamma, positive=True)
+        checks.integer_at_least("steps", self.steps, 0)
+        if self.inner_step_size is not None:
+            checks.finite_real("inner_step_size", self.inner_step_size, positive=True)
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: BatchContext

@@ -115,7 +115,8 @@ class Experiment:
     paper : dict
         The ``[paper]`` table: the published numbers, as written.
     every_stage : frozenset of str
-        The names of the stages at every scale of the file (this one's and the others').
+        The stages' names at every scale of the file (this one's and the others'), and their
+        names as written (before substitution).
     """
 
     path: Path
@@ -127,7 +128,7 @@ class Experiment:
     stages: tuple[Stage, ...]
     report: dict[str, Any] = field(default_factory=dict)
     paper: dict[str, Any] = field(default_factory=dict)  # published numbers, as written
-    every_stage: frozenset[str] = frozenset()  # stage names at any scale of the file
+    every_stage: frozenset[str] = frozenset()  # stage names at any scale, and as written
 
     @property
     def runs_dir(self) -> Path:
@@ -272,11 +273,11 @@ def load_experiment(path: str | Path, scale: str, *, root: str | Path | None = N
     if not isinstance(defaults, dict) or not all(isinstance(v, list) for v in defaults.values()):
         raise ValueError(f"{path}: [defaults] must map a command to a list of arguments")
     variables, stages = _stages_at(doc, path, name, scale, base, stage_docs, defaults)
-    every = {s.name for s in stages}
+    every = {s.name for s in stages} | {s.template for s in stages}
     for other in set(scales) - {scale}:  # the report tells a typo from another scale's stage
         with contextlib.suppress(ValueError):  # that scale's own error shows when it is loaded
             found = _stages_at(doc, path, name, other, base, stage_docs, defaults)[1]
-            every |= {s.name for s in found}
+            every |= {s.name for s in found} | {s.template for s in found}
     return Experiment(
         path=path,
         name=name,

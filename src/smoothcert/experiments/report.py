@@ -33,6 +33,9 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
   transport costs ρ, ρ_adv and the matched radius ε = √ρ_adv (the NAL paper's Eq. 8);
 - ``notes``: ``text``: a paragraph of the experiment file, as written.
 
+Any of these paths may be ``{stage = "NAME"}`` instead: the output of that stage
+(:mod:`.references`).
+
 A section whose runs do not exist yet says so, so a report can be written at any time.
 All numbers come from :mod:`smoothcert.analysis` (one module per run kind: certify, predict,
 attack, dcert, training) and the run readers: the report adds none.
@@ -57,6 +60,7 @@ from smoothcert.experiments.comparisons import (
     seed_differences,
     versus_paper,
 )
+from smoothcert.experiments.references import resolve_stages
 from smoothcert.experiments.schedule import path_within, stage_outputs
 from smoothcert.experiments.spec import Experiment, Stage
 from smoothcert.experiments.status import StageStatus, experiment_status, format_seconds
@@ -91,7 +95,7 @@ def write_report(experiment: Experiment) -> Path:
     unfinished = _unfinished_outputs(status)
     lines = _header(experiment)
     for i, section in enumerate(experiment.report.get("sections", []), 1):
-        section = experiment.substitute(section)
+        section = experiment.substitute(resolve_stages(experiment, section))
         kind = section.get("kind")
         writer = _SECTIONS.get(kind)
         if writer is None:

@@ -1,10 +1,14 @@
-"""Certified accuracy and ACR from Jeong & Shin's published per-example certification logs.
+"""Certified accuracy and ACR from published per-example certification logs: Jeong & Shin's
+(``--source smoothing-consistency``, the default) and SmoothMix's (``--source smoothmix``).
 
 Jeong & Shin (NeurIPS 2020, github.com/jh-jeong/smoothing-consistency) publish the output of
 Cohen et al.'s ``certify.py`` (n0 = 100, n = 100,000, α = 0.001) for every model of their
 tables under ``data/certify/``: one tab-separated row per test example
 (``idx label predict radius correct time``), the radius printed with 3 significant digits.
-This script reads those logs from a clone of the repository and computes, per log,
+Jeong et al.'s SmoothMix repository (NeurIPS 2021, github.com/jh-jeong/smoothmix) publishes
+its own models' logs in the same format under ``data/certify/<dataset>/smoothmix/`` (beside
+copies of the first repository's baseline logs and its ablation logs, which are not read).
+This script reads those logs from a clone of a repository and computes, per log,
 
 - certified accuracy at r = 0, 0.25, ..., 2.0: the fraction of ALL rows with correct = 1 and
   radius >= r (an abstention has correct = 0, so it counts as wrong);
@@ -13,13 +17,17 @@ This script reads those logs from a clone of the repository and computes, per lo
 then groups the logs by (dataset, architecture, method, hyperparameters, σ) and reports the
 mean over the runs of a group and their spread (standard deviation, min, max). The method and
 its hyperparameters are read from the log's path, which the authors' training scripts build
-from their flags (see ``EXPERIMENTS.MD`` there).
+from their flags (see ``EXPERIMENTS.MD`` there; SmoothMix's CIFAR-10 logs carry none in their
+path, so they come from the commands of its ``EXPERIMENTS.MD``).
 
 Usage::
 
     git clone https://github.com/jh-jeong/smoothing-consistency
     python scripts/published_certify_logs.py smoothing-consistency \\
         --out experiments/published/jeong-shin.json --table experiments/published/jeong-shin.md
+    git clone https://github.com/jh-jeong/smoothmix
+    python scripts/published_certify_logs.py smoothmix --source smoothmix \\
+        --out experiments/published/smoothmix.json --table experiments/published/smoothmix.md
 
 Only the standard library is needed.
 """
@@ -32,10 +40,12 @@ import re
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 REPOSITORY = "https://github.com/jh-jeong/smoothing-consistency"
+SMOOTHMIX_REPOSITORY = "https://github.com/jh-jeong/smoothmix"
 RADII = [0.25 * k for k in range(9)]  # 0, 0.25, ..., 2.0
 HEADER = ["idx", "label", "predict", "radius", "correct", "time"]
 #: the test-set sizes, to flag logs that stop early
@@ -122,6 +132,65 @@ def parse_path(relative: Path) -> dict[str, Any]:
     }
 
 
+#: SmoothMix's CIFAR-10 logs (``noise_<σ>[_adv]``, ResNet-110): the step size α of each σ in
+#: the training commands of its EXPERIMENTS.MD; m = 2, T = 4, η = 5 at every σ
+SMOOTHMIX_CIFAR_ALPHA = {0.25: 0.5, 0.5: 1.0, 1.0: 2.0}
+
+
+def parse_smoothmix_path(relative: Path) -> dict[str, Any]:
+    """Dataset, architecture, hyperparameters, σ and run id from a SmoothMix log's path:
+    ``data/certify/mnist/smoothmix/smix_<α>_<T>_m<s>/tau_<η>/num_<m>/<id>/noise_<σ>`` (its
+    training script names the folder ``smix_<alpha>_<num-steps>_m<mix_step>``; η, the
+    ``--eta`` of the commands, is ``tau`` in these paths) or
+    ``data/certify/cifar10/smoothmix/noise_<σ>[_adv]`` (``_adv``: the one-step adversary,
+    mix_step = 1). The hyperparameters are named as ``smoothcert train``'s flags."""
+    parts = relative.parts
+    if parts[:2] != ("data", "certify") or len(parts) < 5 or parts[3] != "smoothmix":
+        raise ValueError(f"{relative}: not under data/certify/<dataset>/smoothmix")
+    dataset, folders, leaf = parts[2], list(parts[4:-1]), parts[-1]
+    if dataset == "mnist":
+        if len(folders) != 4:
+            raise ValueError(f"{relative}: expected smix_*/tau_*/num_*/<id>/noise_*")
+        mode = re.fullmatch(r"smix_([0-9.]+)_(\d+)_m(\d+)", folders[0])
+        eta = re.fullmatch(r"tau_([0-9.]+)", folders[1])
+        num = re.fullmatch(r"num_(\d+)", folders[2])
+        sigma = re.fullmatch(r"noise_([0-9.]+)", leaf)
+        if None in (mode, eta, num, sigma) or not folders[3].isdigit():
+            raise ValueError(f"{relative}: unexpected SmoothMix path")
+        hyper = {
+            "alpha": float(mode[1]),
+            "steps": int(mode[2]),
+            "mix_step": int(mode[3]),
+            "eta": float(eta[1]),
+            "num_noise": int(num[1]),
+        }
+        arch, run_id, value = "lenet", folders[3], float(sigma[1])
+    elif dataset == "cifar10":
+        match = re.fullmatch(r"noise_([0-9.]+)(_adv)?", leaf)
+        if folders or match is None or float(match[1]) not in SMOOTHMIX_CIFAR_ALPHA:
+            raise ValueError(f"{relative}: unexpected SmoothMix CIFAR-10 log")
+        value = float(match[1])
+        hyper = {
+            "alpha": SMOOTHMIX_CIFAR_ALPHA[value],
+            "steps": 4,
+            "mix_step": 1 if match[2] else 0,
+            "eta": 5.0,
+            "num_noise": 2,
+        }
+        arch, run_id = "cifar_resnet110", None
+    else:
+        raise ValueError(f"{relative}: no SmoothMix logs of dataset {dataset!r} expected")
+    return {
+        "dataset": dataset,
+        "arch": arch,
+        "method": "smoothmix",
+        "hyperparameters": hyper,
+        "sigma": value,
+        "run_id": run_id,
+        "suffix": None,
+    }
+
+
 def group_key(run: dict[str, Any]) -> str:
     hyper = ",".join(f"{k}={v}" for k, v in sorted(run["hyperparameters"].items()))
     return f"{run['dataset']}|{run['arch']}|{run['method']}|{hyper}|{run['sigma']}"
@@ -146,17 +215,42 @@ def commit_of(clone: Path) -> str | None:
     return out.stdout.decode().strip()
 
 
-def collect(clone: Path) -> dict[str, Any]:
-    """Every log under ``clone/data/certify``, summarized, and the groups' means and spreads."""
-    root = clone / "data" / "certify"
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no data/certify folder (is this the repository?)")
+class Source(NamedTuple):
+    """A repository of published logs: where its logs are, how their paths read, which run ids
+    are a setting's seeds (a run 0 beside all of them is left out of the mean) and the notes
+    and title of its output."""
+
+    repository: str
+    roots: tuple[str, ...]  # folders (relative to the clone) searched for logs
+    parse: Callable[[Path], dict[str, Any]]
+    logs: str  # the path pattern, for the output's source
+    notes: list[str]
+    seeds: frozenset[str]
+    seed_note: str
+    title: str
+    json_name: str
+
+
+def collect(clone: Path, source: Source | None = None) -> dict[str, Any]:
+    """Every log of ``source`` (default: Jeong & Shin's) under ``clone``, summarized, and the
+    groups' means and spreads."""
+    source = source or SOURCES["smoothing-consistency"]
+    if not (clone / "data" / "certify").is_dir():
+        raise FileNotFoundError(
+            f"{clone / 'data' / 'certify'}: no data/certify folder (is this the repository?)"
+        )
+    paths = []
+    for folder in source.roots:
+        root = clone / folder
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such folder (is this {source.repository}?)")
+        paths += [p for p in root.rglob("noise_*") if p.is_file()]
     runs = []
-    for path in sorted(p for p in root.rglob("noise_*") if p.is_file()):
+    for path in sorted(paths):
         if path.name.endswith("_acc"):
             continue  # accuracy-vs-radius curves, not per-example logs
         relative = path.relative_to(clone)
-        run = parse_path(relative) | {"file": relative.as_posix()}
+        run = source.parse(relative) | {"file": relative.as_posix()}
         run |= summarize(read_log(path))
         run["full_test_set"] = run["n"] == FULL.get(run["dataset"], run["n"])
         runs.append(run)
@@ -169,11 +263,9 @@ def collect(clone: Path) -> dict[str, Any]:
         used = [r for r in members if r["n"] == longest]
         ids = {r["run_id"] for r in used}
         note = None
-        # Consistency at MNIST σ = 1.0, λ = 5: runs 1-5 are the table's five seeds; run 0 is
-        # the λ-ablation run (its siblings λ = 1, 15, 20, 25, 30, 50 exist only as run 0).
-        if "0" in ids and {"1", "2", "3", "4", "5"} <= ids:
+        if "0" in ids and source.seeds <= ids:
             used = [r for r in used if r["run_id"] != "0"]
-            note = "run 0 (from the λ ablation) left out of the mean: runs 1-5 are the seeds"
+            note = source.seed_note
         if not used:
             continue
         first = used[0]
@@ -194,10 +286,9 @@ def collect(clone: Path) -> dict[str, Any]:
         summaries.append(summary)
     return {
         "source": {
-            "repository": REPOSITORY,
+            "repository": source.repository,
             "commit": commit_of(clone),
-            "logs": "data/certify/<dataset>/<method>/<hyperparameters>/[<arch>/]"
-            "noise_<sigma>[_<id>]",
+            "logs": source.logs,
         },
         "definitions": {
             "radii": RADII,
@@ -208,7 +299,7 @@ def collect(clone: Path) -> dict[str, Any]:
             "sigma (the runs of one setting: seeds, or the authors' random run ids); mean, sd "
             "(sample standard deviation over runs), min and max over its complete logs",
         },
-        "notes": NOTES,
+        "notes": source.notes,
         "groups": summaries,
         "runs": runs,
     }
@@ -238,17 +329,76 @@ NOTES = [
 ]
 
 
-def table(result: dict[str, Any]) -> str:
+SMOOTHMIX_NOTES = [
+    "Certification: Cohen et al.'s certify.py as shipped in the repository, n0 = 100, "
+    "n = 100,000, alpha = 0.001 (EXPERIMENTS.MD: --N=100000 --skip=1, N0 and alpha at the "
+    "script's defaults), every test example: each log holds the 10,000 MNIST or CIFAR-10 test "
+    "images. Radii printed with 3 significant digits, as in Jeong & Shin's logs.",
+    "Training (code/train.py and the commands of EXPERIMENTS.MD): SGD, momentum 0.9, weight "
+    "decay 1e-4, batch 256 (the default) split into m mini-batches of 256/m with one "
+    "optimizer step each; learning rate x0.1 every lr_step_size epochs; eta and the one-step "
+    "adversary's radius (alpha * mix_step) warmed up linearly over 10 epochs (the default "
+    "--warmup); the adversary takes T steps of L2 length alpha with no ball around x.",
+    "MNIST: LeNet, lr 0.01, x0.1 every 30 epochs, 90 epochs, m = 4, alpha = 1.0; T = 3 "
+    "(sigma = 0.25, eta = 1), 2 (sigma = 0.25, eta = 5), 4 (sigma = 0.5), 8 (sigma = 1.0); "
+    "mix_step 0 (SmoothMix) or 1 (SmoothMix with the one-step adversary). In the log paths "
+    "eta is written tau_<eta>. Runs 21-25 are five runs of each setting EXPERIMENTS.MD "
+    "lists; their run 0 is left out of the mean (run 0 also holds the grid points eta = 2 "
+    "and the other pairings of T and eta, which exist only as run 0). Whether the paper's "
+    "table averages exactly runs 21-25 is not checked here.",
+    "CIFAR-10: ResNet-110 (cifar_resnet110), lr 0.1, x0.1 every 50 epochs, 150 epochs, random "
+    "crop and flip, m = 2, T = 4, eta = 5, alpha = 0.5 (sigma = 0.25) or 1.0 (sigma = 0.5). "
+    "One log per setting, sigma = 0.25 and 0.5 only (no sigma = 1.0 log, no ResNet-20 log). "
+    "Their paths (noise_<sigma>[_adv]) carry no hyperparameters: they are EXPERIMENTS.MD's "
+    "commands for that sigma, mix_step = 1 for the '_adv' logs.",
+    "Not read: data/certify/ablation (MNIST sigma = 1.0 ablations over alpha and T, eta, m "
+    "and an L2 ball on the adversary; runs 9-12) and the baseline logs under "
+    "data/certify/{mnist,cifar10}/{cohen,consistency,macer,salman,stab}, byte-for-byte copies "
+    "of Jeong & Shin's logs (summarized in jeong-shin.json).",
+]
+
+SOURCES = {
+    "smoothing-consistency": Source(
+        repository=REPOSITORY,
+        roots=("data/certify",),
+        parse=parse_path,
+        logs="data/certify/<dataset>/<method>/<hyperparameters>/[<arch>/]noise_<sigma>[_<id>]",
+        notes=NOTES,
+        # Consistency at MNIST σ = 1.0, λ = 5: runs 1-5 are the table's five seeds; run 0 is
+        # the λ-ablation run (its siblings λ = 1, 15, 20, 25, 30, 50 exist only as run 0).
+        seeds=frozenset({"1", "2", "3", "4", "5"}),
+        seed_note="run 0 (from the λ ablation) left out of the mean: runs 1-5 are the seeds",
+        title="Jeong & Shin's certification logs",
+        json_name="jeong-shin.json",
+    ),
+    "smoothmix": Source(
+        repository=SMOOTHMIX_REPOSITORY,
+        roots=("data/certify/mnist/smoothmix", "data/certify/cifar10/smoothmix"),
+        parse=parse_smoothmix_path,
+        logs="data/certify/mnist/smoothmix/smix_<alpha>_<steps>_m<mix_step>/tau_<eta>/"
+        "num_<num_noise>/<id>/noise_<sigma>; data/certify/cifar10/smoothmix/noise_<sigma>[_adv]",
+        notes=SMOOTHMIX_NOTES,
+        seeds=frozenset({"21", "22", "23", "24", "25"}),
+        seed_note="run 0 (the grid-search run of this setting) left out of the mean: runs "
+        "21-25 are the five runs",
+        title="SmoothMix's certification logs",
+        json_name="smoothmix.json",
+    ),
+}
+
+
+def table(result: dict[str, Any], source: Source | None = None) -> str:
     """A markdown page: the source, the notes and a table of the group means (certified
     accuracy at r = 0-1.0, ACR, and the ACR's sd and range over the runs)."""
+    source = source or SOURCES["smoothing-consistency"]
     show = [0, 1, 2, 3, 4]  # r = 0, 0.25, 0.5, 0.75, 1.0
-    source = result["source"]
+    origin = result["source"]
     intro = [
-        "# Published yardstick: Jeong & Shin's certification logs",
+        f"# Published yardstick: {source.title}",
         "",
-        f"Computed by `scripts/published_certify_logs.py` from {source['repository']} at "
-        f"commit {source['commit']} ({source['logs']}); every number per log and per group, "
-        "with the spread over runs at every radius, is in `jeong-shin.json`.",
+        f"Computed by `scripts/published_certify_logs.py` from {origin['repository']} at "
+        f"commit {origin['commit']} ({origin['logs']}); every number per log and per group, "
+        f"with the spread over runs at every radius, is in `{source.json_name}`.",
         "",
         *[f"- {note}" for note in result["notes"]],
         "",
@@ -331,12 +481,21 @@ def _round(value: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clone", type=Path, help="a clone of jh-jeong/smoothing-consistency")
+    parser.add_argument(
+        "clone", type=Path, help="a clone of jh-jeong/smoothing-consistency or jh-jeong/smoothmix"
+    )
+    parser.add_argument(
+        "--source",
+        choices=sorted(SOURCES),
+        default="smoothing-consistency",
+        help="which repository's logs the clone holds (default: smoothing-consistency)",
+    )
     parser.add_argument("--out", type=Path, help="write the JSON here (default: stdout)")
     parser.add_argument("--table", type=Path, help="also write a markdown table of the means")
     args = parser.parse_args(argv)
     try:
-        result = _round(collect(args.clone))
+        source = SOURCES[args.source]
+        result = _round(collect(args.clone, source))
     except (OSError, ValueError) as exc:
         print(f"published_certify_logs: {exc}", file=sys.stderr)
         return 1
@@ -347,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     if args.table is not None:
-        args.table.write_text(table(result))
+        args.table.write_text(table(result, source))
     return 0
 
 

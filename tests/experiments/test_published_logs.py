@@ -88,3 +88,52 @@ def test_toml_rows_give_an_experiment_files_paper_rows(logs, tmp_path) -> None:
     assert parsed.acr_sd == pytest.approx(0.15 / 2**0.5, abs=1e-6)
     with pytest.raises(ValueError, match="0 groups match"):
         logs.toml_rows(result, "k", {"x": {"method": "macer"}})
+
+
+def test_smoothmix_paths_give_hyperparameters_seeds_and_only_its_own_logs(logs, tmp_path) -> None:
+    """MNIST paths carry α, T, mix_step, η (``tau_``) and m, runs 21-25 are the seeds (run 0
+    beside them is left out); CIFAR-10 logs take EXPERIMENTS.MD's commands by σ and ``_adv``;
+    the copied baselines and the ablation folder are not read."""
+    certify = tmp_path / "data" / "certify"
+    setting = certify / "mnist/smoothmix/smix_1.0_8_m1/tau_5.0/num_4"
+    for run_id, radius in (("0", 3.0), ("21", 1.0), ("22", 2.0)):
+        write_log(setting / run_id / "noise_1.0", [(radius, 1), (0.0, 0)])
+    write_log(certify / "cifar10/smoothmix/noise_0.5_adv", [(0.6, 1), (0.2, 1), (0.9, 0)])
+    write_log(certify / "mnist/cohen/noise_0.25_3870", [(0.5, 1)])  # a baseline copy
+    write_log(certify / "ablation/m/smix_1.0_8_m0/tau_1.0/num_1/9/noise_1.0", [(0.5, 1)])
+    source = logs.SOURCES["smoothmix"]
+    result = logs.collect(tmp_path, source)
+    assert {r["method"] for r in result["runs"]} == {"smoothmix"}
+    assert len(result["runs"]) == 4
+    mnist, cifar = sorted(result["groups"], key=lambda g: g["dataset"], reverse=True)
+    assert (mnist["dataset"], mnist["arch"], mnist["sigma"]) == ("mnist", "lenet", 1.0)
+    assert mnist["hyperparameters"] == {
+        "alpha": 1.0, "steps": 8, "mix_step": 1, "eta": 5.0, "num_noise": 4,
+    }  # fmt: skip
+    # all three ids are present, but 21-25 are not all there: run 0 stays in the mean
+    assert mnist["n_runs"] == 3
+    assert mnist["acr"]["mean"] == pytest.approx((1.5 + 0.5 + 1.0) / 3)
+    assert (cifar["arch"], cifar["sigma"]) == ("cifar_resnet110", 0.5)
+    assert cifar["hyperparameters"] == {
+        "alpha": 1.0, "steps": 4, "mix_step": 1, "eta": 5.0, "num_noise": 2,
+    }  # fmt: skip
+    assert cifar["certified_accuracy"][2]["mean"] == pytest.approx(1 / 3)  # r = 0.5: 0.6 only
+    assert cifar["acr"]["mean"] == pytest.approx(0.8 / 3)
+    for run_id in ("23", "24", "25"):
+        write_log(setting / run_id / "noise_1.0", [(1.0, 1), (0.0, 0)])
+    (group,) = [g for g in logs.collect(tmp_path, source)["groups"] if g["dataset"] == "mnist"]
+    assert group["n_runs"] == 5
+    assert group["left_out"] == [
+        "data/certify/mnist/smoothmix/smix_1.0_8_m1/tau_5.0/num_4/0/noise_1.0"
+    ]
+    assert group["acr"]["mean"] == pytest.approx((0.5 + 1.0 + 0.5 * 3) / 5)
+    assert "smoothmix.json" in logs.table(result, source)
+
+
+def test_smoothmix_refuses_paths_it_cannot_read(logs) -> None:
+    with pytest.raises(ValueError, match="unexpected SmoothMix path"):
+        logs.parse_smoothmix_path(
+            Path("data/certify/mnist/smoothmix/smix_1.0_8/tau_5.0/num_4/0/noise_1.0")
+        )
+    with pytest.raises(ValueError, match="CIFAR-10"):
+        logs.parse_smoothmix_path(Path("data/certify/cifar10/smoothmix/noise_0.12"))

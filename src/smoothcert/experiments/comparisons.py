@@ -32,6 +32,55 @@ def paper_table(experiment: Experiment, section: dict) -> dict:
     return experiment.paper[key]
 
 
+#: the folder of published yardsticks, beside the experiment files
+PUBLISHED_FOLDER = "published"
+
+
+def with_published(
+    experiment: Experiment, section: dict, present: dict[str, str], radii: list[float]
+) -> dict:
+    """The section's ``[paper]`` table (:func:`paper_table`), with a row added for each run
+    it has no row of from the published yardstick matching the run's dataset, σ, method,
+    architecture and hyperparameters (``experiments/published/*.json`` beside the experiment
+    file: :mod:`smoothcert.analysis.yardsticks`). On in a section that names a paper table
+    or sets ``published = true``; ``published = false`` turns it off. A row of the paper
+    table always wins over a yardstick's."""
+    paper = paper_table(experiment, section)
+    if not section.get("published", "paper" in section):
+        return paper
+    from smoothcert.analysis.yardsticks import find_published, load_yardsticks, run_identity
+
+    rows = dict(paper.get("rows", {}))
+    wanted = [label for label in present if label not in rows]
+    yardsticks = load_yardsticks(experiment.path.parent / PUBLISHED_FOLDER) if wanted else {}
+    notes = []
+    for label in wanted if yardsticks else []:
+        identity = run_identity(present[label])
+        if identity is None:
+            continue
+        row, origin = find_published(yardsticks, identity, radii)
+        if row is not None:
+            rows[label] = row
+            notes.append(f"{label}: {row['note']} ({origin})")
+        elif origin is not None:
+            notes.append(f"{label}: {origin}")
+    if not notes:
+        return paper
+    merged = {"source": "published yardsticks", **paper, "rows": rows}
+    return merged | {"yardstick_notes": notes}
+
+
+def _yardstick_lines(paper: dict) -> list[str]:
+    notes = paper.get("yardstick_notes") or []
+    if not notes:
+        return []
+    return [
+        "",
+        f"Rows from the published yardsticks (`experiments/{PUBLISHED_FOLDER}`), matched by "
+        "dataset, σ, training method, architecture and hyperparameters: " + "; ".join(notes) + ".",
+    ]
+
+
 def versus_paper(summaries: list, paper: dict, radii: list[float]) -> list[str]:
     """Ours − published per radius and for the ACR, each ± its standard error
     (:mod:`smoothcert.analysis.compare`), beyond two standard errors marked *."""
@@ -94,6 +143,7 @@ def versus_paper(summaries: list, paper: dict, radii: list[float]) -> list[str]:
             "",
             "Published rows without a run of the same label here: " + ", ".join(unmatched) + ".",
         ]
+    lines += _yardstick_lines(paper)
     lines += [
         "",
         "Standard errors: certified accuracy √(p_o(1 − p_o)/n_o + p_p(1 − p_p)/n_p + sd²/k) "
@@ -159,7 +209,7 @@ def ranking(present: dict[str, str], paper: dict) -> list[str]:
             f"{_num(r.acr)} ± {_num(r.se)} | {theirs} | "
             f"{r.published_rank if r.published_rank is not None else '—'} | {step} |"
         )
-    return lines
+    return lines + _yardstick_lines(paper)
 
 
 def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]]) -> list[str]:

@@ -10,7 +10,10 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
   ``paper = "KEY"`` naming a table of ``[paper]`` (rows by label, one value per radius) and
   ``plot = "FILE.png"``: certified accuracy, Theorem 6's lower bound, ACR, the paper's numbers
   and ours − published ± its standard error (a row may be a table with ``accuracy``, ``n``,
-  ``sd``, ``runs``, ``acr``, ``acr_sd``: :mod:`smoothcert.analysis.compare`);
+  ``sd``, ``runs``, ``acr``, ``acr_sd``: :mod:`smoothcert.analysis.compare`); a run without
+  a row gets the matching published yardstick's (``experiments/published/*.json``,
+  :mod:`smoothcert.analysis.yardsticks`; ``published = false`` turns that off,
+  ``published = true`` on in a section without ``paper``);
 - ``agreement``: ``a``/``b`` two certify runs of the same model (e.g. adaptive and fixed n)
   and ``radii``: certified accuracy of both on the examples they share, and how often their
   predictions agree;
@@ -55,10 +58,10 @@ import numpy as np
 from smoothcert._util.atomic import atomic_write_text
 from smoothcert.experiments.comparisons import (
     dcert_same_rows,
-    paper_table,
     ranking,
     seed_differences,
     versus_paper,
+    with_published,
 )
 from smoothcert.experiments.references import resolve_stages
 from smoothcert.experiments.schedule import path_within, stage_outputs
@@ -325,7 +328,7 @@ def _certified_accuracy(experiment: Experiment, section: dict, out_dir: Path) ->
             f"the chosen run's at ρ/{k} (Bonferroni over the {k} runs), so that it holds "
             "whichever run is chosen.",
         ]
-    paper = paper_table(experiment, section)
+    paper = with_published(experiment, section, present, radii)
     if paper:
         lines += ["", *versus_paper(summaries, paper, radii)]
     mixes = "; ".join(f"{name}: {_class_mix(path)}" for name, path in present.items())
@@ -549,7 +552,7 @@ def _ranking(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     present = {k: v for k, v in runs.items() if Path(v).exists()}
     if not present:
         return lines or ["(no runs)"]
-    lines += ranking(present, paper_table(experiment, section))
+    lines += ranking(present, with_published(experiment, section, present, [0.0]))
     return lines + _sources(experiment, present)
 
 

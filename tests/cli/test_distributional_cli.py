@@ -153,3 +153,13 @@ def test_ascent_agreement_counts_examples_whose_two_ascents_disagree():
     assert rows[0].mean_difference == pytest.approx((-0.005 - 0.5 + 0.1 + 0.0) / 4)
     assert rows[0].max_abs_difference == pytest.approx(0.5)
     assert "| WRM σ=0 | 3 | 4 | -0.1012 | 1 | 0.5000 |" in dcert_report(result)
+
+
+def test_dcert_progress_bar_shows_the_time_left_unless_no_progress(checkpoint, tmp_path, capsys):
+    quiet = [a for a in FAST if a != "--no-progress"]
+    args = ["dcert", str(checkpoint), "--gammas", "1", "--gamma-adv", "2", "--max", "2"]
+    assert main([*args, *quiet, "--bound-draws", "0", "--out", str(tmp_path / "a.db")]) == 0
+    err = capsys.readouterr().err
+    assert "dcert: 100%" in err and "2.0/2 ex" in err and "left" in err
+    assert main([*args, *FAST, "--bound-draws", "0", "--out", str(tmp_path / "b.db")]) == 0
+    assert "dcert:" not in capsys.readouterr().err

@@ -225,7 +225,11 @@ def surrogate(
     scale of a cross-entropy), and step 2 keeps, per example, the best iterate of all runs:
     the sup is then not the value of a single local maximum. Random starts come from
     ``generator`` after the first run's draws, so ``restarts=1`` gives the same numbers as
-    before restarts existed.
+    before restarts existed. All starts of all examples go through the model as one batch of
+    restarts·B·num_noise inputs per step, with the draws the starts had when they ran one
+    after the other (:mod:`smoothcert.distributional.restarts`): the numbers are theirs up to
+    the float rounding of a larger batch. The batch must not couple its rows (eval mode, no
+    batch statistics).
 
     With σ = 0 this is WRM's surrogate sup_x{ℓ(θ; x) − γ‖x − x0‖²} (one draw suffices).
     The model's train/eval mode is left as given; its parameters receive no gradient.

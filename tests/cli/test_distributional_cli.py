@@ -153,3 +153,26 @@ def test_ascent_agreement_counts_examples_whose_two_ascents_disagree():
     assert rows[0].mean_difference == pytest.approx((-0.005 - 0.5 + 0.1 + 0.0) / 4)
     assert rows[0].max_abs_difference == pytest.approx(0.5)
     assert "| WRM σ=0 | 3 | 4 | -0.1012 | 1 | 0.5000 |" in dcert_report(result)
+
+
+def test_dcert_progress_bar_shows_the_time_left_unless_no_progress(checkpoint, tmp_path, capsys):
+    quiet = [a for a in FAST if a != "--no-progress"]
+    args = ["dcert", str(checkpoint), "--gammas", "1", "--gamma-adv", "2", "--max", "2"]
+    assert main([*args, *quiet, "--bound-draws", "0", "--out", str(tmp_path / "a.db")]) == 0
+    err = capsys.readouterr().err
+    assert "dcert: 100%" in err and "2.0/2 ex" in err and "left" in err
+    assert main([*args, *FAST, "--bound-draws", "0", "--out", str(tmp_path / "b.db")]) == 0
+    assert "dcert:" not in capsys.readouterr().err
+
+
+def test_dcert_progress_advances_after_every_gamma_of_a_block(mnist_test, tmp_path):
+    model = create_model("cnn3", 10, (1, 28, 28), (0.1307,), (0.3081,))
+    shares: list[float] = []
+    kw = {"sigma": 0.05, "gammas": [1.0, 3.0], "gamma_adv": [2.0], "indices": [0, 1, 2]}
+    kw |= {"batch_size": 3, "steps": 1, "num_noise": 2, "num_eval": 2, "restarts": 2}
+    dcert_dataset(model, mnist_test, tmp_path / "p.db", progress=shares.append, **kw)
+    # (2 + 1) γ, smoothed and σ = 0, then the bound's draws: one call each, 3 examples in all
+    assert len(shares) == 2 * 3 + 1
+    assert sum(shares) == pytest.approx(3.0)
+    # a smoothed γ (2 draws per step) costs twice what the same γ at σ = 0 costs
+    assert shares[0] == pytest.approx(shares[1]) == pytest.approx(2 * shares[2])

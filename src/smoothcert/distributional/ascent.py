@@ -60,10 +60,13 @@ def _objective_and_grad(
     loss_fn: LossFn,
     generator: torch.Generator | None,
     create_graph: bool = False,
+    noise: torch.Tensor | None = None,
 ):
+    """F at x, its gradient and the pieces of F; the draws z come from ``generator``, or are
+    ``noise`` [B, s, ...] when given (already scaled by σ)."""
     batch, shape = x.shape[0], x.shape[1:]
     x = x.detach().requires_grad_(True)
-    z = _draw((batch, num_noise, *shape), sigma, x, generator)
+    z = _draw((batch, num_noise, *shape), sigma, x, generator) if noise is None else noise
     noisy = x.unsqueeze(1) + z  # [B, s, ...]: one perturbation shared by the s draws
     losses = loss_fn(
         model(noisy.reshape(batch * num_noise, *shape)), y.repeat_interleave(num_noise)

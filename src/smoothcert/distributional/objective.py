@@ -18,7 +18,8 @@ from smoothcert._util.checks import (
     is_integer,
 )
 from smoothcert._util.torch_helpers import model_dtype
-from smoothcert.distributional.ascent import LossFn, cross_entropy_per_example, surrogate_ascent
+from smoothcert.distributional.ascent import LossFn, cross_entropy_per_example
+from smoothcert.distributional.restarts import restarted_ascent
 
 # --------------------------------------------------------------------------- per example
 
@@ -224,7 +225,11 @@ def surrogate(
     scale of a cross-entropy), and step 2 keeps, per example, the best iterate of all runs:
     the sup is then not the value of a single local maximum. Random starts come from
     ``generator`` after the first run's draws, so ``restarts=1`` gives the same numbers as
-    before restarts existed.
+    before restarts existed. All starts of all examples go through the model as one batch of
+    restarts·B·num_noise inputs per step, with the draws the starts had when they ran one
+    after the other (:mod:`smoothcert.distributional.restarts`): the numbers are theirs up to
+    the float rounding of a larger batch. The batch must not couple its rows (eval mode, no
+    batch statistics).
 
     With σ = 0 this is WRM's surrogate sup_x{ℓ(θ; x) − γ‖x − x0‖²} (one draw suffices).
     The model's train/eval mode is left as given; its parameters receive no gradient.
@@ -286,24 +291,10 @@ def surrogate(
     dim = x0[0].numel()
 
     restarts = _count("restarts", restarts)
-    best_x, best_obj = x0.clone(), None
-    for run in range(restarts):
-        x = x0.clone() if run == 0 else _random_start(x0, gamma, generator)
-        for k in range(steps + 1):
-            # steps=1 evaluates F at x_k with fresh draws and returns x_{k+1}; the last call
-            # only evaluates x_K.
-            r = surrogate_ascent(
-                model, x0, y, gamma=gamma, sigma=sigma, num_noise=num_noise,
-                steps=1 if k < steps else 0,
-                step_size=(lambda _i, k=k: step_size(k)) if callable(step_size) else step_size,
-                cost_with_noise=False, init=x, loss_fn=loss_fn, generator=generator,
-                diagnostics=k == steps,
-            )  # fmt: skip
-            obj = r.objective
-            better = torch.ones_like(obj, dtype=torch.bool) if best_obj is None else obj > best_obj
-            best_obj = obj if best_obj is None else torch.where(better, obj, best_obj)
-            best_x[better] = x[better]
-            x = r.x
+    best_x = restarted_ascent(
+        model, x0, y, gamma=gamma, sigma=sigma, num_noise=num_noise, steps=steps,
+        step_size=step_size, loss_fn=loss_fn, generator=generator, restarts=restarts,
+    )  # fmt: skip
 
     losses, grad_loss = _smoothed_loss_and_grad(
         model, best_x, y, sigma, num_eval, loss_fn, generator, eval_chunk
@@ -327,10 +318,3 @@ def surrogate(
         gamma=float(gamma),
         sigma=sigma,
     )
-
-
-def _random_start(x0: torch.Tensor, gamma: float, generator: torch.Generator | None):
-    """x0 + δ with a uniformly random direction and ‖δ‖₂ = 1/√γ (a restart of the ascent)."""
-    d = torch.randn(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator)
-    d = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x0.dim() - 1)))
-    return x0 + d / math.sqrt(gamma)

@@ -6,7 +6,7 @@ numbers."""
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,9 +204,11 @@ def block_rows(
     *,
     seed: int = 0,
     stream: str = "",
+    tick: Callable[[], None] | None = None,
     **surrogate_kwargs,
 ) -> dict[str, np.ndarray]:
-    """The [len(block), G] arrays of :class:`SurrogateTable` for one block of examples."""
+    """The [len(block), G] arrays of :class:`SurrogateTable` for one block of examples;
+    ``tick()`` is called after each γ (for a progress bar)."""
     device = next(iter(model.parameters()), torch.empty(0)).device
     x0, y = batch_of(data, block)
     # Checked here too so that a fault in the data names ``data``, not surrogate()'s x0.
@@ -231,6 +233,8 @@ def block_rows(
             out["cost"].append(r.cost_without_noise.double().cpu().numpy())
             out["value_se"].append(r.value_se.double().cpu().numpy())
             out["grad_norm"].append(r.grad_norm.double().cpu().numpy())
+            if tick is not None:
+                tick()
     finally:
         model.train(was_training)
     return {k: np.stack(v, axis=1) for k, v in out.items()}

@@ -332,7 +332,7 @@ def _evaluate_block(
     """(the arrays of every (part, setting), the bound's statistics or None, seconds per
     example) of one block; the draws are seeded per block, part and γ, so a block's numbers
     do not depend on when it runs. ``tick(share)`` reports each finished share of the block
-    (the shares sum to 1), for a progress bar with the time left."""
+    (after each γ of each part; the shares sum to 1), for a progress bar with the time left."""
     sigmas = {"smooth": options.sigma, "plain": 0.0}
     kwargs = options.surrogate_kwargs()
     # shares of the work: an ascent with noise costs num_noise forward passes per step, one
@@ -351,12 +351,12 @@ def _evaluate_block(
     computed = {}
     for part in PARTS:
         for setting in SETTINGS:
+            grid = options.gammas if part == "cert" else options.gamma_adv
+            share = cost[part, setting] / total_cost / len(grid)
             computed[part, setting] = block_rows(
-                model, dataset, block, options.gammas if part == "cert" else options.gamma_adv,
-                sigmas[setting], seed=options.seed, stream=part, **kwargs,
+                model, dataset, block, grid, sigmas[setting], seed=options.seed, stream=part,
+                tick=None if tick is None else (lambda share=share: tick(share)), **kwargs,
             )  # fmt: skip
-            if tick is not None:
-                tick(cost[part, setting] / total_cost)
     stats = _bound_stats(model, dataset, block, options) if options.bound_draws else None
     if tick is not None and stats is not None:
         tick(cost["bound", "smooth"] / total_cost)
@@ -447,7 +447,7 @@ def dcert_dataset(
     passes every ``skip``-th example). The estimate's ascents (γ grid) and the adversary's
     (γ_adv sweep) use independent draws, so comparing them is an honest check of weak duality.
     ``progress`` is called with a number of examples as the work advances (fractions of a
-    block after each of its parts; they add up to the examples added).
+    block after each γ of each of its parts; they add up to the examples added).
     With ``bound_draws`` > 0 every example also gets ``bound_draws`` noise draws at x0
     (its own seed stream), the Monte Carlo statistics of the certified bound
     (:meth:`DcertResult.certified`, :mod:`smoothcert.distributional.certified`) of the loss

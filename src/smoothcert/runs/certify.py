@@ -47,6 +47,13 @@ from smoothcert.runs.common import (
 )
 from smoothcert.runs.shards import check_shard, shard_of
 from smoothcert.runs.store import RunStore
+from smoothcert.runs.versions import (
+    CERTIFY_CONFIG_VERSION,
+    PREDICT_CONFIG_VERSION,
+    VERSION_KEY,
+    upgrade_certify_config,
+    upgrade_predict_config,
+)
 
 __all__ = [
     "RunStore",
@@ -135,11 +142,13 @@ class Selection:
 @dataclass(frozen=True)
 class _Procedure:
     """What a run does to each example: its kind and row schema, the config entries of its
-    settings, its evaluation, and its noise stream (with the config entry that records it)."""
+    settings (and the upgrade of a stored config, :mod:`smoothcert.runs.versions`), its
+    evaluation, and its noise stream (with the config entry that records it)."""
 
     kind: str
     schema: dict[str, str]
     config: dict[str, Any]
+    upgrade: Callable[[Mapping[str, Any]], dict[str, Any]]
     evaluate: Evaluate
     stream: tuple[int, ...] = ()
     stream_config: dict[str, Any] = field(default_factory=dict)
@@ -183,13 +192,21 @@ class CertifyOptions:
         return replace(self, adaptive_options=options)
 
     def config(self) -> dict[str, Any]:
-        config = {"command": "certify", "n0": self.n0, "n": self.n, "alpha": self.alpha}
+        """The config entries of these settings, every one (None: no adaptive plan)."""
+        targets = None
         if self.adaptive_radii is not None:
             # The plan sorts and de-duplicates the targets: store them so, and the same set of
             # radii in another order resumes the run.
             targets = sorted({float(r) for r in self.adaptive_radii})
-            config |= {"adaptive_radii": targets, "adaptive_options": self.adaptive_options}
-        return config
+        return {
+            "command": "certify",
+            "n0": self.n0,
+            "n": self.n,
+            "alpha": self.alpha,
+            "adaptive_radii": targets,
+            "adaptive_options": self.adaptive_options if targets is not None else None,
+            VERSION_KEY: CERTIFY_CONFIG_VERSION,
+        }
 
     def procedure(self, classifier: SmoothedClassifier) -> _Procedure:
         certify_one = _certify_fn(
@@ -208,7 +225,9 @@ class CertifyOptions:
                 "counts_estimation": cert.counts_estimation,
             }
 
-        return _Procedure("certify", CERTIFY_SCHEMA, self.config(), evaluate)
+        return _Procedure(
+            "certify", CERTIFY_SCHEMA, self.config(), upgrade_certify_config, evaluate
+        )
 
 
 @dataclass(frozen=True)
@@ -241,7 +260,8 @@ class PredictOptions:
         return _Procedure(
             "predict",
             PREDICT_SCHEMA,
-            {"command": "predict", "n": n, "alpha": alpha},
+            {"command": "predict", "n": n, "alpha": alpha, VERSION_KEY: PREDICT_CONFIG_VERSION},
+            upgrade_predict_config,
             evaluate,
             stream=(PREDICT_STREAM, n),
             stream_config={"noise_stream": PREDICT_NOISE_STREAM},
@@ -302,6 +322,7 @@ def _run_config(
         **_classifier_options(classifier),
         **procedure.config,
         **(config or {}),
+        VERSION_KEY: procedure.config[VERSION_KEY],  # the caller's entries cannot change it
         **procedure.stream_config,
         **selection.shard_config(),
     }
@@ -324,7 +345,9 @@ def _open_run(
     # the requested σ so that runs made before it was recorded still resume.
     info = dict(info or {}) | {"seed_used": seed, "sigma_noise": classifier.noise_sigma}
     run_config = _run_config(classifier, procedure, selection, config)
-    store = RunStore.open(out, procedure.kind, run_config, procedure.schema, info=info)
+    store = RunStore.open(
+        out, procedure.kind, run_config, procedure.schema, info=info, upgrade=procedure.upgrade
+    )
     return store, int(store.info.get("seed_used", seed))
 
 
@@ -593,14 +616,10 @@ def _certify_fn(
 
 
 def _classifier_options(classifier: SmoothedClassifier) -> dict[str, Any]:
-    """Settings of the classifier that change its results (stored in the run's config).
-    ``sound`` is stored only when on, so that runs made before sound mode existed resume, and
-    a run resumed in the other mode is refused either way."""
-    options = {}
-    for name in ("precision", "channels_last"):
-        value = getattr(classifier, name, None)
-        if value is not None:
-            options[name] = value
-    if getattr(classifier, "sound", False):
-        options["sound"] = True
-    return options
+    """Settings of the classifier that change its results (stored in the run's config; runs
+    made before sound mode existed have no ``sound``: see :mod:`smoothcert.runs.versions`)."""
+    return {
+        "precision": getattr(classifier, "precision", None),
+        "channels_last": getattr(classifier, "channels_last", None),
+        "sound": bool(getattr(classifier, "sound", False)),
+    }

@@ -5,6 +5,7 @@ resumes, and a genuinely different option is still refused, naming the entry."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,14 @@ import torch
 
 from helpers import LinearImage, ToyData
 from smoothcert.certify.smoothing import SmoothedClassifier
-from smoothcert.runs import RunStore, certify_dataset, predict_dataset
+from smoothcert.runs import (
+    CertifyOptions,
+    PredictOptions,
+    RunStore,
+    Selection,
+    certify_dataset,
+    predict_dataset,
+)
 from smoothcert.runs.attack import attack_dataset
 from smoothcert.runs.dcert import dcert_dataset
 from smoothcert.runs.store import ConfigMismatch, canonical_json
@@ -55,11 +63,11 @@ class _Batches(ToyData):
 
 # ------------------------------------------------------------------ certify and predict
 
-CERTIFY = dict(n0=10, n=100, alpha=0.01, max_examples=3, seed=1)
+CERTIFY = (CertifyOptions(n0=10, n=100, alpha=0.01), Selection(max_examples=3, seed=1))
 
 
 def test_a_fresh_certify_config_holds_its_version_and_every_entry(tmp_path) -> None:
-    certify_dataset(_classifier(), ToyData(), tmp_path / "c.db", **CERTIFY)
+    certify_dataset(_classifier(), ToyData(), tmp_path / "c.db", *CERTIFY)
     config = _config(tmp_path / "c.db")
     assert config["config_version"] == 1
     assert config["sound"] is False
@@ -76,18 +84,18 @@ def test_a_fresh_certify_config_holds_its_version_and_every_entry(tmp_path) -> N
 
 
 def test_a_certify_run_file_of_the_old_layout_resumes(tmp_path) -> None:
-    full = certify_dataset(_classifier(), ToyData(), tmp_path / "full.db", **CERTIFY)
+    full = certify_dataset(_classifier(), ToyData(), tmp_path / "full.db", *CERTIFY)
     out = tmp_path / "c.db"
 
     def stop_after_one(row: dict[str, Any]) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        certify_dataset(_classifier(), ToyData(), out, **CERTIFY, progress=stop_after_one)
+        certify_dataset(_classifier(), ToyData(), out, *CERTIFY, progress=stop_after_one)
     # Today's layout before versions: no version, sound only when on, no adaptive entries.
     old = _without(_config(out), "config_version", "sound", "adaptive_radii", "adaptive_options")
     _rewrite_config(out, old)
-    rows = certify_dataset(_classifier(), ToyData(), out, **CERTIFY)
+    rows = certify_dataset(_classifier(), ToyData(), out, *CERTIFY)
     assert [r["idx"] for r in rows] == [0, 1, 2]
     drop = "seconds"
     assert [_without(r, drop) for r in rows] == [_without(r, drop) for r in full]
@@ -96,14 +104,16 @@ def test_a_certify_run_file_of_the_old_layout_resumes(tmp_path) -> None:
 
 def test_an_old_certify_run_file_refuses_another_option_naming_it(tmp_path) -> None:
     out = tmp_path / "c.db"
-    certify_dataset(_classifier(), ToyData(), out, **CERTIFY)
+    certify_dataset(_classifier(), ToyData(), out, *CERTIFY)
     old = _without(_config(out), "config_version", "sound", "adaptive_radii", "adaptive_options")
     _rewrite_config(out, old)
     with pytest.raises(ConfigMismatch) as caught:
-        certify_dataset(_classifier(), ToyData(), out, **CERTIFY, adaptive_radii=[0.1])
+        adaptive = replace(CERTIFY[0], adaptive_radii=[0.1])
+        certify_dataset(_classifier(), ToyData(), out, adaptive, CERTIFY[1])
     assert caught.value.keys == ["adaptive_options", "adaptive_radii"]
     with pytest.raises(ConfigMismatch) as caught:
-        certify_dataset(_classifier(), ToyData(), out, **(CERTIFY | {"alpha": 0.02}))
+        other = replace(CERTIFY[0], alpha=0.02)
+        certify_dataset(_classifier(), ToyData(), out, other, CERTIFY[1])
     assert caught.value.keys == ["alpha"]
 
 
@@ -115,22 +125,22 @@ def test_a_sound_entry_of_the_old_layout_is_kept() -> None:
 
 def test_a_predict_run_file_of_the_old_layout_resumes(tmp_path) -> None:
     out = tmp_path / "p.db"
-    kw = dict(n=50, alpha=0.01, max_examples=2, seed=1)
-    first = predict_dataset(_classifier(), ToyData(), out, **kw)
+    kw = (PredictOptions(n=50, alpha=0.01), Selection(max_examples=2, seed=1))
+    first = predict_dataset(_classifier(), ToyData(), out, *kw)
     config = _config(out)
     assert config["config_version"] == 1 and config["sound"] is False
     _rewrite_config(out, _without(config, "config_version", "sound"))
-    assert predict_dataset(_classifier(), ToyData(), out, **kw) == first
+    assert predict_dataset(_classifier(), ToyData(), out, *kw) == first
     with RunStore.read(out) as store:
         assert len(store.sessions()) == 2  # resumed, not refused
 
 
 def test_a_config_newer_than_the_code_is_refused(tmp_path) -> None:
     out = tmp_path / "c.db"
-    certify_dataset(_classifier(), ToyData(), out, **CERTIFY)
+    certify_dataset(_classifier(), ToyData(), out, *CERTIFY)
     _rewrite_config(out, _config(out) | {"config_version": 2})
     with pytest.raises(ValueError, match="version 2, written by a newer smoothcert"):
-        certify_dataset(_classifier(), ToyData(), out, **CERTIFY)
+        certify_dataset(_classifier(), ToyData(), out, *CERTIFY)
 
 
 # ------------------------------------------------------------------ attack

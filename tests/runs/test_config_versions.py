@@ -206,8 +206,8 @@ def test_old_attack_configs_upgrade_to_their_implicit_values() -> None:
 # ------------------------------------------------------------------ dcert
 
 DCERT = dict(
-    sigma=0.25, gammas=[1.0], gamma_adv=[2.0], indices=[0, 1], batch_size=2, steps=1,
-    num_noise=2, num_eval=2, restarts=1, bound_draws=0,
+    sigma=0.25, gammas=[1.0], gamma_adv=[2.0], indices=[0, 1], selection=[0, 1, 2, 3],
+    batch_size=2, steps=1, num_noise=2, num_eval=2, restarts=1, bound_draws=0,
 )  # fmt: skip
 
 
@@ -228,6 +228,10 @@ def test_a_dcert_run_file_of_the_old_layout_resumes(tmp_path) -> None:
     old["surrogate"] = _without(config["surrogate"], "restarts")
     _rewrite_config(out, old)
     dcert_dataset(LinearImage(), _pair(), out, **DCERT)  # resumes: no mismatch
+    # Without restarts and bound_draws, the run keeps those of the old file (1 and none).
+    unnamed = DCERT | {"restarts": None, "bound_draws": None, "indices": [0, 1, 2, 3]}
+    result = dcert_dataset(LinearImage(), _pair(), out, **unnamed)
+    assert result.bound_stats is None and len(result.tables["cert", "smooth"].indices) == 4
     with pytest.raises(ConfigMismatch) as caught:
         dcert_dataset(LinearImage(), _pair(), out, **(DCERT | {"restarts": 2}))
     assert caught.value.keys == ["surrogate"]

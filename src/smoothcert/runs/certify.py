@@ -29,8 +29,6 @@ from torch import nn
 
 from smoothcert._util.checks import (
     ParameterError,
-    integer_at_least,
-    optional_positive_int,
     positive_int,
     probability,
 )
@@ -43,9 +41,8 @@ from smoothcert.runs.common import (
     PREDICT_STREAM,
     check_same_examples,
     run_identity,
-    select_indices,
 )
-from smoothcert.runs.shards import check_shard, shard_of
+from smoothcert.runs.selection import Selection
 from smoothcert.runs.store import RunStore
 from smoothcert.runs.versions import (
     CERTIFY_CONFIG_VERSION,
@@ -103,43 +100,6 @@ Evaluate = Callable[[Any, torch.Generator], dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class Selection:
-    """Which examples a run evaluates, and with which noise: every ``skip``-th example,
-    ``max_examples`` in all, this process's ``shard`` (rank, world) of them, each with a
-    generator seeded by (``seed``, idx). Checked when built: a refused run leaves no file."""
-
-    skip: int = 1
-    max_examples: int | None = None
-    seed: int | None = 0
-    shard: tuple[int, int] = (0, 1)
-
-    def __post_init__(self) -> None:
-        # numpy's SeedSequence would only say "expected non-negative integer", naming nothing.
-        if self.seed is not None:
-            integer_at_least("seed", self.seed, 0)
-        positive_int("skip", self.skip)
-        optional_positive_int("max_examples", self.max_examples)
-        _, world = check_shard(*self.shard)
-        if world > 1 and self.seed is None:
-            raise ParameterError(
-                "seed", "is needed by a sharded run (every shard must draw the same noise)"
-            )
-
-    def indices(self, num_examples: int) -> list[int]:
-        """The selected examples of a dataset of ``num_examples`` this shard handles."""
-        indices = select_indices(num_examples, self.skip, self.max_examples)
-        return shard_of(indices, *self.shard) if self.shard[1] > 1 else indices
-
-    def config(self) -> dict[str, Any]:
-        """The run-config entries of the selection (the shard's are added last: see
-        :func:`_run_config`)."""
-        return {"skip": self.skip, "max": self.max_examples, "seed": self.seed}
-
-    def shard_config(self) -> dict[str, Any]:
-        return {"shard": list(self.shard)} if self.shard[1] > 1 else {}
-
-
-@dataclass(frozen=True)
 class _Procedure:
     """What a run does to each example: its kind and row schema, the config entries of its
     settings (and the upgrade of a stored config, :mod:`smoothcert.runs.versions`), its
@@ -194,7 +154,7 @@ class CertifyOptions:
                 f"must be an AdaptiveOptions, got {type(self.adaptive_options).__name__}",
             )
 
-    def for_classifier(self, classifier: SmoothedClassifier) -> CertifyOptions:
+    def _for_classifier(self, classifier: SmoothedClassifier) -> CertifyOptions:
         """These options with the adaptive plan checked and its defaults filled in (the plan
         depends on σ): bad radii or n_first > n are refused before the run file exists."""
         if self.adaptive_radii is None:
@@ -209,7 +169,7 @@ class CertifyOptions:
         plan_looks(self.adaptive_radii, classifier.sigma, self.alpha, self.n, **asdict(options))
         return replace(self, adaptive_options=options)
 
-    def config(self) -> dict[str, Any]:
+    def _config(self) -> dict[str, Any]:
         """The config entries of these settings, every one (None: no adaptive plan)."""
         targets = None
         if self.adaptive_radii is not None:
@@ -230,7 +190,7 @@ class CertifyOptions:
             VERSION_KEY: CERTIFY_CONFIG_VERSION,
         }
 
-    def procedure(self, classifier: SmoothedClassifier) -> _Procedure:
+    def _procedure(self, classifier: SmoothedClassifier) -> _Procedure:
         certify_one = _certify_fn(
             classifier, self.n0, self.n, self.alpha, self.adaptive_radii, self.adaptive_options
         )
@@ -248,15 +208,29 @@ class CertifyOptions:
             }
 
         return _Procedure(
-            "certify", CERTIFY_SCHEMA, self.config(), upgrade_certify_config, evaluate
+            "certify", CERTIFY_SCHEMA, self._config(), upgrade_certify_config, evaluate
         )
 
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """The settings of a predict run (Cohen et al. §3.2, PREDICT), checked when built. Its
-    noise comes from the predict stream (:data:`PREDICT_STREAM`), independent of any certify
-    run's and of a predict run's with another ``n``."""
+    """The settings of a predict run (Cohen et al. §3.2, PREDICT), checked when built.
+
+    Its noise comes from the predict stream (:data:`PREDICT_STREAM`), independent of any
+    certify run's and of a predict run's with another ``n``.
+
+    Parameters
+    ----------
+    n : int, default 1000
+        Noisy draws per example.
+    alpha : float, default 0.001
+        The level of PREDICT's binomial test.
+
+    Raises
+    ------
+    ParameterError
+        If a field is out of range; the message names it.
+    """
 
     n: int = 1000
     alpha: float = 0.001
@@ -265,7 +239,7 @@ class PredictOptions:
         positive_int("n", self.n)
         probability("alpha", self.alpha)
 
-    def procedure(self, classifier: SmoothedClassifier) -> _Procedure:
+    def _procedure(self, classifier: SmoothedClassifier) -> _Procedure:
         n, alpha = self.n, self.alpha
 
         def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
@@ -497,8 +471,8 @@ def certify_dataset(
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
     _check_labeled(dataset)
-    options = (options or CertifyOptions()).for_classifier(classifier)
-    procedure = options.procedure(classifier)
+    options = (options or CertifyOptions())._for_classifier(classifier)
+    procedure = options._procedure(classifier)
     selection = selection or Selection()
     return _run(classifier, dataset, out, procedure, selection, config, info, progress, on_start)
 
@@ -560,7 +534,7 @@ def predict_dataset(
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
-    procedure = (options or PredictOptions()).procedure(classifier)
+    procedure = (options or PredictOptions())._procedure(classifier)
     selection = selection or Selection()
     return _run(classifier, dataset, out, procedure, selection, config, info, progress, on_start)
 

@@ -14,7 +14,7 @@ from smoothcert import analysis
 from smoothcert.certify import stats
 from smoothcert.cli import main
 from smoothcert.distributional import distributional_bound, surrogate, worst_case_loss
-from smoothcert.runs import CERTIFY_SCHEMA, RunStore, certify_dataset
+from smoothcert.runs import CERTIFY_SCHEMA, CertifyOptions, RunStore, certify_dataset
 
 CONFIG = {"command": "certify", "n0": 10, "n": 200, "alpha": 0.01, "sigma": 0.5}
 FAST = {"steps": 1, "num_noise": 2, "num_eval": 2}  # the certificate's ascent, kept tiny
@@ -38,7 +38,9 @@ def run(tmp_path_factory) -> Path:
     x, y = _data(6)
     out = tmp_path_factory.mktemp("runs") / "a.db"
     items = [(x[i], int(y[i])) for i in range(len(y))]
-    certify_dataset(_model(), items, out, sigma=0.5, num_classes=3, n0=10, n=200, alpha=0.01)
+    certify_dataset(
+        _model(), items, out, CertifyOptions(n0=10, n=200, alpha=0.01), sigma=0.5, num_classes=3
+    )
     return out
 
 

@@ -86,11 +86,11 @@ def test_certified_accuracy_section_prints_differences_with_their_standard_error
     from smoothcert.analysis import analyze
     from smoothcert.certify.smoothing import SmoothedClassifier
     from smoothcert.experiments.report import _certified_accuracy
-    from smoothcert.runs import certify_dataset
+    from smoothcert.runs import CertifyOptions, Selection, certify_dataset
 
     g = SmoothedClassifier(LinearImage(), 2, 0.25, batch_size=300, input_shape=(1, 2, 2))
     path = tmp_path / "r.db"
-    certify_dataset(g, ToyData(), path, n0=10, n=50, alpha=0.01, seed=0)
+    certify_dataset(g, ToyData(), path, CertifyOptions(n0=10, n=50, alpha=0.01), Selection(seed=0))
     (s,) = analyze(str(path), [0.0, 0.1], names=["ours"])
     published = {"accuracy": [0.9, 0.2], "sd": [0.01, 0.0], "n": 1000, "runs": 4, "acr": 0.3,
                  "acr_sd": 0.02}  # fmt: skip
@@ -223,13 +223,19 @@ def test_ranking_section_lists_runs_by_acr_with_the_published_rank(tmp_path) -> 
     from smoothcert.analysis import analyze, load_certify_run
     from smoothcert.certify.smoothing import SmoothedClassifier
     from smoothcert.experiments.comparisons import ranking
-    from smoothcert.runs import certify_dataset
+    from smoothcert.runs import CertifyOptions, Selection, certify_dataset
 
     paths = {}
     for sigma in (0.1, 0.5):
         g = SmoothedClassifier(LinearImage(), 2, sigma, batch_size=300, input_shape=(1, 2, 2))
         paths[f"σ = {sigma}"] = str(tmp_path / f"r{sigma}.db")
-        certify_dataset(g, ToyData(), paths[f"σ = {sigma}"], n0=10, n=100, alpha=0.01, seed=0)
+        certify_dataset(
+            g,
+            ToyData(),
+            paths[f"σ = {sigma}"],
+            CertifyOptions(n0=10, n=100, alpha=0.01),
+            Selection(seed=0),
+        )
     acr = {s.name: s.acr for s in analyze(list(paths.values()), [0.0], names=list(paths))}
     first, second = sorted(acr, key=acr.get, reverse=True)
     paper = {

@@ -14,7 +14,13 @@ from helpers import LinearImage, ToyData
 from smoothcert._util.seeding import example_generator
 from smoothcert.analysis import check_reference, predict_categories
 from smoothcert.certify.smoothing import SmoothedClassifier
-from smoothcert.runs import certify_dataset, predict_dataset
+from smoothcert.runs import (
+    CertifyOptions,
+    PredictOptions,
+    Selection,
+    certify_dataset,
+    predict_dataset,
+)
 from smoothcert.runs.store import RunStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -31,8 +37,12 @@ def _classifier(precision: str = "fp32") -> SmoothedClassifier:
 
 def test_predict_draws_are_not_those_of_a_same_seed_certify_run(tmp_path: Path) -> None:
     data = ToyData(m=12)
-    ref = certify_dataset(_classifier(), data, tmp_path / "c.db", n0=40, n=400, seed=3)
-    pred = predict_dataset(_classifier(), data, tmp_path / "p.db", n=40, seed=3)
+    ref = certify_dataset(
+        _classifier(), data, tmp_path / "c.db", CertifyOptions(n0=40, n=400), Selection(seed=3)
+    )
+    pred = predict_dataset(
+        _classifier(), data, tmp_path / "p.db", PredictOptions(n=40), Selection(seed=3)
+    )
     # With one stream per (seed, idx), PREDICT's 40 draws were exactly CERTIFY's 40 selection
     # draws: the counts matched on every example (and a larger n overlapped the estimation).
     same = [
@@ -45,7 +55,9 @@ def test_certify_noise_is_unchanged_by_the_predict_stream(tmp_path: Path) -> Non
     # Published certify runs must stay reproducible: their draws are still seeded by
     # (seed, idx) alone.
     data = ToyData(m=4)
-    rows = certify_dataset(_classifier(), data, tmp_path / "c.db", n0=30, n=50, seed=7)
+    rows = certify_dataset(
+        _classifier(), data, tmp_path / "c.db", CertifyOptions(n0=30, n=50), Selection(seed=7)
+    )
     clf = _classifier()
     for row in rows:
         gen = example_generator(7, row["idx"], torch.device("cpu"))
@@ -56,12 +68,16 @@ def test_certify_noise_is_unchanged_by_the_predict_stream(tmp_path: Path) -> Non
 
 def test_reference_drawing_the_same_noise_is_refused(tmp_path: Path) -> None:
     data = ToyData(m=6)
-    predict_dataset(_classifier(), data, tmp_path / "a.db", n=60, seed=1)
-    predict_dataset(_classifier(), data, tmp_path / "b.db", n=60, seed=1)  # the same draws
+    predict_dataset(_classifier(), data, tmp_path / "a.db", PredictOptions(n=60), Selection(seed=1))
+    predict_dataset(
+        _classifier(), data, tmp_path / "b.db", PredictOptions(n=60), Selection(seed=1)
+    )  # the same draws
     with pytest.raises(ValueError, match="draws the same noise as the predict run"):
         predict_categories(tmp_path / "a.db", tmp_path / "b.db")
     # Another n is another stream: accepted.
-    predict_dataset(_classifier(), data, tmp_path / "big.db", n=200, seed=1)
+    predict_dataset(
+        _classifier(), data, tmp_path / "big.db", PredictOptions(n=200), Selection(seed=1)
+    )
     assert sum(predict_categories(tmp_path / "a.db", tmp_path / "big.db").values()) == (
         pytest.approx(1.0)
     )
@@ -69,8 +85,14 @@ def test_reference_drawing_the_same_noise_is_refused(tmp_path: Path) -> None:
 
 def test_reference_of_another_precision_is_refused(tmp_path: Path) -> None:
     data = ToyData(m=3)
-    certify_dataset(_classifier("bf16"), data, tmp_path / "bf16.db", n0=10, n=20, seed=4)
-    predict_dataset(_classifier(), data, tmp_path / "p.db", n=20, seed=5)
+    certify_dataset(
+        _classifier("bf16"),
+        data,
+        tmp_path / "bf16.db",
+        CertifyOptions(n0=10, n=20),
+        Selection(seed=4),
+    )
+    predict_dataset(_classifier(), data, tmp_path / "p.db", PredictOptions(n=20), Selection(seed=5))
     with pytest.raises(ValueError, match="precision 'bf16' but the predict run has 'fp32'"):
         predict_categories(tmp_path / "p.db", tmp_path / "bf16.db")
     with RunStore.read(tmp_path / "bf16.db") as ref:
@@ -87,8 +109,20 @@ def test_reference_of_the_other_mode_sound_or_standard_is_refused(tmp_path: Path
         return SmoothedClassifier(LinearImage(), 2, SIGMA, batch_size=64, sound=sound)
 
     for sound in (True, False):
-        certify_dataset(classifier(sound), data, tmp_path / f"c{sound}.db", n0=10, n=20, seed=4)
-        predict_dataset(classifier(not sound), data, tmp_path / f"p{sound}.db", n=20, seed=5)
+        certify_dataset(
+            classifier(sound),
+            data,
+            tmp_path / f"c{sound}.db",
+            CertifyOptions(n0=10, n=20),
+            Selection(seed=4),
+        )
+        predict_dataset(
+            classifier(not sound),
+            data,
+            tmp_path / f"p{sound}.db",
+            PredictOptions(n=20),
+            Selection(seed=5),
+        )
         with pytest.raises(ValueError, match="sound and standard runs smooth different"):
             predict_categories(tmp_path / f"p{sound}.db", tmp_path / f"c{sound}.db")
         with RunStore.read(tmp_path / f"p{sound}.db") as run:
@@ -96,7 +130,9 @@ def test_reference_of_the_other_mode_sound_or_standard_is_refused(tmp_path: Path
         with pytest.raises(ValueError, match="use a reference made in the same mode"):
             check_reference(tmp_path / f"c{sound}.db", config)
     # the same mode is accepted
-    predict_dataset(classifier(True), data, tmp_path / "p.db", n=20, seed=5)
+    predict_dataset(
+        classifier(True), data, tmp_path / "p.db", PredictOptions(n=20), Selection(seed=5)
+    )
     assert sum(predict_categories(tmp_path / "p.db", tmp_path / "cTrue.db").values()) == (
         pytest.approx(1.0)
     )

@@ -11,7 +11,7 @@ import pytest
 from helpers import LinearImage, ToyData
 from smoothcert import analysis
 from smoothcert.certify.smoothing import SmoothedClassifier
-from smoothcert.runs import certify_dataset
+from smoothcert.runs import CertifyOptions, Selection, certify_dataset
 from smoothcert.runs.store import RunStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -23,7 +23,7 @@ SIGMA = 0.12  # float32(0.12) is 2.2e-8 relatively smaller: the two σ give diff
 def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "r.db"
     g = SmoothedClassifier(LinearImage(), 2, SIGMA, batch_size=500, input_shape=(1, 2, 2))
-    certify_dataset(g, ToyData(), out, n0=10, n=500, alpha=0.01, seed=0)
+    certify_dataset(g, ToyData(), out, CertifyOptions(n0=10, n=500, alpha=0.01), Selection(seed=0))
     return out
 
 

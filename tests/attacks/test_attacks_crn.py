@@ -135,14 +135,18 @@ def test_a_noisy_run_of_the_old_evaluation_is_refused(tmp_path, monkeypatch):
     it does not resume, and the one-line message says why and what to do."""
     data, out = CoinDataset(8), tmp_path / "old.db"
     kw = dict(steps=3, noise_sigma=0.5, noise_samples=8, batch_size=4)
-    real = AttackOptions.optional_config
+    real = AttackOptions.later_config
 
-    def old_config(self):
-        return {k: v for k, v in real(self).items() if k not in ("evaluation", "vote")}
+    def old_config(self, precision):
+        """The later entries as a version before common random numbers stored them: no
+        config version, evaluation or vote; skip_fooled and the noisy batch size only."""
+        return {
+            k: v for k, v in real(self, precision).items() if k in ("skip_fooled", "batch_size")
+        }
 
-    monkeypatch.setattr(AttackOptions, "optional_config", old_config)
+    monkeypatch.setattr(AttackOptions, "later_config", old_config)
     attack_dataset(CoinFlip(), data, out, [0.5], **kw)
-    monkeypatch.setattr(AttackOptions, "optional_config", real)
+    monkeypatch.setattr(AttackOptions, "later_config", real)
     with pytest.raises(ValueError) as info:
         attack_dataset(CoinFlip(), data, out, [0.5], **kw)
     assert read_attack(out)["evaluation"] == "fresh votes per radius"  # reports flag it

@@ -22,7 +22,7 @@ from helpers import smoothcert, untrained_checkpoint
 from smoothcert import analysis
 from smoothcert.certify import sound, stats
 from smoothcert.certify.smoothing import SmoothedClassifier
-from smoothcert.runs import certify_dataset
+from smoothcert.runs import CertifyOptions, certify_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -296,23 +296,27 @@ def test_sound_is_stored_and_a_resume_in_the_other_mode_is_refused(tmp_path: Pat
     def classifier(on: bool) -> SmoothedClassifier:
         return SmoothedClassifier(Linear(), 2, 0.25, input_shape=(1, 2, 2), sound=on)
 
-    kw = {"n0": 10, "n": 200, "alpha": 0.01}
+    options = CertifyOptions(n0=10, n=200, alpha=0.01)
     sound_run, plain_run = tmp_path / "sound.db", tmp_path / "plain.db"
-    rows = certify_dataset(classifier(True), GridData(), sound_run, **kw)
+    rows = certify_dataset(classifier(True), GridData(), sound_run, options)
     assert len(rows) == 4 and _run_config(sound_run)["sound"] is True
-    certify_dataset(classifier(False), GridData(), plain_run, **kw)
-    assert "sound" not in _run_config(plain_run)  # runs made before sound mode still resume
+    certify_dataset(classifier(False), GridData(), plain_run, options)
+    # Stored either way (runs made before sound mode, without it, still resume:
+    # tests/runs/test_config_versions.py).
+    assert _run_config(plain_run)["sound"] is False
     for path, other in ((sound_run, False), (plain_run, True)):
         before = path.read_bytes()
         with pytest.raises(ValueError, match="different arguments .*sound"):
-            certify_dataset(classifier(other), GridData(), path, **kw)
+            certify_dataset(classifier(other), GridData(), path, options)
         assert path.read_bytes() == before
     # the stored rows are re-analysed as they are; Figure 8's re-derivation would drop dη
     assert analysis.analyze([sound_run])[0].num_examples == 4
     with pytest.raises(ValueError, match="is a sound run"):
         analysis.bound_comparison(sound_run)
     with pytest.raises(ValueError, match="adaptive_radii cannot be used with a sound"):
-        certify_dataset(classifier(True), GridData(), tmp_path / "a.db", adaptive_radii=[0.1])
+        certify_dataset(
+            classifier(True), GridData(), tmp_path / "a.db", CertifyOptions(adaptive_radii=[0.1])
+        )
     assert not (tmp_path / "a.db").exists()
 
 

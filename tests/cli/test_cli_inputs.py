@@ -62,12 +62,13 @@ def test_noisy_attack_resume_with_another_batch_is_refused(checkpoint, tmp_path,
 
 
 def test_attack_without_noise_keeps_batch_out_of_the_config(checkpoint, tmp_path):
-    """Runs without noise do not depend on the batch: old run files stay resumable."""
+    """Runs without noise do not depend on the batch: their config has none, and a resume
+    with another batch is accepted."""
     db = tmp_path / "a.db"
     base = ["attack", str(checkpoint), "--eps", "0", "1", "--steps", "2", "--max", "3"]
     assert main([*base, "--batch", "3", "--no-progress", "--out", str(db)]) == 0
     with RunStore.read(db) as store:
-        assert "batch_size" not in store.config
+        assert store.config["batch_size"] is None
     assert main([*base, "--batch", "2", "--no-progress", "--out", str(db)]) == 0
 
 

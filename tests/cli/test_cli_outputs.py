@@ -15,7 +15,14 @@ import pytest
 from helpers import LinearImage, Result, ToyData, smoothcert
 from smoothcert import analysis
 from smoothcert.certify.smoothing import SmoothedClassifier
-from smoothcert.runs import certify_dataset, export_tsv, predict_dataset
+from smoothcert.runs import (
+    CertifyOptions,
+    PredictOptions,
+    Selection,
+    certify_dataset,
+    export_tsv,
+    predict_dataset,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -187,22 +194,30 @@ def toy_classifier(sigma: float = 0.25) -> SmoothedClassifier:
         ({"adaptive_radii": [math.nan, 0.5]}, "radii must be finite and >= 0"),
         ({"adaptive_radii": [0.5], "adaptive_options": {"n_first": 1000}}, "n_first must be at"),
         ({"adaptive_radii": [0.5], "adaptive_options": {"growth": math.inf}}, "growth must be"),
-        ({"adaptive_radii": [0.5], "adaptive_options": {"speed": 2}}, "unknown adaptive options"),
     ],
 )
 def test_library_refuses_before_creating_or_touching_the_run(
     tmp_path: Path, kwargs, message
 ) -> None:
-    run = {"n0": 10, "n": 200, "alpha": 0.01}
+    from smoothcert.certify.adaptive import AdaptiveOptions
+
+    def run(out: Path, **kwargs) -> None:
+        """A certify run; the options and selection built here, where a refusal is caught."""
+        selection = Selection(seed=kwargs.pop("seed", 0))
+        plan = kwargs.pop("adaptive_options", None)
+        plan = AdaptiveOptions(**plan) if plan is not None else None
+        options = CertifyOptions(n0=10, n=200, alpha=0.01, adaptive_options=plan, **kwargs)
+        certify_dataset(toy_classifier(), toy_data(), out, options, selection)
+
     db = tmp_path / "new.db"
     with pytest.raises(ValueError, match=message):
-        certify_dataset(toy_classifier(), toy_data(), db, **run, **kwargs)
+        run(db, **kwargs)
     assert not db.exists()
     existing = tmp_path / "old.db"
-    certify_dataset(toy_classifier(), toy_data(), existing, **run)
+    run(existing)
     before = existing.read_bytes()
     with pytest.raises(ValueError, match=message):
-        certify_dataset(toy_classifier(), toy_data(), existing, **run, **kwargs)
+        run(existing, **kwargs)
     assert existing.read_bytes() == before
 
 
@@ -266,18 +281,28 @@ def test_reference_of_another_dataset_is_refused(checkpoint: Path, tmp_path: Pat
 
 def test_predict_categories_checks_the_reference(tmp_path: Path) -> None:
     mnist = {"dataset": "mnist", "split": "test"}
-    predict_dataset(toy_classifier(), toy_data(), tmp_path / "p.db", n=100, config=mnist)
+    predict_dataset(
+        toy_classifier(), toy_data(), tmp_path / "p.db", PredictOptions(n=100), config=mnist
+    )
     fashion = {"dataset": "fashion-mnist", "split": "test"}
-    certify_dataset(toy_classifier(), toy_data(), tmp_path / "f.db", n0=10, n=100, config=fashion)
+    certify_dataset(
+        toy_classifier(),
+        toy_data(),
+        tmp_path / "f.db",
+        CertifyOptions(n0=10, n=100),
+        config=fashion,
+    )
     with pytest.raises(ValueError, match="has dataset 'fashion-mnist' but the predict run has"):
         analysis.predict_categories(tmp_path / "p.db", tmp_path / "f.db")
     # Runs whose configs name no dataset: the labels of shared examples must still agree.
-    predict_dataset(toy_classifier(), toy_data(), tmp_path / "q.db", n=100)
-    certify_dataset(toy_classifier(), toy_data(seed=9), tmp_path / "g.db", n0=10, n=100)
+    predict_dataset(toy_classifier(), toy_data(), tmp_path / "q.db", PredictOptions(n=100))
+    certify_dataset(
+        toy_classifier(), toy_data(seed=9), tmp_path / "g.db", CertifyOptions(n0=10, n=100)
+    )
     with pytest.raises(ValueError, match="not the same examples"):
         analysis.predict_categories(tmp_path / "q.db", tmp_path / "g.db")
     # The same model, σ and examples: the categories, which add up to 1.
-    certify_dataset(toy_classifier(), toy_data(), tmp_path / "r.db", n0=10, n=2000)
+    certify_dataset(toy_classifier(), toy_data(), tmp_path / "r.db", CertifyOptions(n0=10, n=2000))
     categories = analysis.predict_categories(tmp_path / "q.db", tmp_path / "r.db")
     assert sum(categories.values()) == pytest.approx(1.0)
 

@@ -112,14 +112,14 @@ def test_dcert_restarts_default_to_three_and_old_runs_keep_one(checkpoint, tmp_p
     assert main(["dcert", str(checkpoint), *GRID, *quick, "--out", str(new), "--max", "2"]) == 0
     with RunStore.read(new) as store:
         assert store.config["surrogate"]["restarts"] == 3  # recorded for new runs
-    old = tmp_path / "old.db"  # a run made before restarts existed stores no such key
+    old = tmp_path / "old.db"  # a run with one start (as every run made before restarts)
     assert main(["dcert", str(checkpoint), *GRID, *FAST, "--out", str(old), "--max", "2"]) == 0
     with RunStore.read(old) as store:
-        assert "restarts" not in store.config["surrogate"]
+        assert store.config["surrogate"]["restarts"] == 1
     # the same command without --restarts extends it with one start, as it began
     assert main(["dcert", str(checkpoint), *GRID, *quick, "--out", str(old), "--max", "4"]) == 0
     with RunStore.read(old) as store:
-        assert "restarts" not in store.config["surrogate"] and len(store.rows()) == 4
+        assert store.config["surrogate"]["restarts"] == 1 and len(store.rows()) == 4
     capsys.readouterr()
 
 

@@ -69,7 +69,7 @@ def test_a_run_made_before_the_bound_resumes_without_it(checkpoint, tmp_path, mn
     out = tmp_path / "old.db"
     dcert_dataset(model, mnist_test, out, indices=[0, 1], selection=range(4), bound_draws=0, **kw)
     with RunStore.read(out) as store:
-        assert "bound" not in store.config and "bound_ce_mean" not in store.schema
+        assert store.config["bound"] is None and "bound_ce_mean" not in store.schema
     # extended without naming bound_draws: it keeps the run's (none), as restarts do
     result = dcert_dataset(model, mnist_test, out, indices=range(4), selection=range(4), **kw)
     assert result.bound_stats is None and len(result.tables["cert", "smooth"].indices) == 4

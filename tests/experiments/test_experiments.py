@@ -265,11 +265,13 @@ def test_reports_give_each_certify_runs_class_mix(tmp_path) -> None:
     from helpers import LinearImage, ToyData
     from smoothcert.certify.smoothing import SmoothedClassifier
     from smoothcert.experiments.report import _class_mix
-    from smoothcert.runs import certify_dataset
+    from smoothcert.runs import CertifyOptions, Selection, certify_dataset
 
     data = ToyData()
     g = SmoothedClassifier(LinearImage(), 2, 0.25, batch_size=300, input_shape=(1, 2, 2))
-    certify_dataset(g, data, tmp_path / "r.db", n0=10, n=50, alpha=0.01, seed=0)
+    certify_dataset(
+        g, data, tmp_path / "r.db", CertifyOptions(n0=10, n=50, alpha=0.01), Selection(seed=0)
+    )
     ones = int(data.y.sum())
     assert _class_mix(str(tmp_path / "r.db")) == f"12 ({12 - ones}–{ones} per class, 2 classes)"
     assert ones == 9
@@ -359,15 +361,29 @@ def test_reproductions_label_paper_rows_from_another_dataset(tmp_path) -> None:
     from helpers import LinearImage, ToyData
     from smoothcert.certify.smoothing import SmoothedClassifier
     from smoothcert.experiments.report import _predict
-    from smoothcert.runs import certify_dataset, predict_dataset
+    from smoothcert.runs import (
+        CertifyOptions,
+        PredictOptions,
+        Selection,
+        certify_dataset,
+        predict_dataset,
+    )
 
     experiment = load_experiment(REPO / "experiments" / "cohen-mnist.toml", "cpu")
     table4 = experiment.paper["table4"]
     for words in ("Cohen et al. 2019", "Table 4", "ImageNet", "ResNet-50"):
         assert words in table4["source"] and words in table4["label"]
     g = SmoothedClassifier(LinearImage(), 2, 0.25, batch_size=300, input_shape=(1, 2, 2))
-    certify_dataset(g, ToyData(), tmp_path / "ref.db", n0=10, n=300, alpha=0.001, seed=1)
-    predict_dataset(g, ToyData(), tmp_path / "p.db", n=100, alpha=0.001, seed=0)
+    certify_dataset(
+        g,
+        ToyData(),
+        tmp_path / "ref.db",
+        CertifyOptions(n0=10, n=300, alpha=0.001),
+        Selection(seed=1),
+    )
+    predict_dataset(
+        g, ToyData(), tmp_path / "p.db", PredictOptions(n=100, alpha=0.001), Selection(seed=0)
+    )
     section = {"runs": {"n = 100": str(tmp_path / "p.db")}, "reference": str(tmp_path / "ref.db"),
                "paper": "table4"}  # fmt: skip
     shown = SimpleNamespace(paper=experiment.paper, stages=[])

@@ -13,22 +13,26 @@ from smoothcert import analysis
 from smoothcert.bench.throughput import interleaved
 from smoothcert.certify.adaptive import look_schedule
 from smoothcert.certify.smoothing import SmoothedClassifier
-from smoothcert.runs import RunStore, certify_dataset
+from smoothcert.runs import CertifyOptions, RunStore, Selection, certify_dataset
 
 
 def _classifier() -> SmoothedClassifier:
     return SmoothedClassifier(LinearImage(), 2, 0.25, batch_size=300, input_shape=(1, 2, 2))
 
 
-def _run(path, radii, **kw):
-    args = {"n0": 20, "n": 4000, "alpha": 0.01, "adaptive_radii": radii} | kw
-    return certify_dataset(_classifier(), ToyData(m=6, flip_every=0), path, **args)
+def _run(path, radii, max_examples=None):
+    options = CertifyOptions(n0=20, n=4000, alpha=0.01, adaptive_radii=radii)
+    selection = Selection(max_examples=max_examples)
+    return certify_dataset(_classifier(), ToyData(m=6, flip_every=0), path, options, selection)
 
 
 def test_analysis_of_an_adaptive_run_stops_at_its_largest_target(tmp_path) -> None:
     _run(tmp_path / "a.db", [0.25])
     fixed = certify_dataset(
-        _classifier(), ToyData(m=6, flip_every=0), tmp_path / "f.db", n0=20, n=4000, alpha=0.01
+        _classifier(),
+        ToyData(m=6, flip_every=0),
+        tmp_path / "f.db",
+        CertifyOptions(n0=20, n=4000, alpha=0.01),
     )
     assert fixed
     adaptive, plain = analysis.analyze([tmp_path / "a.db", tmp_path / "f.db"], [0, 0.25, 0.5])

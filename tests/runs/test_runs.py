@@ -11,9 +11,19 @@ import torch
 
 from helpers import LinearImage, ToyData, ToyInfo
 from smoothcert import analysis
+from smoothcert._util.checks import ParameterError
 from smoothcert.certify import stats
+from smoothcert.certify.adaptive import AdaptiveOptions
 from smoothcert.certify.smoothing import SmoothedClassifier
-from smoothcert.runs import RunStore, certify_dataset, export_tsv, predict_dataset
+from smoothcert.runs import (
+    CertifyOptions,
+    PredictOptions,
+    RunStore,
+    Selection,
+    certify_dataset,
+    export_tsv,
+    predict_dataset,
+)
 
 
 def _classifier() -> SmoothedClassifier:
@@ -24,7 +34,11 @@ def test_certify_run_rows_resume_and_determinism(tmp_path) -> None:
     data = ToyData()
     out = tmp_path / "run.db"
     full = certify_dataset(
-        _classifier(), data, tmp_path / "full.db", n0=20, n=500, alpha=0.01, seed=3
+        _classifier(),
+        data,
+        tmp_path / "full.db",
+        CertifyOptions(n0=20, n=500, alpha=0.01),
+        Selection(seed=3),
     )
     assert [r["idx"] for r in full] == list(range(12))
     # Interrupt after 5 examples (the 6th raises), then resume.
@@ -36,10 +50,19 @@ def test_certify_run_rows_resume_and_determinism(tmp_path) -> None:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        certify_dataset(_classifier(), data, out, n0=20, n=500, alpha=0.01, seed=3, progress=crash)
+        certify_dataset(
+            _classifier(),
+            data,
+            out,
+            CertifyOptions(n0=20, n=500, alpha=0.01),
+            Selection(seed=3),
+            progress=crash,
+        )
     with RunStore.read(out) as store:
         assert store.done_indices() == set(range(5))
-    resumed = certify_dataset(_classifier(), data, out, n0=20, n=500, alpha=0.01, seed=3)
+    resumed = certify_dataset(
+        _classifier(), data, out, CertifyOptions(n0=20, n=500, alpha=0.01), Selection(seed=3)
+    )
     assert len(resumed) == 12
     for a, b in zip(full, resumed, strict=True):
         assert {k: v for k, v in a.items() if k != "seconds"} == {
@@ -62,28 +85,49 @@ def test_skip_and_max_select_by_count(tmp_path) -> None:
         _classifier(),
         ToyData(),
         tmp_path / "r.db",
-        n0=10,
-        n=100,
-        alpha=0.01,
-        skip=3,
-        max_examples=3,
+        CertifyOptions(n0=10, n=100, alpha=0.01),
+        Selection(skip=3, max_examples=3),
     )
     assert [r["idx"] for r in rows] == [0, 3, 6]
 
 
 def test_different_arguments_are_refused_and_file_untouched(tmp_path) -> None:
     out = tmp_path / "run.db"
-    certify_dataset(_classifier(), ToyData(), out, n0=10, n=100, alpha=0.01, max_examples=2)
+    certify_dataset(
+        _classifier(),
+        ToyData(),
+        out,
+        CertifyOptions(n0=10, n=100, alpha=0.01),
+        Selection(max_examples=2),
+    )
     before = out.read_bytes()
     with pytest.raises(ValueError, match=r"different arguments \(n: 100 -> 200\)"):
-        certify_dataset(_classifier(), ToyData(), out, n0=10, n=200, alpha=0.01, max_examples=2)
+        certify_dataset(
+            _classifier(),
+            ToyData(),
+            out,
+            CertifyOptions(n0=10, n=200, alpha=0.01),
+            Selection(max_examples=2),
+        )
     with pytest.raises(ValueError, match="not a 'predict' run|holds a 'certify' run"):
-        predict_dataset(_classifier(), ToyData(), out, n=100, alpha=0.01, max_examples=2)
+        predict_dataset(
+            _classifier(),
+            ToyData(),
+            out,
+            PredictOptions(n=100, alpha=0.01),
+            Selection(max_examples=2),
+        )
     bf16 = SmoothedClassifier(
         LinearImage(), 2, 0.25, batch_size=300, input_shape=(1, 2, 2), precision="bf16"
     )
     with pytest.raises(ValueError, match=r"different arguments \(precision: 'fp32' -> 'bf16'\)"):
-        certify_dataset(bf16, ToyData(), out, n0=10, n=100, alpha=0.01, max_examples=2)
+        certify_dataset(
+            bf16,
+            ToyData(),
+            out,
+            CertifyOptions(n0=10, n=100, alpha=0.01),
+            Selection(max_examples=2),
+        )
     assert out.read_bytes() == before
 
 
@@ -91,21 +135,49 @@ def test_a_run_is_not_resumed_on_other_examples(tmp_path) -> None:
     """Same arguments, data reordered (a loader change, another root): the stored rows'
     labels no longer match, and mixing the two example sets in one table is refused."""
     out = tmp_path / "run.db"
-    certify_dataset(_classifier(), ToyData(), out, n0=10, n=100, alpha=0.01, max_examples=6)
+    certify_dataset(
+        _classifier(),
+        ToyData(),
+        out,
+        CertifyOptions(n0=10, n=100, alpha=0.01),
+        Selection(max_examples=6),
+    )
     before = out.read_bytes()
     shuffled = ToyData()
     order = torch.arange(11, -1, -1)
     shuffled.x, shuffled.y = shuffled.x[order], shuffled.y[order]
     assert (shuffled.y[:6] != ToyData().y[:6]).sum() == 3  # examples 0, 1 and 4 differ
     with pytest.raises(ValueError, match=r"other examples .* 3 of 6 stored rows .* new out file"):
-        certify_dataset(_classifier(), shuffled, out, n0=10, n=100, alpha=0.01, max_examples=6)
-    predict_dataset(_classifier(), ToyData(), tmp_path / "p.db", n=50, alpha=0.01, max_examples=6)
+        certify_dataset(
+            _classifier(),
+            shuffled,
+            out,
+            CertifyOptions(n0=10, n=100, alpha=0.01),
+            Selection(max_examples=6),
+        )
+    predict_dataset(
+        _classifier(),
+        ToyData(),
+        tmp_path / "p.db",
+        PredictOptions(n=50, alpha=0.01),
+        Selection(max_examples=6),
+    )
     with pytest.raises(ValueError, match=r"3 of 6 stored rows"):
         predict_dataset(
-            _classifier(), shuffled, tmp_path / "p.db", n=50, alpha=0.01, max_examples=6
+            _classifier(),
+            shuffled,
+            tmp_path / "p.db",
+            PredictOptions(n=50, alpha=0.01),
+            Selection(max_examples=6),
         )
     assert out.read_bytes() == before
-    rows = certify_dataset(_classifier(), ToyData(), out, n0=10, n=100, alpha=0.01, max_examples=6)
+    rows = certify_dataset(
+        _classifier(),
+        ToyData(),
+        out,
+        CertifyOptions(n0=10, n=100, alpha=0.01),
+        Selection(max_examples=6),
+    )
     assert len(rows) == 6  # the same data resumes
 
 
@@ -113,7 +185,7 @@ def test_non_store_files_are_refused_and_never_modified(tmp_path) -> None:
     text = tmp_path / "notes.db"
     text.write_text("my precious notes\n")
     with pytest.raises(ValueError, match="not a smoothcert run store"):
-        certify_dataset(_classifier(), ToyData(), text, n0=10, n=100, alpha=0.01)
+        certify_dataset(_classifier(), ToyData(), text, CertifyOptions(n0=10, n=100, alpha=0.01))
     assert text.read_text() == "my precious notes\n"
     other = tmp_path / "other.db"
     con = sqlite3.connect(other)
@@ -122,7 +194,7 @@ def test_non_store_files_are_refused_and_never_modified(tmp_path) -> None:
     con.close()
     before = other.read_bytes()
     with pytest.raises(ValueError, match="SQLite file but not a smoothcert run store"):
-        certify_dataset(_classifier(), ToyData(), other, n0=10, n=100, alpha=0.01)
+        certify_dataset(_classifier(), ToyData(), other, CertifyOptions(n0=10, n=100, alpha=0.01))
     assert other.read_bytes() == before
     with pytest.raises(FileNotFoundError):
         analysis.analyze([tmp_path / "missing.db"])
@@ -133,16 +205,27 @@ def test_unwritable_output_is_a_clear_error(tmp_path) -> None:
     blocker.write_text("x")
     with pytest.raises(ValueError, match="cannot create output directory"):
         certify_dataset(
-            _classifier(), ToyData(), blocker / "sub" / "r.db", n0=10, n=100, alpha=0.01
+            _classifier(),
+            ToyData(),
+            blocker / "sub" / "r.db",
+            CertifyOptions(n0=10, n=100, alpha=0.01),
         )
     assert blocker.read_text() == "x"
     with pytest.raises(ValueError, match="is a directory"):
-        certify_dataset(_classifier(), ToyData(), tmp_path, n0=10, n=100, alpha=0.01)
+        certify_dataset(
+            _classifier(), ToyData(), tmp_path, CertifyOptions(n0=10, n=100, alpha=0.01)
+        )
 
 
 def test_export_tsv_matches_rows(tmp_path) -> None:
     out = tmp_path / "run.db"
-    rows = certify_dataset(_classifier(), ToyData(), out, n0=10, n=200, alpha=0.01, max_examples=4)
+    rows = certify_dataset(
+        _classifier(),
+        ToyData(),
+        out,
+        CertifyOptions(n0=10, n=200, alpha=0.01),
+        Selection(max_examples=4),
+    )
     tsv = tmp_path / "run.tsv"
     assert export_tsv(out, tsv) == 4
     lines = tsv.read_text().splitlines()
@@ -161,7 +244,9 @@ def test_export_tsv_matches_rows(tmp_path) -> None:
 
 def test_analysis_matches_hand_computation_and_reanalysis(tmp_path) -> None:
     out = tmp_path / "run.db"
-    rows = certify_dataset(_classifier(), ToyData(), out, n0=20, n=1000, alpha=0.001)
+    rows = certify_dataset(
+        _classifier(), ToyData(), out, CertifyOptions(n0=20, n=1000, alpha=0.001)
+    )
     radius = np.array([r["radius"] for r in rows])
     correct = np.array([r["correct"] == 1 for r in rows])
     radii = [0.0, 0.1, 0.3]
@@ -195,12 +280,20 @@ def test_analysis_matches_hand_computation_and_reanalysis(tmp_path) -> None:
 
 def test_predict_run_and_table4_categories(tmp_path) -> None:
     data = ToyData()
-    rows = predict_dataset(_classifier(), data, tmp_path / "p.db", n=200, alpha=0.001, seed=1)
+    rows = predict_dataset(
+        _classifier(),
+        data,
+        tmp_path / "p.db",
+        PredictOptions(n=200, alpha=0.001),
+        Selection(seed=1),
+    )
     assert len(rows) == 12
     for r in rows:
         assert sum(r["counts"]) == 200
         assert r["prediction"] == stats.predict_from_counts(np.array(r["counts"]), 0.001)
-    certify_dataset(_classifier(), data, tmp_path / "ref.db", n0=10, n=20_000, alpha=0.001)
+    certify_dataset(
+        _classifier(), data, tmp_path / "ref.db", CertifyOptions(n0=10, n=20_000, alpha=0.001)
+    )
     cats = analysis.predict_categories(tmp_path / "p.db", tmp_path / "ref.db")
     assert sum(cats.values()) == pytest.approx(1.0)
     accuracy = np.mean([r["correct"] for r in rows])
@@ -221,12 +314,14 @@ def test_adaptive_run_uses_fewer_samples_and_records_them(tmp_path) -> None:
         _classifier(),
         ToyData(),
         out,
-        n0=20,
-        n=20_000,
-        alpha=0.001,
-        seed=2,
-        adaptive_radii=[0.1, 0.25],
-        adaptive_options={"n_first": 100, "growth": 2.0},
+        CertifyOptions(
+            n0=20,
+            n=20_000,
+            alpha=0.001,
+            adaptive_radii=[0.1, 0.25],
+            adaptive_options=AdaptiveOptions(n_first=100, growth=2.0),
+        ),
+        Selection(seed=2),
     )
     assert len(rows) == 12
     assert all(sum(r["counts_estimation"]) == r["n"] <= 20_000 for r in rows)
@@ -239,30 +334,34 @@ def test_adaptive_run_uses_fewer_samples_and_records_them(tmp_path) -> None:
         }  # fmt: skip
     with pytest.raises(ValueError, match="adaptive_options"):
         certify_dataset(
-            _classifier(), ToyData(), out, n0=20, n=20_000, alpha=0.001, seed=2,
-            adaptive_radii=[0.1, 0.25], adaptive_options={"n_first": 100, "growth": 1.5},
+            _classifier(), ToyData(), out,
+            CertifyOptions(n0=20, n=20_000, alpha=0.001, adaptive_radii=[0.1, 0.25],
+                           adaptive_options=AdaptiveOptions(n_first=100, growth=1.5)),
+            Selection(seed=2),
         )  # fmt: skip
     with pytest.raises(ValueError, match="adaptive run"):
         analysis.bound_comparison(out)
 
 
-def test_adaptive_options_are_typed_and_a_mapping_of_them_is_the_same_run(tmp_path) -> None:
-    """certify_dataset takes an AdaptiveOptions; a dict of its fields (the older form) makes
-    the same run: the same config, so each resumes the other."""
-    from smoothcert.certify.adaptive import AdaptiveOptions
-
-    kw = {"n0": 20, "n": 20_000, "alpha": 0.001, "seed": 2, "adaptive_radii": [0.1, 0.25]}
+def test_adaptive_options_are_typed_and_the_defaults_are_the_same_run(tmp_path) -> None:
+    """CertifyOptions takes an AdaptiveOptions (a dict is refused, naming the parameter); no
+    options and the default options make the same run: the same config, so each resumes the
+    other."""
+    with pytest.raises(ParameterError, match="adaptive_options must be an AdaptiveOptions"):
+        CertifyOptions(adaptive_radii=[0.1], adaptive_options={"n_first": 100})  # type: ignore[arg-type]
+    kw = {"n0": 20, "n": 20_000, "alpha": 0.001, "adaptive_radii": [0.1, 0.25]}
+    out = tmp_path / "t.db"
     typed = certify_dataset(
         _classifier(),
         ToyData(),
-        tmp_path / "t.db",
-        adaptive_options=AdaptiveOptions(n_first=100),
-        **kw,
+        out,
+        CertifyOptions(**kw, adaptive_options=AdaptiveOptions(n_first=100)),
+        Selection(seed=2),
     )
-    mapped = certify_dataset(
-        _classifier(), ToyData(), tmp_path / "t.db", adaptive_options={"n_first": 100}, **kw
+    default = certify_dataset(
+        _classifier(), ToyData(), out, CertifyOptions(**kw), Selection(seed=2)
     )
-    assert typed == mapped
+    assert typed == default
 
 
 def test_dataset_that_does_not_fit_the_model_is_refused(tmp_path) -> None:
@@ -273,19 +372,24 @@ def test_dataset_that_does_not_fit_the_model_is_refused(tmp_path) -> None:
     data = ToyData()
     data.info = ColorInfo()
     with pytest.raises(ValueError, match=r"shape \(3, 2, 2\) but the model expects \(1, 2, 2\)"):
-        certify_dataset(_classifier(), data, tmp_path / "r.db", n0=10, n=100, alpha=0.01)
+        certify_dataset(
+            _classifier(), data, tmp_path / "r.db", CertifyOptions(n0=10, n=100, alpha=0.01)
+        )
     assert not (tmp_path / "r.db").exists()
 
 
 def test_shards_merge_into_the_unsharded_run(tmp_path) -> None:
     from smoothcert.runs import shards
 
-    kw = {"n0": 20, "n": 400, "alpha": 0.01, "seed": 4, "skip": 2}
-    whole = certify_dataset(_classifier(), ToyData(), tmp_path / "whole.db", **kw)
+    options = CertifyOptions(n0=20, n=400, alpha=0.01)
+    whole = certify_dataset(
+        _classifier(), ToyData(), tmp_path / "whole.db", options, Selection(seed=4, skip=2)
+    )
     paths = []
     for rank in range(3):
         path = shards.shard_path(tmp_path / "r.db", rank, 3)
-        rows = certify_dataset(_classifier(), ToyData(), path, shard=(rank, 3), **kw)
+        shard = Selection(seed=4, skip=2, shard=(rank, 3))
+        rows = certify_dataset(_classifier(), ToyData(), path, options, shard)
         assert [r["idx"] for r in rows] == [0, 2, 4, 6, 8, 10][rank::3]
         paths.append(path)
     assert paths[1].name == "r.shard1-of-3.db"
@@ -298,8 +402,9 @@ def test_shards_merge_into_the_unsharded_run(tmp_path) -> None:
         strip = [{k: v for k, v in r.items() if k != "seconds"} for r in merged.rows()]
         assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in whole]
     other = certify_dataset(
-        _classifier(), ToyData(), tmp_path / "o.db", shard=(0, 3), **(kw | {"n": 500})
-    )
+        _classifier(), ToyData(), tmp_path / "o.db", CertifyOptions(n0=20, n=500, alpha=0.01),
+        Selection(seed=4, skip=2, shard=(0, 3)),
+    )  # fmt: skip
     assert other
     with pytest.raises(ValueError, match="not a shard of the same run"):
         shards.merge_runs(tmp_path / "m2.db", [tmp_path / "o.db", *paths[1:]])
@@ -326,7 +431,7 @@ def test_shard_from_torchrun_environment() -> None:
 def test_bool_arguments_are_refused_before_the_run_file(tmp_path, kwargs, message) -> None:
     args = {"n0": 10, "n": 100, "alpha": 0.01} | kwargs
     with pytest.raises(ValueError, match=message):
-        certify_dataset(_classifier(), ToyData(), tmp_path / "r.db", **args)
+        certify_dataset(_classifier(), ToyData(), tmp_path / "r.db", CertifyOptions(**args))
     assert not (tmp_path / "r.db").exists()
 
 

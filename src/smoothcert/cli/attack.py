@@ -132,13 +132,12 @@ def run(args: argparse.Namespace) -> int:
         args.precision, device or "cpu", args.out, onnx=_common.runs_onnx(inputs.meta)
     )
     if precision != "fp32":
-        # recorded only when not fp32, so that run files made before --precision resume
+        # The run's config records the precision of the model it attacks (attack_dataset).
         from smoothcert.training.precision import AutocastModel, default_channels_last
 
         model = AutocastModel(model, precision, default_channels_last(precision, model))
         if model.channels_last:
             model.model.to(memory_format=torch.channels_last)
-        config["precision"] = precision
     bar = tqdm(
         disable=args.no_progress, unit="ex", dynamic_ncols=True, file=sys.stderr, desc="attack"
     )

@@ -134,7 +134,7 @@ def _check_tsv(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from smoothcert.analysis import analyze, format_table
     from smoothcert.certify.adaptive import AdaptiveOptions
-    from smoothcert.runs import certify_dataset, export_tsv
+    from smoothcert.runs import CertifyOptions, Selection, certify_dataset, export_tsv
 
     _check_adaptive(args)
     _check_tsv(args)
@@ -164,28 +164,27 @@ def run(args: argparse.Namespace) -> int:
             prepared.classifier,
             prepared.dataset,
             out,
-            n0=args.n0,
-            n=args.n,
-            alpha=args.alpha,
-            skip=args.skip,
-            max_examples=args.max,
-            seed=args.seed,
+            CertifyOptions(
+                n0=args.n0,
+                n=args.n,
+                alpha=args.alpha,
+                adaptive_radii=args.radii,
+                adaptive_options=(
+                    AdaptiveOptions(
+                        n_first=args.n_first,
+                        growth=args.growth,
+                        futility=args.futility,
+                        final_share=args.final_share,
+                    )
+                    if args.radii
+                    else None
+                ),
+            ),
+            Selection(skip=args.skip, max_examples=args.max, seed=args.seed, shard=prepared.shard),
             config=prepared.config,
             info=prepared.info,
             progress=bar,
             on_start=bar.start,
-            shard=prepared.shard,
-            adaptive_radii=args.radii,
-            adaptive_options=(
-                AdaptiveOptions(
-                    n_first=args.n_first,
-                    growth=args.growth,
-                    futility=args.futility,
-                    final_share=args.final_share,
-                )
-                if args.radii
-                else None
-            ),
         )
     except KeyboardInterrupt:
         bar.close()

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smoothcert.analysis import check_reference, predict_categories
-    from smoothcert.runs import predict_dataset
+    from smoothcert.runs import PredictOptions, Selection, predict_dataset
     from smoothcert.runs.common import run_identity
 
     if args.reference:
@@ -75,16 +75,12 @@ def run(args: argparse.Namespace) -> int:
             classifier,
             dataset,
             out,
-            n=args.n,
-            alpha=args.alpha,
-            skip=args.skip,
-            max_examples=args.max,
-            seed=args.seed,
+            PredictOptions(n=args.n, alpha=args.alpha),
+            Selection(skip=args.skip, max_examples=args.max, seed=args.seed, shard=prepared.shard),
             config=prepared.config,
             info=prepared.info,
             progress=bar,
             on_start=bar.start,
-            shard=prepared.shard,
         )
     except KeyboardInterrupt:
         bar.close()

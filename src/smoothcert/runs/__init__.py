@@ -9,7 +9,15 @@
 from smoothcert._util.hashing import file_sha256
 from smoothcert._util.seeding import example_generator
 from smoothcert.runs.attack import ATTACK_SCHEMA, attack_dataset
-from smoothcert.runs.certify import CERTIFY_SCHEMA, PREDICT_SCHEMA, certify_dataset, predict_dataset
+from smoothcert.runs.certify import (
+    CERTIFY_SCHEMA,
+    PREDICT_SCHEMA,
+    CertifyOptions,
+    PredictOptions,
+    Selection,
+    certify_dataset,
+    predict_dataset,
+)
 from smoothcert.runs.common import model_fingerprint, select_indices
 from smoothcert.runs.dcert import dcert_dataset
 from smoothcert.runs.dcert_file import DcertResult, dcert_schema, read_dcert
@@ -20,7 +28,9 @@ __all__ = [
     "ATTACK_SCHEMA",
     "CERTIFY_SCHEMA",
     "PREDICT_SCHEMA",
+    "CertifyOptions",
     "DcertResult",
+    "PredictOptions",
     "RunStore",
     "attack_dataset",
     "certify_dataset",
@@ -33,4 +43,5 @@ __all__ = [
     "predict_dataset",
     "read_dcert",
     "select_indices",
+    "Selection",
 ]

@@ -38,6 +38,12 @@ from smoothcert.attacks.robust import (
 )
 from smoothcert.runs.common import check_same_examples, selection_sha
 from smoothcert.runs.store import ConfigMismatch, RunStore, pending_blocks
+from smoothcert.runs.versions import (
+    ATTACK_CONFIG_VERSION,
+    OLD_NOISY_EVALUATION,
+    VERSION_KEY,
+    upgrade_attack_config,
+)
 
 ATTACK_SCHEMA = {
     "label": "INTEGER",
@@ -160,25 +166,25 @@ class AttackOptions:
             "seed": self.seed,
         }
 
-    def optional_config(self) -> dict[str, Any]:
-        """The config entries stored only when they are not their old implicit value, so
-        that runs made before they existed stay resumable (they follow the caller's)."""
-        config: dict[str, Any] = {}
-        if self.restarts > 1:
-            config["restarts"] = self.restarts
-        if self.skip_fooled:  # runs made before it attacked every radius
-            config["skip_fooled"] = True
-        if self.noise_sigma is not None:
+    def later_config(self, precision: str) -> dict[str, Any]:
+        """The config entries added after the first version (they follow the caller's), every
+        one stored; None where a setting does not apply. The version-0 layout stored them only
+        when they were not their old implicit value (:mod:`smoothcert.runs.versions`)."""
+        noisy = self.noise_sigma is not None
+        return {
+            "restarts": self.restarts,
+            "skip_fooled": self.skip_fooled,
             # The attack's noise is drawn per block, so with noise the results depend on the
             # block size (the vote draws do not: they are fixed per example).
-            config["batch_size"] = self.batch_size
-            # The noisy evaluation changed (common random numbers): a run file made before has
-            # no "evaluation" entry, so it does not resume with the new one.
-            config["evaluation"] = NOISY_EVALUATION
-            config["vote"] = self.vote
-            if self.vote == "predict":
-                config["vote_alpha"] = self.vote_alpha
-        return config
+            "batch_size": self.batch_size if noisy else None,
+            # The noisy evaluation changed (common random numbers): a run file made before
+            # drew fresh votes per radius, so it does not resume with the new one.
+            "evaluation": NOISY_EVALUATION if noisy else None,
+            "vote": self.vote if noisy else None,
+            "vote_alpha": self.vote_alpha if noisy and self.vote == "predict" else None,
+            "precision": precision,
+            VERSION_KEY: ATTACK_CONFIG_VERSION,
+        }
 
 
 def _selected(dataset: Any, indices: Sequence[int] | None) -> list[int]:
@@ -195,11 +201,18 @@ def _open_run(
     indices: list[int],
     config: dict[str, Any] | None,
     info: dict[str, Any] | None,
+    precision: str,
 ) -> RunStore:
     """The run file, created or resumed (its config must match this run's exactly)."""
-    run_config = {**options.config(indices), **(config or {}), **options.optional_config()}
+    run_config = {
+        **options.config(indices),
+        **(config or {}),
+        **options.later_config(precision),
+    }
     try:
-        return RunStore.open(out, "attack", run_config, ATTACK_SCHEMA, info=info)
+        return RunStore.open(
+            out, "attack", run_config, ATTACK_SCHEMA, info=info, upgrade=upgrade_attack_config
+        )
     except ValueError as exc:
         if options.noise_sigma is not None and _old_noisy_evaluation(out):
             raise ValueError(
@@ -309,11 +322,6 @@ def _summary(rows: list[dict[str, Any]], eps: list[float]) -> dict[str, Any]:
         e: float(correct[:, k].mean()) if len(rows) else float("nan") for k, e in enumerate(eps)
     }
     return {"eps": eps, "accuracy": accuracy, "count": len(rows), "rows": rows, "robust": correct}
-
-
-#: ``evaluation`` of :func:`read_attack` for a noisy run file made before the common random
-#: numbers (its accuracy falls with the number of radii listed).
-OLD_NOISY_EVALUATION = "fresh votes per radius"
 
 
 def read_attack(path: str | os.PathLike) -> dict[str, Any]:
@@ -449,7 +457,10 @@ def attack_dataset(
     indices = _selected(dataset, indices)
     device = next(model.parameters()).device
     check_same_examples(out, dataset)
-    with _open_run(out, options, indices, config, info) as store:
+    # The arithmetic of the model attacked: a model under bf16 autocast
+    # (smoothcert.training.precision.AutocastModel) says so, any other is fp32.
+    precision = str(getattr(model, "precision", "fp32"))
+    with _open_run(out, options, indices, config, info, precision) as store:
         done = store.done_indices()
         total = sum(i not in done for i in indices)
         for block, missing in pending_blocks(indices, options.batch_size, done):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,8 +29,6 @@ from torch import nn
 
 from smoothcert._util.checks import (
     ParameterError,
-    integer_at_least,
-    optional_positive_int,
     positive_int,
     probability,
 )
@@ -43,10 +41,16 @@ from smoothcert.runs.common import (
     PREDICT_STREAM,
     check_same_examples,
     run_identity,
-    select_indices,
 )
-from smoothcert.runs.shards import check_shard, shard_of
+from smoothcert.runs.selection import Selection
 from smoothcert.runs.store import RunStore
+from smoothcert.runs.versions import (
+    CERTIFY_CONFIG_VERSION,
+    PREDICT_CONFIG_VERSION,
+    VERSION_KEY,
+    upgrade_certify_config,
+    upgrade_predict_config,
+)
 
 __all__ = [
     "RunStore",
@@ -96,50 +100,15 @@ Evaluate = Callable[[Any, torch.Generator], dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class Selection:
-    """Which examples a run evaluates, and with which noise: every ``skip``-th example,
-    ``max_examples`` in all, this process's ``shard`` (rank, world) of them, each with a
-    generator seeded by (``seed``, idx). Checked when built: a refused run leaves no file."""
-
-    skip: int = 1
-    max_examples: int | None = None
-    seed: int | None = 0
-    shard: tuple[int, int] = (0, 1)
-
-    def __post_init__(self) -> None:
-        # numpy's SeedSequence would only say "expected non-negative integer", naming nothing.
-        if self.seed is not None:
-            integer_at_least("seed", self.seed, 0)
-        positive_int("skip", self.skip)
-        optional_positive_int("max_examples", self.max_examples)
-        _, world = check_shard(*self.shard)
-        if world > 1 and self.seed is None:
-            raise ParameterError(
-                "seed", "is needed by a sharded run (every shard must draw the same noise)"
-            )
-
-    def indices(self, num_examples: int) -> list[int]:
-        """The selected examples of a dataset of ``num_examples`` this shard handles."""
-        indices = select_indices(num_examples, self.skip, self.max_examples)
-        return shard_of(indices, *self.shard) if self.shard[1] > 1 else indices
-
-    def config(self) -> dict[str, Any]:
-        """The run-config entries of the selection (the shard's are added last: see
-        :func:`_run_config`)."""
-        return {"skip": self.skip, "max": self.max_examples, "seed": self.seed}
-
-    def shard_config(self) -> dict[str, Any]:
-        return {"shard": list(self.shard)} if self.shard[1] > 1 else {}
-
-
-@dataclass(frozen=True)
 class _Procedure:
     """What a run does to each example: its kind and row schema, the config entries of its
-    settings, its evaluation, and its noise stream (with the config entry that records it)."""
+    settings (and the upgrade of a stored config, :mod:`smoothcert.runs.versions`), its
+    evaluation, and its noise stream (with the config entry that records it)."""
 
     kind: str
     schema: dict[str, str]
     config: dict[str, Any]
+    upgrade: Callable[[Mapping[str, Any]], dict[str, Any]]
     evaluate: Evaluate
     stream: tuple[int, ...] = ()
     stream_config: dict[str, Any] = field(default_factory=dict)
@@ -149,26 +118,43 @@ class _Procedure:
 class CertifyOptions:
     """The settings of a certify run (Cohen et al. §3.2, CERTIFY), checked when built.
 
-    ``adaptive_radii`` switches to the sequential procedure of
-    ``smoothcert.certify.adaptive.certify_adaptive`` (``n`` is then its largest sample size),
-    with the plan options ``adaptive_options`` (see :meth:`for_classifier`, which fills in
-    defaults).
+    Parameters
+    ----------
+    n0, n, alpha : int, int, float
+        Selection draws, estimation draws and failure probability per example.
+    adaptive_radii : list of float, optional
+        Target radii: certify by the sequential procedure of
+        ``smoothcert.certify.adaptive.certify_adaptive``; ``n`` is then its largest sample size
+        and a row's ``n`` the number of estimation draws actually used.
+    adaptive_options : AdaptiveOptions, optional
+        The sequential procedure's plan options (None: :class:`AdaptiveOptions`' defaults),
+        stored in the run's config with every field; used only with ``adaptive_radii``.
+
+    Raises
+    ------
+    ParameterError
+        If a field is out of range; the message names it.
     """
 
     n0: int = 100
     n: int = 100_000
     alpha: float = 0.001
     adaptive_radii: list[float] | None = None
-    # An AdaptiveOptions (a mapping of its fields is taken too); resolved to a dict of every
-    # field by for_classifier, which is what the run's config records.
-    adaptive_options: AdaptiveOptions | Mapping[str, Any] | None = None
+    adaptive_options: AdaptiveOptions | None = None
 
     def __post_init__(self) -> None:
         positive_int("n0", self.n0)
         positive_int("n", self.n)
         probability("alpha", self.alpha)
+        if self.adaptive_options is not None and not isinstance(
+            self.adaptive_options, AdaptiveOptions
+        ):
+            raise ParameterError(
+                "adaptive_options",
+                f"must be an AdaptiveOptions, got {type(self.adaptive_options).__name__}",
+            )
 
-    def for_classifier(self, classifier: SmoothedClassifier) -> CertifyOptions:
+    def _for_classifier(self, classifier: SmoothedClassifier) -> CertifyOptions:
         """These options with the adaptive plan checked and its defaults filled in (the plan
         depends on σ): bad radii or n_first > n are refused before the run file exists."""
         if self.adaptive_radii is None:
@@ -177,21 +163,34 @@ class CertifyOptions:
             raise ParameterError(
                 "adaptive_radii", "cannot be used with a sound classifier (sound=True) yet"
             )
-        options = _adaptive_plan_options(
-            self.adaptive_radii, self.adaptive_options, classifier.sigma, self.alpha, self.n
-        )
+        from smoothcert.certify.adaptive import plan_looks
+
+        options = self.adaptive_options or AdaptiveOptions()
+        plan_looks(self.adaptive_radii, classifier.sigma, self.alpha, self.n, **asdict(options))
         return replace(self, adaptive_options=options)
 
-    def config(self) -> dict[str, Any]:
-        config = {"command": "certify", "n0": self.n0, "n": self.n, "alpha": self.alpha}
+    def _config(self) -> dict[str, Any]:
+        """The config entries of these settings, every one (None: no adaptive plan)."""
+        targets = None
         if self.adaptive_radii is not None:
             # The plan sorts and de-duplicates the targets: store them so, and the same set of
             # radii in another order resumes the run.
             targets = sorted({float(r) for r in self.adaptive_radii})
-            config |= {"adaptive_radii": targets, "adaptive_options": self.adaptive_options}
-        return config
+        return {
+            "command": "certify",
+            "n0": self.n0,
+            "n": self.n,
+            "alpha": self.alpha,
+            "adaptive_radii": targets,
+            # Every field, defaults included: a resumed run must use the same plan even if a
+            # later version changes the defaults.
+            "adaptive_options": (
+                asdict(self.adaptive_options or AdaptiveOptions()) if targets is not None else None
+            ),
+            VERSION_KEY: CERTIFY_CONFIG_VERSION,
+        }
 
-    def procedure(self, classifier: SmoothedClassifier) -> _Procedure:
+    def _procedure(self, classifier: SmoothedClassifier) -> _Procedure:
         certify_one = _certify_fn(
             classifier, self.n0, self.n, self.alpha, self.adaptive_radii, self.adaptive_options
         )
@@ -208,14 +207,30 @@ class CertifyOptions:
                 "counts_estimation": cert.counts_estimation,
             }
 
-        return _Procedure("certify", CERTIFY_SCHEMA, self.config(), evaluate)
+        return _Procedure(
+            "certify", CERTIFY_SCHEMA, self._config(), upgrade_certify_config, evaluate
+        )
 
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """The settings of a predict run (Cohen et al. §3.2, PREDICT), checked when built. Its
-    noise comes from the predict stream (:data:`PREDICT_STREAM`), independent of any certify
-    run's and of a predict run's with another ``n``."""
+    """The settings of a predict run (Cohen et al. §3.2, PREDICT), checked when built.
+
+    Its noise comes from the predict stream (:data:`PREDICT_STREAM`), independent of any
+    certify run's and of a predict run's with another ``n``.
+
+    Parameters
+    ----------
+    n : int, default 1000
+        Noisy draws per example.
+    alpha : float, default 0.001
+        The level of PREDICT's binomial test.
+
+    Raises
+    ------
+    ParameterError
+        If a field is out of range; the message names it.
+    """
 
     n: int = 1000
     alpha: float = 0.001
@@ -224,7 +239,7 @@ class PredictOptions:
         positive_int("n", self.n)
         probability("alpha", self.alpha)
 
-    def procedure(self, classifier: SmoothedClassifier) -> _Procedure:
+    def _procedure(self, classifier: SmoothedClassifier) -> _Procedure:
         n, alpha = self.n, self.alpha
 
         def evaluate(x: Any, gen: torch.Generator) -> dict[str, Any]:
@@ -241,7 +256,8 @@ class PredictOptions:
         return _Procedure(
             "predict",
             PREDICT_SCHEMA,
-            {"command": "predict", "n": n, "alpha": alpha},
+            {"command": "predict", "n": n, "alpha": alpha, VERSION_KEY: PREDICT_CONFIG_VERSION},
+            upgrade_predict_config,
             evaluate,
             stream=(PREDICT_STREAM, n),
             stream_config={"noise_stream": PREDICT_NOISE_STREAM},
@@ -302,6 +318,7 @@ def _run_config(
         **_classifier_options(classifier),
         **procedure.config,
         **(config or {}),
+        VERSION_KEY: procedure.config[VERSION_KEY],  # the caller's entries cannot change it
         **procedure.stream_config,
         **selection.shard_config(),
     }
@@ -324,7 +341,9 @@ def _open_run(
     # the requested σ so that runs made before it was recorded still resume.
     info = dict(info or {}) | {"seed_used": seed, "sigma_noise": classifier.noise_sigma}
     run_config = _run_config(classifier, procedure, selection, config)
-    store = RunStore.open(out, procedure.kind, run_config, procedure.schema, info=info)
+    store = RunStore.open(
+        out, procedure.kind, run_config, procedure.schema, info=info, upgrade=procedure.upgrade
+    )
     return store, int(store.info.get("seed_used", seed))
 
 
@@ -384,30 +403,23 @@ def certify_dataset(
     model: nn.Module | SmoothedClassifier,
     dataset: Any,
     out: str | os.PathLike,
+    options: CertifyOptions | None = None,
+    selection: Selection | None = None,
     *,
     sigma: float | None = None,
     num_classes: int | None = None,
-    n0: int = 100,
-    n: int = 100_000,
-    alpha: float = 0.001,
     batch_size: int = 1000,
-    skip: int = 1,
-    max_examples: int | None = None,
-    seed: int | None = 0,
     config: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
     progress: Progress | None = None,
     on_start: OnStart | None = None,
-    adaptive_radii: list[float] | None = None,
-    adaptive_options: AdaptiveOptions | Mapping[str, Any] | None = None,
-    shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, Any]]:
     """CERTIFY every selected example of a dataset into a resumable run file.
 
-    Selects every ``skip``-th example of ``dataset`` (``max_examples`` in all), certifies each
+    Certifies each example ``selection`` picks of ``dataset`` with the settings ``options``
     (Cohen et al. §3.2, CERTIFY) and stores one committed row per example in the SQLite run
     file ``out``; if ``out`` exists with the same configuration, the run resumes. Each
-    example's noise comes from a generator seeded by (``seed``, idx), so a resumed or sharded
+    example's noise comes from a generator seeded by (seed, idx), so a resumed or sharded
     run equals an uninterrupted one.
 
     Parameters
@@ -419,31 +431,20 @@ def certify_dataset(
         ``dataset[i]`` gives (input, label); inputs in [0, 1].
     out : str or os.PathLike
         The run file (SQLite); missing folders are created.
+    options : CertifyOptions, optional
+        n0, n, alpha and the adaptive plan (None: :class:`CertifyOptions`' defaults).
+    selection : Selection, optional
+        Which examples (every skip-th, max_examples in all, this shard's), and the seed
+        (None: :class:`Selection`'s defaults, every example with seed 0).
     sigma, num_classes : optional
         Noise level and number of classes when ``model`` is a base classifier.
-    n0, n, alpha : int, int, float
-        Selection draws, estimation draws and failure probability per example.
     batch_size : int, default 1000
         Noisy copies per forward pass when ``model`` is a base classifier.
-    skip, max_examples : int, int or None
-        Certify every ``skip``-th example, ``max_examples`` in all (None: all).
-    seed : int or None, default 0
-        Seed of every example's generator.
     config, info : dict, optional
         ``config`` adds entries that identify the run (e.g. the checkpoint's sha256; a resume
         must match them exactly); ``info`` adds provenance.
     progress, on_start : callable, optional
         Progress callback and a hook called once the run file is open.
-    adaptive_radii : list of float, optional
-        Target radii: certify by the sequential procedure of
-        ``smoothcert.certify.adaptive.certify_adaptive``; ``n`` is then its largest sample size
-        and a row's ``n`` the number of estimation draws actually used.
-    adaptive_options : AdaptiveOptions or dict, optional
-        The sequential procedure's n_first / growth / futility / final_share / align, stored
-        in the run's config with the defaults filled in.
-    shard : (int, int), default (0, 1)
-        ``(rank, world)``: certify only every world-th selected example, from position rank
-        (see ``smoothcert.runs.shards``); shards merge into the unsharded run.
 
     Returns
     -------
@@ -454,16 +455,25 @@ def certify_dataset(
     Raises
     ------
     ValueError
-        If an argument is out of range (a :class:`smoothcert._util.checks.ParameterError` naming
-        it), the dataset does not fit the model, or ``out`` holds a different run.
+        If the adaptive plan does not fit (a :class:`smoothcert._util.checks.ParameterError`
+        naming its parameter), the dataset does not fit the model, or ``out`` holds a
+        different run.
+
+    Examples
+    --------
+    >>> from smoothcert.certify.adaptive import AdaptiveOptions
+    >>> options = CertifyOptions(n0=100, n=10_000, adaptive_radii=[0.25, 0.5],
+    ...                          adaptive_options=AdaptiveOptions(n_first=200))
+    >>> selection = Selection(skip=20, max_examples=500, seed=0)
+    >>> options.n, selection.skip
+    (10000, 20)
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
     _check_labeled(dataset)
-    options = CertifyOptions(n0, n, alpha, adaptive_radii, adaptive_options)
-    options = options.for_classifier(classifier)
-    selection = Selection(skip, max_examples, seed, shard)
-    procedure = options.procedure(classifier)
+    options = (options or CertifyOptions())._for_classifier(classifier)
+    procedure = options._procedure(classifier)
+    selection = selection or Selection()
     return _run(classifier, dataset, out, procedure, selection, config, info, progress, on_start)
 
 
@@ -471,20 +481,16 @@ def predict_dataset(
     model: nn.Module | SmoothedClassifier,
     dataset: Any,
     out: str | os.PathLike,
+    options: PredictOptions | None = None,
+    selection: Selection | None = None,
     *,
     sigma: float | None = None,
     num_classes: int | None = None,
-    n: int = 1000,
-    alpha: float = 0.001,
     batch_size: int = 1000,
-    skip: int = 1,
-    max_examples: int | None = None,
-    seed: int | None = 0,
     config: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
     progress: Progress | None = None,
     on_start: OnStart | None = None,
-    shard: tuple[int, int] = (0, 1),
 ) -> list[dict[str, Any]]:
     """PREDICT every selected example of a dataset into a resumable run file.
 
@@ -500,23 +506,20 @@ def predict_dataset(
         ``dataset[i]`` gives (input, label) (label may be missing); inputs in [0, 1].
     out : str or os.PathLike
         The run file (SQLite); missing folders are created.
+    options : PredictOptions, optional
+        n (noisy draws per example) and alpha (the level of PREDICT's binomial test);
+        None: :class:`PredictOptions`' defaults.
+    selection : Selection, optional
+        Which examples, and the seed (None: every example with seed 0).
     sigma, num_classes : optional
         Noise level and number of classes when ``model`` is a base classifier.
-    n, alpha : int, float
-        Noisy draws per example and the level of PREDICT's binomial test.
     batch_size : int, default 1000
         Noisy copies per forward pass when ``model`` is a base classifier.
-    skip, max_examples : int, int or None
-        Predict every ``skip``-th example, ``max_examples`` in all (None: all).
-    seed : int or None, default 0
-        Seed of every example's generator.
     config, info : dict, optional
         ``config`` adds entries that identify the run (a resume must match them exactly);
         ``info`` adds provenance.
     progress, on_start : callable, optional
         Progress callback and a hook called once the run file is open.
-    shard : (int, int), default (0, 1)
-        ``(rank, world)``: predict only every world-th selected example, from position rank.
 
     Returns
     -------
@@ -527,14 +530,12 @@ def predict_dataset(
     Raises
     ------
     ValueError
-        If an argument is out of range (a :class:`smoothcert._util.checks.ParameterError` naming
-        it), the dataset does not fit the model, or ``out`` holds a different run.
+        If the dataset does not fit the model, or ``out`` holds a different run.
     """
     classifier = _classifier(model, sigma, num_classes, batch_size)
     _check_dataset(dataset, classifier)
-    options = PredictOptions(n, alpha)
-    selection = Selection(skip, max_examples, seed, shard)
-    procedure = options.procedure(classifier)
+    procedure = (options or PredictOptions())._procedure(classifier)
+    selection = selection or Selection()
     return _run(classifier, dataset, out, procedure, selection, config, info, progress, on_start)
 
 
@@ -547,60 +548,30 @@ def noise_stream(kind: str, config: dict[str, Any]) -> tuple[str, int | None]:
     return "base", None
 
 
-def _adaptive_plan_options(
-    radii: list[float],
-    options: AdaptiveOptions | Mapping[str, Any] | None,
-    sigma: float,
-    alpha: float,
-    n: int,
-) -> dict[str, Any]:
-    """The resolved plan options of an adaptive run, defaults included (a resumed run must use
-    the same plan even if a later version changes the defaults), after building the plan once:
-    bad radii (NaN, negative), n_first > n, ... are refused before the run file is created,
-    not at the first example after it was."""
-    import dataclasses
-
-    from smoothcert.certify.adaptive import plan_looks
-
-    if not isinstance(options, AdaptiveOptions):
-        allowed = [f.name for f in dataclasses.fields(AdaptiveOptions)]
-        unknown = sorted(set(options or {}) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown adaptive options {unknown}; allowed: {allowed}")
-        options = AdaptiveOptions(**(options or {}))
-    resolved = dataclasses.asdict(options)
-    plan_looks(radii, sigma, alpha, n, **resolved)
-    return resolved
-
-
 def _certify_fn(
     classifier: SmoothedClassifier,
     n0: int,
     n: int,
     alpha: float,
     radii: list[float] | None,
-    options: dict[str, Any] | None,
+    options: AdaptiveOptions | None,
 ) -> Callable[[Any, torch.Generator], Any]:
     """CERTIFY with fixed n, or the adaptive procedure when target radii are given."""
     if radii is None:
         return lambda x, gen: classifier.certify(x, n0, n, alpha, generator=gen)
     from smoothcert.certify.adaptive import certify_adaptive
 
-    opts = dict(options or {})
+    opts = asdict(options or AdaptiveOptions())
     return lambda x, gen: certify_adaptive(
         classifier, x, radii, alpha, n0=n0, n_max=n, generator=gen, **opts
     )
 
 
 def _classifier_options(classifier: SmoothedClassifier) -> dict[str, Any]:
-    """Settings of the classifier that change its results (stored in the run's config).
-    ``sound`` is stored only when on, so that runs made before sound mode existed resume, and
-    a run resumed in the other mode is refused either way."""
-    options = {}
-    for name in ("precision", "channels_last"):
-        value = getattr(classifier, name, None)
-        if value is not None:
-            options[name] = value
-    if getattr(classifier, "sound", False):
-        options["sound"] = True
-    return options
+    """Settings of the classifier that change its results (stored in the run's config; runs
+    made before sound mode existed have no ``sound``: see :mod:`smoothcert.runs.versions`)."""
+    return {
+        "precision": getattr(classifier, "precision", None),
+        "channels_last": getattr(classifier, "channels_last", None),
+        "sound": bool(getattr(classifier, "sound", False)),
+    }

@@ -50,6 +50,7 @@ from smoothcert.runs.dcert_file import (
     dcert_schema,
 )
 from smoothcert.runs.store import RunStore, pending_blocks
+from smoothcert.runs.versions import DCERT_CONFIG_VERSION, VERSION_KEY, upgrade_dcert_config
 
 SELECTION_KEY = "selection_sha"
 
@@ -164,7 +165,7 @@ class DcertOptions:
 
     def surrogate_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of every ascent: ``surrogate``, and ``restarts`` when > 1
-        (runs with one start store no key: those from before restarts resume)."""
+        (one start is the ascent's default)."""
         if self.restarts is None:
             raise ValueError("restarts is not resolved yet (see DcertOptions.with_restarts)")
         if self.restarts > 1:
@@ -172,8 +173,9 @@ class DcertOptions:
         return dict(self.surrogate)
 
     def config(self, model_sha256: str, selection: DcertSelection) -> dict[str, Any]:
-        """The run-config entries of these settings (a resume must match them exactly; their
-        keys and values are those of every earlier version).
+        """The run-config entries of these settings, every one (a resume must match them
+        exactly; a config of an earlier version is upgraded first, see
+        :mod:`smoothcert.runs.versions`).
 
         Parameters
         ----------
@@ -187,7 +189,8 @@ class DcertOptions:
         dict
             The config entries, without the caller's.
         """
-        kwargs = self.surrogate_kwargs()
+        # Every ascent's settings, its starts included (1 when the surrogate names none).
+        kwargs = {"restarts": 1} | self.surrogate_kwargs()
         return {
             "command": "dcert",
             "model_sha256": model_sha256,
@@ -202,11 +205,12 @@ class DcertOptions:
         } | self.bound_config()
 
     def bound_config(self) -> dict[str, Any]:
-        """The config entry of the certified bound's statistics (none when they are not
-        computed, as in runs made before them, which then resume)."""
-        if not self.bound_draws:
-            return {}
-        return {"bound": {"draws": int(self.bound_draws), "clip": float(self.clip)}}
+        """The config entry of the certified bound's statistics (None when they are not
+        computed), and the config's version."""
+        bound = None
+        if self.bound_draws:
+            bound = {"draws": int(self.bound_draws), "clip": float(self.clip)}
+        return {"bound": bound, VERSION_KEY: DCERT_CONFIG_VERSION}
 
 
 @dataclass(frozen=True)
@@ -292,12 +296,14 @@ def _stored_settings(out) -> dict[str, int]:
         with RunStore.read(path) as store:
             if store.kind != "dcert":
                 return new
-            return {
-                "restarts": int(store.config.get("surrogate", {}).get("restarts", 1)),
-                "bound_draws": int(store.config.get("bound", {}).get("draws", 0)),
-            }
+            config = upgrade_dcert_config(store.config)
     except (ValueError, OSError, sqlite3.DatabaseError):
         return new  # not a (sound) run store: RunStore.open gives the error
+    bound = config["bound"] or {}
+    return {
+        "restarts": int(config.get("surrogate", {}).get("restarts", 1)),
+        "bound_draws": int(bound.get("draws", 0)),
+    }
 
 
 # ------------------------------------------------------------------ 2. open
@@ -313,10 +319,14 @@ def _open_run(
     info: dict | None,
 ) -> RunStore:
     """The run file, created or resumed (its config must match this run's exactly)."""
-    run_config = {**options.config(model_fingerprint(model), selection), **(config or {})}
+    run_config = {
+        **options.config(model_fingerprint(model), selection),
+        **(config or {}),
+        VERSION_KEY: DCERT_CONFIG_VERSION,  # the caller's entries cannot change it
+    }
     info = (info or {}) | {"input_dim": dim}
     schema = dcert_schema(bound=bool(options.bound_draws))
-    return RunStore.open(out, "dcert", run_config, schema, info=info)
+    return RunStore.open(out, "dcert", run_config, schema, info=info, upgrade=upgrade_dcert_config)
 
 
 # ------------------------------------------------------------------ 3-5. select, evaluate, write

@@ -191,7 +191,7 @@ def read_dcert(path) -> DcertResult:
         raise ValueError(f"{path} holds no results yet")
     grid = np.asarray(config["gammas"], np.float64)
     adv = np.asarray(config["gamma_adv"], np.float64)
-    bound = config.get("bound", {})
+    bound = config.get("bound") or {}  # None (or absent, in older runs): no bound
     return _result_from_rows(
         rows, float(config["sigma"]), grid, adv, int(info["input_dim"]),
         (int(bound.get("draws", 0)), float(bound.get("clip", 10.0))),

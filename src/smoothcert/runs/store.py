@@ -24,7 +24,7 @@ import os
 import platform
 import socket
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -210,11 +210,14 @@ class RunStore:
         config: Mapping[str, Any],
         schema: Mapping[str, str],
         info: Mapping[str, Any] | None = None,
+        upgrade: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
     ) -> RunStore:
         """Create the run at ``path``, or resume it if it exists with the same kind and config.
 
         ``schema`` maps result column names to SQLite types (INTEGER, REAL, TEXT); ``idx`` is
-        added as the primary key. ``info`` is provenance recorded at creation.
+        added as the primary key. ``info`` is provenance recorded at creation. ``upgrade``
+        brings a stored config of an older version to the layout of ``config`` before they
+        are compared (see :mod:`smoothcert.runs.versions`); the file keeps its config.
         """
         path = Path(path)
         schema = {str(k): str(v).upper() for k, v in schema.items()}
@@ -235,7 +238,11 @@ class RunStore:
                     f"{path} holds a {store.kind!r} run, not a {kind!r} run; "
                     "choose another run file"
                 )
-            stored = store.config
+            try:
+                stored = store.config if upgrade is None else upgrade(store.config)
+            except ValueError as exc:
+                store.close()
+                raise ValueError(f"{path}: {exc}") from None
             new = json.loads(config_json)
             if stored != new:
                 store.close()

@@ -46,8 +46,33 @@ def read_metrics(out: str | os.PathLike) -> list[dict[str, Any]] | None:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+#: The layout version of ``config.json`` written now. Version 0 (no ``config_version``: runs
+#: made before versions existed) already held every identity field, so its upgrade only adds
+#: the version; a later version that adds a field fills in its old implicit value in
+#: :func:`upgrade_training_config`.
+TRAINING_CONFIG_VERSION = 1
+_VERSION_KEY = "config_version"
+
+
+def upgrade_training_config(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``config.json`` identity brought to the layout of
+    :data:`TRAINING_CONFIG_VERSION` (before it is compared with the run's); one newer than
+    this code reads is refused."""
+    version = stored.get(_VERSION_KEY, 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ValueError(f"its {_VERSION_KEY} {version!r} is invalid")
+    if version > TRAINING_CONFIG_VERSION:
+        raise ValueError(
+            f"it is of version {version}, written by a newer smoothcert; this one reads "
+            f"versions up to {TRAINING_CONFIG_VERSION}"
+        )
+    return dict(stored) | {_VERSION_KEY: TRAINING_CONFIG_VERSION}
+
+
 def prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
-    """Create ``out``; refuse a directory that belongs to a different run or to something else."""
+    """Create ``out``; refuse a directory that belongs to a different run or to something else.
+    ``config.json`` records ``identity`` and its version (:data:`TRAINING_CONFIG_VERSION`)."""
+    identity = dict(identity) | {_VERSION_KEY: TRAINING_CONFIG_VERSION}
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -63,6 +88,10 @@ def prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
             previous = None
         if not isinstance(previous, dict):
             raise ValueError(f"{cfg} is corrupt; use a new output directory")
+        try:
+            previous = upgrade_training_config(previous)
+        except ValueError as exc:
+            raise ValueError(f"{cfg}: {exc}") from None
         diff = identity_diff(previous, identity)
         if [k for k, _, _ in diff] == ["epochs"] and _epochs_may_change(out, identity):
             # The trajectory of every epoch is the same whatever the total (see

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from smoothcert._util.checks import ParameterError, boolean, finite_real
+from smoothcert._util.checks import ParameterError, boolean, finite_real, known_names
 from smoothcert.training.method import BatchContext, Method, MethodOutput
 from smoothcert.training.methods.denoiser_objectives import diffusion_loss, mse_loss, stability_loss
 
@@ -542,8 +542,9 @@ def get_denoiser_method(name: str, **hyperparameters: Any) -> DenoiserMethod:
     Raises
     ------
     ValueError
-        For an unknown name or hyperparameter, or a classifier the objective cannot use (the
-        message names the parameter).
+        For an unknown name, or a classifier the objective cannot use (the message names the
+        parameter); an unknown hyperparameter is a ParameterError naming it (the message lists
+        the objective's).
     """
     if not is_denoiser_method(name):
         raise ValueError(
@@ -551,9 +552,7 @@ def get_denoiser_method(name: str, **hyperparameters: Any) -> DenoiserMethod:
         )
     cls = DENOISER_METHODS[name]
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(hyperparameters) - known)
-    if unknown:
-        raise ValueError(f"objective {name!r} has no hyperparameter(s) {', '.join(unknown)}")
+    known_names(hyperparameters, known, name)
     given = {k: v for k, v in hyperparameters.items() if v is not None}
     if isinstance(given.get("sigma"), float) and not math.isfinite(given["sigma"]):
         raise ParameterError("sigma", f"must be a finite number > 0, got {given['sigma']}")

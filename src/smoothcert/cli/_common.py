@@ -231,22 +231,6 @@ def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
     return Inputs(model, meta, dataset, checkpoint)
 
 
-def checkpoint_identity(
-    path: Path | None, meta: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(config entries that identify the model, provenance info) for a run. A model from
-    outside is identified by its ``source`` (file sha256, format, runtime and version,
-    normalization), so resuming with another file or runtime is refused."""
-    from smoothcert.runs import file_sha256
-
-    if "source" in meta:
-        shown = str(path.resolve()) if path is not None else meta["source"].get("factory")
-        return {"model": meta["source"]}, {"model": shown, "argv": sys.argv}
-    config = {"checkpoint_sha256": file_sha256(path)}
-    info = {"checkpoint": str(path.resolve()), "checkpoint_metadata": meta, "argv": sys.argv}
-    return config, info
-
-
 def runs_onnx(meta: dict[str, Any]) -> bool:
     return meta.get("source", {}).get("runtime") == "onnxruntime"
 
@@ -419,7 +403,7 @@ def prepare_smoothed_run(
             f"{verb} at σ = {sigma} a model trained with σ = {meta['sigma']} "
             "(allowed, as in Cohen et al.'s Appendix H.3, but usually worse)"
         )
-    from smoothcert.runs.common import select_indices
+    from smoothcert.runs.common import checkpoint_identity, select_indices
 
     warn_if_one_class(inputs.dataset, select_indices(len(inputs.dataset), args.skip, args.max))
     # Denoised smoothing: --denoiser D (cli/_denoiser.py) smooths f∘D, and the run's
@@ -433,7 +417,7 @@ def prepare_smoothed_run(
     classifier = smoothed_classifier(
         args, inputs.model, meta, inputs.dataset, sigma, precision, denoiser=denoiser
     )
-    config, info = checkpoint_identity(inputs.checkpoint, meta)
+    config, info = checkpoint_identity(inputs.checkpoint, meta, sys.argv)
     config |= {"dataset": inputs.dataset.info.name, "split": args.split} | denoiser_config
     info |= denoiser_info
     return SmoothedRun(

@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from smoothcert.analysis.dcert import dcert_report, plot_dcert
     from smoothcert.data.inputs import resolve_sigma
     from smoothcert.runs import select_indices
+    from smoothcert.runs.common import checkpoint_identity
     from smoothcert.runs.dcert import dcert_dataset
 
     probability("delta", args.delta)
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     # exactly the rows a fresh run with that --max stores.
     selection = select_indices(len(dataset), args.skip)
     indices = selection[: args.max] if args.max is not None else selection
-    config, info = _common.checkpoint_identity(inputs.checkpoint, meta)
+    config, info = checkpoint_identity(inputs.checkpoint, meta, sys.argv)
     config |= {"dataset": dataset.info.name, "split": args.split, "skip": args.skip}
     bar = tqdm(
         total=len(indices), disable=args.no_progress, unit="ex", dynamic_ncols=True,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from helpers import untrained_checkpoint
-from smoothcert.cli import _common, main
+from smoothcert.cli import main
 from smoothcert.models import create_model
 from smoothcert.runs.attack import attack_dataset
 from smoothcert.runs.store import RunStore, canonical_json
@@ -125,22 +125,6 @@ def test_unavailable_cuda_is_a_one_line_error(command, checkpoint, tmp_path, cap
     err = _one_line_error(capsys, main([*_command(command, checkpoint, out), "--device", "cuda"]))
     assert "--device cuda: CUDA is not available" in err
     assert not out.exists()
-
-
-def test_resolve_device():
-    assert _common.resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert _common.resolve_device(None).type == expected
-    with pytest.raises(ValueError, match="holds no data"):
-        _common.resolve_device("meta")
-    with pytest.raises(ValueError, match="not a torch device"):
-        _common.resolve_device("cuda:-1")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="--device cuda:1: CUDA is not available"):
-            _common.resolve_device("cuda:1")
-    if not torch.backends.mps.is_available():
-        with pytest.raises(ValueError, match="--device mps: MPS is not available"):
-            _common.resolve_device("mps")
 
 
 # ------------------------------------------------------------------ 3. non-finite numbers

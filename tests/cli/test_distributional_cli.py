@@ -70,6 +70,22 @@ def test_dcert_cli_writes_table_plot_and_resumes(checkpoint, tmp_path, capsys, m
             np.testing.assert_allclose(ra[key], rb[key], rtol=1e-6)
 
 
+@pytest.mark.parametrize(("sigma", "shown"), [(None, "None"), (0.0, "0.0")])
+def test_dcert_needs_sigma_when_the_checkpoint_has_no_usable_one(
+    sigma, shown, tmp_path, capsys, mnist_test
+):
+    # σ comes from smoothcert.data.inputs.resolve_sigma, as in certify and predict; a model
+    # trained without noise (σ = 0) records no σ to smooth at either.
+    ck = untrained_checkpoint(tmp_path, mnist_test.info, sigma=sigma)
+    db = tmp_path / "d.db"
+    assert main(["dcert", str(ck), *FAST, "--out", str(db), "--max", "1"]) == 2
+    assert capsys.readouterr().err == (
+        f"smoothcert dcert: error: --sigma is needed: the checkpoint gives no usable "
+        f"training σ ({shown})\n"
+    )
+    assert not db.exists()
+
+
 def test_dcert_cli_bad_input_is_one_line_error(checkpoint, tmp_path, capsys):
     db = tmp_path / "d.db"
     base = ["dcert", str(checkpoint), *FAST, "--out", str(db), "--max", "2"]

@@ -96,6 +96,30 @@ def test_an_outside_models_errors_name_its_flags(tmp_path, monkeypatch, capsys) 
     )
 
 
+@pytest.mark.parametrize("command", ["certify", "predict", "attack"])
+def test_a_denoisers_missing_weights_name_the_denoiser_weights_flag(
+    command, checkpoint, tmp_path, monkeypatch, capsys
+) -> None:
+    # The factory's weights error used to name --weights, the classifier's flag.
+    (tmp_path / "tiny_denoiser_mod.py").write_text(
+        textwrap.dedent("""
+        from torch import nn
+
+        def build():
+            return nn.Identity()
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    weights = tmp_path / "denoiser.safetensors"
+    extra = {"certify": ["--sigma", "0.25"], "predict": [], "attack": ["--eps", "0.5"]}[command]
+    argv = [command, str(checkpoint), *extra, "--denoiser", "python:tiny_denoiser_mod:build",
+            "--denoiser-weights", str(weights), "--max", "1", "--out", str(tmp_path / "r.db"),
+            "--no-progress"]  # fmt: skip
+    line = _error(capsys, main(argv))
+    assert line == f"smoothcert {command}: error: --denoiser-weights {weights} does not exist"
+    assert not (tmp_path / "r.db").exists()
+
+
 def test_an_every_radius_run_says_which_flag_resumes_it(checkpoint, tmp_path, capsys) -> None:
     # It used to be recognised by its config keys and carry a second message of its own.
     out = tmp_path / "every.db"

@@ -355,3 +355,21 @@ def test_field_flags_take_their_help_from_the_field_metadata() -> None:
         assert len(shown) == count  # every field but method_options and data_options
         for name in shown:
             assert actions[name].help == fields[name].metadata["help"], (command, name)
+
+
+def test_train_denoiser_makes_its_objective_flags_from_the_method_fields() -> None:
+    import dataclasses
+
+    from smoothcert.training.methods.denoiser_methods import DenoiserMethod
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    actions = {a.dest: a for a in sub.choices["train-denoiser"]._actions}
+    fields = {f.name: f for f in dataclasses.fields(DenoiserMethod)}
+    flags = {"sigma": "sigma", "classifier": "classifier", "surrogates": "surrogate",
+             "init": "init", "trust_model_code": "trust_model_code"}  # fmt: skip
+    for name, dest in flags.items():
+        assert actions[dest].help == fields[name].metadata["help"], name
+        assert actions[dest].metavar == fields[name].metadata.get("metavar"), name
+    assert isinstance(actions["surrogate"], argparse._AppendAction)
+    assert actions["sigma"].type is float and actions["trust_model_code"].default is False

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from smoothcert import ParameterError
-from smoothcert.data.inputs import check_model_data, load_data
+from smoothcert.data.inputs import check_model_data, load_data, resolve_sigma
 
 META = {"input_shape": [1, 4, 4], "num_classes": 3}
 
@@ -42,3 +42,22 @@ def test_labels_go_with_npy_only_and_shapes_must_match(tmp_path) -> None:
         ValueError, match=r"shape \(1, 2, 2\) but the checkpoint expects \(1, 4, 4\)"
     ):
         check_model_data(META, data, "x")
+
+
+@pytest.mark.parametrize(
+    ("meta", "sigma", "expected"),
+    [({"sigma": 0.25}, None, 0.25), ({"sigma": 0.25}, 0.5, 0.5), ({"sigma": 0.0}, 0.12, 0.12)],
+)
+def test_resolve_sigma_takes_the_callers_sigma_else_the_training_one(meta, sigma, expected):
+    assert resolve_sigma(meta, sigma) == expected
+
+
+@pytest.mark.parametrize("trained", [None, 0.0, -0.5, float("nan"), float("inf"), 1e39, "0.25"])
+def test_resolve_sigma_refuses_an_unusable_training_sigma(trained):
+    # 0 is what a model trained without noise (WRM, σ = 0 NAL) records; inf used to pass.
+    with pytest.raises(ParameterError) as caught:
+        resolve_sigma({"sigma": trained})
+    assert caught.value.parameter == "sigma"
+    assert (
+        caught.value.problem == f"is needed: the checkpoint gives no usable training σ ({trained})"
+    )

@@ -103,3 +103,23 @@ def test_a_bad_denoiser_hyperparameter_names_it(method, options, name) -> None:
     with pytest.raises(ParameterError) as caught:
         get_denoiser_method(method, **options)
     assert caught.value.parameter == name
+
+
+def test_an_unknown_hyperparameter_is_a_parameter_error_listing_the_methods() -> None:
+    with pytest.raises(ParameterError) as caught:
+        get_method("stn", sigma=0.25, eps=0.5)
+    assert caught.value.parameters == ("eps",)
+    assert (
+        str(caught.value)
+        == "eps is not a hyperparameter of stn; it has: lam, separate_passes, sigma"
+    )
+    with pytest.raises(ParameterError) as caught:
+        get_method("standard", sigma=0.25, lam=1.0)
+    assert caught.value.parameters == ("lam", "sigma")
+    assert caught.value.problem == "are not hyperparameters of standard; it has none"
+    with pytest.raises(ParameterError) as caught:
+        get_denoiser_method("denoiser-mse", sigma=0.25, schedule="cosine")
+    assert str(caught.value) == (
+        "schedule is not a hyperparameter of denoiser-mse; it has: arch_options, classifier, "
+        "init, sigma, sources, surrogates, trust_model_code"
+    )

@@ -433,6 +433,28 @@ def integer_below(name: str, value: object, minimum: int, limit: int, limit_text
     return int(value)  # type: ignore[call-overload]
 
 
+def known_names(given: object, known: object, owner: str, kind: str = "hyperparameter") -> None:
+    """Refuse the names of ``given`` (a mapping or an iterable of names) outside ``known``: a
+    ParameterError naming the unknown ones, listing those ``owner`` has.
+
+    Examples
+    --------
+    >>> known_names({"sigma": 0.25}, {"sigma"}, "gaussian")
+    >>> known_names({"eps": 0.5}, {"sigma", "lam"}, "stn")
+    Traceback (most recent call last):
+    ...
+    smoothcert._util.checks.ParameterError: eps is not a hyperparameter of stn; it has: lam, sigma
+    """
+    unknown = tuple(sorted(set(given) - set(known)))  # type: ignore[call-overload]
+    if not unknown:
+        return
+    has = ", ".join(sorted(known))  # type: ignore[call-overload]
+    verb = f"is not a {kind}" if len(unknown) == 1 else f"are not {kind}s"
+    raise ParameterError(
+        unknown, f"{verb} of {owner}; " + (f"it has: {has}" if has else "it has none")
+    )
+
+
 def optional_input_shape(shape: object) -> tuple[int, ...] | None:
     """The shape of one input as a tuple of positive ints (None stays None)."""
     if shape is None:

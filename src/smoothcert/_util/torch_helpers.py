@@ -1,6 +1,7 @@
 """Small torch helpers shared by every layer: eval mode for a block, with or without inference
-mode (:func:`evaluating`), and the floating dtype and the device a model computes in
-(:func:`model_dtype`, :func:`model_device`)."""
+mode (:func:`evaluating`), the floating dtype and the device a model computes in
+(:func:`model_dtype`, :func:`model_device`), and the device a caller names, checked to exist
+here (:func:`resolve_device`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+from smoothcert._util.checks import ParameterError
 
 
 @contextlib.contextmanager
@@ -52,3 +55,58 @@ def model_device(model: nn.Module, default: torch.device | str = "cpu") -> torch
 
 def has_conv2d(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The torch device ``device`` names (None or ``"auto"``: CUDA when available, else CPU),
+    checked to exist on this machine, so that a typo or a missing GPU is a one-line error and
+    not a traceback from deep inside torch when the model is moved.
+
+    Raises
+    ------
+    ParameterError
+        Naming ``device``, when it is not a device torch knows, holds no data (``meta``), or
+        is not present or not working on this machine.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("meta")
+    Traceback (most recent call last):
+    ...
+    smoothcert._util.checks.ParameterError: device meta holds no data; use e.g. cpu, cuda or cuda:0
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        problem = f"{device} is not a torch device (e.g. cpu, cuda, cuda:0)"
+        raise ParameterError("device", problem) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError("device", f"{device}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ParameterError("device", f"{device}: this machine has {count} CUDA device(s)")
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ParameterError("device", f"{device}: MPS is not available on this machine")
+    elif resolved.type == "meta":
+        raise ParameterError("device", f"{device} holds no data; use e.g. cpu, cuda or cuda:0")
+    elif resolved.type != "cpu":
+        _probe(resolved, device)
+    return resolved
+
+
+def _probe(device: torch.device, spec: object) -> None:
+    """Allocate on a less common device type (xpu, hpu, ...) to find out whether it works."""
+    try:
+        torch.empty(0, device=device)
+    except Exception as exc:  # each backend fails its own way (AssertionError, ImportError, ...)
+        # The first sentence only: some backends explain at length on one line.
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0].split(". ")[0][:120]
+        raise ParameterError(
+            "device", f"{spec} is not available on this machine ({reason})"
+        ) from None

@@ -32,6 +32,7 @@ from torch import nn
 from smoothcert._util.checks import ParameterError, finite_real, one_of, positive_int, probability
 from smoothcert._util.seeding import vote_generator
 from smoothcert._util.torch_helpers import evaluating
+from smoothcert._util.user_data import batch_of, dataset_length
 from smoothcert.attacks.pgd import draw_noise, pgd_l2, pgd_l2_smoothed
 from smoothcert.certify.stats import predict_from_counts
 
@@ -290,23 +291,13 @@ def check_restarts(restarts: int) -> int:
 
 
 def as_tensors(data, max_examples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``max_examples`` (images in [0,1], labels) of ``data``: a pair of
-    tensors/arrays, an object with ``images``/``labels`` attributes (uint8 images are scaled by
-    1/255), or a map-style dataset of (image, label) pairs."""
+    """The first ``max_examples`` (images in [0,1], labels) of ``data``, in any form
+    :mod:`smoothcert._util.user_data` takes (uint8 images are scaled by 1/255), as float32
+    images and int64 labels."""
     if max_examples is not None and max_examples < 0:
-        raise ValueError(f"max_examples must be >= 0, got {max_examples}")
-    cut = slice(None) if max_examples is None else slice(0, max_examples)
-    if isinstance(data, tuple | list) and len(data) == 2:
-        x, y = data[0][cut], data[1][cut]
-    elif hasattr(data, "images") and hasattr(data, "labels"):
-        x, y = data.images[cut], data.labels[cut]
-    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        n = len(data) if max_examples is None else min(len(data), max_examples)
-        pairs = [data[i] for i in range(n)]
-        x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
-        y = torch.as_tensor([int(p[1]) for p in pairs])
-    else:
-        raise ValueError("data must be (images, labels) or a dataset of (image, label) pairs")
+        raise ParameterError("max_examples", f"must be >= 0, got {max_examples}")
+    n = dataset_length(data)
+    x, y = batch_of(data, range(n if max_examples is None else min(n, max_examples)))
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     if x.dtype == torch.uint8:
         x = x.float() / 255.0

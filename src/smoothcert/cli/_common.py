@@ -138,48 +138,6 @@ def finite(name: str, values: float | Sequence[float] | None, *, positive: bool)
         checks.finite_real(_dest(name), v, positive=positive, nonnegative=not positive)
 
 
-def resolve_device(spec: str | None) -> Any:
-    """The torch.device for ``--device`` (None: CUDA when available, else CPU), checked to
-    exist on this machine, so that a typo or a missing GPU is a one-line error and not a
-    traceback from deep inside torch when the model is moved."""
-    import torch
-
-    if spec is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError, TypeError):
-        raise ValueError(
-            f"--device {spec} is not a torch device (e.g. cpu, cuda, cuda:0)"
-        ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {spec}: CUDA is not available on this machine")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"--device {spec}: this machine has {count} CUDA device(s)")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"--device {spec}: MPS is not available on this machine")
-    elif device.type == "meta":
-        raise ValueError(f"--device {spec} holds no data; use e.g. cpu, cuda or cuda:0")
-    elif device.type != "cpu":
-        _probe(device, spec)
-    return device
-
-
-def _probe(device: Any, spec: str) -> None:
-    """Allocate on a less common device type (xpu, hpu, ...) to find out whether it works."""
-    import torch
-
-    try:
-        torch.empty(0, device=device)
-    except Exception as exc:  # each backend fails its own way (AssertionError, ImportError, ...)
-        # The first sentence only: some backends explain at length on one line.
-        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0].split(". ")[0][:120]
-        raise ValueError(f"--device {spec} is not available on this machine ({reason})") from None
-
-
 def _model_spec(args: argparse.Namespace) -> str:
     """The model argument: the positional checkpoint or --model, exactly one of them."""
     model = getattr(args, "model", None)
@@ -244,6 +202,7 @@ class Inputs:
 def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
     """The model and the dataset of the model and data flags, validated against each other
     (``device``: a torch.device; default: the one --device names). ``args`` is not changed."""
+    from smoothcert._util.torch_helpers import resolve_device
     from smoothcert.data.inputs import model_data
 
     if getattr(args, "threads", None) is not None:
@@ -270,22 +229,6 @@ def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
             "predictions there are usually meaningless)"
         )
     return Inputs(model, meta, dataset, checkpoint)
-
-
-def checkpoint_identity(
-    path: Path | None, meta: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(config entries that identify the model, provenance info) for a run. A model from
-    outside is identified by its ``source`` (file sha256, format, runtime and version,
-    normalization), so resuming with another file or runtime is refused."""
-    from smoothcert.runs import file_sha256
-
-    if "source" in meta:
-        shown = str(path.resolve()) if path is not None else meta["source"].get("factory")
-        return {"model": meta["source"]}, {"model": shown, "argv": sys.argv}
-    config = {"checkpoint_sha256": file_sha256(path)}
-    info = {"checkpoint": str(path.resolve()), "checkpoint_metadata": meta, "argv": sys.argv}
-    return config, info
 
 
 def runs_onnx(meta: dict[str, Any]) -> bool:
@@ -437,6 +380,7 @@ def prepare_smoothed_run(
     """Validate the shared flags (``counts``: the integer flags that must be positive), resolve
     the shard, its run file and the device, load model and data, resolve σ (warning when it
     differs from the training σ) and build the smoothed classifier. ``args`` is not changed."""
+    from smoothcert._util.torch_helpers import resolve_device
     from smoothcert.data.inputs import resolve_sigma
     from smoothcert.runs import shards
 
@@ -459,7 +403,7 @@ def prepare_smoothed_run(
             f"{verb} at σ = {sigma} a model trained with σ = {meta['sigma']} "
             "(allowed, as in Cohen et al.'s Appendix H.3, but usually worse)"
         )
-    from smoothcert.runs.common import select_indices
+    from smoothcert.runs.common import checkpoint_identity, select_indices
 
     warn_if_one_class(inputs.dataset, select_indices(len(inputs.dataset), args.skip, args.max))
     # Denoised smoothing: --denoiser D (cli/_denoiser.py) smooths f∘D, and the run's
@@ -473,7 +417,7 @@ def prepare_smoothed_run(
     classifier = smoothed_classifier(
         args, inputs.model, meta, inputs.dataset, sigma, precision, denoiser=denoiser
     )
-    config, info = checkpoint_identity(inputs.checkpoint, meta)
+    config, info = checkpoint_identity(inputs.checkpoint, meta, sys.argv)
     config |= {"dataset": inputs.dataset.info.name, "split": args.split} | denoiser_config
     info |= denoiser_info
     return SmoothedRun(

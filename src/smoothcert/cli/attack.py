@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     from smoothcert.runs import select_indices
     from smoothcert.runs.attack import attack_dataset
+    from smoothcert.runs.common import checkpoint_identity
 
     for name in ("batch", "skip", "max", "restarts", "noise_samples"):
         _common.positive_int(name, getattr(args, name))
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     model, dataset = inputs.model, inputs.dataset
     indices = select_indices(len(dataset), args.skip, args.max)
     _common.warn_if_one_class(dataset, indices)
-    config, info = _common.checkpoint_identity(inputs.checkpoint, inputs.meta)
+    config, info = checkpoint_identity(inputs.checkpoint, inputs.meta, sys.argv)
     config |= {"dataset": dataset.info.name, "split": args.split}
     model = _denoised(args, model, dataset, config, info)  # --denoiser: f∘D
     device = next((p.device for p in model.parameters()), None)

@@ -8,6 +8,7 @@ import argparse
 import math
 import sys
 
+from smoothcert._util.checks import ParameterError
 from smoothcert.cli import _common
 
 NAME = "dcert"
@@ -126,11 +127,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_sigma(sigma: float | None) -> None:
-    """σ = 0 (WRM) is always computed beside the smoothed estimate, so --sigma is > 0."""
+    """σ = 0 (WRM) is always computed beside the smoothed estimate, so --sigma is > 0; checked
+    before the model loads, with that hint."""
     if sigma is not None and not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(
-            f"--sigma must be > 0 and finite (σ = 0 is always computed too), got {sigma}"
-        )
+        problem = f"must be > 0 and finite (σ = 0 is always computed too), got {sigma}"
+        raise ParameterError("sigma", problem)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
 
     from smoothcert._util.checks import probability
     from smoothcert.analysis.dcert import dcert_report, plot_dcert
+    from smoothcert.data.inputs import resolve_sigma
     from smoothcert.runs import select_indices
+    from smoothcert.runs.common import checkpoint_identity
     from smoothcert.runs.dcert import dcert_dataset
 
     probability("delta", args.delta)
@@ -155,16 +158,13 @@ def run(args: argparse.Namespace) -> int:
     _check_sigma(args.sigma)
     inputs = _common.load_inputs(args)
     model, meta, dataset = inputs.model, inputs.meta, inputs.dataset
-    sigma = args.sigma if args.sigma is not None else meta.get("sigma")
-    if sigma is None:
-        raise ValueError("the checkpoint has no training σ; pass --sigma")
-    _check_sigma(sigma)
+    sigma = resolve_sigma(meta, args.sigma)
     model.eval()
     # Blocks are positions of every --skip-th example, so a larger --max extends the run to
     # exactly the rows a fresh run with that --max stores.
     selection = select_indices(len(dataset), args.skip)
     indices = selection[: args.max] if args.max is not None else selection
-    config, info = _common.checkpoint_identity(inputs.checkpoint, meta)
+    config, info = checkpoint_identity(inputs.checkpoint, meta, sys.argv)
     config |= {"dataset": dataset.info.name, "split": args.split, "skip": args.skip}
     bar = tqdm(
         total=len(indices), disable=args.no_progress, unit="ex", dynamic_ncols=True,
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
             model,
             dataset,
             args.out,
-            sigma=float(sigma),
+            sigma=sigma,
             gammas=args.gammas,
             gamma_adv=args.gamma_adv,
             indices=indices,

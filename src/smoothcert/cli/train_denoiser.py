@@ -29,9 +29,10 @@ PARAMETER_FLAGS = {"surrogates": "--surrogate", "diffusion_steps": "--diffusion-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from smoothcert.cli._options import add_field_flag
     from smoothcert.cli.train import add_data_flags, add_optimization_flags, add_output_flags
     from smoothcert.models.denoisers import list_denoisers
-    from smoothcert.training.methods.denoiser_methods import OBJECTIVES
+    from smoothcert.training.methods.denoiser_methods import OBJECTIVES, DenoiserMethod
 
     g = parser.add_argument_group("denoiser and objective")
     g.add_argument(
@@ -70,38 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "classifier on the denoised image against its label of the clean one; diffusion: "
         "noise prediction over the diffusion schedule",
     )
-    g.add_argument(
-        "--sigma",
-        type=float,
-        default=None,
-        metavar="STD",
-        help="std of the Gaussian noise, L2 pixel units on [0,1] images: the noise of mse and "
-        "stability (required there; certify with the same --sigma); for diffusion only the σ "
-        "of the per-epoch one-step denoising evaluation",
-    )
-    g.add_argument(
-        "--classifier",
-        default=None,
-        metavar="MODEL",
-        help="the frozen classifier f (any source --model of certify takes: checkpoint, zoo:NAME, "
-        ".onnx, .pt2, TorchScript, python:mod:factory): stability trains through it; with "
-        "--surrogate or another objective it is only evaluated (accuracy of f∘D under noise)",
-    )
-    g.add_argument(
-        "--surrogate",
-        action="append",
-        default=None,
-        metavar="MODEL",
-        help="repeatable: a PyTorch classifier to train through instead of --classifier (query "
-        "access to f); the stability loss is averaged over the surrogates",
-    )
-    g.add_argument(
-        "--init",
-        default=None,
-        metavar="CKPT",
-        help="start from this denoiser checkpoint (e.g. mse-trained, then stability: Salman "
-        "et al.'s recommended route); same --arch and options",
-    )
+    # The flags of DenoiserMethod's fields come from their metadata (help, metavar, type).
+    add_field_flag(g, DenoiserMethod, "sigma")
+    add_field_flag(g, DenoiserMethod, "classifier")
+    add_field_flag(g, DenoiserMethod, "surrogates", "--surrogate", action="append", default=None)
+    add_field_flag(g, DenoiserMethod, "init")
     g.add_argument(
         "--diffusion-schedule",
         default="linear",
@@ -116,11 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="T",
         help="diffusion: number of timesteps T of a linear or cosine schedule (default 1000)",
     )
-    g.add_argument(
-        "--trust-model-code",
-        action="store_true",
-        help="allow .pt2 and TorchScript classifiers (their loaders run code in the file)",
-    )
+    add_field_flag(g, DenoiserMethod, "trust_model_code")
 
     add_data_flags(
         parser.add_argument_group("data"),

@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from smoothcert._util.checks import ParameterError, finite_real
+from smoothcert._util.checks import FLOAT32_MAX, ParameterError, finite_real, is_real
 
 NPY_PREFIX = "npy:"
 FOLDER_PREFIX = "folder:"
@@ -160,7 +160,8 @@ def resolve_sigma(meta: Mapping[str, Any], sigma: float | None = None) -> float:
     ------
     ParameterError
         Naming ``sigma`` when it is not a float32-finite number > 0, or when it is not given
-        and the model records no usable training σ (none, or not > 0).
+        and the model records no usable training σ (none, or not a float32-finite number > 0,
+        e.g. 0 for a model trained without noise).
 
     Examples
     --------
@@ -175,7 +176,7 @@ def resolve_sigma(meta: Mapping[str, Any], sigma: float | None = None) -> float:
     if sigma is not None:
         return finite_real("sigma", sigma, positive=True)
     trained = meta.get("sigma")
-    if trained is None or not trained > 0:
+    if not (is_real(trained) and 0 < trained <= FLOAT32_MAX):
         what = "checkpoint" if "source" not in meta else "model"
         problem = f"is needed: the {what} gives no usable training σ ({trained})"
         raise ParameterError("sigma", problem)

@@ -5,7 +5,6 @@ numbers."""
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from torch import nn
 
 from smoothcert._util.checks import ParameterError
 from smoothcert._util.seeding import block_seed
+from smoothcert._util.user_data import batch_of, dataset_length
 from smoothcert.distributional.ascent import cross_entropy_per_example
 from smoothcert.distributional.objective import _class_checked, _count, check_batch, surrogate
 
@@ -39,54 +39,6 @@ class SurrogateTable:
     def noise_cost(self) -> float:
         """dσ², the transport cost of the noise alone: ρ = ρ_adv + dσ²."""
         return self.dim * self.sigma**2
-
-
-def batch_of(data, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) of ``data`` at ``indices``; ``data`` is a pair of tensors (or numpy
-    arrays), a data set with a ``batch(indices)`` method (smoothcert.data), or any indexable
-    set of (x, y) items with integer labels."""
-    if _is_pair(data):
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        return torch.as_tensor(data[0])[idx], torch.as_tensor(data[1])[idx]
-    if callable(getattr(data, "batch", None)):
-        return data.batch(list(indices))
-    items = [data[i] for i in indices]
-    xs = torch.stack([torch.as_tensor(x) for x, _ in items])
-    labels = [_item_label(y, i) for i, (_, y) in zip(indices, items, strict=True)]
-    return xs, torch.as_tensor(labels)
-
-
-def _item_label(y, index: int) -> int:
-    # int(1.7) would silently make it class 1; operator.index takes only whole-number types.
-    try:
-        return operator.index(y)
-    except TypeError:
-        raise ValueError(
-            f"data: the label of example {index} must be an integer class, got {y!r}"
-        ) from None
-
-
-def _is_pair(data) -> bool:
-    return (
-        isinstance(data, tuple | list)
-        and len(data) == 2
-        and isinstance(data[0], torch.Tensor | np.ndarray)
-    )
-
-
-def dataset_length(data) -> int:
-    """The number of examples of ``data`` (see :func:`batch_of`); a pair of inputs and labels
-    must hold one label per input."""
-    if _is_pair(data):
-        if np.ndim(data[1]) == 0:
-            raise ValueError(
-                f"data: labels must hold one label per input, got a single label of shape "
-                f"{tuple(np.shape(data[1]))} (pass a batch: inputs [B, ...] and labels [B])"
-            )
-        if len(data[0]) != len(data[1]):
-            raise ValueError(f"data: {len(data[0])} inputs but {len(data[1])} labels")
-        return len(data[0])
-    return len(data)
 
 
 def check_gammas(gammas: Sequence[float], name: str = "gammas") -> np.ndarray:

@@ -141,8 +141,10 @@ def _outside(
             "TorchScript); set it only for a file you trust, or export the model to ONNX",
         )
     if weights is not None and fmt != "python":
-        raise ValueError("weights apply only to a python:package.module:factory model")
-    module, source = _load(fmt, spec, device, weights)
+        raise ParameterError("denoiser_weights", "applies to a python: denoiser only")
+    # A denoised run has two weights files, the classifier's and the denoiser's: errors about
+    # the denoiser's name denoiser_weights.
+    module, source = _load(fmt, spec, device, weights, weights_name="denoiser_weights")
     module.eval()
     return module, source, None if fmt == "python" else Path(spec)
 
@@ -181,7 +183,8 @@ def load_any_denoiser(
     device : torch.device or str, default "cpu"
         Where D runs.
     weights : str or pathlib.Path, optional
-        safetensors weights of a python: factory.
+        safetensors weights of a python: factory. Errors about them name
+        ``denoiser_weights``, to tell them from the classifier's ``weights``.
     trust_code : bool, default False
         Allow ``.pt2`` and TorchScript files, whose loaders run code from the file.
     schedule : NoiseSchedule, optional

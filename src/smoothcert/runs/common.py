@@ -1,6 +1,7 @@
 """What every run kind shares: the selected examples (every skip-th, at most max) and their
 digest, the check that a resumed run sees the same examples, the per-example noise generator,
-and the fingerprints of a model and of a file recorded in a run's config."""
+the fingerprints of a model and of a file recorded in a run's config, and the identity of the
+model file a run was made with."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from smoothcert._util.checks import (
     optional_positive_int,
     positive_int,
 )
+from smoothcert._util.hashing import file_sha256
 from smoothcert.certify.smoothing import SmoothedClassifier
 from smoothcert.runs.store import RunStore
 
@@ -94,3 +96,22 @@ def run_identity(classifier: SmoothedClassifier) -> dict[str, Any]:
     """The config entries that identify the smoothed classifier of a run: its base model's
     fingerprint and σ (every certify and predict run stores them)."""
     return {"model_sha256": model_fingerprint(classifier.base), "sigma": classifier.sigma}
+
+
+def checkpoint_identity(
+    path: Path | None, meta: dict[str, Any], argv: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config entries that identify the model, provenance info) for a run of the model in
+    ``path`` (None: a python: factory) whose metadata is ``meta``; ``argv``, the command that
+    made the run, goes into the provenance.
+
+    A smoothcert checkpoint is identified by its file's sha256; a model from outside by its
+    ``source`` (file sha256, format, runtime and version, normalization), so resuming with
+    another file or runtime is refused.
+    """
+    if "source" in meta:
+        shown = str(path.resolve()) if path is not None else meta["source"].get("factory")
+        return {"model": meta["source"]}, {"model": shown, "argv": argv}
+    config = {"checkpoint_sha256": file_sha256(path)}
+    info = {"checkpoint": str(path.resolve()), "checkpoint_metadata": meta, "argv": argv}
+    return config, info

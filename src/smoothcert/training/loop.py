@@ -49,6 +49,7 @@ from smoothcert._util.seeding import (
     derived_seed,
     rank_seed,
 )
+from smoothcert._util.torch_helpers import resolve_device
 from smoothcert.data import ImageDataset
 from smoothcert.data.stream import StreamingImageFolder, UnreadableImage
 from smoothcert.models import create_model
@@ -102,19 +103,6 @@ def learning_rate(
         return config.lr * config.lr_decay ** (epoch // config.step_size)
     t = (epoch * steps_per_epoch + step_in_epoch) / (config.epochs * steps_per_epoch)
     return 0.5 * config.lr * (1.0 + math.cos(math.pi * t))
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """The torch device ``device`` names ("auto" or None: CUDA when available)."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device must be e.g. cpu, cuda, cuda:1 or auto, got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from smoothcert._util.checks import FLOAT32_MAX, ParameterError, one_of
+from smoothcert._util.checks import FLOAT32_MAX, ParameterError, known_names, one_of
 from smoothcert.training.method import METHODS, Method
 
 # The built-in methods, imported for their registration.
@@ -69,9 +69,10 @@ def get_method(name: str, **hyperparameters: Any) -> Method:
 
     Raises
     ------
-    ValueError
-        If ``name`` is unknown (the message lists the choices), a hyperparameter is unknown,
-        or a float hyperparameter is NaN, infinite or beyond float32's range.
+    ParameterError
+        Naming ``method`` if ``name`` is unknown (the message lists the choices); naming an
+        unknown hyperparameter (the message lists the method's); naming a float
+        hyperparameter that is NaN, infinite or beyond float32's range.
 
     Examples
     --------
@@ -81,9 +82,7 @@ def get_method(name: str, **hyperparameters: Any) -> Method:
     """
     cls = method_class(name)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(hyperparameters) - known)
-    if unknown:
-        raise ValueError(f"method {name!r} has no hyperparameter(s) {', '.join(unknown)}")
+    known_names(hyperparameters, known, name)
     given = {k: v for k, v in hyperparameters.items() if v is not None}
     for key, value in given.items():
         # NaN, inf, or beyond float32 (1e40 is inf once on the model's device) would train

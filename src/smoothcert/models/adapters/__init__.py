@@ -124,16 +124,23 @@ def load_model(
 
 
 def _load(
-    fmt: str, spec: str | Path, device: torch.device, weights: str | Path | None
+    fmt: str,
+    spec: str | Path,
+    device: torch.device,
+    weights: str | Path | None,
+    weights_name: str = "weights",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """(module, identity) of one external format."""
+    """(module, identity) of one external format; ``weights_name`` is the parameter that gave
+    ``weights``, which errors about them name."""
     torch_runtime = {"runtime": "torch", "runtime_version": torch.__version__,
                      "device": device.type}  # fmt: skip
     if fmt == "python":
         from smoothcert.models.adapters.factory import build
 
         factory = str(spec).removeprefix("python:")
-        module, source_file = build(factory, Path(weights) if weights is not None else None)
+        module, source_file = build(
+            factory, Path(weights) if weights is not None else None, weights_name
+        )
         source = {
             "format": "python",
             "factory": factory,

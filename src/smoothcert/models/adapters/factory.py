@@ -30,9 +30,13 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return module, name
 
 
-def build(spec: str, weights: Path | None) -> tuple[nn.Module, Path | None]:
+def build(
+    spec: str, weights: Path | None, weights_name: str = "weights"
+) -> tuple[nn.Module, Path | None]:
     """The module ``factory()`` returns, with ``weights`` loaded (strict names and shapes), and
-    the path of the factory's source file (its sha256 identifies the code of a run)."""
+    the path of the factory's source file (its sha256 identifies the code of a run).
+    ``weights_name``: the caller's parameter that gave ``weights``, which its errors name (a
+    denoiser's weights are ``denoiser_weights``)."""
     module_name, name = parse_spec(spec)
     try:
         module = importlib.import_module(module_name)
@@ -49,12 +53,12 @@ def build(spec: str, weights: Path | None) -> tuple[nn.Module, Path | None]:
         raise ValueError(f"python:{spec} returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:
         if not Path(weights).is_file():
-            raise MissingFileError("weights", f"{weights} does not exist")
+            raise MissingFileError(weights_name, f"{weights} does not exist")
         try:
             tensors = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ParameterError(
-                "weights", f"{weights} is not a safetensors file ({exc})"
+                weights_name, f"{weights} is not a safetensors file ({exc})"
             ) from None
         load_state(model, tensors, str(weights))
     source = inspect.getsourcefile(module)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from smoothcert._util.checks import ParameterError, boolean, finite_real
+from smoothcert._util.checks import ParameterError, boolean, finite_real, known_names
 from smoothcert.training.method import BatchContext, Method, MethodOutput
 from smoothcert.training.methods.denoiser_objectives import diffusion_loss, mse_loss, stability_loss
 
@@ -73,19 +73,50 @@ class DenoiserMethod(Method):
     objective: ClassVar[str] = ""  # the --objective of train-denoiser
     kind: ClassVar[str] = "image"  # the denoiser kind the objective trains
 
+    # The metadata is what `smoothcert train-denoiser` makes each field's flag from (its help
+    # speaks of the command's flags, as the user reads it there).
     sigma: float | None = field(
         default=None,
-        metadata={"help": "std of the Gaussian noise on [0,1] images (L2 pixel units)"},
+        metadata={
+            "help": "std of the Gaussian noise, L2 pixel units on [0,1] images: the noise of mse "
+            "and stability (required there; certify with the same --sigma); for diffusion only "
+            "the σ of the per-epoch one-step denoising evaluation",
+            "metavar": "STD",
+        },
     )
     classifier: str | None = field(
-        default=None, metadata={"help": "the frozen classifier f (any model source)"}
+        default=None,
+        metadata={
+            "help": "the frozen classifier f (any source --model of certify takes: checkpoint, "
+            "zoo:NAME, .onnx, .pt2, TorchScript, python:mod:factory): stability trains through "
+            "it; with --surrogate or another objective it is only evaluated (accuracy of f∘D "
+            "under noise)",
+            "metavar": "MODEL",
+        },
     )
     surrogates: list[str] = field(
-        default_factory=list, metadata={"help": "surrogate classifiers (query access)"}
+        default_factory=list,
+        metadata={
+            "help": "repeatable: a PyTorch classifier to train through instead of --classifier "
+            "(query access to f); the stability loss is averaged over the surrogates",
+            "metavar": "MODEL",
+        },
     )
-    init: str | None = field(default=None, metadata={"help": "a denoiser checkpoint to start from"})
+    init: str | None = field(
+        default=None,
+        metadata={
+            "help": "start from this denoiser checkpoint (e.g. mse-trained, then stability: "
+            "Salman et al.'s recommended route); same --arch and options",
+            "metavar": "CKPT",
+        },
+    )
     arch_options: dict[str, int] = field(default_factory=dict)
-    trust_model_code: bool = False
+    trust_model_code: bool = field(
+        default=False,
+        metadata={
+            "help": "allow .pt2 and TorchScript classifiers (their loaders run code in the file)"
+        },
+    )
     # Filled by __post_init__ (a given value is replaced): the sha256 of every file above.
     sources: dict[str, Any] = field(default_factory=dict)
 
@@ -542,8 +573,9 @@ def get_denoiser_method(name: str, **hyperparameters: Any) -> DenoiserMethod:
     Raises
     ------
     ValueError
-        For an unknown name or hyperparameter, or a classifier the objective cannot use (the
-        message names the parameter).
+        For an unknown name, or a classifier the objective cannot use (the message names the
+        parameter); an unknown hyperparameter is a ParameterError naming it (the message lists
+        the objective's).
     """
     if not is_denoiser_method(name):
         raise ValueError(
@@ -551,9 +583,7 @@ def get_denoiser_method(name: str, **hyperparameters: Any) -> DenoiserMethod:
         )
     cls = DENOISER_METHODS[name]
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(hyperparameters) - known)
-    if unknown:
-        raise ValueError(f"objective {name!r} has no hyperparameter(s) {', '.join(unknown)}")
+    known_names(hyperparameters, known, name)
     given = {k: v for k, v in hyperparameters.items() if v is not None}
     if isinstance(given.get("sigma"), float) and not math.isfinite(given["sigma"]):
         raise ParameterError("sigma", f"must be a finite number > 0, got {given['sigma']}")

@@ -130,7 +130,7 @@ def test_an_every_radius_run_says_which_flag_resumes_it(checkpoint, tmp_path, ca
     line = _error(capsys, main(base))
     assert line == (
         f"smoothcert attack: error: {out} holds a run with different arguments (skip_fooled: "
-        "None -> True); rerun with the same arguments to resume, or choose another run file; "
+        "False -> True); rerun with the same arguments to resume, or choose another run file; "
         "it attacks every radius: resume it with --every-radius"
     )
 

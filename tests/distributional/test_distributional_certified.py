@@ -58,6 +58,18 @@ def test_certified_value_is_printed_beside_the_estimate_and_lies_above_it(
     for key, table in without.tables.items():
         assert np.array_equal(table.lagrangian, result.tables[key].lagrangian)
     assert "No certified bound" in dcert_report(without)
+    # Theorem 3 on the same held-out rows: the report's difference and paired SE are the
+    # library's, and a verdict needs two paired SEs
+    report = dcert_report(without, [0.0, 0.1])
+    from smoothcert.distributional import paired_difference
+
+    d = paired_difference(without.tables["cert", "smooth"], without.tables["cert", "plain"],
+                          [0.0, 0.1], [0.0, 0.1])  # fmt: skip
+    row = next(line for line in report.splitlines() if line.startswith("| equal ρ_adv | "))
+    assert f"{d.difference[0]:+.4f} ± {d.se[0]:.4f}" in row
+    expected = "no" if abs(d.difference[0]) <= 2 * d.se[0] else "lower*"
+    assert row.rstrip(" |").endswith(expected)
+    assert "| equal ρ | " in report and "test-image sampling only" in report
 
 
 def test_a_run_made_before_the_bound_resumes_without_it(checkpoint, tmp_path, mnist_test):

@@ -63,6 +63,7 @@ from smoothcert.distributional.objective import (
     check_surrogate_args,
     surrogate,
 )
+from smoothcert.distributional.paired import PairedDifference, paired_difference
 from smoothcert.distributional.table import (
     SurrogateTable,
     batch_of,
@@ -78,6 +79,7 @@ __all__ = [
     "LossFn",
     "DistributionalBound",
     "DistributionalCurve",
+    "PairedDifference",
     "SurrogateResult",
     "SurrogateTable",
     "WorstCasePoint",
@@ -91,6 +93,7 @@ __all__ = [
     "dataset_length",
     "bound_from_table",
     "curve_from_table",
+    "paired_difference",
     "distributional_bound",
     "distributional_curve",
     "surrogate",

@@ -8,8 +8,9 @@ standard error over the per-example differences: far smaller than the two standa
 combined as if independent, because an example that is hard for one is hard for the other.
 
 The theorem counts ρ with the noise: the smoothed side's adversary then moves by
-ρ_adv = ρ − dσ² on average and the noise takes the rest (reading 2 of PAPER-NOTES:
-φ̃γ = sup_x{ℓ̂ − γ‖x − x0‖²} − γdσ²), while WRM's adversary gets all of ρ. Comparing at equal
+ρ_adv = ρ − dσ² on average and the noise takes the rest (with one perturbation shared by
+the noise draws, φ̃γ = sup_x{ℓ̂ − γ‖x − x0‖²} − γdσ²; see the threat-model page of the docs),
+while WRM's adversary gets all of ρ. Comparing at equal
 ρ_adv instead (the same adversary against both) is a different question; callers pick the
 budgets of each side.
 """
@@ -58,8 +59,9 @@ def paired_difference(
     rho_adv_a: Sequence[float],
     rho_adv_b: Sequence[float],
 ) -> PairedDifference:
-    """The estimate of table ``a`` at ``rho_adv_a`` minus that of ``b`` at ``rho_adv_b``,
-    budget by budget, with the standard error of the mean per-example difference.
+    """Estimate a at ``rho_adv_a`` minus estimate b at ``rho_adv_b``, with a paired SE.
+
+    Budget by budget; the standard error is that of the mean per-example difference.
 
     Each side's value is exactly :func:`~smoothcert.distributional.bound.curve_from_table`'s
     (``select="split"``) at its budget, so the difference is that of the two curves.

@@ -131,3 +131,16 @@ def test_bad_noise_and_timesteps_name_the_parameter() -> None:
     with pytest.raises(ParameterError) as excinfo:
         mse_loss(_affine_denoiser(), X, 0.0)
     assert excinfo.value.parameter == "sigma"
+
+
+def test_the_denoiser_method_names_the_config_knows_are_the_registered_classes() -> None:
+    # training.config tells a denoiser run by these names without importing the classes
+    from smoothcert.training.methods.denoiser_methods import DENOISER_METHODS
+    from smoothcert.training.methods.denoiser_objectives import (
+        DENOISER_METHOD_NAMES,
+        is_denoiser_method,
+    )
+
+    assert tuple(DENOISER_METHODS) == DENOISER_METHOD_NAMES
+    assert all(is_denoiser_method(name) for name in DENOISER_METHODS)
+    assert not is_denoiser_method("gaussian") and not is_denoiser_method(None)

@@ -13,6 +13,7 @@ from torch import nn
 
 from smoothcert._util import checks
 from smoothcert.data import AUGMENTATIONS
+from smoothcert.training.methods.denoiser_objectives import is_denoiser_method
 from smoothcert.training.precision import PRECISIONS
 from smoothcert.training.resume import (
     DEFAULT_CHECKPOINT_EVERY,
@@ -228,6 +229,5 @@ class TrainResult:
 def _is_denoiser_run(config: TrainConfig) -> bool:
     """A denoiser objective on a registered denoiser architecture."""
     from smoothcert.models.denoisers import list_denoisers
-    from smoothcert.training.methods.denoiser_methods import is_denoiser_method
 
     return is_denoiser_method(config.method) and config.arch in list_denoisers()

@@ -44,7 +44,12 @@ from torch import nn
 
 from smoothcert._util.checks import ParameterError, boolean, finite_real, known_names
 from smoothcert.training.method import BatchContext, Method, MethodOutput
-from smoothcert.training.methods.denoiser_objectives import diffusion_loss, mse_loss, stability_loss
+from smoothcert.training.methods.denoiser_objectives import (
+    diffusion_loss,
+    is_denoiser_method,
+    mse_loss,
+    stability_loss,
+)
 
 if TYPE_CHECKING:
     from smoothcert.training.config import TrainConfig
@@ -539,20 +544,6 @@ DENOISER_METHODS: dict[str, type[DenoiserMethod]] = {
 }
 #: The objectives of `smoothcert train-denoiser --objective` -> their method names.
 OBJECTIVES: dict[str, str] = {cls.objective: cls.name for cls in DENOISER_METHODS.values()}
-
-
-def is_denoiser_method(name: object) -> bool:
-    """Whether ``name`` is a denoiser objective's method name (``denoiser-mse``, ...).
-
-    Parameters
-    ----------
-    name : object
-
-    Returns
-    -------
-    bool
-    """
-    return isinstance(name, str) and name in DENOISER_METHODS
 
 
 def get_denoiser_method(name: str, **hyperparameters: Any) -> DenoiserMethod:

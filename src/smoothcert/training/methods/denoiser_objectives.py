@@ -25,10 +25,30 @@ from torch.nn import functional as F
 from smoothcert._util.checks import ParameterError, finite_real
 from smoothcert.models.diffusion import NoiseSchedule
 
-__all__ = ["DENOISER_OBJECTIVES", "diffusion_loss", "mse_loss", "stability_loss"]
+__all__ = [
+    "DENOISER_METHOD_NAMES",
+    "DENOISER_OBJECTIVES",
+    "diffusion_loss",
+    "is_denoiser_method",
+    "mse_loss",
+    "stability_loss",
+]
 
 #: The objectives by name (the ``--objective`` choices of a denoiser training command).
 DENOISER_OBJECTIVES = ("mse", "stability", "diffusion")
+#: Their method names in a training run's config ("denoiser-" + objective).
+DENOISER_METHOD_NAMES = tuple(f"denoiser-{objective}" for objective in DENOISER_OBJECTIVES)
+
+
+def is_denoiser_method(name: object) -> bool:
+    """Whether ``name`` is a denoiser objective's method name (``denoiser-mse``, ...).
+
+    Examples
+    --------
+    >>> is_denoiser_method("denoiser-mse"), is_denoiser_method("gaussian")
+    (True, False)
+    """
+    return isinstance(name, str) and name in DENOISER_METHOD_NAMES
 
 
 def _standard_noise(

@@ -459,13 +459,20 @@ def table(result: dict[str, Any], source: Source | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def toml_rows(result: dict[str, Any], key: str, rows: dict[str, dict[str, Any]]) -> str:
+def toml_rows(
+    result: dict[str, Any],
+    key: str,
+    rows: dict[str, dict[str, Any]],
+    yardstick: str | None = None,
+) -> str:
     """The rows of an experiment file's ``[paper.KEY]`` table (for the report's ours −
     published with standard errors): per label, the group matching ``rows[label]`` (a subset
     of a group's dataset, arch, method, hyperparameters and sigma), as ``accuracy`` (mean
     over its runs per radius), ``sd`` (over the runs; only with two runs or more), ``n`` (test
-    examples per run), ``runs``, ``acr``, ``acr_sd`` and a ``note`` naming the
-    hyperparameters.
+    examples per run), ``runs``, ``acr``, ``acr_sd``, a ``note`` naming the
+    hyperparameters and, with ``yardstick`` (the JSON's file name, e.g. ``jeong-shin.json``),
+    that name and the ``logs`` of the group, for the report's comparison on the same test
+    images from the examples file.
 
     Raises
     ------
@@ -498,6 +505,9 @@ def toml_rows(result: dict[str, Any], key: str, rows: dict[str, dict[str, Any]])
         lines.append(
             f'note = "{g["method"]} ({hyper or "no hyperparameters"}), {g["arch"]}, {runs}"'
         )
+        if yardstick is not None:
+            lines.append(f'yardstick = "{yardstick}"')
+            lines.append("logs = [" + ", ".join(f'"{f}"' for f in g["runs"]) + "]")
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
 

@@ -96,7 +96,7 @@ def versus_published(
     from smoothcert.analysis.compare import published_row
     from smoothcert.analysis.yardsticks import paired_row
 
-    folder = experiment.path.parent / PUBLISHED_FOLDER
+    folder = Path(experiment.path).parent / PUBLISHED_FOLDER
     paired: dict[str, Any] = {}
     for label, value in paper.get("rows", {}).items():
         row = published_row(value, f"paper row {label!r}")

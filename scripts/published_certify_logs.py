@@ -15,7 +15,10 @@ This script reads those logs from a clone of a repository and computes, per log,
 - ACR: the mean over all rows of radius · correct;
 
 then groups the logs by (dataset, architecture, method, hyperparameters, σ) and reports the
-mean over the runs of a group and their spread (standard deviation, min, max). The method and
+mean over the runs of a group and their spread (standard deviation, min, max). With
+``--examples`` it also writes every log's per-example results (test index, label, radius,
+correct) to a compressed numpy ``.npz`` (see :func:`write_examples`), so that a report can
+compare a run with the published ones on the same test images. The method and
 its hyperparameters are read from the log's path, which the authors' training scripts build
 from their flags (see ``EXPERIMENTS.MD`` there; SmoothMix's CIFAR-10 logs carry none in their
 path, so they come from the commands of its ``EXPERIMENTS.MD``).
@@ -24,23 +27,34 @@ Usage::
 
     git clone https://github.com/jh-jeong/smoothing-consistency
     python scripts/published_certify_logs.py smoothing-consistency \\
-        --out experiments/published/jeong-shin.json --table experiments/published/jeong-shin.md
+        --out experiments/published/jeong-shin.json --table experiments/published/jeong-shin.md \\
+        --examples experiments/published/jeong-shin-examples.npz
     git clone https://github.com/jh-jeong/smoothmix
     python scripts/published_certify_logs.py smoothmix --source smoothmix \\
-        --out experiments/published/smoothmix.json --table experiments/published/smoothmix.md
+        --out experiments/published/smoothmix.json --table experiments/published/smoothmix.md \\
+        --examples experiments/published/smoothmix-examples.npz
 
-Only the standard library is needed.
+The first argument may also be a git directory without a checked-out tree (a bare clone, or
+a mirror's ``.git``): its HEAD's ``data/certify`` is then exported to a temporary folder with
+``git archive`` and read from there (the commit recorded is that HEAD).
+
+The JSON and the table need only the standard library; ``--examples`` needs numpy.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,8 +74,17 @@ METHOD_NAMES = {
 }
 
 
-def read_log(path: Path) -> list[tuple[float, int]]:
-    """(radius, correct) per row of one certification log; ValueError on a foreign format."""
+class Example(NamedTuple):
+    """One row of a certification log: test index, label, radius and correct (0 or 1)."""
+
+    idx: int
+    label: int
+    radius: float
+    correct: int
+
+
+def read_examples(path: Path) -> list[Example]:
+    """Every row of one certification log; ValueError on a foreign format."""
     lines = path.read_text().splitlines()
     if not lines or lines[0].split("\t") != HEADER:
         raise ValueError(f"{path}: not a certify.py log (header {lines[:1]})")
@@ -70,8 +93,13 @@ def read_log(path: Path) -> list[tuple[float, int]]:
         fields = line.split("\t")
         if len(fields) != len(HEADER):
             raise ValueError(f"{path}:{number}: expected {len(HEADER)} fields, got {line!r}")
-        rows.append((float(fields[3]), int(fields[4])))
+        rows.append(Example(int(fields[0]), int(fields[1]), float(fields[3]), int(fields[4])))
     return rows
+
+
+def read_log(path: Path) -> list[tuple[float, int]]:
+    """(radius, correct) per row of one certification log; ValueError on a foreign format."""
+    return [(row.radius, row.correct) for row in read_examples(path)]
 
 
 def summarize(rows: list[tuple[float, int]]) -> dict[str, Any]:
@@ -231,10 +259,8 @@ class Source(NamedTuple):
     json_name: str
 
 
-def collect(clone: Path, source: Source | None = None) -> dict[str, Any]:
-    """Every log of ``source`` (default: Jeong & Shin's) under ``clone``, summarized, and the
-    groups' means and spreads."""
-    source = source or SOURCES["smoothing-consistency"]
+def log_files(clone: Path, source: Source) -> list[Path]:
+    """The per-example logs of ``source`` under ``clone``, sorted."""
     if not (clone / "data" / "certify").is_dir():
         raise FileNotFoundError(
             f"{clone / 'data' / 'certify'}: no data/certify folder (is this the repository?)"
@@ -245,10 +271,17 @@ def collect(clone: Path, source: Source | None = None) -> dict[str, Any]:
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: no such folder (is this {source.repository}?)")
         paths += [p for p in root.rglob("noise_*") if p.is_file()]
+    # the "_acc" files are accuracy-vs-radius curves, not per-example logs
+    return [p for p in sorted(paths) if not p.name.endswith("_acc")]
+
+
+def collect(clone: Path, source: Source | None = None, commit: str | None = None) -> dict[str, Any]:
+    """Every log of ``source`` (default: Jeong & Shin's) under ``clone``, summarized, and the
+    groups' means and spreads; ``commit`` (default: the clone's HEAD) is recorded as the
+    source's."""
+    source = source or SOURCES["smoothing-consistency"]
     runs = []
-    for path in sorted(paths):
-        if path.name.endswith("_acc"):
-            continue  # accuracy-vs-radius curves, not per-example logs
+    for path in log_files(clone, source):
         relative = path.relative_to(clone)
         run = source.parse(relative) | {"file": relative.as_posix()}
         run |= summarize(read_log(path))
@@ -287,7 +320,7 @@ def collect(clone: Path, source: Source | None = None) -> dict[str, Any]:
     return {
         "source": {
             "repository": source.repository,
-            "commit": commit_of(clone),
+            "commit": commit or commit_of(clone),
             "logs": source.logs,
         },
         "definitions": {
@@ -426,13 +459,20 @@ def table(result: dict[str, Any], source: Source | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def toml_rows(result: dict[str, Any], key: str, rows: dict[str, dict[str, Any]]) -> str:
+def toml_rows(
+    result: dict[str, Any],
+    key: str,
+    rows: dict[str, dict[str, Any]],
+    yardstick: str | None = None,
+) -> str:
     """The rows of an experiment file's ``[paper.KEY]`` table (for the report's ours −
     published with standard errors): per label, the group matching ``rows[label]`` (a subset
     of a group's dataset, arch, method, hyperparameters and sigma), as ``accuracy`` (mean
     over its runs per radius), ``sd`` (over the runs; only with two runs or more), ``n`` (test
-    examples per run), ``runs``, ``acr``, ``acr_sd`` and a ``note`` naming the
-    hyperparameters.
+    examples per run), ``runs``, ``acr``, ``acr_sd``, a ``note`` naming the
+    hyperparameters and, with ``yardstick`` (the JSON's file name, e.g. ``jeong-shin.json``),
+    that name and the ``logs`` of the group, for the report's comparison on the same test
+    images from the examples file.
 
     Raises
     ------
@@ -465,8 +505,162 @@ def toml_rows(result: dict[str, Any], key: str, rows: dict[str, dict[str, Any]])
         lines.append(
             f'note = "{g["method"]} ({hyper or "no hyperparameters"}), {g["arch"]}, {runs}"'
         )
+        if yardstick is not None:
+            lines.append(f'yardstick = "{yardstick}"')
+            lines.append("logs = [" + ", ".join(f'"{f}"' for f in g["runs"]) + "]")
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
+
+
+def _integer_dtype(values: list[int]) -> str:
+    """The smallest unsigned integer type holding ``values`` (all >= 0)."""
+    top = max(values, default=0)
+    if min(values, default=0) < 0:
+        raise ValueError(f"negative value {min(values)} where none is expected")
+    if top < 2**8:
+        return "uint8"
+    return "uint16" if top < 2**16 else "uint32"
+
+
+def radius_code(radius: float) -> int | None:
+    """A radius of at most 3 significant digits as one integer: 0 for 0, else m + 1000·e
+    with radius = m / 10^e exactly and 100 <= m <= 999 (so 0.953 -> 3953, 1.84 -> 2184,
+    0.0102 -> 4102); None for a radius the code cannot hold. The decimal is read back from
+    ``repr``, which gives the digits the log printed; ``m / 10**e`` in floating point is then
+    the same float as the printed text parsed."""
+    if radius == 0:
+        return 0
+    digits = Decimal(repr(radius)).normalize()
+    if digits <= 0:
+        return None
+    m, e = int(digits.scaleb(-digits.adjusted() + 2)), 2 - digits.adjusted()
+    if Decimal(m).scaleb(-e) != digits or not 100 <= m <= 999 or not 0 <= e <= 22:
+        return None  # more than 3 significant digits, or outside what 10^e holds exactly
+    return m + 1000 * e
+
+
+def decode_radius(code: int) -> float:
+    """The radius of :func:`radius_code`."""
+    return (code % 1000) / 10 ** (code // 1000)
+
+
+def _deltas(values: list[int], where: str) -> list[int]:
+    """The first value, then each one's step from the one before (strictly increasing)."""
+    steps = [b - a for a, b in zip([0, *values[:-1]], values, strict=True)]
+    if any(step <= 0 for step in steps[1:]) or (values and values[0] < 0):
+        raise ValueError(f"{where}: test indices are not increasing")
+    return steps
+
+
+def examples_arrays(clone: Path, source: Source) -> dict[str, Any]:
+    """Every log's per-example results as the arrays of an ``.npz``. Each column holds the
+    logs one after another (one compressed stream per column compresses the radii a quarter
+    smaller than one per log):
+
+    - ``files``: the logs' paths (the ``file`` of the JSON's ``runs``), ``rows``: each
+      log's number of rows, ``dataset``: each log's position in ``datasets``;
+    - ``idx_delta``: per log, its first test index and then the steps between its indices
+      (a cumulative sum within a log gives them back);
+    - ``correct``: uint8, 0 or 1;
+    - ``radius_code``: uint16, :func:`radius_code` (exact for the 3 significant digits the
+      logs print); ``radius``, float32, instead if some radius does not fit the code;
+    - ``datasets``, ``label_rows`` (per data set), ``label_idx_delta`` and ``label``: the
+      labels of every test index any log of a data set holds, once per data set (its logs
+      must agree on them).
+
+    Integer columns take the smallest unsigned type that holds them (labels: uint8 below 256
+    classes, uint16 for ImageNet)."""
+    import numpy as np
+
+    files, rows_of, dataset_of, steps, correct, radii = [], [], [], [], [], []
+    labels: dict[str, dict[int, int]] = {}
+    for path in log_files(clone, source):
+        key = path.relative_to(clone).as_posix()
+        rows = read_examples(path)
+        dataset = path.relative_to(clone).parts[2]
+        known = labels.setdefault(dataset, {})
+        for row in rows:
+            if known.setdefault(row.idx, row.label) != row.label:
+                raise ValueError(
+                    f"{key}: test index {row.idx} has label {row.label}, another log of the "
+                    f"data set {known[row.idx]}"
+                )
+        if {r.correct for r in rows} - {0, 1}:
+            raise ValueError(f"{key}: correct is not 0 or 1 everywhere")
+        files.append(key)
+        rows_of.append(len(rows))
+        dataset_of.append(list(labels).index(dataset))
+        steps += _deltas([r.idx for r in rows], key)
+        correct += [r.correct for r in rows]
+        radii += [r.radius for r in rows]
+    codes = [radius_code(r) for r in radii]
+    label_rows, label_steps, label_values = [], [], []
+    for dataset, table in labels.items():
+        idx = sorted(table)
+        label_rows.append(len(idx))
+        label_steps += _deltas(idx, dataset)
+        label_values += [table[i] for i in idx]
+    arrays: dict[str, Any] = {
+        "files": np.array(files, dtype=str),
+        "rows": np.array(rows_of, dtype=_integer_dtype(rows_of)),
+        "dataset": np.array(dataset_of, dtype=_integer_dtype(dataset_of)),
+        "idx_delta": np.array(steps, dtype=_integer_dtype(steps)),
+        "correct": np.array(correct, dtype="uint8"),
+    }
+    if None in codes:
+        arrays["radius"] = np.array(radii, dtype="float32")
+    else:
+        arrays["radius_code"] = np.array(codes, dtype="uint16")
+    arrays |= {
+        "datasets": np.array(list(labels), dtype=str),
+        "label_rows": np.array(label_rows, dtype=_integer_dtype(label_rows)),
+        "label_idx_delta": np.array(label_steps, dtype=_integer_dtype(label_steps)),
+        "label": np.array(label_values, dtype=_integer_dtype(label_values)),
+    }
+    return arrays
+
+
+def write_examples(arrays: dict[str, Any], out: Path) -> None:
+    """:func:`examples_arrays` as an ``.npz`` that ``numpy.load`` reads, its members
+    LZMA-compressed (a fifth smaller than numpy's deflate here) and stamped with a fixed
+    time, so that regenerating from the same logs changes no byte."""
+    import zipfile
+
+    import numpy as np
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_LZMA) as zf:
+        for key, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(info, buffer.getvalue(), compress_type=zipfile.ZIP_LZMA)
+
+
+@contextmanager
+def checked_out(clone: Path) -> Iterator[tuple[Path, str | None]]:
+    """(a folder holding the logs, the commit to record): ``clone`` itself when it has a
+    ``data/certify`` folder; for a git directory without a checked-out tree, its HEAD's
+    ``data/certify`` exported to a temporary folder (removed afterwards)."""
+    if (clone / "data" / "certify").is_dir():
+        yield clone, None
+        return
+    commit = commit_of(clone)
+    if commit is None:
+        yield clone, None  # collect reports the missing folder
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(clone), "archive", "--format=tar", commit, "data/certify"],
+            capture_output=True,
+        )
+        if archive.returncode != 0:
+            raise FileNotFoundError(
+                f"{clone}: git archive of data/certify failed: {archive.stderr.decode().strip()}"
+            )
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+        yield Path(tmp), commit
 
 
 def _round(value: Any) -> Any:
@@ -492,10 +686,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="write the JSON here (default: stdout)")
     parser.add_argument("--table", type=Path, help="also write a markdown table of the means")
+    parser.add_argument(
+        "--examples",
+        type=Path,
+        help="also write every log's per-example results (idx, label, radius, correct) to "
+        "this compressed .npz (needs numpy)",
+    )
     args = parser.parse_args(argv)
     try:
         source = SOURCES[args.source]
-        result = _round(collect(args.clone, source))
+        with checked_out(args.clone) as (folder, commit):
+            result = _round(collect(folder, source, commit))
+            arrays = examples_arrays(folder, source) if args.examples is not None else None
     except (OSError, ValueError) as exc:
         print(f"published_certify_logs: {exc}", file=sys.stderr)
         return 1
@@ -507,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text)
     if args.table is not None:
         args.table.write_text(table(result, source))
+    if arrays is not None:
+        write_examples(arrays, args.examples)
     return 0
 
 

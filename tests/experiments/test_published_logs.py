@@ -137,3 +137,105 @@ def test_smoothmix_refuses_paths_it_cannot_read(logs) -> None:
         )
     with pytest.raises(ValueError, match="CIFAR-10"):
         logs.parse_smoothmix_path(Path("data/certify/cifar10/smoothmix/noise_0.12"))
+
+
+def write_rows(path: Path, rows: list[tuple[int, int, str, int]]) -> None:
+    """A log of (idx, label, radius as printed, correct) rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["idx\tlabel\tpredict\tradius\tcorrect\ttime"]
+    lines += [f"{i}\t{y}\t{y if c else -1}\t{r}\t{c}\t0:00:01" for i, y, r, c in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_examples_file_gives_back_every_row_exactly(logs, tmp_path) -> None:
+    """Index, label, radius (the printed digits, below 0.1 too) and correct of every row, read
+    back through the report's reader; labels once per data set; the same bytes each time."""
+    import numpy as np
+
+    from smoothcert.analysis.yardsticks import load_examples
+
+    mnist = tmp_path / "data/certify/mnist/cohen"
+    first = [(0, 7, "0.953", 1), (20, 2, "0.0102", 1), (40, 1, "0.0", 0), (60, 0, "1.84", 0)]
+    write_rows(mnist / "noise_0.25_1", first)
+    write_rows(mnist / "noise_0.25_2", [(0, 7, "2.5e-05", 1), (40, 1, "3.81", 1)])
+    write_rows(tmp_path / "data/certify/imagenet/cohen/noise_0.50", [(0, 418, "0.5", 1)])
+    arrays = logs.examples_arrays(tmp_path, logs.SOURCES["smoothing-consistency"])
+    # imagenet first (sorted paths): 0.5; then 0.953, 0.0102, 0, 1.84; 2.5e-05, 3.81
+    assert arrays["radius_code"].tolist() == [3500, 3953, 4102, 0, 2184, 7250, 2381]
+    assert arrays["radius_code"].dtype == np.uint16 and arrays["label"].dtype == np.uint16
+    assert arrays["datasets"].tolist() == ["imagenet", "mnist"]
+    assert arrays["label"].tolist() == [418, 7, 2, 1, 0]  # imagenet index 0; mnist 0-60
+    out = tmp_path / "examples.npz"
+    logs.write_examples(arrays, out)
+    once = out.read_bytes()
+    logs.write_examples(logs.examples_arrays(tmp_path, logs.SOURCES["smoothing-consistency"]), out)
+    assert out.read_bytes() == once
+    read = load_examples(out, ["data/certify/mnist/cohen/noise_0.25_1",
+                               "data/certify/mnist/cohen/noise_0.25_2"])  # fmt: skip
+    one, two = read.values()
+    assert one.idx.tolist() == [0, 20, 40, 60] and one.label.tolist() == [7, 2, 1, 0]
+    assert one.radius.tolist() == [0.953, 0.0102, 0.0, 1.84]  # == float() of the printed text
+    assert one.correct.tolist() == [True, True, False, False]
+    assert (two.idx.tolist(), two.label.tolist(), two.radius.tolist()) == (
+        [0, 40], [7, 1], [2.5e-05, 3.81],
+    )  # fmt: skip
+    with pytest.raises(KeyError, match="holds no log"):
+        load_examples(out, ["data/certify/mnist/cohen/noise_0.5_1"])
+
+
+def test_examples_refuse_labels_that_differ_and_keep_radii_the_code_cannot_hold(
+    logs, tmp_path
+) -> None:
+    from smoothcert.analysis.yardsticks import load_examples
+
+    mnist = tmp_path / "data/certify/mnist/cohen"
+    write_rows(mnist / "noise_0.25_1", [(0, 7, "0.1234", 1), (1, 2, "0.5", 1)])
+    arrays = logs.examples_arrays(tmp_path, logs.SOURCES["smoothing-consistency"])
+    assert "radius_code" not in arrays and arrays["radius"].dtype.name == "float32"
+    logs.write_examples(arrays, tmp_path / "e.npz")
+    (read,) = load_examples(tmp_path / "e.npz", ["data/certify/mnist/cohen/noise_0.25_1"]).values()
+    assert read.radius.tolist() == pytest.approx([0.1234, 0.5], rel=1e-7)
+    write_rows(mnist / "noise_0.25_2", [(1, 3, "0.5", 1)])
+    with pytest.raises(ValueError, match="test index 1 has label 3, another log of the data set 2"):
+        logs.examples_arrays(tmp_path, logs.SOURCES["smoothing-consistency"])
+
+
+def test_a_git_directory_without_a_tree_is_read_at_its_head(logs, tmp_path) -> None:
+    """The same JSON as from a checked-out clone, with its HEAD as the commit; --examples
+    changes no byte of the JSON."""
+    import subprocess
+
+    clone = tmp_path / "clone"
+    write_log(clone / "data/certify/mnist/stab/lbd_2/noise_0.25_1", [(0.5, 1), (0.0, 0)])
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C"]
+    subprocess.run([*git[:-1], "init", "-q", str(clone)], check=True)
+    subprocess.run([*git, str(clone), "add", "."], check=True)
+    subprocess.run([*git, str(clone), "commit", "-qm", "logs"], check=True)
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(clone), str(bare)], check=True)
+    head = logs.commit_of(bare)
+    assert head is not None and head == logs.commit_of(clone)
+    assert logs.main([str(clone), "--out", str(tmp_path / "a.json")]) == 0
+    out = [str(bare), "--out", str(tmp_path / "b.json"), "--examples", str(tmp_path / "b.npz")]
+    assert logs.main(out) == 0
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert f'"commit": "{head}"' in (tmp_path / "b.json").read_text()
+    assert (tmp_path / "b.npz").stat().st_size > 0
+    assert logs.main([str(tmp_path / "empty"), "--out", str(tmp_path / "c.json")]) == 1
+
+
+def test_toml_rows_name_their_yardstick_and_logs(logs, tmp_path) -> None:
+    import tomllib
+
+    from smoothcert.analysis.compare import published_row
+
+    for seed in (1, 2):
+        write_log(tmp_path / "data/certify/mnist/stab/lbd_2" / f"noise_0.25_{seed}", [(0.5, 1)])
+    result = logs.collect(tmp_path)
+    text = logs.toml_rows(result, "k", {"stability": {"method": "stability"}}, "jeong-shin.json")
+    parsed = published_row(tomllib.loads(text)["paper"]["k"]["rows"]["stability"])
+    assert parsed.yardstick == "jeong-shin.json"
+    assert parsed.logs == ("data/certify/mnist/stab/lbd_2/noise_0.25_1",
+                           "data/certify/mnist/stab/lbd_2/noise_0.25_2")  # fmt: skip
+    with pytest.raises(ValueError, match="logs need the yardstick"):
+        published_row({"accuracy": [0.5], "logs": ["a"]})

@@ -18,6 +18,13 @@ examples are part of the published test set (MNIST: every 20th image of the same
 two test samples overlap; the overlap correlates them positively, which makes the summed
 variance an overstatement, by at most 2·n_shared/(n_o·n_p) times the per-image covariance:
 the standard error is conservative there.
+
+Where the published per-example results are at hand (:mod:`smoothcert.analysis.yardsticks`),
+:func:`paired_with_published` compares on the same test images instead: per image, ours
+minus the mean of the published runs on that image, and the standard error of the mean of
+those differences over our images. It covers the sampling of the test images of our subset
+(with the published runs' seed-to-seed variation averaged into each image's value); not our
+own seed-to-seed variation.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 import numpy as np
 
 #: the fields a published row may carry besides its accuracies
-ROW_FIELDS = ("accuracy", "n", "sd", "runs", "acr", "acr_sd", "note")
+ROW_FIELDS = ("accuracy", "n", "sd", "runs", "acr", "acr_sd", "note", "yardstick", "logs")
 
 #: what the standard errors of :func:`difference_se` and :func:`acr_difference_se` cover,
 #: as the report states it
@@ -61,6 +68,12 @@ class PublishedRow:
         Its standard deviation over the runs.
     note : str
         Free text shown beside the row (e.g. the hyperparameters).
+    yardstick : str or None
+        The published yardstick (``experiments/published/<name>.json``) the row comes from,
+        whose examples file holds its logs' per-example results.
+    logs : tuple of str
+        The published logs the row is a mean of, as the yardstick names them (empty: not
+        known, so no comparison on the same images).
     """
 
     accuracy: tuple[float, ...]
@@ -70,17 +83,21 @@ class PublishedRow:
     acr: float | None = None
     acr_sd: float | None = None
     note: str = ""
+    yardstick: str | None = None
+    logs: tuple[str, ...] = ()
 
 
 def published_row(value: Any, where: str = "paper row") -> PublishedRow:
     """A row of a ``[paper]`` table: a list of accuracies, or a table with ``accuracy`` and
-    optional ``n``, ``sd`` (a list, one per radius), ``runs``, ``acr``, ``acr_sd``, ``note``.
+    optional ``n``, ``sd`` (a list, one per radius), ``runs``, ``acr``, ``acr_sd``, ``note``,
+    ``yardstick`` and ``logs`` (the published logs it averages, which must come with the
+    yardstick they are from).
 
     Raises
     ------
     ValueError
         On an unknown field, a missing ``accuracy``, an ``sd`` of another length than
-        ``accuracy``, or ``n`` or ``runs`` below 1.
+        ``accuracy``, ``n`` or ``runs`` below 1, or ``logs`` without ``yardstick``.
     """
     if isinstance(value, Mapping):
         unknown = set(value) - set(ROW_FIELDS)
@@ -99,6 +116,9 @@ def published_row(value: Any, where: str = "paper row") -> PublishedRow:
         if (n is not None and int(n) < 1) or runs < 1:
             raise ValueError(f"{where}: n and runs must be >= 1, got n={n!r}, runs={runs!r}")
         acr, acr_sd = value.get("acr"), value.get("acr_sd")
+        logs, yardstick = tuple(str(f) for f in value.get("logs", ())), value.get("yardstick")
+        if logs and yardstick is None:
+            raise ValueError(f"{where}: logs need the yardstick they are from")
         return PublishedRow(
             accuracy=accuracy,
             n=None if n is None else int(n),
@@ -107,6 +127,8 @@ def published_row(value: Any, where: str = "paper row") -> PublishedRow:
             acr=None if acr is None else float(acr),
             acr_sd=None if acr_sd is None else float(acr_sd),
             note=str(value.get("note", "")),
+            yardstick=None if yardstick is None else str(yardstick),
+            logs=logs,
         )
     return PublishedRow(accuracy=tuple(float(v) for v in value))
 
@@ -257,3 +279,152 @@ def paired_acr_difference(
     d = np.array([va[i] - vb[i] for i in shared])
     se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
     return len(shared), float(d.mean()), se
+
+
+#: what the standard errors of :func:`paired_with_published` cover, as the report states it
+PAIRED_SE_COVERS = (
+    "the sampling of the test images of our subset (and each certificate's Monte Carlo "
+    "noise), with the published runs averaged per image; not our own seed-to-seed variation: "
+    "one training seed"
+)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Ours against published runs on the same test images (:func:`paired_with_published`).
+
+    Attributes
+    ----------
+    n : int
+        Our examples, all paired.
+    runs : int
+        The published runs averaged per image.
+    published_n : int
+        Examples per published run (its whole log).
+    ours, published, published_all : tuple of float
+        Per radius: our certified accuracy; the published mean over runs on our images; and
+        on all of each run's examples.
+    difference, se : tuple of float
+        Per radius: mean over our images of ours_i − theirs_i and its standard error.
+    acr, acr_published, acr_published_all, acr_difference, acr_se : float
+        The same for radius·1[correct].
+    """
+
+    n: int
+    runs: int
+    published_n: int
+    ours: tuple[float, ...]
+    published: tuple[float, ...]
+    published_all: tuple[float, ...]
+    difference: tuple[float, ...]
+    se: tuple[float, ...]
+    acr: float
+    acr_published: float
+    acr_published_all: float
+    acr_difference: float
+    acr_se: float
+
+
+def _mean_se(d: np.ndarray) -> tuple[float, float]:
+    se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
+    return float(d.mean()), se
+
+
+def paired_with_published(
+    ours: Sequence[Mapping[str, Any]], published: Sequence[Any], radii: Sequence[float]
+) -> PairedComparison:
+    """Our run against published runs on the same test images.
+
+    For each of our examples i and radius r, ours_i = 1[correct_i and radius_i ≥ r] and
+    theirs_i = the mean over the published runs of the same indicator for the same test
+    index; the difference is mean(ours_i − theirs_i), its standard error
+    sd(ours_i − theirs_i)/√n (ddof = 1; :data:`PAIRED_SE_COVERS` says what it covers). The
+    ACR the same with radius·1[correct].
+
+    Parameters
+    ----------
+    ours : sequence of mapping
+        Our certify rows, each with ``idx``, ``label``, ``radius``, ``correct`` and
+        ``prediction`` (an abstention, prediction −1, counts as wrong).
+    published : sequence
+        The published runs, each with arrays ``idx``, ``label``, ``radius``, ``correct``
+        (:class:`smoothcert.analysis.yardsticks.PublishedExamples`).
+    radii : sequence of float
+        The radii r.
+
+    Raises
+    ------
+    ValueError
+        If there are no examples or no published runs, a published run lacks one of our test
+        indices, or a label differs from ours at some index (another test set, or the same in
+        another order: the images are then not the same).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as Run
+    >>> ours = [{"idx": i, "label": 0, "radius": r, "correct": 1, "prediction": 0}
+    ...         for i, r in ((0, 0.6), (2, 0.2))]
+    >>> theirs = Run(idx=np.array([0, 1, 2]), label=np.zeros(3, int),
+    ...              radius=np.array([0.5, 0.9, 0.7]), correct=np.ones(3, bool))
+    >>> p = paired_with_published(ours, [theirs], [0.5])
+    >>> p.ours, p.published, p.published_all, p.difference, p.se
+    ((0.5,), (1.0,), (1.0,), (-0.5,), (0.5,))
+    """
+    if not ours or not published:
+        raise ValueError("a paired comparison needs our examples and at least one published run")
+    idx = np.array([r["idx"] for r in ours], np.int64)
+    labels = np.array([r["label"] for r in ours], np.int64)
+    radius = np.array([float(r["radius"]) for r in ours])
+    correct = np.array([bool(r["correct"]) and r["prediction"] >= 0 for r in ours])
+    picked = []
+    for run in published:
+        order = np.argsort(run.idx, kind="stable")
+        pos = np.minimum(np.searchsorted(run.idx, idx, sorter=order), len(order) - 1)
+        at = order[pos]
+        missing = run.idx[at] != idx
+        if missing.any():
+            raise ValueError(
+                f"{int(missing.sum())} of our {idx.size} test indices are not in a published "
+                f"log (first: {int(idx[missing][0])})"
+            )
+        differ = run.label[at] != labels
+        if differ.any():
+            first = int(np.flatnonzero(differ)[0])
+            raise ValueError(
+                f"the labels differ at {int(differ.sum())} of our {idx.size} test images "
+                f"(first: index {int(idx[first])}, ours {int(labels[first])}, published "
+                f"{int(run.label[at][first])}): not the same images in the same order"
+            )
+        picked.append(at)
+    mine, theirs, theirs_all, diff, se = [], [], [], [], []
+    for r in radii:
+        o = (correct & (radius >= r)).astype(float)
+        t = np.mean([(run.correct[at] & (run.radius[at] >= r)) for run, at in
+                     zip(published, picked, strict=True)], axis=0)  # fmt: skip
+        d, s = _mean_se(o - t)
+        mine.append(float(o.mean()))
+        theirs.append(float(t.mean()))
+        theirs_all.append(
+            float(np.mean([np.mean(run.correct & (run.radius >= r)) for run in published]))
+        )
+        diff.append(d)
+        se.append(s)
+    o = np.where(correct, radius, 0.0)
+    values = [np.where(run.correct, run.radius, 0.0) for run in published]
+    t = np.mean([v[at] for v, at in zip(values, picked, strict=True)], axis=0)
+    acr_d, acr_se = _mean_se(o - t)
+    return PairedComparison(
+        n=int(idx.size),
+        runs=len(published),
+        published_n=int(min(len(run.idx) for run in published)),
+        ours=tuple(mine),
+        published=tuple(theirs),
+        published_all=tuple(theirs_all),
+        difference=tuple(diff),
+        se=tuple(se),
+        acr=float(o.mean()),
+        acr_published=float(t.mean()),
+        acr_published_all=float(np.mean([v.mean() for v in values])),
+        acr_difference=acr_d,
+        acr_se=acr_se,
+    )

@@ -12,10 +12,16 @@ where both name one (``cifar_resnet20`` is our ``resnet20``), and every hyperpar
 group names that our method also has agrees, except the warm-up and deferral lengths, which
 scale with the number of epochs and are not compared (nor are the epochs and learning-rate
 schedule). Exactly one group must match; none or several give no published row.
+
+Beside a yardstick ``<name>.json`` the script writes ``<name>-examples.npz``: every log's
+per-example results (test index, label, radius, correct), which :func:`load_examples` reads,
+so that a run can be compared with a group's runs on the same test images
+(:func:`smoothcert.analysis.compare.paired_with_published`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -23,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 #: hyperparameters of a yardstick group that are not compared: lengths in epochs, which a
 #: shorter schedule scales (the epochs themselves are not compared either)
@@ -167,4 +175,145 @@ def find_published(
     source = data.get("source", {})
     commit = str(source.get("commit") or "")[:7]
     origin = f"{name}: {source.get('repository', 'published logs')}"
-    return group_row(data, group, radii), origin + (f" at {commit}" if commit else "")
+    row = group_row(data, group, radii) | {"yardstick": name, "logs": list(group["runs"])}
+    return row, origin + (f" at {commit}" if commit else "")
+
+
+@dataclass(frozen=True)
+class PublishedExamples:
+    """One published log, per example (one entry per row of the log).
+
+    Attributes
+    ----------
+    idx : numpy.ndarray
+        The test index of each row (int64).
+    label : numpy.ndarray
+        Its label (int64).
+    radius : numpy.ndarray
+        Its certified radius as the log printed it (float64; 0 when abstained).
+    correct : numpy.ndarray
+        Whether it was certified with its label (bool; False when abstained).
+    """
+
+    idx: np.ndarray
+    label: np.ndarray
+    radius: np.ndarray
+    correct: np.ndarray
+
+
+def examples_path(folder: str | os.PathLike, yardstick: str) -> Path:
+    """Where the per-example results of yardstick ``<name>.json`` are:
+    ``<name>-examples.npz`` beside it."""
+    return Path(folder) / (Path(yardstick).stem + "-examples.npz")
+
+
+#: 10^e for the radius code, exact as floats for e <= 22
+_POWERS_OF_TEN = np.array([float(10**e) for e in range(23)])
+
+
+def decode_radii(code: np.ndarray) -> np.ndarray:
+    """The radii of the ``radius_code`` column: 0 for 0, else code = m + 1000·e stands for
+    m / 10^e (100 <= m <= 999: the 3 significant digits a log prints), which this gives as
+    the same float as the printed text parsed.
+
+    Examples
+    --------
+    >>> decode_radii(np.array([0, 3953, 2184, 4102])).tolist()
+    [0.0, 0.953, 1.84, 0.0102]
+    """
+    code = np.asarray(code, np.int64)
+    return np.where(code == 0, 0.0, (code % 1000) / _POWERS_OF_TEN[np.minimum(code // 1000, 22)])
+
+
+@functools.lru_cache(maxsize=4)
+def _columns(path: str, mtime_ns: int) -> dict[str, Any]:
+    """The columns of an examples file, split per log (cached: reports read one file for
+    every row of every section)."""
+    with np.load(path, allow_pickle=False) as data:
+        columns = {key: data[key] for key in data.files}
+    ends = np.cumsum(columns["rows"].astype(np.int64))
+    starts = ends - columns["rows"]
+    if "radius_code" in columns:
+        radius = decode_radii(columns["radius_code"])
+    else:
+        radius = columns["radius"].astype(np.float64)
+    label_ends = np.cumsum(columns["label_rows"].astype(np.int64))
+    labels = {}
+    for d, name in enumerate(columns["datasets"].tolist()):
+        part = slice(int(label_ends[d] - columns["label_rows"][d]), int(label_ends[d]))
+        idx = np.cumsum(columns["label_idx_delta"][part].astype(np.int64))
+        labels[name] = (idx, columns["label"][part].astype(np.int64))
+    logs = {}
+    for k, file in enumerate(columns["files"].tolist()):
+        part = slice(int(starts[k]), int(ends[k]))
+        idx = np.cumsum(columns["idx_delta"][part].astype(np.int64))
+        # the labels are stored once per data set, for every index its logs hold (sorted)
+        known, label = labels[str(columns["datasets"][columns["dataset"][k]])]
+        logs[file] = PublishedExamples(
+            idx=idx,
+            label=label[np.searchsorted(known, idx)],
+            radius=radius[part],
+            correct=columns["correct"][part].astype(bool),
+        )
+    return logs
+
+
+def load_examples(path: str | os.PathLike, files: Sequence[str]) -> dict[str, PublishedExamples]:
+    """The per-example results of the logs ``files`` (their paths in the published
+    repository, as the yardstick's ``runs`` name them) from an examples file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    KeyError
+        If it holds no log of one of these names.
+    """
+    path = Path(path)
+    logs = _columns(str(path.resolve()), path.stat().st_mtime_ns)
+    missing = [f for f in files if f not in logs]
+    if missing:
+        raise KeyError(f"{path} holds no log {missing[0]!r}")
+    return {f: logs[f] for f in files}
+
+
+def paired_row(
+    row: Any, folder: str | os.PathLike, run: str | os.PathLike, radii: Sequence[float]
+) -> Any:
+    """Our certify run ``run`` against a published row's logs on the same test images
+    (:func:`smoothcert.analysis.compare.paired_with_published`), their per-example results
+    read from the examples file of the row's yardstick in ``folder``.
+
+    Parameters
+    ----------
+    row : smoothcert.analysis.compare.PublishedRow
+        The row, with its ``yardstick`` and ``logs``.
+
+    Raises
+    ------
+    ValueError
+        If the row names no logs, a log's results are not in the examples file, the pairing
+        is refused (:func:`~smoothcert.analysis.compare.paired_with_published`: a test index
+        not in a log, a label that differs), or the row's accuracy at some radius is not its
+        logs' mean over their whole test set (the row is not the mean of these logs).
+    FileNotFoundError
+        If the examples file does not exist.
+    """
+    from smoothcert.analysis.certify import load_certify_run
+    from smoothcert.analysis.compare import paired_with_published
+
+    if not row.logs or row.yardstick is None:
+        raise ValueError("the row names no published logs")
+    path = examples_path(folder, row.yardstick)
+    try:
+        published = load_examples(path, row.logs)
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    result = paired_with_published(load_certify_run(run)[1], list(published.values()), radii)
+    for r, value, mean in zip(radii, row.accuracy, result.published_all, strict=False):
+        if abs(value - mean) > 1e-4:  # the rows print 5 decimals
+            raise ValueError(
+                f"the row's accuracy at r = {r:g} ({value:.5f}) is not the mean of its logs "
+                f"({mean:.5f})"
+            )
+    return result

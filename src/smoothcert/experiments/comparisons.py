@@ -81,9 +81,82 @@ def _yardstick_lines(paper: dict) -> list[str]:
     ]
 
 
-def versus_paper(summaries: list, paper: dict, radii: list[float]) -> list[str]:
+def versus_published(
+    experiment: Experiment,
+    summaries: list,
+    paper: dict,
+    present: dict[str, str],
+    radii: list[float],
+) -> list[str]:
+    """:func:`versus_paper`, on the same test images wherever a row names its published logs
+    and their per-example results are in the yardsticks' examples files
+    (``experiments/published/<name>-examples.npz``: :func:`smoothcert.analysis.yardsticks.
+    paired_row`); where the pairing is refused (a label differs, an index is missing, the
+    file is absent), the row is compared unpaired and the reason is given."""
+    from smoothcert.analysis.compare import published_row
+    from smoothcert.analysis.yardsticks import paired_row
+
+    folder = Path(experiment.path).parent / PUBLISHED_FOLDER
+    paired: dict[str, Any] = {}
+    for label, value in paper.get("rows", {}).items():
+        row = published_row(value, f"paper row {label!r}")
+        if label not in present or not row.logs:
+            continue
+        try:
+            paired[label] = paired_row(row, folder, present[label], radii)
+        except (OSError, ValueError) as exc:
+            paired[label] = str(exc)
+    return versus_paper(summaries, paper, radii, paired)
+
+
+def _paired_table(summaries: list, paired: dict, radii: list[float]) -> list[str]:
+    """The rows compared on the same test images: per radius and for the ACR, ours vs the
+    published mean on our images (ours − published ± the paired SE), and the published
+    value on its whole test set."""
+    from smoothcert.analysis.compare import PAIRED_SE_COVERS, beyond_two_se
+
+    def cell(ours: float, theirs: float, whole: float, d: float, se: float) -> str:
+        if not math.isfinite(ours):
+            return f"— vs {theirs:.3f}; all {whole:.3f}"
+        mark = "*" if beyond_two_se(d, se) else ""
+        return f"{ours:.3f} vs {theirs:.3f} ({d:+.3f} ± {_num(se)}{mark}); all {whole:.3f}"
+
+    header = ["run", "images × published runs / their test set", *(f"r = {r:g}" for r in radii)]
+    lines = [
+        "On the same test images: each cell is ours vs the published runs' mean on OUR test "
+        "images (ours − published ± the paired standard error; beyond two standard errors "
+        "marked *), then the published value on its whole test set (all). Per image i, "
+        "ours_i = 1[correct and radius ≥ r] (ACR: radius·1[correct]) and theirs_i the mean of "
+        "the same over the published runs at that test index; the difference is the mean of "
+        "ours_i − theirs_i and its standard error sd(ours_i − theirs_i)/√n. The paired "
+        f"standard errors cover {PAIRED_SE_COVERS}. The labels agree at every index.",
+        "",
+        "| " + " | ".join([*header, "ACR"]) + " |",
+        "|" + "---|" * (len(header) + 1),
+    ]
+    for s in summaries:
+        p = paired.get(s.name)
+        if not s.per_example or p is None or isinstance(p, str):
+            continue
+        cells = [
+            cell(ours, p.published[j], p.published_all[j], p.difference[j], p.se[j])
+            for j, ours in enumerate(s.certified_accuracy)
+        ]
+        cells.append(cell(s.acr, p.acr_published, p.acr_published_all, p.acr_difference, p.acr_se))
+        lines.append(
+            f"| {s.name} | {p.n} × {p.runs} / {p.published_n:,} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def versus_paper(
+    summaries: list, paper: dict, radii: list[float], paired: dict | None = None
+) -> list[str]:
     """Ours − published per radius and for the ACR, each ± its standard error
-    (:mod:`smoothcert.analysis.compare`), beyond two standard errors marked *."""
+    (:mod:`smoothcert.analysis.compare`), beyond two standard errors marked *: on the same
+    test images for the runs in ``paired`` with a comparison
+    (:class:`~smoothcert.analysis.compare.PairedComparison`), unpaired for the others (a
+    string in ``paired`` is why a row is not paired)."""
     from smoothcert.analysis.compare import (
         SE_COVERS,
         acr_difference_se,
@@ -93,9 +166,13 @@ def versus_paper(summaries: list, paper: dict, radii: list[float]) -> list[str]:
         published_row,
     )
 
+    paired = paired or {}
     rows = {k: published_row(v, f"paper row {k!r}") for k, v in paper.get("rows", {}).items()}
+    same = {
+        s.name for s in summaries if s.per_example and not isinstance(paired.get(s.name, ""), str)
+    }
     header = ["run", "examples (ours / published × runs)", *(f"r = {r:g}" for r in radii), "ACR"]
-    lines = [
+    unpaired = [
         f"Ours beside the published numbers ({paper.get('source', 'the paper')}). Each cell: "
         "ours vs published (ours − published ± its standard error; beyond two standard errors "
         f"marked *). The standard errors cover {SE_COVERS}.",
@@ -109,6 +186,8 @@ def versus_paper(summaries: list, paper: dict, radii: list[float]) -> list[str]:
         if row is None or not s.per_example:
             continue
         matched.add(s.name)
+        if s.name in same:
+            continue
         cells = []
         for j, (ours, theirs) in enumerate(zip(s.certified_accuracy, row.accuracy, strict=False)):
             if not math.isfinite(ours):
@@ -132,27 +211,39 @@ def versus_paper(summaries: list, paper: dict, radii: list[float]) -> list[str]:
                 f"{acr:.3f} ± {_num(acr_se)} vs {row.acr:.3f} ({d:+.3f} ± {_num(se)}{mark})"
             )
         published_n = f"{row.n:,}" if row.n else "?"
-        lines.append(
+        unpaired.append(
             f"| {s.name} | {s.num_examples} / {published_n} × {row.runs} | "
             + " | ".join(cells)
             + " |"
         )
+    lines = []
+    if same:
+        lines += [
+            f"Ours beside the published numbers ({paper.get('source', 'the paper')}).",
+            "",
+            *_paired_table(summaries, paired, radii),
+        ]
+    if matched - same:
+        unpaired += [
+            "",
+            "Standard errors: certified accuracy √(p_o(1 − p_o)/n_o + p_p(1 − p_p)/n_p + sd²/k) "
+            "(binomial over our n_o examples; binomial over the published n_p; sd over the k "
+            "published runs, where given); ACR √(SE_o² + s²/n_p + sd²/k) with SE_o = sd of "
+            "radius·1[correct] over our examples / √n_o and s that sd (ours, standing in for "
+            "the published run's). Both sides are treated as independent samples of test "
+            "images.",
+        ]
+        lines += ["", *unpaired] if lines else unpaired
+    refused = [f"{k}: {v}" for k, v in paired.items() if isinstance(v, str) and k in matched]
+    if refused:
+        lines += ["", "Not compared on the same test images: " + "; ".join(refused) + "."]
     unmatched = [k for k in rows if k not in matched]
     if unmatched:
         lines += [
             "",
             "Published rows without a run of the same label here: " + ", ".join(unmatched) + ".",
         ]
-    lines += _yardstick_lines(paper)
-    lines += [
-        "",
-        "Standard errors: certified accuracy √(p_o(1 − p_o)/n_o + p_p(1 − p_p)/n_p + sd²/k) "
-        "(binomial over our n_o examples; binomial over the published n_p; sd over the k "
-        "published runs, where given); ACR √(SE_o² + s²/n_p + sd²/k) with SE_o = sd of "
-        "radius·1[correct] over our examples / √n_o and s that sd (ours, standing in for the "
-        "published run's). Both sides are treated as independent samples of test images.",
-    ]
-    return lines
+    return lines + _yardstick_lines(paper)
 
 
 def ranking(present: dict[str, str], paper: dict) -> list[str]:

@@ -10,7 +10,9 @@ The ``[report]`` table of an experiment file lists sections, each a ``kind`` wit
   ``paper = "KEY"`` naming a table of ``[paper]`` (rows by label, one value per radius) and
   ``plot = "FILE.png"``: certified accuracy, Theorem 6's lower bound, ACR, the paper's numbers
   and ours − published ± its standard error (a row may be a table with ``accuracy``, ``n``,
-  ``sd``, ``runs``, ``acr``, ``acr_sd``: :mod:`smoothcert.analysis.compare`); a run without
+  ``sd``, ``runs``, ``acr``, ``acr_sd``, ``yardstick``, ``logs``:
+  :mod:`smoothcert.analysis.compare`), on the same test images with paired standard errors
+  where the row's logs have per-example results; a run without
   a row gets the matching published yardstick's (``experiments/published/*.json``,
   :mod:`smoothcert.analysis.yardsticks`; ``published = false`` turns that off,
   ``published = true`` on in a section without ``paper``);
@@ -60,7 +62,7 @@ from smoothcert.experiments.comparisons import (
     dcert_same_rows,
     ranking,
     seed_differences,
-    versus_paper,
+    versus_published,
     with_published,
 )
 from smoothcert.experiments.references import resolve_stages
@@ -330,7 +332,7 @@ def _certified_accuracy(experiment: Experiment, section: dict, out_dir: Path) ->
         ]
     paper = with_published(experiment, section, present, radii)
     if paper:
-        lines += ["", *versus_paper(summaries, paper, radii)]
+        lines += ["", *versus_published(experiment, summaries, paper, present, radii)]
     mixes = "; ".join(f"{name}: {_class_mix(path)}" for name, path in present.items())
     lines += ["", f"Examples per run: {mixes}."]
     if section.get("plot"):

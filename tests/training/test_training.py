@@ -99,7 +99,7 @@ def test_gaussian_loss_is_ce_on_x_plus_sigma_times_the_generator_draw():
     assert torch.equal(zero.loss, std.loss)
     with pytest.raises(ValueError, match="sigma must be"):
         get_method("gaussian", sigma=-0.1)
-    with pytest.raises(ValueError, match="no hyperparameter"):
+    with pytest.raises(ValueError, match="sigma is not a hyperparameter of standard; it has none"):
         get_method("standard", sigma=0.1)
 
 

@@ -142,3 +142,25 @@ def test_the_report_compares_on_the_same_images_where_the_labels_agree(tmp_path)
     (published / "jeong-shin-examples.npz").unlink()
     text = "\n".join(versus_published(experiment, summaries[:1], paper, present, radii))
     assert "| gaussian | 4 / 8 × 2 |" in text and "jeong-shin-examples.npz" in text
+
+
+def test_runs_on_the_jpeg_copy_pair_through_its_order_and_not_by_raw_index() -> None:
+    from smoothcert.analysis.yardsticks import _in_official_order
+    from smoothcert.data.cifar import jpeg_original_indices
+
+    official = np.random.default_rng(5).permutation(np.repeat(np.arange(10), 3))
+    where = jpeg_original_indices(official)  # our index -> official index
+    published = SimpleNamespace(
+        idx=np.arange(30), label=official, radius=np.linspace(0, 1, 30), correct=np.ones(30, bool)
+    )
+    ours = [  # every 3rd image of the copy, certified with the published run's radius
+        {"idx": i, "label": int(official[where[i]]), "prediction": int(official[where[i]]),
+         "radius": float(published.radius[where[i]]), "correct": 1}
+        for i in range(0, 30, 3)
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="labels differ"):  # raw indices: other images
+        paired_with_published(ours, [published], [0.0, 0.5])
+    mapped = _in_official_order(ours, published)
+    assert [r["idx"] for r in mapped] == [int(where[i]) for i in range(0, 30, 3)]
+    p = paired_with_published(mapped, [published], [0.0, 0.5])
+    assert p.difference == (0.0, 0.0) and p.acr_difference == 0.0  # the same images

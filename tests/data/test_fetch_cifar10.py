@@ -122,3 +122,21 @@ def test_jpeg_order_mixes_classes_under_every_stride_and_balances_every_block(st
     assert all(order[10 * b + i][1] == b for b in range(1000) for i in range(10))
     picked = np.bincount([c for c, _ in order[::stride]][:500], minlength=10)
     assert picked.min() >= 0.05 * picked.sum() and picked.max() <= 0.16 * picked.sum()
+
+
+def test_jpeg_original_indices_send_image_k_of_each_class_to_its_official_place() -> None:
+    # The copy holds, per class, the official images of that class in their official order,
+    # presented in jpeg_order; the mapping must find each one's official index.
+    import numpy as np
+
+    from smoothcert._util.checks import ParameterError
+    from smoothcert.data.cifar import jpeg_order, jpeg_original_indices
+
+    official = np.random.default_rng(3).permutation(np.repeat(np.arange(10), 5))
+    mapped = jpeg_original_indices(official)
+    assert sorted(mapped.tolist()) == list(range(50))  # a permutation of the official set
+    for i, (c, k) in enumerate(jpeg_order(5, 10)):
+        assert official[mapped[i]] == c
+        assert mapped[i] == np.flatnonzero(official == c)[k]  # the k-th image of class c
+    with pytest.raises(ParameterError, match="class-balanced"):
+        jpeg_original_indices(official[:-1])

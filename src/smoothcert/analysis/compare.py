@@ -308,6 +308,8 @@ class PairedComparison:
         Per radius: mean over our images of ours_i − theirs_i and its standard error.
     acr, acr_published, acr_published_all, acr_difference, acr_se : float
         The same for radius·1[correct].
+    index_map : str or None
+        How our test indices were matched to the published ones, when not as they are.
     """
 
     n: int
@@ -323,6 +325,7 @@ class PairedComparison:
     acr_published_all: float
     acr_difference: float
     acr_se: float
+    index_map: str | None = None
 
 
 def _mean_se(d: np.ndarray) -> tuple[float, float]:

@@ -14,11 +14,13 @@ import os
 import pickle
 import tarfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from smoothcert._util.checks import ParameterError
 from smoothcert._util.hashing import file_sha256
 from smoothcert.data.base import (
     DatasetInfo,
@@ -171,6 +173,48 @@ def jpeg_order(per_class: int, classes: int) -> list[tuple[int, int]]:
     """
     rng = np.random.default_rng(JPEG_ORDER_SEED)
     return [(int(c), k) for k in range(per_class) for c in rng.permutation(classes)]
+
+
+def jpeg_original_indices(official_labels: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The official CIFAR-10 index of each example of the JPEG copy, in our order.
+
+    The copy keeps CIFAR-10's order within each class (file k of class c is the k-th image of
+    class c in the official set), and we present it in :func:`jpeg_order`; the official label
+    sequence says where the k-th image of class c sits. Published per-example results on the
+    official test set (whose label column is that sequence) then pair with ours image by
+    image.
+
+    Parameters
+    ----------
+    official_labels : sequence of int
+        The official set's labels in its order (10,000 for the test split).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 array: entry i is the official index of our example i.
+
+    Raises
+    ------
+    smoothcert._util.checks.ParameterError
+        If the labels are not a class-balanced sequence over the ten classes.
+
+    Examples
+    --------
+    >>> labels = np.tile(np.arange(10), 3)[::-1]  # any balanced order
+    >>> mapped = jpeg_original_indices(labels)
+    >>> [int(labels[mapped[i]]) for i in range(10)] == [c for c, _ in jpeg_order(3, 10)[:10]]
+    True
+    """
+    labels = np.asarray(official_labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(CLASS_NAMES)) if labels.size else np.zeros(1)
+    if labels.ndim != 1 or len(counts) != len(CLASS_NAMES) or counts.min() != counts.max():
+        raise ParameterError(
+            "official_labels", "must be a class-balanced sequence of CIFAR-10's ten labels"
+        )
+    positions = [np.flatnonzero(labels == c) for c in range(len(CLASS_NAMES))]
+    order = jpeg_order(int(counts[0]), len(CLASS_NAMES))
+    return np.array([positions[c][k] for c, k in order], dtype=np.int64)
 
 
 def _read_jpeg_archive(tar_path: Path, split: str) -> list[tuple[int, str, np.ndarray]]:

@@ -146,7 +146,8 @@ def _paired_table(summaries: list, paired: dict, radii: list[float]) -> list[str
         lines.append(
             f"| {s.name} | {p.n} × {p.runs} / {p.published_n:,} | " + " | ".join(cells) + " |"
         )
-    return lines
+    maps = sorted({p.index_map for p in paired.values() if getattr(p, "index_map", None)})
+    return lines + (["", *maps] if maps else [])
 
 
 def versus_paper(

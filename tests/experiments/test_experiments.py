@@ -100,7 +100,17 @@ def test_smoke_scale_runs_end_to_end_then_skips_everything(path, tmp_path, mnist
         assert "| gaussian | 3 × 5 / 10,000 | " in text
         assert "0.333 vs 1.000 (-0.667 ± 0.333); all 0.993" in text
         assert "| rank | run | examples | ACR ± SE | published ACR | published rank |" in text
-        assert "| 5 |" in text.split("σ = 0.25: the methods ranked by ACR")[1]  # gaussian
+        ranked = text.split("σ = 0.25: the methods ranked by ACR")[1]
+        assert "| 5 |" in ranked  # gaussian
+        # the published ACR on our 3 images: the same in the ranking as in the paired table
+        paired_gaussian = next(
+            line
+            for line in text.split("σ = 0.25: certified accuracy")[1].splitlines()
+            if line.startswith("| gaussian | 3 × 5 / 10,000 | ")
+        )
+        on_ours = paired_gaussian.split(" | ")[-1].split(" vs ")[1].split(" ")[0]
+        gaussian_rank = next(line for line in ranked.splitlines() if "| gaussian |" in line)
+        assert gaussian_rank.split(" | ")[6] == on_ours
     # Every figure the report links exists beside it.
     for line in text.splitlines():
         if line.startswith("!["):

@@ -93,10 +93,19 @@ def versus_published(
     (``experiments/published/<name>-examples.npz``: :func:`smoothcert.analysis.yardsticks.
     paired_row`); where the pairing is refused (a label differs, an index is missing, the
     file is absent), the row is compared unpaired and the reason is given."""
+    paired = paired_rows(Path(experiment.path).parent / PUBLISHED_FOLDER, paper, present, radii)
+    return versus_paper(summaries, paper, radii, paired)
+
+
+def paired_rows(
+    folder: Path, paper: dict, present: dict[str, str], radii: list[float]
+) -> dict[str, Any]:
+    """Run label -> its comparison with the published row on the same test images
+    (:func:`smoothcert.analysis.yardsticks.paired_row`), or why there is none (a string),
+    for the rows that name their logs; the yardsticks' examples files are in ``folder``."""
     from smoothcert.analysis.compare import published_row
     from smoothcert.analysis.yardsticks import paired_row
 
-    folder = Path(experiment.path).parent / PUBLISHED_FOLDER
     paired: dict[str, Any] = {}
     for label, value in paper.get("rows", {}).items():
         row = published_row(value, f"paper row {label!r}")
@@ -106,7 +115,7 @@ def versus_published(
             paired[label] = paired_row(row, folder, present[label], radii)
         except (OSError, ValueError) as exc:
             paired[label] = str(exc)
-    return versus_paper(summaries, paper, radii, paired)
+    return paired
 
 
 def _paired_table(summaries: list, paired: dict, radii: list[float]) -> list[str]:
@@ -247,11 +256,13 @@ def versus_paper(
     return lines + _yardstick_lines(paper)
 
 
-def ranking(present: dict[str, str], paper: dict) -> list[str]:
+def ranking(present: dict[str, str], paper: dict, folder: Path | None = None) -> list[str]:
     """The runs ranked by our ACR (± its standard error over our examples), the published ACR
-    beside each (± its sd over the published runs) and its rank among the published rows, and
-    each run's ACR minus that of the run ranked next below it, on the examples both certified
-    (± the paired standard error; beyond two marked *: the order of the two is resolved)."""
+    beside each (± its sd over the published runs) and its rank among the published rows, the
+    published ACR on our test images where the row's per-example logs are in the yardsticks'
+    examples files in ``folder``, and each run's ACR minus that of the run ranked next below
+    it, on the examples both certified (± the paired standard error; beyond two marked *: the
+    order of the two is resolved)."""
     from smoothcert.analysis import analyze, load_certify_run
     from smoothcert.analysis.compare import (
         acr_with_se,
@@ -270,16 +281,20 @@ def ranking(present: dict[str, str], paper: dict) -> list[str]:
     published = {k: rows[k].acr for k in acr if k in rows}
     ranked = rank_by_acr(acr, published)
     examples = {s.name: s.num_examples for s in summaries}
+    paired = paired_rows(folder, paper, present, [0.0]) if folder is not None else {}
     lines = [
         "Ranked by our ACR (mean over our examples of radius·1[correct]; ± its standard error "
         "over those examples, one training seed); published: mean over its runs ± the sd over "
         "them, and the rank among the published rows of these runs. The last column is the "
         "ACR of a run minus the next one's on the examples both certified, ± the paired "
         "standard error (test images and certification noise; not seed-to-seed variation); "
-        "* marks a difference beyond two standard errors.",
+        "* marks a difference beyond two standard errors. Published on our images: the "
+        "published runs' mean ACR on the test images we certified (where their per-example "
+        "logs are known), the value to set ours against.",
         "",
-        "| rank | run | examples | ACR ± SE | published ACR | published rank | − next ± SE |",
-        "|---|---|---|---|---|---|---|",
+        "| rank | run | examples | ACR ± SE | published ACR | published rank | published on our "
+        "images | − next ± SE |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(ranked):
         row = rows.get(r.name)
@@ -296,10 +311,13 @@ def ranking(present: dict[str, str], paper: dict) -> list[str]:
             )
             mark = "*" if beyond_two_se(d, se) else ""
             step = f"{d:+.3f} ± {_num(se)}{mark} ({below.name})"
+        p = paired.get(r.name)
+        ours_images = "—" if p is None or isinstance(p, str) else f"{p.acr_published:.3f}"
         lines.append(
             f"| {r.rank if r.rank is not None else '—'} | {r.name} | {examples[r.name]} | "
             f"{_num(r.acr)} ± {_num(r.se)} | {theirs} | "
-            f"{r.published_rank if r.published_rank is not None else '—'} | {step} |"
+            f"{r.published_rank if r.published_rank is not None else '—'} | {ours_images} | "
+            f"{step} |"
         )
     return lines + _yardstick_lines(paper)
 

@@ -59,6 +59,7 @@ import numpy as np
 
 from smoothcert._util.atomic import atomic_write_text
 from smoothcert.experiments.comparisons import (
+    PUBLISHED_FOLDER,
     dcert_same_rows,
     ranking,
     seed_differences,
@@ -554,7 +555,8 @@ def _ranking(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
     present = {k: v for k, v in runs.items() if Path(v).exists()}
     if not present:
         return lines or ["(no runs)"]
-    lines += ranking(present, with_published(experiment, section, present, [0.0]))
+    paper = with_published(experiment, section, present, [0.0])
+    lines += ranking(present, paper, Path(experiment.path).parent / PUBLISHED_FOLDER)
     return lines + _sources(experiment, present)
 
 

@@ -431,3 +431,53 @@ def paired_with_published(
         acr_difference=acr_d,
         acr_se=acr_se,
     )
+
+
+@dataclass(frozen=True)
+class RunAgreement:
+    """Two certify runs of one model on the examples both certified (:func:`run_agreement`)."""
+
+    shared: int  # examples both runs certified
+    accuracy_a: tuple[float, ...]  # certified accuracy of run a per radius, on those examples
+    accuracy_b: tuple[float, ...]
+    same_prediction: int  # examples with the same prediction (a class or an abstention)
+    mean_samples_a: float  # mean noise samples per example (n, or what adaptive drew)
+    mean_samples_b: float
+
+
+def run_agreement(
+    a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], radii: Sequence[float]
+) -> RunAgreement | None:
+    """Certified accuracy of two runs of one model (e.g. adaptive and fixed-n CERTIFY) on the
+    examples both certified, how often their predictions agree, and the samples each drew;
+    None when they share no example.
+
+    Examples
+    --------
+    >>> a = [{"idx": 0, "radius": 0.5, "correct": 1, "prediction": 3, "n": 100},
+    ...      {"idx": 1, "radius": 0.0, "correct": 0, "prediction": -1, "n": 300}]
+    >>> b = [{"idx": 1, "radius": 0.2, "correct": 1, "prediction": 2, "n": 1000}]
+    >>> g = run_agreement(a, b, [0.0])
+    >>> g.shared, g.accuracy_a, g.accuracy_b, g.same_prediction, g.mean_samples_b
+    (1, (0.0,), (1.0,), 0, 1000.0)
+    """
+    from smoothcert.analysis.certify import certified_accuracy
+
+    rows = [{r["idx"]: r for r in run} for run in (a, b)]
+    shared = sorted(set(rows[0]) & set(rows[1]))
+    if not shared:
+        return None
+
+    def accuracy(run: dict) -> tuple[float, ...]:
+        radius = np.array([run[i]["radius"] for i in shared], float)
+        correct = np.array([bool(run[i]["correct"]) and run[i]["prediction"] >= 0 for i in shared])
+        return tuple(float(v) for v in certified_accuracy(radius, correct, radii))
+
+    return RunAgreement(
+        shared=len(shared),
+        accuracy_a=accuracy(rows[0]),
+        accuracy_b=accuracy(rows[1]),
+        same_prediction=sum(rows[0][i]["prediction"] == rows[1][i]["prediction"] for i in shared),
+        mean_samples_a=float(np.mean([rows[0][i]["n"] for i in shared])),
+        mean_samples_b=float(np.mean([rows[1][i]["n"] for i in shared])),
+    )

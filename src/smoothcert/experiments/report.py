@@ -55,8 +55,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from smoothcert._util.atomic import atomic_write_text
 from smoothcert.experiments.comparisons import (
     PUBLISHED_FOLDER,
@@ -357,38 +355,32 @@ def _class_mix(path: str) -> str:
 
 
 def _agreement(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
-    from smoothcert.analysis import certified_accuracy, load_certify_run
+    from smoothcert.analysis import load_certify_run
+    from smoothcert.analysis.compare import run_agreement
 
     paths = {"a": section["a"], "b": section["b"]}
     labels = {"a": section.get("a_label", "a"), "b": section.get("b_label", "b")}
     lines = _missing({labels[k]: v for k, v in paths.items()})
     if lines:
         return lines
-    rows = {k: {r["idx"]: r for r in load_certify_run(p)[1]} for k, p in paths.items()}
-    shared = sorted(set(rows["a"]) & set(rows["b"]))
-    if not shared:
-        return ["The two runs share no examples yet."]
     radii = [float(r) for r in section["radii"]]
+    g = run_agreement(*(load_certify_run(paths[k])[1] for k in ("a", "b")), radii)
+    if g is None:
+        return ["The two runs share no examples yet."]
     header = ["run", *(f"r = {r:g}" for r in radii)]
     lines = [
-        f"On the {len(shared)} examples both runs certified:",
+        f"On the {g.shared} examples both runs certified:",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for k in ("a", "b"):
-        radius = np.array([rows[k][i]["radius"] for i in shared], float)
-        correct = np.array(
-            [bool(rows[k][i]["correct"]) and rows[k][i]["prediction"] >= 0 for i in shared]
-        )
-        acc = certified_accuracy(radius, correct, radii)
+    for k, acc in (("a", g.accuracy_a), ("b", g.accuracy_b)):
         lines.append(f"| {labels[k]} | " + " | ".join(_num(v) for v in acc) + " |")
-    same = sum(rows["a"][i]["prediction"] == rows["b"][i]["prediction"] for i in shared)
-    evals = {k: float(np.mean([rows[k][i]["n"] for i in shared])) for k in ("a", "b") if shared}
     lines += [
         "",
-        f"Same prediction (class or abstention) on {same}/{len(shared)} examples; mean samples "
-        f"per example: {labels['a']} {evals['a']:.0f}, {labels['b']} {evals['b']:.0f}.",
+        f"Same prediction (class or abstention) on {g.same_prediction}/{g.shared} examples; "
+        f"mean samples per example: {labels['a']} {g.mean_samples_a:.0f}, "
+        f"{labels['b']} {g.mean_samples_b:.0f}.",
     ]
     return lines + _sources(experiment, {labels[k]: v for k, v in paths.items()})
 

@@ -18,6 +18,7 @@ from smoothcert.analysis.compare import (
     paired_acr_difference,
     published_row,
     rank_by_acr,
+    run_agreement,
 )
 from smoothcert.analysis.seeds import attack_seed_differences, seed_difference
 
@@ -76,6 +77,27 @@ def test_paired_acr_difference_on_shared_examples() -> None:
     diffs = np.array([0.5, 0.0, -0.4])  # idx 3 and 9 are not shared
     assert n == 3
     assert (d, se) == pytest.approx((diffs.mean(), diffs.std(ddof=1) / math.sqrt(3)))
+
+
+def test_run_agreement_counts_on_the_shared_examples_only() -> None:
+    def rows(values: dict[int, tuple[float, bool, int, int]]) -> list[dict]:
+        return [
+            {"idx": i, "radius": r, "correct": c, "prediction": p, "n": n}
+            for i, (r, c, p, n) in values.items()
+        ]
+
+    # adaptive (a) and fixed-n (b) runs of one model; idx 5 and 7 are in one run only
+    a = rows({0: (0.6, True, 1, 400), 1: (0.3, True, 2, 200), 2: (0.0, False, -1, 1000),
+              5: (1.0, True, 1, 100)})  # fmt: skip
+    b = rows({0: (0.5, True, 1, 1000), 1: (0.1, True, 2, 1000), 2: (0.2, False, 4, 1000),
+              7: (1.0, True, 1, 1000)})  # fmt: skip
+    g = run_agreement(a, b, [0.0, 0.25, 0.5])
+    assert g.shared == 3
+    assert g.accuracy_a == pytest.approx((2 / 3, 2 / 3, 1 / 3))
+    assert g.accuracy_b == pytest.approx((2 / 3, 1 / 3, 1 / 3))
+    assert g.same_prediction == 2  # idx 2: an abstention against class 4
+    assert (g.mean_samples_a, g.mean_samples_b) == (pytest.approx(1600 / 3), 1000.0)
+    assert run_agreement(a[3:], b[3:], [0.0]) is None
 
 
 def test_certified_accuracy_section_prints_differences_with_their_standard_errors(

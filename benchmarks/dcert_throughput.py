@@ -22,34 +22,9 @@ import time
 import torch
 
 from smoothcert.data import load_dataset
-from smoothcert.distributional import objective, surrogate, surrogate_ascent
-from smoothcert.distributional.restarts import random_start
+from smoothcert.distributional import objective, surrogate
+from smoothcert.distributional.restarts import restarts_in_turn
 from smoothcert.models.checkpoint import load_checkpoint
-
-
-def sequential_ascent(
-    model, x0, y, *, gamma, sigma, num_noise, steps, step_size, loss_fn, generator, restarts
-):
-    """The restart loop as it was before the batching: each start runs its whole ascent, one
-    step per call, the best (start, step) kept with the first of a tie."""
-    best_x, best_obj = x0.clone(), None
-    for run in range(restarts):
-        x = x0.clone() if run == 0 else random_start(x0, gamma, generator)
-        for k in range(steps + 1):
-            r = surrogate_ascent(
-                model, x0, y, gamma=gamma, sigma=sigma, num_noise=num_noise,
-                steps=1 if k < steps else 0,
-                step_size=(lambda _i, k=k: step_size(k)) if callable(step_size) else step_size,
-                cost_with_noise=False, init=x, loss_fn=loss_fn, generator=generator,
-                diagnostics=k == steps,
-            )  # fmt: skip
-            obj = r.objective
-            better = torch.ones_like(obj, dtype=torch.bool) if best_obj is None else obj > best_obj
-            best_obj = obj if best_obj is None else torch.where(better, obj, best_obj)
-            best_x[better] = x[better]
-            x = r.x
-    return best_x
-
 
 BATCHED = objective.restarted_ascent
 
@@ -101,7 +76,7 @@ def main() -> None:
     )
     print("  sigma   gamma   wall s/ex: sequential  batched  ratio"
           "   CPU s/ex: sequential  batched  ratio   max |Δ lagrangian|")  # fmt: skip
-    paths = (("sequential", sequential_ascent), ("batched", BATCHED))
+    paths = (("sequential", restarts_in_turn), ("batched", BATCHED))
     totals = {(p, c): 0.0 for p, _ in paths for c in ("wall", "cpu")}
     for s in (sigma, 0.0):
         for gamma in args.gammas:

@@ -7,33 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from smoothcert.distributional import objective, surrogate, surrogate_ascent
+from smoothcert.distributional import objective, surrogate
 from smoothcert.distributional.ascent import cross_entropy_per_example
-from smoothcert.distributional.restarts import random_start, restarted_ascent
-
-
-def _sequential(
-    model, x0, y, *, gamma, sigma, num_noise, steps, step_size, loss_fn, generator, restarts
-):
-    """The oracle: each start's whole ascent in turn from the one generator, one step per
-    call of surrogate_ascent, the first best (start, step) kept."""
-    best_x, best_obj = x0.clone(), None
-    for run in range(restarts):
-        x = x0.clone() if run == 0 else random_start(x0, gamma, generator)
-        for k in range(steps + 1):
-            r = surrogate_ascent(
-                model, x0, y, gamma=gamma, sigma=sigma, num_noise=num_noise,
-                steps=1 if k < steps else 0,
-                step_size=(lambda _i, k=k: step_size(k)) if callable(step_size) else step_size,
-                cost_with_noise=False, init=x, loss_fn=loss_fn, generator=generator,
-                diagnostics=k == steps,
-            )  # fmt: skip
-            obj = r.objective
-            better = torch.ones_like(obj, dtype=torch.bool) if best_obj is None else obj > best_obj
-            best_obj = obj if best_obj is None else torch.where(better, obj, best_obj)
-            best_x[better] = x[better]
-            x = r.x
-    return best_x
+from smoothcert.distributional.restarts import restarted_ascent, restarts_in_turn
 
 
 def _tiny():
@@ -54,7 +30,7 @@ def test_batched_starts_equal_the_starts_run_in_turn(sigma, restarts, step_size)
     kw |= dict(loss_fn=cross_entropy_per_example, restarts=restarts)
     gen_a, gen_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     batched = restarted_ascent(model, x0, y, generator=gen_a, **kw)
-    oracle = _sequential(model, x0, y, generator=gen_b, **kw)
+    oracle = restarts_in_turn(model, x0, y, generator=gen_b, **kw)
     torch.testing.assert_close(batched, oracle, rtol=0, atol=1e-12)
     assert not torch.equal(batched, x0)  # the ascent moved
     # the shared generator ends where it ended with the starts in turn (the re-estimate's
@@ -70,7 +46,7 @@ def test_batched_starts_without_a_generator_draw_from_torchs_default_one():
     batched = restarted_ascent(model, x0, y, **kw)
     after_batched = torch.randn(3)
     torch.manual_seed(11)
-    oracle = _sequential(model, x0, y, **kw)
+    oracle = restarts_in_turn(model, x0, y, **kw)
     torch.testing.assert_close(batched, oracle, rtol=0, atol=1e-12)
     assert torch.equal(after_batched, torch.randn(3))
 
@@ -90,7 +66,7 @@ def test_surrogate_values_equal_those_of_the_sequential_starts(monkeypatch):
     model, x0, y = _tiny()
     kw = dict(num_noise=3, steps=4, num_eval=6, restarts=3)
     new = surrogate(model, x0, y, 0.7, 0.25, generator=torch.Generator().manual_seed(1), **kw)
-    monkeypatch.setattr(objective, "restarted_ascent", _sequential)
+    monkeypatch.setattr(objective, "restarted_ascent", restarts_in_turn)
     old = surrogate(model, x0, y, 0.7, 0.25, generator=torch.Generator().manual_seed(1), **kw)
     for name in ("value", "value_se", "x", "loss", "grad_norm"):
         torch.testing.assert_close(getattr(new, name), getattr(old, name), rtol=0, atol=1e-12)
@@ -112,6 +88,6 @@ def test_a_start_whose_first_step_is_not_finite_can_still_win():
     batched = restarted_ascent(
         nn.Flatten(), x0, y, generator=torch.Generator().manual_seed(0), **kw
     )
-    oracle = _sequential(nn.Flatten(), x0, y, generator=torch.Generator().manual_seed(0), **kw)
+    oracle = restarts_in_turn(nn.Flatten(), x0, y, generator=torch.Generator().manual_seed(0), **kw)
     torch.testing.assert_close(batched, oracle, rtol=0, atol=1e-12)
     torch.testing.assert_close(batched.flatten(1).norm(dim=1), torch.full((2,), 0.5).double())

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from smoothcert.distributional.ascent import LossFn, _draw, _objective_and_grad
+from smoothcert.distributional.ascent import LossFn, _draw, _objective_and_grad, surrogate_ascent
 
 
 def random_start(x0: torch.Tensor, gamma: float, generator: torch.Generator | None):
@@ -131,3 +131,29 @@ def restarted_ascent(
         chosen_obj = torch.where(better, per_start[run], chosen_obj)
         chosen_x[better] = best_x[run * batch : (run + 1) * batch][better]
     return chosen_x
+
+
+def restarts_in_turn(
+    model, x0, y, *, gamma, sigma, num_noise, steps, step_size, loss_fn, generator, restarts
+):
+    """The reference for :func:`restarted_ascent`: each start's whole ascent in turn from the one
+    generator, one step per call of :func:`~smoothcert.distributional.ascent.surrogate_ascent`,
+    the first best (start, step) kept. The batched starts must give its result; the test
+    suite and the dcert benchmark compare the two."""
+    best_x, best_obj = x0.clone(), None
+    for run in range(restarts):
+        x = x0.clone() if run == 0 else random_start(x0, gamma, generator)
+        for k in range(steps + 1):
+            r = surrogate_ascent(
+                model, x0, y, gamma=gamma, sigma=sigma, num_noise=num_noise,
+                steps=1 if k < steps else 0,
+                step_size=(lambda _i, k=k: step_size(k)) if callable(step_size) else step_size,
+                cost_with_noise=False, init=x, loss_fn=loss_fn, generator=generator,
+                diagnostics=k == steps,
+            )  # fmt: skip
+            obj = r.objective
+            better = torch.ones_like(obj, dtype=torch.bool) if best_obj is None else obj > best_obj
+            best_obj = obj if best_obj is None else torch.where(better, obj, best_obj)
+            best_x[better] = x[better]
+            x = r.x
+    return best_x

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from smoothcert.analysis.compare import (
     PublishedRow,
@@ -153,8 +154,51 @@ def test_seed_difference_matches_the_anova_formula_by_hand() -> None:
     assert r.mean == pytest.approx(d.mean())
     assert r.se == pytest.approx(math.sqrt(max(v_s + v_i - ms_e / (k * n), v_s, v_i)))
     assert (r.se_seeds, r.se_images) == pytest.approx((math.sqrt(v_s), math.sqrt(v_i)))
-    one = seed_difference(a[:1], b[:1])  # one seed: the paired SE over images
+    assert v_s + v_i - ms_e / (k * n) < v_s  # this draw is raised to V_S: its ν = k − 1
+    assert r.df == k - 1
+    one = seed_difference(a[:1], b[:1])  # one seed: the paired SE over images, ν = N − 1
     assert one.se == pytest.approx(d[0].std(ddof=1) / math.sqrt(n))
+    assert one.df == n - 1
+
+
+def test_seed_difference_degrees_of_freedom_are_satterthwaites_by_hand() -> None:
+    rng = np.random.default_rng(2)  # a draw whose SE² is not raised to one of its parts
+    d = rng.integers(0, 2, (3, 7)).astype(float) - rng.integers(0, 2, (3, 7)).astype(float)
+    k, n = d.shape
+    v_s = np.var(d.mean(1), ddof=1) / k
+    v_i = np.var(d.mean(0), ddof=1) / n
+    ms_e = np.sum((d - d.mean(1)[:, None] - d.mean(0)[None, :] + d.mean()) ** 2) / (
+        (k - 1) * (n - 1)
+    )
+    combined = v_s + v_i - ms_e / (k * n)
+    assert combined >= max(v_s, v_i)
+    satterthwaite = combined**2 / (
+        v_s**2 / (k - 1) + v_i**2 / (n - 1) + (ms_e / (k * n)) ** 2 / ((k - 1) * (n - 1))
+    )
+    r = seed_difference(d, np.zeros_like(d))
+    assert r.se == pytest.approx(math.sqrt(combined))
+    assert r.df == pytest.approx(satterthwaite)
+    assert r.critical() == pytest.approx(stats.t.ppf(0.975, satterthwaite))
+
+
+def test_seed_difference_t_bar_keeps_the_false_call_rate_with_three_seeds() -> None:
+    """No true difference, seed-to-seed variation dominating (each model's accuracy shifted
+    by N(0, 0.08²), 200 images): calling |D̄| > 2 SE is wrong 17% of the time here, the t bar
+    with Satterthwaite's ν 7% (ν is itself estimated, so not exactly 5%)."""
+    rng = np.random.default_rng(2)
+    k, n, reps = 3, 200, 2000
+    hardness = rng.uniform(0.4, 0.9, n)
+
+    def outcomes() -> np.ndarray:
+        p = np.clip(hardness[None, None, :] + rng.normal(0.0, 0.08, (reps, k, 1)), 0, 1)
+        return (rng.random((reps, k, n)) < p).astype(float)
+
+    a, b = outcomes(), outcomes()
+    results = [seed_difference(a[j], b[j]) for j in range(reps)]
+    two_se = np.mean([abs(r.mean) > 2 * r.se for r in results])
+    t_bar = np.mean([r.significant() for r in results])
+    assert two_se > 0.13
+    assert 0.03 < t_bar < 0.09
 
 
 def test_seed_difference_se_covers_a_known_seed_effect() -> None:
@@ -299,10 +343,11 @@ def test_seed_differences_section_renders_the_mean_and_its_standard_errors(tmp_p
     section = {"title": "t", "groups": groups, "differences": [["A", "B"]]}
     text = "\n".join(_seed_differences(experiment, section, tmp_path))
     r = seed_difference(np.array(ya), np.array(yb))
-    mark = "*" if abs(r.mean) > 2 * r.se else ""
+    mark = "*" if abs(r.mean) > stats.t.ppf(0.975, r.df) * r.se else ""
     assert "**A − B**: 2 seed pairs of the 3 listed, 4 test images every run attacked." in text
     assert (
-        f"| 1 | {r.mean:+.3f} ± {r.se:.3f}{mark} | {r.se_images:.3f} | {r.se_seeds:.3f} | "
+        f"| 1 | {r.mean:+.3f} ± {r.se:.3f}{mark} | {r.df:.1f} | {r.se_images:.3f} | "
+        f"{r.se_seeds:.3f} | "
         f"{r.per_seed[0]:+.3f}, {r.per_seed[1]:+.3f} |"
     ) in text
     assert "- A, run 2: `" in text and "(not run yet)" in text

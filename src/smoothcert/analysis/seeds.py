@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class SeedDifference:
         k.
     images : int
         N, the shared test images.
+    df : float
+        ν, Satterthwaite's degrees of freedom of SE² (module docstring); N − 1 with one seed.
     """
 
     mean: float
@@ -80,6 +83,20 @@ class SeedDifference:
     per_seed: tuple[float, ...]
     seeds: int
     images: int
+    df: float
+
+    def critical(self, level: float = 0.95) -> float:
+        """t_{(1 + level)/2, ν}: how many standard errors a two-sided test at ``level`` asks
+        of |D̄|.
+
+        >>> round(SeedDifference(0.1, 0.04, 0.02, 0.03, (0.1,) * 3, 3, 100, 2.0).critical(), 3)
+        4.303
+        """
+        return float(stats.t.ppf((1 + level) / 2, self.df))
+
+    def significant(self, level: float = 0.95) -> bool:
+        """Whether |D̄| > :meth:`critical` × SE (a difference called at two-sided 1 − level)."""
+        return abs(self.mean) > self.critical(level) * self.se
 
 
 def seed_difference(a: np.ndarray, b: np.ndarray) -> SeedDifference:
@@ -109,6 +126,12 @@ def seed_difference(a: np.ndarray, b: np.ndarray) -> SeedDifference:
     >>> r = seed_difference(np.array([[1, 1, 0], [1, 1, 1]]), np.array([[0, 1, 0], [0, 0, 1]]))
     >>> round(r.mean, 4), round(r.se_seeds, 4), round(r.se_images, 4), round(r.se, 4)
     (0.5, 0.1667, 0.2887, 0.2887)
+
+    Satterthwaite: ν = (1/12)² / ((1/36)²/1 + (1/12)²/2 + (1/36)²/2) = 1.5, so a difference
+    needs t_{0.975, 1.5} ≈ 6.0 standard errors:
+
+    >>> round(r.df, 3), round(r.critical(), 2), r.significant()
+    (1.5, 6.02, False)
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.ndim != 2 or a.shape != b.shape:
@@ -121,11 +144,18 @@ def seed_difference(a: np.ndarray, b: np.ndarray) -> SeedDifference:
     v_images = float(per_image.var(ddof=1)) / n
     if k == 1:
         se = math.sqrt(v_images)
-        return SeedDifference(mean, se, se, float("nan"), tuple(per_seed.tolist()), k, n)
+        return SeedDifference(
+            mean, se, se, float("nan"), tuple(per_seed.tolist()), k, n, float(n - 1)
+        )
     v_seeds = float(per_seed.var(ddof=1)) / k
     residual = d - per_seed[:, None] - per_image[None, :] + mean
     ms_e = float((residual**2).sum()) / ((k - 1) * (n - 1))
-    var = max(v_seeds + v_images - ms_e / (k * n), v_seeds, v_images)
+    terms = [(v_seeds, k - 1), (v_images, n - 1), (-ms_e / (k * n), (k - 1) * (n - 1))]
+    var = sum(t for t, _ in terms)
+    if var < max(v_seeds, v_images):  # raised to one part: that part's degrees of freedom
+        var, df = max(terms[:2])
+    else:
+        df = _satterthwaite(terms)
     return SeedDifference(
         mean=mean,
         se=math.sqrt(var),
@@ -134,7 +164,15 @@ def seed_difference(a: np.ndarray, b: np.ndarray) -> SeedDifference:
         per_seed=tuple(per_seed.tolist()),
         seeds=k,
         images=n,
+        df=float(df),
     )
+
+
+def _satterthwaite(terms: list[tuple[float, int]]) -> float:
+    """ν = (Σ c_j M_j)² / Σ (c_j M_j)²/ν_j for terms (c_j M_j, ν_j); infinite when every term
+    is zero (nothing varies, so the SE of 0 is exact)."""
+    denominator = sum(t * t / df for t, df in terms)
+    return sum(t for t, _ in terms) ** 2 / denominator if denominator > 0 else math.inf
 
 
 def attack_seed_differences(

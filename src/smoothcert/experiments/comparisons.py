@@ -363,19 +363,19 @@ def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]])
             f"{min(len(groups[a]), len(groups[b]))} listed, {shared} test images every run "
             "attacked.",
             "",
-            "| ε | mean over seeds ± SE (seeds and images) | ± SE, images only | ± SE, seeds only "
-            "| per seed |",
-            "|---|---|---|---|---|",
+            "| ε | mean over seeds ± SE (seeds and images) | ν | ± SE, images only "
+            "| ± SE, seeds only | per seed |",
+            "|---|---|---|---|---|---|",
         ]
         for e in eps:
             r = diffs[e]
             if r is None:
-                lines.append(f"| {e:g} | — | | | |")
+                lines.append(f"| {e:g} | — | | | | |")
                 continue
-            mark = "*" if abs(r.mean) > 2 * r.se else ""
+            mark = "*" if r.significant() else ""
             per_seed = ", ".join(f"{v:+.3f}" for v in r.per_seed)
             lines.append(
-                f"| {e:g} | {r.mean:+.3f} ± {r.se:.3f}{mark} | {r.se_images:.3f} | "
+                f"| {e:g} | {r.mean:+.3f} ± {r.se:.3f}{mark} | {r.df:.1f} | {r.se_images:.3f} | "
                 f"{_num(r.se_seeds)} | {per_seed} |"
             )
         lines.append("")
@@ -384,8 +384,12 @@ def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]])
         "terms), with d_s the difference of seed s's accuracies, D_i image i's difference "
         "averaged over the seeds and MS_E the seed × image residual mean square: unbiased for "
         "the variance of the mean over a random sample of k seeds and N images "
-        "(smoothcert.analysis.seeds). With one seed it is the paired SE over images. * marks "
-        "a difference beyond two standard errors.",
+        "(smoothcert.analysis.seeds). With one seed it is the paired SE over images. ν is "
+        "Satterthwaite's degrees of freedom of SE²: with three seeds the seed term has 2, so "
+        "where seed-to-seed variation dominates SE is itself uncertain and the bar is up to "
+        "t_{0.975, 2} = 4.3 standard errors, not 2. * marks |mean| > t_{0.975, ν} × SE, a "
+        "difference called at two-sided level 0.05 at that radius alone (no correction for "
+        "the number of radii).",
     ]
     return lines
 

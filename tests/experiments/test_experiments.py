@@ -190,6 +190,29 @@ def test_changed_arguments_rerun_the_stage_which_resumes(tmp_path, mnist_train):
     assert len(metrics) == 1  # the training run was found finished, not retrained
 
 
+def test_finished_stages_stay_finished_when_the_root_is_spelled_another_way(
+    tmp_path, mnist_train, monkeypatch
+):
+    """Run with an absolute --root, then read from that root as the current directory (the
+    report for docs/ spells the runs relatively): the same folder, so the same commands."""
+    experiment = load_experiment(_tiny(tmp_path), "smoke", root=tmp_path.resolve())
+    assert run_experiment(experiment, _cli)
+    monkeypatch.chdir(tmp_path)
+    relative = load_experiment("tiny.toml", "smoke")
+    assert relative.stages[0].option("--out") == "runs/tiny/smoke/train"
+    assert [s.status for s in experiment_status(relative)] == ["done", "done"]
+    lines: list[str] = []
+    assert run_experiment(relative, _cli, log=lines.append)
+    assert lines[:2] == ["[1/2] train: done", "[2/2] certify: done"]
+    # a copy of the state file under another folder is not that folder's record
+    other = tmp_path / "copy"
+    (other / "runs/tiny/smoke").mkdir(parents=True)
+    state = tmp_path / "runs/tiny/smoke" / STATE_FILE
+    (other / "runs/tiny/smoke" / STATE_FILE).write_text(state.read_text())
+    elsewhere = load_experiment(tmp_path / "tiny.toml", "smoke", root=other)
+    assert [s.status for s in experiment_status(elsewhere)] == ["left", "left"]
+
+
 def test_status_estimates_time_left_from_a_training_runs_epochs(tmp_path):
     experiment = load_experiment(_tiny(tmp_path, epochs=4), "smoke", root=tmp_path)
     out = tmp_path / "runs/tiny/smoke/train"

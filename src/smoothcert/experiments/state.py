@@ -36,7 +36,36 @@ def read_state(experiment: Experiment) -> dict[str, Any]:
         raise ValueError(f"{path} is corrupt; delete it to start the bookkeeping anew") from None
     if not isinstance(state, dict) or not isinstance(state.get("stages"), dict):
         raise ValueError(f"{path} is corrupt; delete it to start the bookkeeping anew")
+    for entry in state["stages"].values():
+        for key in ("argv", "previous_argv"):
+            if isinstance(entry, dict) and isinstance(entry.get(key), list):
+                entry[key] = spelled_here(entry[key], experiment.runs_dir)
     return state
+
+
+def spelled_here(argv: list[str], runs_dir: Path) -> list[str]:
+    """``argv`` with every path into ``runs_dir`` spelled as ``runs_dir`` is spelled now.
+
+    A stage's arguments carry the runs folder as the runner saw it (``--root /abs`` or the
+    current directory), so the same finished stage would otherwise read as a different
+    command when the report or the next run spells the folder another way. Only a prefix
+    that resolves to this very folder is rewritten; any other path is left alone.
+
+    >>> here = Path("runs/x/cpu")
+    >>> spelled_here(["--out", str(Path.cwd() / "runs/x/cpu/a.db"), "/elsewhere/runs/x/cpu"], here)
+    ['--out', 'runs/x/cpu/a.db', '/elsewhere/runs/x/cpu']
+    """
+    tail, folder = str(Path(*runs_dir.parts[-3:])), runs_dir.resolve()
+    out = []
+    for arg in argv:
+        at = arg.find(tail)
+        if at >= 0 and (at == 0 or arg[at - 1] == "/"):
+            prefix = arg[: at + len(tail)]
+            rest = arg[len(prefix) :]
+            if (not rest or rest.startswith("/")) and Path(prefix).resolve() == folder:
+                arg = str(runs_dir) + rest
+        out.append(arg)
+    return out
 
 
 @contextlib.contextmanager

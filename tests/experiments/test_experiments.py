@@ -46,13 +46,14 @@ def test_report_sections_name_paper_tables_the_file_defines(path):
     """A dotted key such as sigma0.25 needs quotes in TOML; unquoted it would nest tables and
     the section's comparison with the paper would silently vanish."""
     from smoothcert.analysis.compare import published_row
+    from smoothcert.experiments.comparisons import paper_table
 
     experiment = load_experiment(path, "smoke")
     for section in experiment.report.get("sections", []):
         if "paper" in section:
             assert section["paper"] in experiment.paper, (section.get("title"), section["paper"])
         if section.get("kind") in ("certified-accuracy", "ranking") and "paper" in section:
-            rows = experiment.paper[section["paper"]].get("rows", {})
+            rows = paper_table(experiment, section).get("rows", {})
             for label, row in rows.items():
                 published_row(row, label)  # parses
             if path.stem.startswith("jeong-shin"):  # labels match the runs', so rows compare
@@ -63,6 +64,23 @@ def test_report_sections_name_paper_tables_the_file_defines(path):
                     sigma = float(section["paper"].removeprefix("sigma"))
                     dataset = path.stem.rsplit("-", 1)[-1]
                     assert _yardstick_has(path.parent / "published", dataset, label, sigma)
+
+
+def test_paper_rows_restrict_a_section_to_some_published_rows_and_name_a_missing_one():
+    from types import SimpleNamespace
+
+    from smoothcert.experiments.comparisons import paper_table
+
+    table = {"note": "n", "rows": {"gaussian": {"accuracy": [0.9]}, "macer": {"accuracy": [1]}}}
+    experiment = SimpleNamespace(path="x.toml", paper={"sigma1.0": table})
+    section = {"title": "t", "paper": "sigma1.0", "paper_rows": ["gaussian"]}
+    assert paper_table(experiment, section) == {
+        "note": "n",
+        "rows": {"gaussian": {"accuracy": [0.9]}},
+    }
+    assert paper_table(experiment, {"paper": "sigma1.0"}) is table
+    with pytest.raises(ValueError, match="paper_rows 'stn', which table 'sigma1.0' does not have"):
+        paper_table(experiment, {**section, "paper_rows": ["stn"]})
 
 
 def _yardstick_has(folder: Path, dataset: str, method: str, sigma: float) -> bool:

@@ -19,7 +19,9 @@ def _num(v: float | None, digits: int = 3) -> str:
 def paper_table(experiment: Experiment, section: dict) -> dict:
     """The ``[paper]`` table a section names (``{}`` when it names none); a name the file
     does not define is an error, not a silently missing comparison (a key such as
-    ``sigma0.25`` must be quoted in TOML, else it is two nested tables)."""
+    ``sigma0.25`` must be quoted in TOML, else it is two nested tables). A section that
+    compares only some of the table's rows (a diagnostic run of one method) lists them in
+    ``paper_rows``."""
     key = section.get("paper")
     if key is None:
         return {}
@@ -29,7 +31,19 @@ def paper_table(experiment: Experiment, section: dict) -> dict:
             f"which the file does not define (it has {', '.join(map(repr, experiment.paper))}; "
             'quote a key with a dot: [paper."sigma0.25"])'
         )
-    return experiment.paper[key]
+    table = experiment.paper[key]
+    only = section.get("paper_rows")
+    if only is None:
+        return table
+    rows = table.get("rows", {})
+    unknown = [r for r in only if r not in rows]
+    if unknown:
+        raise ValueError(
+            f"{experiment.path}: section {section.get('title')!r} lists paper_rows "
+            f"{', '.join(map(repr, unknown))}, which table {key!r} does not have "
+            f"(it has {', '.join(map(repr, rows))})"
+        )
+    return {**table, "rows": {r: rows[r] for r in only}}
 
 
 #: the folder of published yardsticks, beside the experiment files

@@ -353,3 +353,23 @@ def test_seed_differences_section_renders_the_mean_and_its_standard_errors(tmp_p
     assert "- A, run 2: `" in text and "(not run yet)" in text
     with pytest.raises(ValueError, match="pairs of its groups' labels"):
         _seed_differences(experiment, {**section, "differences": [["A", "C"]]}, tmp_path)
+
+
+def test_holm_rejects_step_down_and_keeps_the_family_wise_rate() -> None:
+    from smoothcert.analysis.multiplicity import holm, normal_p, t_p
+
+    # by hand, m = 5: sorted 0.004 ≤ 0.01, 0.011 ≤ 0.0125, 0.02 > 0.05/3 stops
+    assert holm([0.02, 0.004, 0.5, 0.011, 0.03]) == [False, True, False, True, False]
+    assert holm([float("nan"), 0.001]) == [False, True]  # NaN still counts in m = 2
+    assert holm([]) == []
+    assert normal_p(0.0, 0.0) == 1.0 and normal_p(0.1, 0.0) == 0.0
+    assert t_p(0.03, 0.01, math.inf) == pytest.approx(normal_p(0.03, 0.01))
+    assert t_p(0.03, 0.01, 2) == pytest.approx(2 * stats.t.sf(3.0, 2))
+    # twelve correlated radii under the null (one shared component): some raw p < 0.05 in a
+    # large share of the families, any Holm rejection in at most about 5% of them
+    rng = np.random.default_rng(3)
+    shared, own = rng.normal(size=(4000, 1)), rng.normal(size=(4000, 12))
+    z = 0.6 * shared + 0.8 * own
+    p = 2 * stats.norm.sf(np.abs(z))
+    assert np.mean((p < 0.05).any(axis=1)) > 0.3
+    assert np.mean([any(holm(list(row))) for row in p]) < 0.06

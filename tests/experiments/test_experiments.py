@@ -350,14 +350,21 @@ def test_attack_sections_give_paired_differences_with_standard_errors(tmp_path) 
     a = run("a", {i: [1, 1] for i in [*range(10), 20]})
     b = run("b", {i: [1, 0] if i < 10 else [1, 1] for i in range(12)})
     c = run("c", {i: [1, int(i % 2 == 0)] for i in range(10)})  # B on half of them
-    runs = {"A": a, "B": b, "C": c}
+    # 20 images, F fooled on 4: z = √(k(n − 1)/(n − k)) = √(76/16) = 2.18, p = 0.029: beyond
+    # 2 SE, but not below 0.05/2 as Holm over the row's two radii asks
+    e = run("e", {i: [1, 1] for i in range(20)})
+    f = run("f", {i: [1, int(i >= 4)] for i in range(20)})
+    runs = {"A": a, "B": b, "C": c, "E": e, "F": f}
     experiment = SimpleNamespace(path="x.toml", stages=[])
-    section = {"title": "t", "runs": runs, "differences": [["A", "B"], ["A", "C"]]}
+    pairs = [["A", "B"], ["A", "C"], ["E", "F"]]
+    section = {"title": "t", "runs": runs, "differences": pairs}
     text = "\n".join(_attack(experiment, section, tmp_path))
-    assert "| A − B | 10 | +0.000 ± 0.000 | +1.000 ± 0.000* |" in text
-    # ε = 1: differences five 0s and five 1s, mean 0.5, sd √(2.5/9), se = sd/√10
+    assert "| A − B | 10 | +0.000 ± 0.000 | +1.000 ± 0.000*† |" in text
+    # ε = 1: differences five 0s and five 1s, mean 0.5, sd √(2.5/9), se = sd/√10: z = 3
     se = math.sqrt(0.25 * 10 / 9) / math.sqrt(10)
-    assert f"| A − C | 10 | +0.000 ± 0.000 | +0.500 ± {se:.3f}* |" in text
+    assert f"| A − C | 10 | +0.000 ± 0.000 | +0.500 ± {se:.3f}*† |" in text
+    se = math.sqrt(4 * 16 / (20 * 19)) / math.sqrt(20)
+    assert f"| E − F | 20 | +0.000 ± 0.000 | +0.200 ± {se:.3f}* |" in text
     with pytest.raises(ValueError, match=r"differences of section 't' must be pairs"):
         _attack(experiment, {**section, "differences": [["A", "Z"]]}, tmp_path)
 

@@ -336,12 +336,54 @@ def ranking(present: dict[str, str], paper: dict, folder: Path | None = None) ->
     return lines + _yardstick_lines(paper)
 
 
+def attack_differences(
+    paths: dict[str, str], pairs: list[tuple[str, str]], all_eps: list[float], width: int
+) -> list[str]:
+    """Rows "A − B": the difference of the two models' accuracies on the test images both
+    were attacked on, ± its standard error over those images (paired: the same images);
+    * beyond two standard errors at that radius, † where Holm's correction over the row's
+    radii still rejects (:mod:`smoothcert.analysis.multiplicity`)."""
+    from smoothcert.analysis.attack import paired_difference
+    from smoothcert.analysis.compare import beyond_two_se
+    from smoothcert.analysis.multiplicity import holm, normal_p
+    from smoothcert.runs.attack import read_attack
+
+    lines = [
+        "Differences on the images both runs attacked (± the paired standard error; a "
+        "difference beyond two standard errors at its radius is marked *, and † where it "
+        "also survives Holm's correction over the row's radii, family-wise level 0.05: a "
+        "verdict on a row rests on its † cells, not on isolated *):",
+        "",
+        "| difference | images | " + " | ".join(f"ε = {e:g}" for e in all_eps) + " |",
+        "|" + "---|" * width,
+    ]
+    for a, b in pairs:
+        shared, differences = paired_difference(
+            read_attack(paths[a]), read_attack(paths[b]), all_eps
+        )
+        tested = {e: d for e, d in differences.items() if d is not None}
+        survives = dict(
+            zip(tested, holm([normal_p(m, se) for m, se in tested.values()]), strict=True)
+        )
+        cells = []
+        for e in all_eps:
+            if differences[e] is None:
+                cells.append("—")
+                continue
+            mean, se = differences[e]
+            mark = ("*" if beyond_two_se(mean, se) else "") + ("†" if survives[e] else "")
+            cells.append(f"{mean:+.3f} ± {se:.3f}{mark}")
+        lines.append(f"| {a} − {b} | {shared} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]]) -> list[str]:
     """Per radius, the mean over training seeds of A − B (accuracy under attack) on the test
     images every run attacked, ± the standard error over seeds and images
     (:func:`smoothcert.analysis.seeds.seed_difference`), beside the images-only part; and
     each seed's own difference. ``groups`` maps a label to its runs (seed order), of which
     only the seeds present in both A and B (by position) are used."""
+    from smoothcert.analysis.multiplicity import holm, t_p
     from smoothcert.analysis.seeds import attack_seed_differences
     from smoothcert.runs.attack import OLD_NOISY_EVALUATION, read_attack
 
@@ -371,6 +413,10 @@ def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]])
             ]
         eps = sorted(set.intersection(*(set(r["eps"]) for r in [*runs_a, *runs_b])))
         shared, diffs = attack_seed_differences(runs_a, runs_b, eps)
+        tested = {e: r for e, r in diffs.items() if r is not None}
+        survives = dict(
+            zip(tested, holm([t_p(r.mean, r.se, r.df) for r in tested.values()]), strict=True)
+        )
         k = len(used)
         lines += [
             f"**{a} − {b}**: {k} seed pair{'s' if k != 1 else ''} of the "
@@ -386,7 +432,7 @@ def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]])
             if r is None:
                 lines.append(f"| {e:g} | — | | | | |")
                 continue
-            mark = "*" if r.significant() else ""
+            mark = ("*" if r.significant() else "") + ("†" if survives[e] else "")
             per_seed = ", ".join(f"{v:+.3f}" for v in r.per_seed)
             lines.append(
                 f"| {e:g} | {r.mean:+.3f} ± {r.se:.3f}{mark} | {r.df:.1f} | {r.se_images:.3f} | "
@@ -402,8 +448,9 @@ def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]])
         "Satterthwaite's degrees of freedom of SE²: with three seeds the seed term has 2, so "
         "where seed-to-seed variation dominates SE is itself uncertain and the bar is up to "
         "t_{0.975, 2} = 4.3 standard errors, not 2. * marks |mean| > t_{0.975, ν} × SE, a "
-        "difference called at two-sided level 0.05 at that radius alone (no correction for "
-        "the number of radii).",
+        "difference called at two-sided level 0.05 at that radius alone; † marks one that "
+        "also survives Holm's correction over the comparison's radii (family-wise level "
+        "0.05, p-values from t with ν degrees of freedom).",
     ]
     return lines
 

@@ -58,6 +58,7 @@ from pathlib import Path
 from smoothcert._util.atomic import atomic_write_text
 from smoothcert.experiments.comparisons import (
     PUBLISHED_FOLDER,
+    attack_differences,
     dcert_same_rows,
     ranking,
     seed_differences,
@@ -482,7 +483,7 @@ def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
             )
     pairs = [(a, b) for a, b in section.get("differences", []) if a in present and b in present]
     if pairs:
-        lines += ["", *_paired_differences(present, pairs, all_eps, len(header))]
+        lines += ["", *attack_differences(present, pairs, all_eps, len(header))]
     if section.get("plot"):
         _plot_lines(
             {k: (eps, acc, binomial_se(acc, n)) for k, (eps, acc, n) in table.items()},
@@ -492,37 +493,6 @@ def _attack(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:
         )
         lines += ["", f"![accuracy under attack against radius]({section['plot']})"]
     return lines + _sources(experiment, present)
-
-
-def _paired_differences(
-    paths: dict[str, str], pairs: list[tuple[str, str]], all_eps: list[float], width: int
-) -> list[str]:
-    """Rows "A − B": the difference of the two models' accuracies on the test images both
-    were attacked on, ± its standard error over those images (paired: the same images)."""
-    from smoothcert.analysis.attack import paired_difference
-    from smoothcert.runs.attack import read_attack
-
-    lines = [
-        "Differences on the images both runs attacked (± the paired standard error; a "
-        "difference beyond two standard errors is marked *):",
-        "",
-        "| difference | images | " + " | ".join(f"ε = {e:g}" for e in all_eps) + " |",
-        "|" + "---|" * width,
-    ]
-    for a, b in pairs:
-        shared, differences = paired_difference(
-            read_attack(paths[a]), read_attack(paths[b]), all_eps
-        )
-        cells = []
-        for e in all_eps:
-            if differences[e] is None:
-                cells.append("—")
-                continue
-            mean, se = differences[e]
-            mark = "*" if abs(mean) > 2 * se else ""
-            cells.append(f"{mean:+.3f} ± {se:.3f}{mark}")
-        lines.append(f"| {a} − {b} | {shared} | " + " | ".join(cells) + " |")
-    return lines
 
 
 def _dcert(experiment: Experiment, section: dict, out_dir: Path) -> list[str]:

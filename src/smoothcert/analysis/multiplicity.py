@@ -13,7 +13,7 @@ and every smaller one was rejected; stop at the first that is not.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 from scipy import stats
 
@@ -38,9 +38,7 @@ def t_p(difference: float, se: float, df: float) -> float:
     >>> round(t_p(0.02, 0.01, 2), 4)
     0.1835
     """
-    if se == 0:
-        return 1.0 if difference == 0 else 0.0
-    if math.isinf(df):
+    if se == 0 or math.isinf(df):
         return normal_p(difference, se)
     return float(2 * stats.t.sf(abs(difference) / se, df))
 
@@ -78,3 +76,12 @@ def holm(p_values: Sequence[float], level: float = 0.05) -> list[bool]:
             break
         rejected[j] = True
     return rejected
+
+
+def holm_by_key(p_values: Mapping[Hashable, float], level: float = 0.05) -> dict[Hashable, bool]:
+    """:func:`holm` over a mapping (e.g. radius -> p-value), keyed alike.
+
+    >>> holm_by_key({0.5: 0.001, 1.0: 0.04})
+    {0.5: True, 1.0: True}
+    """
+    return dict(zip(p_values, holm(list(p_values.values()), level), strict=True))

@@ -345,7 +345,7 @@ def attack_differences(
     radii still rejects (:mod:`smoothcert.analysis.multiplicity`)."""
     from smoothcert.analysis.attack import paired_difference
     from smoothcert.analysis.compare import beyond_two_se
-    from smoothcert.analysis.multiplicity import holm, normal_p
+    from smoothcert.analysis.multiplicity import holm_by_key, normal_p
     from smoothcert.runs.attack import read_attack
 
     lines = [
@@ -361,10 +361,7 @@ def attack_differences(
         shared, differences = paired_difference(
             read_attack(paths[a]), read_attack(paths[b]), all_eps
         )
-        tested = {e: d for e, d in differences.items() if d is not None}
-        survives = dict(
-            zip(tested, holm([normal_p(m, se) for m, se in tested.values()]), strict=True)
-        )
+        survives = holm_by_key({e: normal_p(*d) for e, d in differences.items() if d is not None})
         cells = []
         for e in all_eps:
             if differences[e] is None:
@@ -383,7 +380,7 @@ def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]])
     (:func:`smoothcert.analysis.seeds.seed_difference`), beside the images-only part; and
     each seed's own difference. ``groups`` maps a label to its runs (seed order), of which
     only the seeds present in both A and B (by position) are used."""
-    from smoothcert.analysis.multiplicity import holm, t_p
+    from smoothcert.analysis.multiplicity import holm_by_key, t_p
     from smoothcert.analysis.seeds import attack_seed_differences
     from smoothcert.runs.attack import OLD_NOISY_EVALUATION, read_attack
 
@@ -413,9 +410,8 @@ def seed_differences(groups: dict[str, list[str]], pairs: list[tuple[str, str]])
             ]
         eps = sorted(set.intersection(*(set(r["eps"]) for r in [*runs_a, *runs_b])))
         shared, diffs = attack_seed_differences(runs_a, runs_b, eps)
-        tested = {e: r for e, r in diffs.items() if r is not None}
-        survives = dict(
-            zip(tested, holm([t_p(r.mean, r.se, r.df) for r in tested.values()]), strict=True)
+        survives = holm_by_key(
+            {e: t_p(r.mean, r.se, r.df) for e, r in diffs.items() if r is not None}
         )
         k = len(used)
         lines += [

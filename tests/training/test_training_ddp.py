@@ -56,7 +56,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def two_process_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ddp") / "two"
     done = subprocess.run(_torchrun(out), capture_output=True, text=True, env=ENV, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, _failed(done)
     # Rank 0 alone speaks and writes: one line per epoch and one summary.
     assert done.stdout.count("epoch 2/2, loss") == 1, done.stdout
     assert done.stdout.count("last checkpoint:") == 1, done.stdout
@@ -87,6 +87,20 @@ def _children(pid: int) -> list[int]:
     return [int(c) for c in text.split()]
 
 
+def _gone(pid: int) -> bool:
+    """True once a killed process has exited (reaped, or a zombie waiting for its reaper)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _failed(done: subprocess.CompletedProcess) -> str:
+    """Both streams of a failed torchrun: a worker's own traceback comes before torchrun's."""
+    return f"stdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[:6000]}"
+
+
 @pytest.mark.slow
 def test_kill_dash_nine_of_the_job_then_the_same_command_gives_the_same_weights(
     two_process_run, tmp_path, mnist_train, mnist_test
@@ -104,17 +118,20 @@ def test_kill_dash_nine_of_the_job_then_the_same_command_gives_the_same_weights(
         time.sleep(0.005)
     # kill -9 of the job: torchrun starts each worker in a session of its own, so each process
     # (the workers first, then torchrun) gets its own SIGKILL.
-    for pid in [*_children(proc.pid), proc.pid]:
+    killed = [*_children(proc.pid), proc.pid]
+    for pid in killed:
         os.kill(pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(0.5)  # let the kernel reap the workers
+    while not all(_gone(pid) for pid in killed):  # no killed worker may outlive the rerun's start
+        assert time.monotonic() < deadline, "a killed worker is still running"
+        time.sleep(0.01)
     _, meta = decode_tensors(state)
     assert meta["epoch"] == 0 and meta["batch"] > 0, "the kill did not land mid-epoch"
     other_world = tmp_path / "killed-copy"
     shutil.copytree(out, other_world)
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.returncode == 0, _failed(rerun)
     assert f"resuming {out} in epoch 1/2 after batch {meta['batch']}" in rerun.stdout
     a, b = _weights(two_process_run / "last.safetensors"), _weights(out / "last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 NAME = "experiment"
 HELP = "run an experiment file's stages (resumable), show its status, write its report"
@@ -15,7 +16,8 @@ DESCRIPTION = (
     "report from whatever has finished so far. `run --jobs N` runs up to N stages side by "
     "side, each in a process of its own with its output in runs/NAME/SCALE/logs/STAGE.log: "
     "a stage waits for the stages whose outputs it reads (a command whose outputs are not "
-    "known waits for all before it); give N x threads per stage no more than the cores. "
+    "known waits for all before it); a stage without its own --threads gets an even share of "
+    "the cores (OMP_NUM_THREADS, unless set). "
     "Under torchrun (`torchrun --nproc-per-node W -m "
     "smoothcert -- experiment run FILE`) training is data-parallel and certification sharded "
     "over the W workers."
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         run_experiment,
         write_report,
     )
-    from smoothcert.experiments.processes import spawn_stage
+    from smoothcert.experiments.processes import share_of_cores, spawn_stage
     from smoothcert.experiments.status import format_seconds
 
     experiment = load_experiment(args.file, args.scale, root=args.root)
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             log=lambda line: print(line, flush=True),
             workers=workers,
             jobs=args.jobs,
-            spawn=spawn_stage,
+            spawn=functools.partial(spawn_stage, threads=share_of_cores(args.jobs)),
         )
         if finished and args.stage is None and workers.main:
             print(f"report: {write_report(experiment)}")

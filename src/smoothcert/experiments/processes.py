@@ -29,7 +29,26 @@ class StageProcess(Protocol):
     def send_signal(self, sig: int) -> None: ...
 
 
-def spawn_stage(argv: list[str], log_path: Path, keep_fd: int) -> subprocess.Popen:
+def share_of_cores(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` stages side by side: the usable cores divided evenly,
+    at least one. More threads than cores make every stage several times slower."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(jobs, 1))  # run_experiment rejects jobs < 1 itself
+
+
+def stage_environment(threads: int | None) -> dict[str, str]:
+    """The environment of a stage process: the runner's, unbuffered output, and with
+    ``threads`` as OMP_NUM_THREADS (torch's default thread count) unless the user set it. A
+    stage's own ``--threads`` still wins: it sets torch's count after startup."""
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}  # the log follows the stage live
+    if threads is not None and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def spawn_stage(
+    argv: list[str], log_path: Path, keep_fd: int, *, threads: int | None = None
+) -> subprocess.Popen:
     """Start ``python -m smoothcert ARGV`` in a process of its own, its output appended to a log.
 
     What ``smoothcert experiment run --jobs N`` runs each stage with: the same interpreter
@@ -45,6 +64,8 @@ def spawn_stage(argv: list[str], log_path: Path, keep_fd: int) -> subprocess.Pop
         The file that receives the stage's output (appended to).
     keep_fd : int
         A file descriptor the stage inherits.
+    threads : int, optional
+        Torch's default thread count in the stage (see :func:`stage_environment`).
 
     Returns
     -------
@@ -58,7 +79,7 @@ def spawn_stage(argv: list[str], log_path: Path, keep_fd: int) -> subprocess.Pop
             stdout=log,
             stderr=subprocess.STDOUT,
             pass_fds=(keep_fd,),
-            env=os.environ | {"PYTHONUNBUFFERED": "1"},  # the log follows the stage live
+            env=stage_environment(threads),
         )
 
 

@@ -39,6 +39,8 @@ def test_every_scale_resolves_to_commands_the_cli_parses(path):
             assert args.command == stage.argv[0]
             if stage.option("--out") is not None:
                 assert stage.option("--out").startswith(f"runs/{experiment.name}/{scale}/")
+            if scale == "cpu":  # sized for one thread each, two stages or experiments at once
+                assert stage.option("--threads") == "1", stage.name
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)

@@ -244,6 +244,34 @@ def test_status_estimates_time_left_from_a_training_runs_epochs(tmp_path):
     assert certify.left_seconds is None
 
 
+def test_time_left_follows_the_latest_pace_not_the_average_since_the_start(tmp_path):
+    from smoothcert.experiments import status
+    from smoothcert.runs.attack import ATTACK_SCHEMA
+    from smoothcert.runs.store import RunStore
+
+    # Training: two slow epochs (another machine's threads), then three of 10 s; 3 left.
+    out = tmp_path / "train"
+    out.mkdir()
+    rows = [{"epoch": e, "train_seconds": 99.0 if e <= 2 else 9.0, "eval_seconds": 1.0}
+            for e in range(1, 6)]  # fmt: skip
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert status._probe_training(out, "8") == (30.0, "5/8 epochs")
+    # Rows: 50 examples at 10 s, then 50 at 1 s; 100 left at the latest 50 rows' 1 s each
+    # (the mean since the start, 5.5 s, would say 550 s).
+    path = tmp_path / "a.db"
+    with RunStore.open(path, "attack", {"eps": [0.0]}, ATTACK_SCHEMA) as store:
+        for idx in range(100):
+            row = {
+                "label": 1,
+                "predictions": [1],
+                "correct": [1],
+                "seconds": 10.0 if idx < 50 else 1.0,
+            }
+            store.add(idx, row)
+    assert status.RECENT_ROWS == 50
+    assert status._probe_rows(path, "200") == (100.0, "100/200 examples")
+
+
 def _cli(argv: list[str]) -> int:
     from smoothcert.cli import main
 

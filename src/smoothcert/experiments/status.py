@@ -12,6 +12,11 @@ from pathlib import Path
 from smoothcert.experiments.spec import Experiment, Stage
 from smoothcert.experiments.state import is_done, is_running, read_state
 
+# Time left is estimated from the latest rows or epochs, not the average since the start: a
+# stage resumed with other threads, or on a busier machine, keeps its new pace.
+RECENT_ROWS = 50
+RECENT_EPOCHS = 3
+
 
 @dataclass(frozen=True)
 class StageStatus:
@@ -116,7 +121,10 @@ def _probe_training(out: Path, epochs_text: str | None) -> tuple[float | None, s
     done = len(rows)
     if not rows:
         return None, f"0/{epochs} epochs"
-    per_epoch = sum(r.get("train_seconds", 0) + r.get("eval_seconds", 0) for r in rows) / done
+    latest = rows[-RECENT_EPOCHS:]  # the pace now: a resume may run on other threads
+    per_epoch = sum(r.get("train_seconds", 0) + r.get("eval_seconds", 0) for r in latest) / len(
+        latest
+    )
     return max(epochs - done, 0) * per_epoch, f"{done}/{epochs} epochs"
 
 
@@ -138,26 +146,28 @@ def _probe_shards(out: Path, max_text: str | None) -> tuple[float | None, str]:
     if not counts:
         return None, ""
     done = sum(c[0] for c in counts)
-    spent = sum(c[1] or 0.0 for c in counts) / len(counts)  # the workers run side by side
-    return _rows_progress(done, spent if any(c[1] for c in counts) else None, max_text)
+    paces = [c[1] for c in counts if c[1] is not None]
+    # the workers run side by side: together they finish len(counts) rows per row-time
+    pace = sum(paces) / len(paces) / len(counts) if paces else None
+    return _rows_progress(done, pace, max_text)
 
 
 def _count_rows(out: Path) -> tuple[int, float | None] | None:
-    """(rows, summed seconds or None) of a run file; None when it cannot be read."""
+    """(rows, seconds per row over the latest rows, or None) of a run file; None when it
+    cannot be read."""
     from smoothcert.runs.store import RunStore
 
     try:
         with RunStore.read(out) as store:
-            return store.progress()
+            return store.progress()[0], store.recent_seconds(RECENT_ROWS)
     except (ValueError, OSError, sqlite3.Error):
         return None
 
 
-def _rows_progress(
-    done: int, spent: float | None, max_text: str | None
-) -> tuple[float | None, str]:
+def _rows_progress(done: int, pace: float | None, max_text: str | None) -> tuple[float | None, str]:
+    """(seconds left at ``pace`` seconds per row, progress text)."""
     total = int(max_text) if max_text and max_text.isdigit() else None
     progress = f"{done}/{total} examples" if total else f"{done} examples"
-    if total is None or not done or spent is None:
+    if total is None or not done or pace is None:
         return None, progress
-    return max(total - done, 0) * spent / done, progress
+    return max(total - done, 0) * pace, progress

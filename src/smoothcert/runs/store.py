@@ -381,6 +381,17 @@ class RunStore:
             done, spent = self._con.execute("SELECT COUNT(*), NULL FROM results").fetchone()
         return int(done), spent
 
+    def recent_seconds(self, rows: int) -> float | None:
+        """Mean ``seconds`` of the last ``rows`` rows stored (None without rows or seconds): the
+        pace now, which a restart with other threads or a busier machine changes."""
+        if "seconds" not in self.schema:
+            return None
+        (mean,) = self._con.execute(
+            "SELECT AVG(seconds) FROM (SELECT seconds FROM results ORDER BY rowid DESC LIMIT ?)",
+            (rows,),
+        ).fetchone()
+        return mean
+
     def sessions(self) -> list[dict[str, Any]]:
         cursor = self._con.execute("SELECT started, host, version FROM sessions ORDER BY id")
         return [dict(zip(("started", "host", "version"), r, strict=True)) for r in cursor]

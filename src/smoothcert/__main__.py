@@ -1,5 +1,3 @@
-import sys
+from smoothcert.cli import entry
 
-from smoothcert.cli import main
-
-sys.exit(main())
+entry()

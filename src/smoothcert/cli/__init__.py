@@ -17,6 +17,7 @@ Commands are discovered, so adding one is adding a module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -113,5 +114,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``smoothcert`` program (console script and ``python -m smoothcert``): :func:`main`,
+    then exit with its code.
+
+    A torchrun worker leaves by ``os._exit`` once its output is flushed: with gloo, a worker
+    that has finished everything, its process group destroyed and its atexit handlers run, can
+    still abort in the C++ teardown that follows ("terminate called without an active
+    exception", SIGABRT; 1 of 38 two-process training runs here), and torchrun then fails the
+    whole job. Every file is closed and every run committed before ``main`` returns."""
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # set by torchrun for every worker
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a broken pipe: nothing to lose
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -41,9 +41,10 @@ def format_seconds(s: float | None) -> str:
 def experiment_status(experiment: Experiment) -> list[StageStatus]:
     """Each stage's status, time spent and an estimate of the time left.
 
-    The estimate reads the stage's own outputs where it can (a training run's completed epochs
-    and their mean time; a certification run's rows and their mean seconds); otherwise it uses
-    the time a finished stage of the same template took; otherwise it is unknown.
+    The estimate reads the stage's own outputs where it can, at their latest pace (a training
+    run's last ``RECENT_EPOCHS`` epochs; a certification or attack run's last ``RECENT_ROWS``
+    rows); otherwise it uses the time a finished stage of the same template took; otherwise it
+    is unknown.
 
     Parameters
     ----------

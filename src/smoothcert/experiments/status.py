@@ -122,10 +122,8 @@ def _probe_training(out: Path, epochs_text: str | None) -> tuple[float | None, s
     done = len(rows)
     if not rows:
         return None, f"0/{epochs} epochs"
-    latest = rows[-RECENT_EPOCHS:]  # the pace now: a resume may run on other threads
-    per_epoch = sum(r.get("train_seconds", 0) + r.get("eval_seconds", 0) for r in latest) / len(
-        latest
-    )
+    latest = [r.get("train_seconds", 0) + r.get("eval_seconds", 0) for r in rows[-RECENT_EPOCHS:]]
+    per_epoch = sum(latest) / len(latest)  # the pace now: a resume may run on other threads
     return max(epochs - done, 0) * per_epoch, f"{done}/{epochs} epochs"
 
 
@@ -160,7 +158,7 @@ def _count_rows(out: Path) -> tuple[int, float | None] | None:
 
     try:
         with RunStore.read(out) as store:
-            return store.progress()[0], store.recent_seconds(RECENT_ROWS)
+            return store.progress(RECENT_ROWS)
     except (ValueError, OSError, sqlite3.Error):
         return None
 

@@ -373,24 +373,18 @@ class RunStore:
             out.append(row)
         return out
 
-    def progress(self) -> tuple[int, float | None]:
-        """(rows stored, their summed ``seconds``; None when the schema has no seconds)."""
-        if "seconds" in self.schema:
-            done, spent = self._con.execute("SELECT COUNT(*), SUM(seconds) FROM results").fetchone()
-        else:
-            done, spent = self._con.execute("SELECT COUNT(*), NULL FROM results").fetchone()
-        return int(done), spent
-
-    def recent_seconds(self, rows: int) -> float | None:
-        """Mean ``seconds`` of the last ``rows`` rows stored (None without rows or seconds): the
-        pace now, which a restart with other threads or a busier machine changes."""
+    def progress(self, recent: int) -> tuple[int, float | None]:
+        """(rows stored, mean ``seconds`` of the last ``recent`` of them; None without rows or
+        seconds): the pace now, which a restart with other threads or a busier machine
+        changes."""
+        (done,) = self._con.execute("SELECT COUNT(*) FROM results").fetchone()
         if "seconds" not in self.schema:
-            return None
-        (mean,) = self._con.execute(
+            return int(done), None
+        (pace,) = self._con.execute(
             "SELECT AVG(seconds) FROM (SELECT seconds FROM results ORDER BY rowid DESC LIMIT ?)",
-            (rows,),
+            (recent,),
         ).fetchone()
-        return mean
+        return int(done), pace
 
     def sessions(self) -> list[dict[str, Any]]:
         cursor = self._con.execute("SELECT started, host, version FROM sessions ORDER BY id")

@@ -68,6 +68,39 @@ def test_report_sections_name_paper_tables_the_file_defines(path):
                     assert _yardstick_has(path.parent / "published", dataset, label, sigma)
 
 
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_paper_rows_that_name_logs_are_their_mean_at_the_section_radii(path):
+    """A row typed into an experiment file with its published logs is compared with our runs
+    on the same test images; its accuracy, sd and ACR must be those logs' mean and sd over
+    their whole test set, at the radii of the section that prints it."""
+    import numpy as np
+
+    from smoothcert.analysis.compare import published_row
+    from smoothcert.analysis.yardsticks import examples_path, load_examples
+    from smoothcert.experiments.comparisons import PUBLISHED_FOLDER, paper_table
+
+    experiment = load_experiment(path, "cpu")
+    for section in experiment.report.get("sections", []):
+        if section.get("kind") != "certified-accuracy" or "paper" not in section:
+            continue
+        radii = [float(r) for r in experiment.substitute(section)["radii"]]
+        for label, value in paper_table(experiment, section).get("rows", {}).items():
+            row = published_row(value, label)
+            if not row.logs:
+                continue
+            folder = path.parent / PUBLISHED_FOLDER
+            logs = load_examples(examples_path(folder, row.yardstick), row.logs).values()
+            accuracy = np.array([[np.mean(g.correct & (g.radius >= r)) for r in radii] for g in logs])
+            acr = np.array([np.mean(g.radius * g.correct) for g in logs])
+            assert len(row.accuracy) == len(radii), label
+            assert row.accuracy == pytest.approx(accuracy.mean(0), abs=1e-5), label
+            assert row.runs == len(logs) and row.n == len(next(iter(logs)).idx), label
+            if row.runs > 1:
+                assert row.sd == pytest.approx(accuracy.std(0, ddof=1), abs=1e-5), label
+                assert row.acr_sd == pytest.approx(acr.std(ddof=1), abs=1e-6), label
+            assert row.acr == pytest.approx(acr.mean(), abs=1e-6), label
+
+
 def test_paper_rows_restrict_a_section_to_some_published_rows_and_name_a_missing_one():
     from types import SimpleNamespace
 

@@ -90,7 +90,9 @@ def test_paper_rows_that_name_logs_are_their_mean_at_the_section_radii(path):
                 continue
             folder = path.parent / PUBLISHED_FOLDER
             logs = load_examples(examples_path(folder, row.yardstick), row.logs).values()
-            accuracy = np.array([[np.mean(g.correct & (g.radius >= r)) for r in radii] for g in logs])
+            accuracy = np.array(
+                [[np.mean(g.correct & (g.radius >= r)) for r in radii] for g in logs]
+            )
             acr = np.array([np.mean(g.radius * g.correct) for g in logs])
             assert len(row.accuracy) == len(radii), label
             assert row.accuracy == pytest.approx(accuracy.mean(0), abs=1e-5), label

@@ -149,6 +149,9 @@ def test_smoke_scale_runs_end_to_end_then_skips_everything(path, tmp_path, mnist
     for line in text.splitlines():
         if line.endswith("(not run yet)"):
             assert line.split("`")[1] not in produced, line
+    if path.stem == "cohen-mnist":  # beside Jeong & Shin's Gaussian logs on the same images
+        paired = text.split("On the same test images")[1].split("\n\n")[1]
+        assert paired.count(" × 5 / 10,000 | ") == 1 and "| σ = 0.25 | " in paired, paired
     if path.stem == "jeong-shin-mnist":  # ours − published ± SE, the ranking by ACR
         # on the same 3 test images (the published runs certify all 3): differences 0, −1, −1
         # over the images, SE = sd/√3 = √(⅓)/√3; beside it the published whole-test-set value

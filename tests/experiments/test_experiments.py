@@ -57,7 +57,9 @@ def test_report_sections_name_paper_tables_the_file_defines(path):
         if section.get("kind") in ("certified-accuracy", "ranking") and "paper" in section:
             rows = paper_table(experiment, section).get("rows", {})
             for label, row in rows.items():
-                published_row(row, label)  # parses
+                # parses, and says how many test images it is from: without that, ours −
+                # published would carry no sampling error on the published side
+                assert published_row(row, label).n is not None, (section.get("title"), label)
             if path.stem.startswith("jeong-shin"):  # labels match the runs', so rows compare
                 # a run without a row of the file's table takes its row from a published
                 # yardstick (experiments/published/*.json) of its method at the section's σ

@@ -13,6 +13,7 @@ from smoothcert.models.checkpoint import load_denoiser
 from smoothcert.models.create import count_parameters, create_model
 from smoothcert.models.denoisers import create_denoiser, list_denoisers, register_denoiser
 from smoothcert.models.normalize import Normalize
+from smoothcert.models.pooling import MaxPool2x2
 from smoothcert.models.registry import (
     ModelSpec,
     describe_model,
@@ -21,6 +22,7 @@ from smoothcert.models.registry import (
 )
 
 __all__ = [
+    "MaxPool2x2",
     "ModelSpec",
     "Normalize",
     "count_parameters",

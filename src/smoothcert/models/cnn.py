@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from smoothcert.models.pooling import MaxPool2x2
+
 
 class SamePadConv2d(nn.Conv2d):
     """Conv with TensorFlow-style 'same' padding for any stride: output = ceil(input / stride).
@@ -86,8 +88,8 @@ class LeNet(nn.Module):
         _check_min_size("lenet", input_shape, self.MIN_SIZE, "two 5×5 convolutions and poolings")
         c = input_shape[0]
         self.features = nn.Sequential(
-            nn.Conv2d(c, 6, 5, padding=2), act(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), act(), nn.MaxPool2d(2),
+            nn.Conv2d(c, 6, 5, padding=2), act(), MaxPool2x2(),
+            nn.Conv2d(6, 16, 5), act(), MaxPool2x2(),
             nn.Flatten(),
         )  # fmt: skip
         self.classifier = nn.Sequential(

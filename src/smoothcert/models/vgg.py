@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from smoothcert.models.pooling import MaxPool2x2
+
 CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
@@ -23,7 +25,7 @@ class VGG16(nn.Module):
         layers: list[nn.Module] = []
         for v in CONFIG_D:
             if v == "M":
-                layers.append(nn.MaxPool2d(2))
+                layers.append(MaxPool2x2())
             else:
                 layers += [nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), act()]
                 c = v

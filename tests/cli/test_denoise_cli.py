@@ -430,3 +430,29 @@ def test_stability_under_torchrun(classifier, tmp_path) -> None:
     assert abs(m["test_acc_noise"] * 100 - round(m["test_acc_noise"] * 100)) < 1e-9
     assert 0 < m["test_mse"] < 1 and "train_acc" not in m
     assert load_checkpoint(out / "last.safetensors")[1]["task"] == "denoiser"
+
+
+def test_compile_certifies_like_the_eager_model_and_is_recorded(classifier, tmp_path) -> None:
+    eager_db, compiled_db = tmp_path / "eager.db", tmp_path / "compiled.db"
+    smoothcert("certify", classifier, "--dataset", "mnist", *CERTIFY, "--out", eager_db)
+    smoothcert("certify", classifier, "--dataset", "mnist", *CERTIFY, "--compile",
+               "--out", compiled_db)  # fmt: skip
+    assert _config(eager_db)["compile"] is False and _config(compiled_db)["compile"] is True
+    want, got = _rows(eager_db), _rows(compiled_db)
+    assert len(want) == len(got) == 4
+    for a, b in zip(want, got, strict=True):
+        for col in (4, 5):  # the same noise: counts differ only at a near-tie's argmax
+            ca, cb = np.array(json.loads(a[col])), np.array(json.loads(b[col]))
+            assert np.abs(ca - cb).sum() <= 2
+    # a resume must keep the setting
+    r = smoothcert("certify", classifier, "--dataset", "mnist", *CERTIFY, "--out", compiled_db,
+                   check=False)  # fmt: skip
+    assert r.returncode != 0 and "compile" in r.stderr
+
+
+def test_compile_does_not_apply_to_an_onnx_model(onnx_classifier, tmp_path) -> None:
+    out = tmp_path / "c.db"
+    r = smoothcert("certify", "--model", onnx_classifier, "--dataset", "mnist", *CERTIFY,
+                   "--compile", "--out", out, check=False)  # fmt: skip
+    assert r.returncode != 0 and not out.exists()
+    assert r.stderr.strip().count("\n") == 0 and "--compile" in r.stderr and "ONNX" in r.stderr

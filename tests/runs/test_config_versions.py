@@ -69,14 +69,14 @@ CERTIFY = (CertifyOptions(n0=10, n=100, alpha=0.01), Selection(max_examples=3, s
 def test_a_fresh_certify_config_holds_its_version_and_every_entry(tmp_path) -> None:
     certify_dataset(_classifier(), ToyData(), tmp_path / "c.db", *CERTIFY)
     config = _config(tmp_path / "c.db")
-    assert config["config_version"] == 1
-    assert config["sound"] is False
+    assert config["config_version"] == 2
+    assert config["sound"] is False and config["compile"] is False
     assert config["adaptive_radii"] is None and config["adaptive_options"] is None
     assert config["precision"] == "fp32" and config["channels_last"] is False
     expected = {
         "command", "n0", "n", "alpha", "skip", "max", "seed", "model_sha256", "sigma",
-        "precision", "channels_last", "sound", "adaptive_radii", "adaptive_options",
-        "config_version",
+        "precision", "channels_last", "compile", "sound", "adaptive_radii",
+        "adaptive_options", "config_version",
     }  # fmt: skip
     assert set(config) == expected
     # Nothing to upgrade in a current config.
@@ -92,8 +92,11 @@ def test_a_certify_run_file_of_the_old_layout_resumes(tmp_path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         certify_dataset(_classifier(), ToyData(), out, *CERTIFY, progress=stop_after_one)
-    # Today's layout before versions: no version, sound only when on, no adaptive entries.
-    old = _without(_config(out), "config_version", "sound", "adaptive_radii", "adaptive_options")
+    # The layout before versions: no version, sound only when on, no adaptive entries (and
+    # no compile, added by version 2).
+    old = _without(
+        _config(out), "config_version", "sound", "adaptive_radii", "adaptive_options", "compile"
+    )
     _rewrite_config(out, old)
     rows = certify_dataset(_classifier(), ToyData(), out, *CERTIFY)
     assert [r["idx"] for r in rows] == [0, 1, 2]
@@ -105,7 +108,9 @@ def test_a_certify_run_file_of_the_old_layout_resumes(tmp_path) -> None:
 def test_an_old_certify_run_file_refuses_another_option_naming_it(tmp_path) -> None:
     out = tmp_path / "c.db"
     certify_dataset(_classifier(), ToyData(), out, *CERTIFY)
-    old = _without(_config(out), "config_version", "sound", "adaptive_radii", "adaptive_options")
+    old = _without(
+        _config(out), "config_version", "sound", "adaptive_radii", "adaptive_options", "compile"
+    )
     _rewrite_config(out, old)
     with pytest.raises(ConfigMismatch) as caught:
         adaptive = replace(CERTIFY[0], adaptive_radii=[0.1])
@@ -128,8 +133,9 @@ def test_a_predict_run_file_of_the_old_layout_resumes(tmp_path) -> None:
     kw = (PredictOptions(n=50, alpha=0.01), Selection(max_examples=2, seed=1))
     first = predict_dataset(_classifier(), ToyData(), out, *kw)
     config = _config(out)
-    assert config["config_version"] == 1 and config["sound"] is False
-    _rewrite_config(out, _without(config, "config_version", "sound"))
+    assert config["config_version"] == 2 and config["sound"] is False
+    assert config["compile"] is False
+    _rewrite_config(out, _without(config, "config_version", "sound", "compile"))
     assert predict_dataset(_classifier(), ToyData(), out, *kw) == first
     with RunStore.read(out) as store:
         assert len(store.sessions()) == 2  # resumed, not refused
@@ -138,9 +144,25 @@ def test_a_predict_run_file_of_the_old_layout_resumes(tmp_path) -> None:
 def test_a_config_newer_than_the_code_is_refused(tmp_path) -> None:
     out = tmp_path / "c.db"
     certify_dataset(_classifier(), ToyData(), out, *CERTIFY)
-    _rewrite_config(out, _config(out) | {"config_version": 2})
-    with pytest.raises(ValueError, match="version 2, written by a newer smoothcert"):
+    _rewrite_config(out, _config(out) | {"config_version": 3})
+    with pytest.raises(ValueError, match="version 3, written by a newer smoothcert"):
         certify_dataset(_classifier(), ToyData(), out, *CERTIFY)
+
+
+def test_a_version_1_run_file_resumes_uncompiled_and_refuses_compile(tmp_path) -> None:
+    # version 1 had no compile entry: its base model ran eagerly
+    out = tmp_path / "c.db"
+    first = certify_dataset(_classifier(), ToyData(), out, *CERTIFY)
+    v1 = _without(_config(out), "compile") | {"config_version": 1}
+    _rewrite_config(out, v1)
+    assert upgrade_certify_config(v1)["compile"] is False
+    again = certify_dataset(_classifier(), ToyData(), out, *CERTIFY)
+    assert [_without(r, "seconds") for r in again] == [_without(r, "seconds") for r in first]
+    compiled = _classifier()
+    compiled.compile = True
+    with pytest.raises(ConfigMismatch) as caught:
+        certify_dataset(compiled, ToyData(), out, *CERTIFY)
+    assert caught.value.keys == ["compile"]
 
 
 # ------------------------------------------------------------------ attack

@@ -573,5 +573,6 @@ def _classifier_options(classifier: SmoothedClassifier) -> dict[str, Any]:
     return {
         "precision": getattr(classifier, "precision", None),
         "channels_last": getattr(classifier, "channels_last", None),
+        "compile": bool(getattr(classifier, "compile", False)),
         "sound": bool(getattr(classifier, "sound", False)),
     }

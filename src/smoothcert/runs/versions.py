@@ -18,9 +18,10 @@ certify (:data:`CERTIFY_CONFIG_VERSION`)
     0: ``sound`` stored only when True; ``adaptive_radii`` and ``adaptive_options`` only for
     an adaptive run; ``precision`` and ``channels_last`` only when the classifier has them.
     1: every entry (``sound`` False, no adaptive plan: None, no precision: None).
+    2: ``compile`` (the base model compiled by torch.compile; before: False).
 predict (:data:`PREDICT_CONFIG_VERSION`)
     0: ``sound`` stored only when True; ``precision`` and ``channels_last`` as certify's.
-    1: every entry.
+    1: every entry. 2: ``compile``, as certify's.
 attack (:data:`ATTACK_CONFIG_VERSION`)
     0: ``restarts`` only when > 1; ``skip_fooled`` only when True; ``batch_size``,
     ``evaluation`` and ``vote`` only with noise at test time (a noisy run without
@@ -105,8 +106,12 @@ def _predict_0_to_1(config: dict[str, Any]) -> dict[str, Any]:
     return _fill(config, _CLASSIFIER_0)
 
 
-_CERTIFY_STEPS: list[Step] = [_certify_0_to_1]
-_PREDICT_STEPS: list[Step] = [_predict_0_to_1]
+def _classifier_1_to_2(config: dict[str, Any]) -> dict[str, Any]:
+    return _fill(config, {"compile": False})
+
+
+_CERTIFY_STEPS: list[Step] = [_certify_0_to_1, _classifier_1_to_2]
+_PREDICT_STEPS: list[Step] = [_predict_0_to_1, _classifier_1_to_2]
 CERTIFY_CONFIG_VERSION = len(_CERTIFY_STEPS)
 PREDICT_CONFIG_VERSION = len(_PREDICT_STEPS)
 

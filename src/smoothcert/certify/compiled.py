@@ -24,7 +24,15 @@ from torch import nn
 
 
 class CompiledForward:
-    """``model`` compiled once for batches of ``batch_size`` rows; shorter batches are padded."""
+    """``model`` compiled once for batches of ``batch_size`` rows; shorter batches are padded.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The base classifier, in eval mode and in the layout it will be called with.
+    batch_size : int
+        The one batch size it is compiled for; a call takes at most that many rows.
+    """
 
     def __init__(self, model: nn.Module, batch_size: int) -> None:
         self.batch_size = batch_size

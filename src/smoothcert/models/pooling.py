@@ -17,13 +17,28 @@ from torch import nn
 
 
 class MaxPool2x2(nn.MaxPool2d):
-    """``nn.MaxPool2d(2)`` (kernel 2, stride 2, no padding, odd edges dropped), faster without
-    gradients; no parameters, so checkpoints are those of ``nn.MaxPool2d``."""
+    """``nn.MaxPool2d(2)`` with bit-identical outputs, faster when no gradient is needed.
+
+    Kernel 2, stride 2, no padding, an odd last row or column dropped. It has no parameters,
+    so a model's checkpoint is the same with either module.
+    """
 
     def __init__(self) -> None:
         super().__init__(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The maximum of each 2×2 window.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            A batch [..., H, W] of any floating dtype and layout.
+
+        Returns
+        -------
+        torch.Tensor
+            [..., H // 2, W // 2], equal bit for bit to ``nn.MaxPool2d(2)(x)``.
+        """
         if torch.is_grad_enabled() and x.requires_grad:
             return super().forward(x)
         h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2

@@ -4,6 +4,13 @@ seconds, and how often the two base classifiers disagree on noisy inputs.
 
     python benchmarks/compile_throughput.py --threads 1                  # resnet20, bf16 + CL
     python benchmarks/compile_throughput.py --checkpoint zoo:cifar10-resnet20-sigma0.25
+    python benchmarks/compile_throughput.py --checkpoint zoo:cifar10-resnet20-sigma0.25 \
+        --denoiser dncnn                       # f∘D, salman-cifar10's DnCNN (7 layers, 32)
+    python benchmarks/compile_throughput.py --checkpoint zoo:mnist-cnn3-sigma0.25 \
+        --denoiser unet-small --batch-size 128  # one-step diffusion, diffusion-mnist's U-Net
+
+The denoisers are untrained (speed does not depend on the weights; the disagreement line then
+says little).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--sigma", type=float, default=0.25)
+    p.add_argument("--denoiser", choices=("dncnn", "unet-small"), default=None)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -42,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         model = create_model("resnet20", classes, shape, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26])
         name = "resnet20 (untrained)"
     kw = dict(batch_size=args.batch_size, precision=args.precision, input_shape=shape)
+    if args.denoiser is not None:
+        kw["denoiser"] = _denoiser(args.denoiser, shape, args.sigma)
+        name += f" behind an untrained {args.denoiser}"
     gs = {
         "eager": SmoothedClassifier(model, classes, args.sigma, **kw),
         "compiled": SmoothedClassifier(model, classes, args.sigma, compile=True, **kw),
@@ -75,6 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  compilation: {compile_seconds:.1f} s (first batch included)")
     print(f"  noisy draws whose class changes: at least {flips} of {total} ({flips / total:.2%})")
     return 0
+
+
+def _denoiser(arch: str, shape: tuple[int, ...], sigma: float) -> torch.nn.Module:
+    from smoothcert.models.denoisers import create_denoiser
+    from smoothcert.models.diffusion import OneStepDiffusionDenoiser, linear_schedule
+
+    torch.manual_seed(0)
+    if arch == "dncnn":
+        return create_denoiser("dncnn", shape, depth=7, width=32).eval()
+    eps_net = create_denoiser("unet-small", shape).eval()
+    return OneStepDiffusionDenoiser(eps_net, linear_schedule(), sigma).eval()
 
 
 if __name__ == "__main__":

@@ -306,7 +306,7 @@ def test_bench_reports_every_path_and_the_disagreement(checkpoint: Path, tmp_pat
     proc = smoothcert(
         "bench", str(checkpoint), "--dataset", "mnist", "--rounds", "1", "--batch", "64",
         "--batches-per-round", "1", "--disagreement-images", "3", "--disagreement-draws", "20",
-        "--json", str(out),
+        "--compile", "--json", str(out),
     )  # fmt: skip
     record = json.loads(out.read_text())
     assert list(record["paths"]) == ["fp32", "fp32+channels_last", "bf16", "bf16+channels_last"]
@@ -321,6 +321,10 @@ def test_bench_reports_every_path_and_the_disagreement(checkpoint: Path, tmp_pat
     d = record["bf16_fp32_disagreement"]
     assert d["inputs"] == 3 and d["draws"] == 20 and 0 <= d["disagreements"] <= 60
     assert "counts/forward" in proc.stdout and "time per certificate" in proc.stdout
+    c = record["compiled"]  # --compile: the fastest path, compiled against eager
+    assert c["path"] == record["fastest"] and c["compile_seconds"] > 0
+    assert c["eager_samples_per_s"] > 0 and c["compiled_samples_per_s"] > 0 and c["speedup"] > 0
+    assert f"compiled (--compile) at {c['path']}" in proc.stdout
     bad = smoothcert("bench", str(checkpoint), "--rounds", "0", check=False)
     assert bad.returncode != 0 and "--rounds must be a positive integer" in bad.stderr
 

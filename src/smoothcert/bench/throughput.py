@@ -236,6 +236,51 @@ def disagreement(
     return {"inputs": len(inputs), "draws": draws, "disagreements": differ, "rate": differ / total}
 
 
+def compiled_speedup(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    num_classes: int,
+    sigma: float,
+    batch_size: int,
+    precision: str,
+    channels_last: bool,
+    rounds: int = 5,
+    samples: int = 2000,
+    sound: bool = False,
+) -> dict:
+    """counts() with the base model compiled (``compile=True``) against the eager model on
+    one path, round-robin for ``rounds`` rounds of ``samples`` draws, after the compilation
+    (timed, with its first batch): their samples/s and the median per-round speed-up."""
+    device = model_device(model, x.device)
+    x = x.to(device=device, dtype=model_dtype(model))
+    kw = dict(
+        batch_size=batch_size, precision=precision, channels_last=channels_last,
+        input_shape=tuple(x.shape), device=device, sound=sound,
+    )  # fmt: skip
+    eager = SmoothedClassifier(model, num_classes, sigma, **kw)
+    compiled = SmoothedClassifier(model, num_classes, sigma, compile=True, **kw)
+    set_layout(model, channels_last)  # the compiled graph takes the weights as they are now
+    t0 = time.perf_counter()
+    counts_rate(compiled, x, batch_size)
+    seconds = time.perf_counter() - t0
+    counts_rate(eager, x, batch_size)  # warm-up
+    e: list[float] = []
+    c: list[float] = []
+    for r in range(positive_int("rounds", rounds)):
+        set_layout(model, channels_last)
+        e.append(counts_rate(eager, x, samples, seed=r))
+        c.append(counts_rate(compiled, x, samples, seed=r))
+    set_layout(model, False)
+    return {
+        "path": path_name(precision, channels_last),
+        "eager_samples_per_s": statistics.median(e),
+        "compiled_samples_per_s": statistics.median(c),
+        "speedup": per_round_ratio(c, e),
+        "compile_seconds": seconds,
+    }
+
+
 def benchmark(
     model: nn.Module,
     x: torch.Tensor,
@@ -250,6 +295,7 @@ def benchmark(
     baseline: Callable[[int], object] | None = None,
     paths: Sequence[tuple[str, bool]] | None = None,
     sound: bool = False,
+    compile: bool = False,
 ) -> dict:
     """What ``smoothcert bench`` reports for a model and an input like ``x``: every path
     (channels-last ones only for conv nets) measured by :func:`interleaved`, each path's and
@@ -257,7 +303,8 @@ def benchmark(
     automatic search picks for the fastest path, and the bf16/fp32 disagreement on
     ``disagreement_inputs`` (skipped when empty). ``paths`` limits the paths measured.
     ``baseline(n)``, if given (benchmarks/: the
-    paper's pseudocode), joins every round, and the record adds the speedups over it."""
+    paper's pseudocode), joins every round, and the record adds the speedups over it. With
+    ``compile``, the fastest path is also measured compiled (:func:`compiled_speedup`)."""
     # disagreement_draws is used only after all the timing: check it before, not after.
     positive_int("disagreement_draws", disagreement_draws)
     device = model_device(model, x.device)
@@ -298,6 +345,12 @@ def benchmark(
         "chosen": chosen,
         "samples_per_s": {str(k): round(v) for k, v in auto.batch_size_timings.items()},
     }
+    if compile:
+        record["compiled"] = compiled_speedup(
+            model, x, num_classes=num_classes, sigma=sigma, batch_size=batch_size,
+            precision=best["precision"], channels_last=best["channels_last"], rounds=rounds,
+            samples=measured["samples_per_round"], sound=sound,
+        )  # fmt: skip
     if disagreement_inputs:
         record["bf16_fp32_disagreement"] = disagreement(
             model, disagreement_inputs, sigma, disagreement_draws

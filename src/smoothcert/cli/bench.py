@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="measure counts() in sound mode (noise on the 8-bit grid; docs/certification.md)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also measure the fastest path with the base model compiled (certify --compile): "
+        "its speed-up over the eager model and the compilation's seconds",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if any)")
     parser.add_argument("--json", type=Path, default=None, help="also write the record here")
 
@@ -83,13 +89,18 @@ def run(args: argparse.Namespace) -> int:
     onnx = _common.runs_onnx(meta)
     if onnx:  # its graph fixes the arithmetic: no bf16 or channels-last paths to compare
         count = 0
+        if args.compile:
+            raise checks.ParameterError(
+                "compile",
+                "does not apply to an ONNX model (ONNX Runtime runs and optimizes its graph)",
+            )
     _common.cede_threads_to_onnx(meta)
     record = throughput.benchmark(
         model, torch.as_tensor(x), num_classes=meta["num_classes"], sigma=sigma,
         batch_size=args.batch, rounds=args.rounds, batches_per_round=args.batches_per_round,
         disagreement_inputs=[torch.as_tensor(dataset[i][0]) for i in range(count)],
         disagreement_draws=args.disagreement_draws, paths=[("fp32", False)] if onnx else None,
-        sound=args.sound,
+        sound=args.sound, compile=args.compile,
     )  # fmt: skip
     arch = meta.get("arch") or meta.get("source", {}).get("format")
     record = {"checkpoint": str(inputs.checkpoint or args.model), "arch": arch, **record}
@@ -133,6 +144,13 @@ def _table(record: dict, n: int) -> str:
         f"time per certificate at n={n:,}: {n / best:.1f} s at batch {record['batch_size']}"
         f" (about {n / max(auto_rate, best):.1f} s at the automatic batch size)",
     ]
+    c = record.get("compiled")
+    if c:
+        lines.append(
+            f"compiled (--compile) at {c['path']}: {c['compiled_samples_per_s']:.0f} samples/s, "
+            f"{c['speedup']:.2f}x eager ({c['eager_samples_per_s']:.0f}); compilation "
+            f"{c['compile_seconds']:.1f} s"
+        )
     d = record.get("bf16_fp32_disagreement")
     if d:
         lines.append(

@@ -450,9 +450,36 @@ def test_compile_certifies_like_the_eager_model_and_is_recorded(classifier, tmp_
     assert r.returncode != 0 and "compile" in r.stderr
 
 
-def test_compile_does_not_apply_to_an_onnx_model(onnx_classifier, tmp_path) -> None:
+def test_compile_does_not_apply_to_an_onnx_model(
+    onnx_classifier, classifier, identity_denoiser, tmp_path
+) -> None:
+    from smoothcert.models.adapters.export import export_onnx
+
+    d, _ = load_denoiser(identity_denoiser)
+    onnx_denoiser = export_onnx(d, tmp_path / "d.onnx", MNIST)
     out = tmp_path / "c.db"
-    r = smoothcert("certify", "--model", onnx_classifier, "--dataset", "mnist", *CERTIFY,
-                   "--compile", "--out", out, check=False)  # fmt: skip
-    assert r.returncode != 0 and not out.exists()
-    assert r.stderr.strip().count("\n") == 0 and "--compile" in r.stderr and "ONNX" in r.stderr
+    for model in (["--model", onnx_classifier], [classifier, "--denoiser", onnx_denoiser]):
+        r = smoothcert("certify", *model, "--dataset", "mnist", *CERTIFY, "--compile",
+                       "--out", out, check=False)  # fmt: skip
+        assert r.returncode != 0 and not out.exists()
+        assert r.stderr.strip().count("\n") == 0
+        assert "--compile" in r.stderr and "ONNX" in r.stderr
+        r = smoothcert("bench", *model, "--dataset", "mnist", "--sigma", str(SIGMA), "--compile",
+                       check=False)  # fmt: skip
+        assert r.returncode != 0 and r.stderr.strip().count("\n") == 0
+        assert "--compile" in r.stderr and "ONNX" in r.stderr
+
+
+def test_bench_measures_the_classifier_behind_its_denoiser(
+    classifier, identity_denoiser, tmp_path
+) -> None:
+    out = tmp_path / "bench.json"
+    proc = smoothcert(
+        "bench", classifier, "--denoiser", identity_denoiser, "--dataset", "mnist", "--rounds",
+        "1", "--batch", "32", "--batches-per-round", "1", "--disagreement-images", "0",
+        "--sigma", str(SIGMA), "--json", out,
+    )  # fmt: skip
+    record = json.loads(out.read_text())
+    assert record["arch"] == f"cnn3 behind the denoiser {identity_denoiser}"
+    assert record["arch"] in proc.stdout
+    assert all(p["counts_samples_per_s"] > 0 for p in record["paths"].values())

@@ -231,6 +231,10 @@ def load_inputs(args: argparse.Namespace, device: Any = None) -> Inputs:
     return Inputs(model, meta, dataset, checkpoint)
 
 
+#: Why --compile refuses a model run by ONNX Runtime (the classifier or the denoiser).
+ONNX_NOT_COMPILED = "does not apply to an ONNX model (ONNX Runtime runs and optimizes its graph)"
+
+
 def runs_onnx(meta: dict[str, Any]) -> bool:
     return meta.get("source", {}).get("runtime") == "onnxruntime"
 
@@ -406,9 +410,7 @@ def prepare_smoothed_run(
     sigma = resolve_sigma(meta, args.sigma)
     precision = resolve_precision_flag(args.precision, device, out, onnx=runs_onnx(meta))
     if args.compile and runs_onnx(meta):
-        raise checks.ParameterError(
-            "compile", "does not apply to an ONNX model (ONNX Runtime runs and optimizes its graph)"
-        )
+        raise checks.ParameterError("compile", ONNX_NOT_COMPILED)
     cede_threads_to_onnx(meta)
     if meta.get("sigma") not in (None, sigma):
         warn(
@@ -426,6 +428,8 @@ def prepare_smoothed_run(
         args, sigma=sigma, input_shape=tuple(inputs.dataset.info.input_shape), device=device,
         dataset_name=inputs.dataset.info.name,
     )  # fmt: skip
+    if args.compile and runs_onnx({"source": denoiser_config.get("denoiser", {})}):
+        raise checks.ParameterError("compile", ONNX_NOT_COMPILED)
     classifier = smoothed_classifier(
         args, inputs.model, meta, inputs.dataset, sigma, precision, denoiser=denoiser
     )

@@ -6,9 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from smoothcert.cli import _denoiser
+
 NAME = "bench"
 # Library parameters named otherwise than their flags.
-PARAMETER_FLAGS = {"batch_size": "--batch"}
+PARAMETER_FLAGS = {"batch_size": "--batch", **_denoiser.PARAMETER_FLAGS}
 HELP = "measure certification throughput of a checkpoint on this machine (samples/s per path)"
 DESCRIPTION = (
     "For each path (fp32 / bf16 autocast, with and without channels-last), measure the base "
@@ -22,6 +24,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from smoothcert.cli._common import add_model_options
+    from smoothcert.cli._denoiser import add_denoiser_options
 
     parser.add_argument(
         "checkpoint", type=Path, nargs="?", default=None,
@@ -63,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "its speed-up over the eager model and the compilation's seconds",
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if any)")
+    add_denoiser_options(parser)  # --denoiser: measure f∘D
     parser.add_argument("--json", type=Path, default=None, help="also write the record here")
 
 
@@ -86,15 +90,27 @@ def run(args: argparse.Namespace) -> int:
     sigma = resolve_sigma(meta, args.sigma)
     x, _ = dataset[0]
     count = min(args.disagreement_images, len(dataset))
-    onnx = _common.runs_onnx(meta)
-    if onnx:  # its graph fixes the arithmetic: no bf16 or channels-last paths to compare
+    from smoothcert._util.torch_helpers import model_device
+    from smoothcert.cli._denoiser import load_denoiser_arg
+
+    denoiser, denoiser_config, _ = load_denoiser_arg(
+        args, sigma=sigma, input_shape=tuple(dataset.info.input_shape),
+        device=model_device(model), dataset_name=dataset.info.name,
+    )  # fmt: skip
+    # a model run by ONNX Runtime (the classifier or the denoiser) fixes its own arithmetic:
+    # no bf16 or channels-last paths to compare, nothing to compile
+    onnx = _common.runs_onnx(meta) or _common.runs_onnx(
+        {"source": denoiser_config.get("denoiser", {})}
+    )
+    if onnx:
         count = 0
         if args.compile:
-            raise checks.ParameterError(
-                "compile",
-                "does not apply to an ONNX model (ONNX Runtime runs and optimizes its graph)",
-            )
+            raise checks.ParameterError("compile", _common.ONNX_NOT_COMPILED)
     _common.cede_threads_to_onnx(meta)
+    if denoiser is not None:
+        from smoothcert.certify.denoised import DenoisedClassifier
+
+        model = DenoisedClassifier(denoiser, model)
     record = throughput.benchmark(
         model, torch.as_tensor(x), num_classes=meta["num_classes"], sigma=sigma,
         batch_size=args.batch, rounds=args.rounds, batches_per_round=args.batches_per_round,
@@ -103,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         sound=args.sound, compile=args.compile,
     )  # fmt: skip
     arch = meta.get("arch") or meta.get("source", {}).get("format")
+    if denoiser is not None:
+        arch = f"{arch} behind the denoiser {args.denoiser}"
     record = {"checkpoint": str(inputs.checkpoint or args.model), "arch": arch, **record}
     print(_table(record, args.n))
     if args.json is not None:

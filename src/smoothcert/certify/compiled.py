@@ -36,7 +36,6 @@ class CompiledForward:
 
     def __init__(self, model: nn.Module, batch_size: int) -> None:
         self.batch_size = batch_size
-        self._model = model
         self._compiled = torch.compile(model, dynamic=False)
         self._ready = False
 

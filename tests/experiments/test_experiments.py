@@ -310,6 +310,12 @@ def test_time_left_follows_the_latest_pace_not_the_average_since_the_start(tmp_p
             store.add(idx, row)
     assert status.RECENT_ROWS == 50
     assert status._probe_rows(path, "200") == (100.0, "100/200 examples")
+    # every command that writes a row per example reports them, dcert included
+    from smoothcert.experiments.spec import Stage
+
+    for command in ("certify", "predict", "attack", "dcert"):
+        stage = Stage("s", "s", (command, "ckpt", "--max", "200", "--out", str(path)))
+        assert status._probe(stage) == (100.0, "100/200 examples"), command
 
 
 def _cli(argv: list[str]) -> int:

@@ -102,7 +102,7 @@ def _probe(stage: Stage) -> tuple[float | None, str]:
         return None, ""
     if command == "train":
         return _probe_training(Path(out), stage.option("--epochs"))
-    if command in ("certify", "predict", "attack"):
+    if command in ("certify", "predict", "attack", "dcert"):
         return _probe_rows(Path(out), stage.option("--max"))
     return None, ""
 

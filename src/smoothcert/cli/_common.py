@@ -239,6 +239,12 @@ def runs_onnx(meta: dict[str, Any]) -> bool:
     return meta.get("source", {}).get("runtime") == "onnxruntime"
 
 
+def runs_any_onnx(meta: dict[str, Any], denoiser_config: dict[str, Any]) -> bool:
+    """Whether ONNX Runtime runs the classifier (``meta``) or the ``--denoiser`` (the run-config
+    entries of :func:`smoothcert.cli._denoiser.load_denoiser_arg`)."""
+    return runs_onnx(meta) or runs_onnx({"source": denoiser_config.get("denoiser", {})})
+
+
 def cede_threads_to_onnx(meta: dict[str, Any]) -> None:
     """With an ONNX Runtime model, torch only draws the noise: one torch thread, so that idle
     OpenMP threads spinning after each draw do not take the cores from ONNX Runtime's own
@@ -409,8 +415,6 @@ def prepare_smoothed_run(
     meta = inputs.meta
     sigma = resolve_sigma(meta, args.sigma)
     precision = resolve_precision_flag(args.precision, device, out, onnx=runs_onnx(meta))
-    if args.compile and runs_onnx(meta):
-        raise checks.ParameterError("compile", ONNX_NOT_COMPILED)
     cede_threads_to_onnx(meta)
     if meta.get("sigma") not in (None, sigma):
         warn(
@@ -428,7 +432,7 @@ def prepare_smoothed_run(
         args, sigma=sigma, input_shape=tuple(inputs.dataset.info.input_shape), device=device,
         dataset_name=inputs.dataset.info.name,
     )  # fmt: skip
-    if args.compile and runs_onnx({"source": denoiser_config.get("denoiser", {})}):
+    if args.compile and runs_any_onnx(meta, denoiser_config):
         raise checks.ParameterError("compile", ONNX_NOT_COMPILED)
     classifier = smoothed_classifier(
         args, inputs.model, meta, inputs.dataset, sigma, precision, denoiser=denoiser

@@ -99,9 +99,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     # a model run by ONNX Runtime (the classifier or the denoiser) fixes its own arithmetic:
     # no bf16 or channels-last paths to compare, nothing to compile
-    onnx = _common.runs_onnx(meta) or _common.runs_onnx(
-        {"source": denoiser_config.get("denoiser", {})}
-    )
+    onnx = _common.runs_any_onnx(meta, denoiser_config)
     if onnx:
         count = 0
         if args.compile:
